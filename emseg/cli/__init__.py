@@ -1,0 +1,2 @@
+"""The `emseg` command line."""
+

@@ -1,0 +1,51 @@
+"""The `emseg` console entry point: one subcommand per job.
+
+Each subcommand lives in its own module of this package, exposing
+``register(subparsers)`` that adds its parser and sets ``handler=run``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+from collections.abc import Sequence
+
+from emseg import __version__
+from emseg.errors import EmsegError
+
+SUBCOMMAND_MODULES = ("emseg.cli.score",)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="emseg", description="Segment electron-microscopy images.")
+    parser.add_argument("--version", action="version", version=f"emseg {__version__}")
+    parser.add_argument("--debug", action="store_true", help="show the full traceback on errors")
+    subparsers = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    for module_name in SUBCOMMAND_MODULES:
+        importlib.import_module(module_name).register(subparsers)
+    return parser
+
+
+def run_with_clean_errors(func, debug: bool, prog: str = "emseg") -> int:  # type: ignore[no-untyped-def]
+    """Call ``func()``; turn an EmsegError into one ``error:`` line and exit status 2."""
+    try:
+        return int(func() or 0)
+    except EmsegError as exc:
+        if debug:
+            raise
+        print(f"{prog}: error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print(f"{prog}: interrupted", file=sys.stderr)
+        return 130
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    return run_with_clean_errors(lambda: args.handler(args), args.debug)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

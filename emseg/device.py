@@ -1,0 +1,39 @@
+"""Device choice and mixed precision: CUDA with AMP when present, else CPU, from one place."""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Iterator
+
+import torch
+
+from emseg.errors import EmsegError
+
+
+def select_device(name: str = "auto") -> torch.device:
+    """``auto`` picks CUDA when available; asking for ``cuda`` without one is an error."""
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if name == "cuda" and not torch.cuda.is_available():
+        raise EmsegError("device 'cuda' requested but no CUDA device is available (use auto or cpu)")
+    if name not in ("cpu", "cuda"):
+        raise EmsegError(f"unknown device {name!r} (auto, cpu, cuda)")
+    return torch.device(name)
+
+
+def amp_dtype(device: torch.device) -> torch.dtype:
+    return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
+
+
+def uses_amp(device: torch.device, enabled: bool) -> bool:
+    """AMP only on CUDA: on CPU autocast is slower for these convolutions."""
+    return enabled and device.type == "cuda"
+
+
+@contextlib.contextmanager
+def autocast(device: torch.device, enabled: bool) -> Iterator[None]:
+    if uses_amp(device, enabled):
+        with torch.autocast(device_type="cuda", dtype=amp_dtype(device)):
+            yield
+    else:
+        yield

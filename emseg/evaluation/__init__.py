@@ -1,0 +1,2 @@
+"""Evaluation: ISBI 2012 metrics and the evaluate stage."""
+

@@ -1,0 +1,2 @@
+"""Inference: sliding-window prediction shared by evaluate and `emseg predict`."""
+

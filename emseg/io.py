@@ -1,0 +1,170 @@
+"""Reading and writing image stacks, and atomic file output.
+
+Every reader returns a 3-D array ``(slices, height, width)`` and raises
+:class:`~emseg.errors.EmsegError` naming the file when it cannot.
+Every writer goes through :func:`atomic_output`, so a crash never leaves a
+half-written file under the final name.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import tifffile
+from PIL import Image
+
+from emseg.errors import EmsegError
+
+TIFF_SUFFIXES = (".tif", ".tiff")
+PNG_SUFFIXES = (".png",)
+JPEG_SUFFIXES = (".jpg", ".jpeg")
+IMAGE_SUFFIXES = TIFF_SUFFIXES + PNG_SUFFIXES + JPEG_SUFFIXES
+
+
+@contextlib.contextmanager
+def atomic_output(path: str | os.PathLike[str]) -> Iterator[Path]:
+    """Yield a temporary path beside ``path``; rename it onto ``path`` only on success."""
+    final = Path(path)
+    final.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp_name = tempfile.mkstemp(prefix=f".{final.name}.", suffix=".tmp", dir=final.parent)
+    os.close(fd)
+    tmp = Path(tmp_name)
+    try:
+        yield tmp
+        os.replace(tmp, final)
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
+def write_json(path: str | os.PathLike[str], data: Any) -> None:
+    with atomic_output(path) as tmp:
+        tmp.write_text(json.dumps(data, indent=2, sort_keys=False) + "\n")
+
+
+def read_json(path: str | os.PathLike[str]) -> Any:
+    path = Path(path)
+    try:
+        return json.loads(path.read_text())
+    except FileNotFoundError:
+        raise EmsegError(f"{path}: file not found") from None
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise EmsegError(f"{path}: not valid JSON ({exc})") from None
+
+
+def _to_grey(array: np.ndarray, path: Path, allow_rgb: bool) -> np.ndarray:
+    """Turn an RGB(A) slice or stack (channels last) into grey, or refuse it."""
+    if not allow_rgb:
+        raise EmsegError(f"{path}: has colour channels (shape {array.shape}); a grey image is required")
+    rgb = array[..., :3].astype(np.float64)
+    grey = rgb @ np.array([0.299, 0.587, 0.114])
+    if np.issubdtype(array.dtype, np.integer):
+        grey = np.clip(np.rint(grey), 0, np.iinfo(array.dtype).max).astype(array.dtype)
+    return grey.astype(array.dtype, copy=False)
+
+
+def _is_colour(array: np.ndarray) -> bool:
+    return array.ndim >= 3 and array.shape[-1] in (3, 4) and array.shape[-2] > 4
+
+
+def read_tiff(path: str | os.PathLike[str], allow_rgb: bool = False) -> np.ndarray:
+    """Read a single- or multi-page TIFF as ``(slices, height, width)``."""
+    path = Path(path)
+    if not path.is_file():
+        raise EmsegError(f"{path}: file not found")
+    if path.stat().st_size == 0:
+        raise EmsegError(f"{path}: file is empty")
+    try:
+        array = tifffile.imread(path)
+    except Exception as exc:  # tifffile raises many types for corrupt files
+        raise EmsegError(f"{path}: not a readable TIFF ({type(exc).__name__}: {exc})") from None
+    if _is_colour(array):
+        array = _to_grey(array, path, allow_rgb)
+    if array.ndim == 2:
+        array = array[np.newaxis]
+    if array.ndim != 3:
+        raise EmsegError(f"{path}: expected a 2-D image or 3-D stack, got shape {array.shape}")
+    _check_not_empty(array, path)
+    return array
+
+
+def read_image(path: str | os.PathLike[str], allow_rgb: bool = False) -> np.ndarray:
+    """Read one PNG/JPEG file as ``(1, height, width)``, 8- or 16-bit kept."""
+    path = Path(path)
+    if not path.is_file():
+        raise EmsegError(f"{path}: file not found")
+    try:
+        with Image.open(path) as img:
+            img.load()
+            if img.mode == "P":
+                img = img.convert("RGBA" if "transparency" in img.info else "RGB")
+            if img.mode == "I;16B":
+                img = img.convert("I;16")
+            array = np.asarray(img)
+    except Exception as exc:
+        raise EmsegError(f"{path}: not a readable image ({type(exc).__name__}: {exc})") from None
+    if img.mode == "I":  # Pillow opens 16-bit PNGs as 32-bit "I"; values fit in uint16
+        array = array.astype(np.uint16)
+    if img.mode == "LA":
+        array = array[..., 0]
+    if _is_colour(array):
+        array = _to_grey(array, path, allow_rgb)
+    if array.ndim != 2:
+        raise EmsegError(f"{path}: expected a 2-D image, got shape {array.shape}")
+    _check_not_empty(array, path)
+    return array[np.newaxis]
+
+
+def _check_not_empty(array: np.ndarray, path: Path) -> None:
+    if array.size == 0:
+        raise EmsegError(f"{path}: image has zero size (shape {array.shape})")
+
+
+def list_images(folder: str | os.PathLike[str]) -> list[Path]:
+    """The image files of a folder, sorted by name."""
+    folder = Path(folder)
+    if not folder.is_dir():
+        raise EmsegError(f"{folder}: folder not found")
+    return sorted(p for p in folder.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file())
+
+
+def read_stack(path: str | os.PathLike[str], allow_rgb: bool = False) -> np.ndarray:
+    """Read a TIFF (stack), one PNG/JPEG, or a folder of slices, as ``(slices, H, W)``."""
+    path = Path(path)
+    if path.is_dir():
+        files = list_images(path)
+        if not files:
+            raise EmsegError(f"{path}: folder holds no image files ({', '.join(IMAGE_SUFFIXES)})")
+        slices = [read_stack(f, allow_rgb) for f in files]
+        shapes = {s.shape[1:] for s in slices}
+        if len(shapes) > 1:
+            raise EmsegError(f"{path}: slices differ in shape {sorted(shapes)}")
+        return np.concatenate(slices, axis=0)
+    suffix = path.suffix.lower()
+    if suffix in TIFF_SUFFIXES:
+        return read_tiff(path, allow_rgb)
+    if suffix in PNG_SUFFIXES + JPEG_SUFFIXES:
+        return read_image(path, allow_rgb)
+    if not path.exists():
+        raise EmsegError(f"{path}: file not found")
+    raise EmsegError(f"{path}: unsupported file type '{path.suffix}' (use {', '.join(IMAGE_SUFFIXES)})")
+
+
+def write_png(path: str | os.PathLike[str], image: np.ndarray) -> None:
+    """Write a 2-D uint8 or uint16 slice as a lossless PNG."""
+    if image.ndim != 2 or image.dtype not in (np.uint8, np.uint16):
+        raise EmsegError(f"{path}: PNG slices must be 2-D uint8 or uint16, got {image.dtype} {image.shape}")
+    with atomic_output(path) as tmp:
+        Image.fromarray(image).save(tmp, format="PNG")
+
+
+def write_tiff(path: str | os.PathLike[str], stack: np.ndarray) -> None:
+    """Write a 2-D image or 3-D stack as an uncompressed TIFF that ImageJ/Fiji opens as a stack."""
+    with atomic_output(path) as tmp:
+        tifffile.imwrite(tmp, stack, imagej=stack.dtype in (np.uint8, np.uint16, np.float32), photometric="minisblack")

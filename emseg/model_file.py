@@ -1,0 +1,94 @@
+"""The emseg model file: weights plus everything needed to apply them.
+
+It holds only tensors and plain Python values, so it loads with
+``torch.load(..., weights_only=True)``: a file that would need arbitrary unpickling
+(and so could run code) is refused.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from emseg.errors import EmsegError
+from emseg.io import atomic_output
+from emseg.networks import IN_CHANNELS, OUT_CHANNELS, build_network
+
+FORMAT = "emseg-model"
+FORMAT_VERSION = 1
+
+
+@dataclass
+class ModelConfig:
+    arch: str
+    kwargs: dict[str, Any]
+    normalization: dict[str, Any]
+    patch_size: int
+    in_channels: int = IN_CHANNELS
+    out_channels: int = OUT_CHANNELS
+    target: str = "membrane"
+    info: dict[str, Any] = field(default_factory=dict)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "arch": self.arch,
+            "kwargs": self.kwargs,
+            "normalization": self.normalization,
+            "patch_size": self.patch_size,
+            "in_channels": self.in_channels,
+            "out_channels": self.out_channels,
+            "target": self.target,
+            "info": self.info,
+        }
+
+
+def save_model(path: str | os.PathLike[str], model: nn.Module, config: ModelConfig) -> None:
+    state = {key: value.detach().cpu() for key, value in model.state_dict().items()}
+    payload = {"format": FORMAT, "version": FORMAT_VERSION, "config": config.to_dict(), "state_dict": state}
+    with atomic_output(path) as tmp:
+        torch.save(payload, tmp)
+
+
+def read_model_file(path: str | os.PathLike[str]) -> dict[str, Any]:
+    """Load the raw payload safely and check it is an emseg model."""
+    path = Path(path)
+    if not path.is_file():
+        raise EmsegError(f"{path}: model file not found")
+    try:
+        payload = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:  # weights_only refusals are UnpicklingError; corrupt files vary
+        reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        if "weights_only" in str(exc) or "Unsupported global" in str(exc):
+            reason = "it holds objects other than tensors and plain values, refused for safety"
+        raise EmsegError(f"{path}: not a loadable emseg model ({reason})") from None
+    if not isinstance(payload, dict) or payload.get("format") != FORMAT:
+        raise EmsegError(f"{path}: not an emseg model file (no '{FORMAT}' header)")
+    if payload.get("version") != FORMAT_VERSION:
+        raise EmsegError(f"{path}: emseg model format version {payload.get('version')} is not supported (need {FORMAT_VERSION})")
+    return payload
+
+
+def load_model(path: str | os.PathLike[str], device: torch.device | str = "cpu") -> tuple[nn.Module, ModelConfig]:
+    """Rebuild the network from the file's config and load its weights, in eval mode."""
+    payload = read_model_file(path)
+    raw = payload["config"]
+    try:
+        config = ModelConfig(**raw)
+    except TypeError as exc:
+        raise EmsegError(f"{path}: malformed model config ({exc})") from None
+    if config.in_channels != IN_CHANNELS or config.out_channels != OUT_CHANNELS:
+        raise EmsegError(
+            f"{path}: model takes {config.in_channels} input / {config.out_channels} output channels; "
+            f"emseg segments {IN_CHANNELS}-channel grey images into {OUT_CHANNELS} membrane map"
+        )
+    model = build_network(config.arch, config.kwargs)
+    try:
+        model.load_state_dict(payload["state_dict"])
+    except RuntimeError as exc:
+        raise EmsegError(f"{path}: weights do not fit architecture {config.arch!r} ({str(exc).splitlines()[0]})") from None
+    return model.to(device).eval(), config

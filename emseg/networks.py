@@ -1,0 +1,126 @@
+"""The registry of 2-D MONAI segmentation networks, keyed by the name used in ``params.yaml``.
+
+``build_network(arch, kwargs)`` is the only way the pipeline makes a model: it checks the
+name and every argument against the constructor before anything else runs, fills in the
+defaults chosen for 512x512 EM slices (1 input channel, 1 output channel: membrane
+logits), and wraps the network so that any input size works (padded to the network's
+divisibility, cropped back).
+"""
+
+from __future__ import annotations
+
+import inspect
+import math
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from monai.networks import nets
+from torch import nn
+
+from emseg.errors import EmsegError
+
+SPATIAL_DIMS = 2
+IN_CHANNELS = 1
+OUT_CHANNELS = 1
+#: Arguments fixed by the task, not settable from params.
+_FIXED = ("spatial_dims", "in_channels", "out_channels")
+
+
+@dataclass(frozen=True)
+class NetworkSpec:
+    constructor: Callable[..., nn.Module]
+    defaults: dict[str, Any]
+    #: input sizes must be multiples of this, computed from the final arguments
+    divisor: Callable[[dict[str, Any]], int]
+    description: str = ""
+    fixed: dict[str, Any] = field(default_factory=dict)
+
+
+def _stride_product(kwargs: dict[str, Any]) -> int:
+    return int(math.prod(int(s) for s in kwargs["strides"]))
+
+
+REGISTRY: dict[str, NetworkSpec] = {
+    "unet": NetworkSpec(
+        nets.UNet,
+        {"channels": [16, 32, 64, 128, 256], "strides": [2, 2, 2, 2], "num_res_units": 2, "dropout": 0.0},
+        _stride_product,
+        "MONAI UNet with residual units (Kerfoot et al. 2018)",
+    ),
+    "basic_unet": NetworkSpec(
+        nets.BasicUNet,
+        {"features": [16, 16, 32, 64, 128, 16], "dropout": 0.0},
+        lambda kw: 16,
+        "the original U-Net layout (two 3x3 convs per level, max-pool down)",
+    ),
+    "attention_unet": NetworkSpec(
+        nets.AttentionUnet,
+        {"channels": [16, 32, 64, 128, 256], "strides": [2, 2, 2, 2], "dropout": 0.0},
+        _stride_product,
+        "U-Net with attention gates on the skip connections (Oktay et al. 2018)",
+    ),
+    "segresnet": NetworkSpec(
+        nets.SegResNet,
+        {"init_filters": 16, "blocks_down": [1, 2, 2, 4], "blocks_up": [1, 1, 1], "dropout_prob": None},
+        lambda kw: 2 ** (len(kw["blocks_down"]) - 1),
+        "residual encoder-decoder (Myronenko 2018)",
+    ),
+}
+
+
+def available() -> list[str]:
+    return sorted(REGISTRY)
+
+
+def resolve_kwargs(arch: str, overrides: dict[str, Any] | None = None) -> dict[str, Any]:
+    """The registry defaults updated by ``overrides``, every name checked against the constructor."""
+    if arch not in REGISTRY:
+        raise EmsegError(f"params model.arch: unknown architecture {arch!r}; registered: {', '.join(available())}")
+    spec = REGISTRY[arch]
+    overrides = dict(overrides or {})
+    accepted = [name for name in inspect.signature(spec.constructor).parameters if name not in ("self", *_FIXED)]
+    bad = sorted(set(overrides) - set(accepted))
+    if bad:
+        raise EmsegError(f"params model.{arch}: {', '.join(bad)} not accepted by {spec.constructor.__name__}; valid: {', '.join(accepted)}")
+    return {**spec.defaults, **overrides}
+
+
+class PadToMultiple(nn.Module):
+    """Pad the input (reflect) up to a multiple of ``divisor`` and crop the output back."""
+
+    def __init__(self, net: nn.Module, divisor: int) -> None:
+        super().__init__()
+        self.net = net
+        self.divisor = int(divisor)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if x.ndim != 4:
+            raise ValueError(f"expected a (batch, channel, height, width) tensor, got shape {tuple(x.shape)}")
+        height, width = x.shape[-2:]
+        pad_h = (-height) % self.divisor
+        pad_w = (-width) % self.divisor
+        if pad_h or pad_w:
+            mode = "reflect" if pad_h < height and pad_w < width else "replicate"
+            x = F.pad(x, (0, pad_w, 0, pad_h), mode=mode)
+        out = self.net(x)
+        if isinstance(out, (list, tuple)):  # deep-supervision heads: the first is full resolution
+            out = out[0]
+        return out[..., :height, :width]
+
+
+def build_network(arch: str, overrides: dict[str, Any] | None = None) -> PadToMultiple:
+    """Construct the registered network ``arch`` for 1-channel 2-D input and 1 output channel."""
+    kwargs = resolve_kwargs(arch, overrides)
+    spec = REGISTRY[arch]
+    try:
+        net = spec.constructor(spatial_dims=SPATIAL_DIMS, in_channels=IN_CHANNELS, out_channels=OUT_CHANNELS, **kwargs)
+    except (TypeError, ValueError, AssertionError) as exc:
+        raise EmsegError(f"params model.{arch}: invalid arguments ({exc})") from None
+    return PadToMultiple(net, spec.divisor(kwargs))
+
+
+def count_parameters(model: nn.Module) -> int:
+    return sum(p.numel() for p in model.parameters())

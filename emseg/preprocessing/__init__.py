@@ -1,0 +1,2 @@
+"""Preprocessing: fetch, convert, split and augment the raw stacks."""
+

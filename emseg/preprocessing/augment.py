@@ -1,0 +1,152 @@
+"""Seeded, materialised augmentation of the training slices with MONAI dictionary transforms.
+
+Elastic deformation (as in the U-Net paper: random displacements on a coarse grid,
+smoothly interpolated), flips, 90-degree rotations and intensity changes (gamma,
+contrast, noise, blur) are built from ``params.yaml: augment`` in :func:`build_transforms`,
+the one list of them. Image and label go through the same spatial transforms; the label
+with nearest-neighbour interpolation, so it stays binary.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import numpy as np
+import torch
+from monai.transforms import (
+    Compose,
+    Rand2DElasticd,
+    RandAdjustContrastd,
+    RandFlipd,
+    RandGaussianNoised,
+    RandGaussianSmoothd,
+    RandRotate90d,
+    RandScaleIntensityFixedMeand,
+)
+from monai.transforms.transform import MapTransform, Transform
+from PIL import Image
+
+from emseg.io import atomic_output, write_png
+from emseg.params import AugmentParams
+
+IMAGE, LABEL = "image", "label"
+
+
+class ClipIntensityd(MapTransform):
+    """Keep augmented intensities in the [0, 1] range they are stored in."""
+
+    def __call__(self, data: dict) -> dict:
+        out = dict(data)
+        for key in self.key_iterator(out):
+            out[key] = out[key].clamp(0.0, 1.0) if isinstance(out[key], torch.Tensor) else np.clip(out[key], 0.0, 1.0)
+        return out
+
+
+def build_transforms(params: AugmentParams) -> Compose:
+    """The augmentation pipeline for ``{"image": (1,H,W) float in [0,1], "label": (1,H,W)}``."""
+    elastic = params.elastic
+    spatial: list[Transform] = []
+    if elastic.prob > 0:
+        spatial.append(
+            Rand2DElasticd(
+                keys=[IMAGE, LABEL],
+                spacing=(elastic.grid_spacing, elastic.grid_spacing),
+                magnitude_range=elastic.magnitude,
+                prob=elastic.prob,
+                rotate_range=elastic.rotate_range or None,
+                scale_range=(elastic.scale_range, elastic.scale_range) if elastic.scale_range else None,
+                mode=["bilinear", "nearest"],
+                padding_mode="reflection",
+            )
+        )
+    spatial += [
+        RandFlipd(keys=[IMAGE, LABEL], prob=params.flip_prob, spatial_axis=0),
+        RandFlipd(keys=[IMAGE, LABEL], prob=params.flip_prob, spatial_axis=1),
+        RandRotate90d(keys=[IMAGE, LABEL], prob=params.rotate90_prob, max_k=3),
+    ]
+    intensity: list[Transform] = [
+        RandAdjustContrastd(keys=IMAGE, prob=params.gamma.prob, gamma=params.gamma.range),
+        RandScaleIntensityFixedMeand(
+            keys=IMAGE, prob=params.contrast.prob, factors=(params.contrast.range[0] - 1.0, params.contrast.range[1] - 1.0)
+        ),
+        RandGaussianNoised(keys=IMAGE, prob=params.noise.prob, mean=0.0, std=params.noise.std, sample_std=True),
+        RandGaussianSmoothd(keys=IMAGE, prob=params.blur.prob, sigma_x=params.blur.range, sigma_y=params.blur.range),
+        ClipIntensityd(keys=IMAGE),
+    ]
+    return Compose(spatial + intensity)
+
+
+def _as_float(image: np.ndarray) -> tuple[np.ndarray, float]:
+    scale = float(np.iinfo(image.dtype).max)
+    return (image.astype(np.float32) / scale)[np.newaxis], scale
+
+
+def augment_slices(
+    images: list[np.ndarray],
+    labels: list[np.ndarray],
+    params: AugmentParams,
+    seed: int,
+) -> list[tuple[int, np.ndarray, np.ndarray]]:
+    """Return ``copies`` augmented ``(source index, image, label)`` per slice, same dtypes as the input."""
+    transforms = build_transforms(params)
+    transforms.set_random_state(seed=seed)
+    results = []
+    for index, (image, label) in enumerate(zip(images, labels)):
+        float_image, scale = _as_float(image)
+        for _ in range(params.copies):
+            sample = transforms({IMAGE: torch.from_numpy(float_image), LABEL: torch.from_numpy(label[np.newaxis].copy())})
+            aug_image = np.asarray(sample[IMAGE])[0]
+            aug_label = np.asarray(sample[LABEL])[0]
+            results.append(
+                (index, np.rint(aug_image * scale).astype(image.dtype), np.where(aug_label > 0, label.max(), 0).astype(label.dtype))
+            )
+    return results
+
+
+def write_augmented(samples: list[tuple[int, np.ndarray, np.ndarray]], slice_ids: list[int], out_dir: str | os.PathLike[str]) -> list[str]:
+    """Write samples as ``images/`` and ``labels/`` PNG pairs named after their source slice."""
+    out = Path(out_dir)
+    names = []
+    copy_counter: dict[int, int] = {}
+    for source, image, label in samples:
+        copy = copy_counter.get(source, 0)
+        copy_counter[source] = copy + 1
+        name = f"slice_{slice_ids[source]:03d}_aug_{copy:02d}.png"
+        write_png(out / "images" / name, image)
+        write_png(out / "labels" / name, label)
+        names.append(name)
+    return names
+
+
+def _to_uint8(image: np.ndarray) -> np.ndarray:
+    if image.dtype == np.uint8:
+        return image
+    return (image.astype(np.float64) / np.iinfo(image.dtype).max * 255).round().astype(np.uint8)
+
+
+def _with_membrane(image: np.ndarray, label: np.ndarray) -> np.ndarray:
+    """Grey image with the label's membrane pixels tinted red."""
+    grey = _to_uint8(image)
+    rgb = np.stack([grey] * 3, axis=-1).astype(np.float32)
+    membrane = label == 0
+    rgb[membrane] = 0.5 * rgb[membrane] + 0.5 * np.array([255, 0, 0])
+    return rgb.astype(np.uint8)
+
+
+def write_preview(
+    originals: list[tuple[np.ndarray, np.ndarray]],
+    augmented: list[tuple[np.ndarray, np.ndarray]],
+    path: str | os.PathLike[str],
+    tile: int = 256,
+) -> None:
+    """A grid PNG: one row per sample, original | augmented, membranes tinted red."""
+    rows = []
+    for (image, label), (aug_image, aug_label) in zip(originals, augmented):
+        pair = [_with_membrane(image, label), _with_membrane(aug_image, aug_label)]
+        cells = [np.asarray(Image.fromarray(p).resize((tile, tile), Image.Resampling.BILINEAR)) for p in pair]
+        rows.append(np.concatenate([cells[0], np.full((tile, 4, 3), 255, np.uint8), cells[1]], axis=1))
+    gap = np.full((4, rows[0].shape[1], 3), 255, np.uint8)
+    grid = np.concatenate([part for row in rows for part in (row, gap)][:-1], axis=0)
+    with atomic_output(path) as tmp:
+        Image.fromarray(grid).save(tmp, format="PNG")

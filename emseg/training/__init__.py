@@ -1,0 +1,2 @@
+"""Training: losses, the training loop and its checkpoints."""
+

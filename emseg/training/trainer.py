@@ -1,0 +1,171 @@
+"""The training loop: random patches, a registered network, a loss, Adam(W), an LR schedule.
+
+Validation runs every ``val_every`` steps on the full validation slices through the
+shared sliding-window path and the ISBI metrics; the checkpoint with the best
+validation V_rand is kept. dvclive logs loss, validation metrics, learning rate and
+throughput (and on CUDA the GPU memory and utilisation, through dvclive's own system
+monitor).
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import random
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from dvclive import Live
+from torch import nn
+
+from emseg.dataset import PatchSampler, membrane_target
+from emseg.device import amp_dtype, autocast, select_device, uses_amp
+from emseg.evaluation.metrics import membrane_to_cell, score
+from emseg.inference.sliding_window import predict_membrane
+from emseg.model_file import ModelConfig, save_model
+from emseg.networks import build_network, count_parameters, resolve_kwargs
+from emseg.normalization import DEFAULT_NORMALIZATION
+from emseg.params import ModelParams, TrainParams
+from emseg.training.losses import build_loss
+
+_LOGIT_EPS = 1e-6
+
+
+@dataclass
+class TrainingData:
+    train_images: list[np.ndarray]
+    train_labels: list[np.ndarray]
+    val_images: list[np.ndarray]
+    val_labels: list[np.ndarray]
+
+
+def seed_everything(seed: int) -> None:
+    random.seed(seed)
+    np.random.seed(seed)
+    torch.manual_seed(seed)
+
+
+def lr_factor(step: int, total: int, schedule: str, warmup: int) -> float:
+    """Multiplier of the base learning rate at ``step`` (0-based)."""
+    if warmup and step < warmup:
+        return (step + 1) / warmup
+    progress = (step - warmup) / max(1, total - warmup)
+    if schedule == "cosine":
+        return 0.5 * (1.0 + math.cos(math.pi * min(1.0, progress)))
+    if schedule == "poly":
+        return (1.0 - min(1.0, progress)) ** 0.9
+    return 1.0
+
+
+def build_optimizer(model: nn.Module, params: TrainParams) -> torch.optim.Optimizer:
+    optimizer_class = {"adam": torch.optim.Adam, "adamw": torch.optim.AdamW}[params.optimizer]
+    return optimizer_class(model.parameters(), lr=params.lr, weight_decay=params.weight_decay)
+
+
+def validate(
+    model: nn.Module,
+    loss_fn: nn.Module,
+    images: list[np.ndarray],
+    labels: list[np.ndarray],
+    patch_size: int,
+    device: torch.device,
+    amp: bool,
+) -> dict[str, float]:
+    """Full-slice validation: loss, and the ISBI metrics of the membrane map."""
+    model.eval()
+    probabilities = [predict_membrane(model, image, patch_size, DEFAULT_NORMALIZATION, device=device, amp=amp) for image in images]
+    model.train()
+    losses = []
+    for proba, label in zip(probabilities, labels):
+        p = torch.from_numpy(proba).clamp(_LOGIT_EPS, 1 - _LOGIT_EPS)
+        logits = torch.log(p) - torch.log1p(-p)
+        target = torch.from_numpy(membrane_target(label))
+        losses.append(float(loss_fn(logits[None, None], target[None, None])))
+    result = score(np.stack(labels), membrane_to_cell(np.stack(probabilities)))
+    return {
+        "loss": float(np.mean(losses)),
+        "v_rand": result.v_rand,
+        "v_info": result.v_info,
+        "pixel_error": result.pixel_error,
+        "dice": result.dice,
+    }
+
+
+def _set_lr(optimizer: torch.optim.Optimizer, lr: float) -> None:
+    for group in optimizer.param_groups:
+        group["lr"] = lr
+
+
+def train(
+    data: TrainingData,
+    model_params: ModelParams,
+    params: TrainParams,
+    seed: int,
+    model_path: str | os.PathLike[str],
+    live_dir: str | os.PathLike[str],
+) -> dict[str, Any]:
+    """Train, keep the best-validation model at ``model_path``; return a summary."""
+    device = select_device(params.device)
+    if params.threads:
+        torch.set_num_threads(params.threads)
+    seed_everything(seed)
+    arch = model_params.arch
+    # the full argument set, defaults included, goes into the model file
+    kwargs = resolve_kwargs(arch, model_params.kwargs_for(arch))
+    model = build_network(arch, kwargs).to(device)
+    sampler = PatchSampler.from_arrays(data.train_images, data.train_labels, params.patch_size, params.random_dihedral, seed)
+    loss_fn = build_loss(params.loss)
+    optimizer = build_optimizer(model, params)
+    use_amp = uses_amp(device, params.amp)
+    scaler = torch.amp.GradScaler("cuda", enabled=use_amp and amp_dtype(device) == torch.float16)
+    config = ModelConfig(arch, kwargs, dict(DEFAULT_NORMALIZATION), params.patch_size)
+
+    best: dict[str, float] = {"v_rand": -1.0}
+    best_step = -1
+    model.train()
+    with Live(dir=str(live_dir), dvcyaml=None, save_dvc_exp=False, monitor_system=device.type == "cuda") as live:
+        live.log_params({"arch": arch, "parameters": count_parameters(model), "device": str(device), "amp": use_amp})
+        window_loss, window_count, window_start = 0.0, 0, time.perf_counter()
+        for step in range(params.steps):
+            lr = params.lr * lr_factor(step, params.steps, params.schedule, params.warmup_steps)
+            _set_lr(optimizer, lr)
+            x, y = sampler.sample(params.batch_size)
+            x, y = x.to(device, non_blocking=True), y.to(device, non_blocking=True)
+            optimizer.zero_grad(set_to_none=True)
+            with autocast(device, params.amp):
+                logits = model(x)
+            loss = loss_fn(logits.float(), y)
+            scaler.scale(loss).backward()
+            scaler.step(optimizer)
+            scaler.update()
+            window_loss += float(loss.detach())
+            window_count += 1
+
+            done = step + 1
+            is_val = done % params.val_every == 0 or done == params.steps
+            if done % params.log_every == 0 or is_val:
+                elapsed = time.perf_counter() - window_start
+                live.step = done
+                live.log_metric("train/loss", window_loss / window_count)
+                live.log_metric("train/lr", lr)
+                live.log_metric("train/patches_per_s", window_count * params.batch_size / max(elapsed, 1e-9))
+                if device.type == "cuda":
+                    live.log_metric("gpu/max_allocated_gib", torch.cuda.max_memory_allocated(device) / 2**30)
+                if is_val:
+                    metrics = validate(model, loss_fn, data.val_images, data.val_labels, params.patch_size, device, params.amp)
+                    for name, value in metrics.items():
+                        live.log_metric(f"val/{name}", value)
+                    if metrics["v_rand"] > best["v_rand"]:
+                        best, best_step = metrics, done
+                        config.info = {"step": done, "val": metrics, "steps": params.steps, "seed": seed}
+                        save_model(model_path, model, config)
+                live.next_step()
+                window_loss, window_count, window_start = 0.0, 0, time.perf_counter()
+        live.summary["best_step"] = best_step
+        for name, value in best.items():
+            live.summary[f"best_val/{name}"] = value
+    return {"best_step": best_step, "best_val": best, "parameters": count_parameters(model), "device": str(device)}

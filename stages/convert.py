@@ -1,0 +1,18 @@
+"""Stage convert: each raw TIFF stack -> one lossless PNG per slice, verified."""
+
+from emseg.preprocessing.convert import convert
+from emseg.preprocessing.fetch import RAW_NAMES
+from emseg.stage import run_stage, stage_parser
+
+parser = stage_parser("convert", __doc__)
+parser.add_argument("--raw", required=True, help="folder of the fetched stacks")
+parser.add_argument("--out", required=True, help="folder for the PNG slices")
+
+
+def body(args, params):
+    for folder, count in convert(args.raw, args.out, RAW_NAMES).items():
+        print(f"wrote {count} slices to {args.out}/{folder}")
+
+
+if __name__ == "__main__":
+    run_stage(parser, body)

@@ -1,0 +1,22 @@
+"""Stage split: train / validation / test lists of the labelled slices, seeded."""
+
+from emseg.dataset import TRAIN_IMAGES
+from emseg.io import list_images, write_json
+from emseg.preprocessing.split import make_split
+from emseg.stage import run_stage, stage_parser
+
+parser = stage_parser("split", __doc__)
+parser.add_argument("--png", required=True, help="folder of the converted PNG slices")
+parser.add_argument("--out", required=True, help="the split JSON file to write")
+
+
+def body(args, params):
+    n_slices = len(list_images(f"{args.png}/{TRAIN_IMAGES}"))
+    split = params.split
+    parts = make_split(n_slices, split.strategy, split.test_size, split.val_size, params.base.seed, split.n_folds, split.fold)
+    write_json(args.out, {"strategy": split.strategy, "seed": params.base.seed, **parts})
+    print(", ".join(f"{name}: {len(ids)} slices {ids[0]}..{ids[-1]}" for name, ids in parts.items()))
+
+
+if __name__ == "__main__":
+    run_stage(parser, body)

@@ -1,0 +1,36 @@
+"""Stage train: train the network named in params model on the training (+ augmented) slices."""
+
+from emseg.dataset import read_augmented, read_labelled
+from emseg.networks import resolve_kwargs
+from emseg.preprocessing.split import read_split
+from emseg.stage import run_stage, stage_parser
+from emseg.training.losses import build_loss
+from emseg.training.trainer import TrainingData, train
+
+parser = stage_parser("train", __doc__)
+parser.add_argument("--png", required=True, help="folder of the converted PNG slices")
+parser.add_argument("--split", required=True, help="split JSON")
+parser.add_argument("--augmented", required=True, help="folder of augmented training slices")
+parser.add_argument("--model", required=True, help="model file to write")
+parser.add_argument("--live", required=True, help="dvclive output folder")
+
+
+def body(args, params):
+    # fail on a bad architecture, argument or loss before any data is loaded
+    resolve_kwargs(params.model.arch, params.model.kwargs_for(params.model.arch))
+    build_loss(params.train.loss)
+    split = read_split(args.split)
+    train_images, train_labels = read_labelled(args.png, split["train"])
+    aug_images, aug_labels = read_augmented(args.augmented)
+    val_images, val_labels = read_labelled(args.png, split["val"])
+    data = TrainingData(train_images + aug_images, train_labels + aug_labels, val_images, val_labels)
+    result = train(data, params.model, params.train, params.base.seed, args.model, args.live)
+    best = result["best_val"]
+    print(
+        f"trained {params.model.arch} ({result['parameters']:,} parameters) on {result['device']}: "
+        f"best validation V_rand {best['v_rand']:.4f} at step {result['best_step']}"
+    )
+
+
+if __name__ == "__main__":
+    run_stage(parser, body)
