@@ -1,0 +1,111 @@
+"""Time ``emseg.evaluation.metrics.score`` on the real ISBI-2012 training labels.
+
+The proposal is a seeded, blurred and noised version of the labels (cell probability),
+scored at the 11 ISBI thresholds.  Prints the numba compile / cache-load time of the
+first call separately, then the median of a few timed repeats, for the 30 slices of
+512x512 and for one 2048x2048 slice (a 4x4 mosaic of label slices).
+
+    python benchmarks/bench_score.py            # full run
+    python benchmarks/bench_score.py --quick    # 5 slices, one repeat
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import tifffile
+from scipy import ndimage
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+DEFAULT_LABELS = REPO_ROOT.parent / "shared" / "isbi2012" / "train-labels.tif"
+
+
+def make_proposal(labels: np.ndarray, seed: int = 0, sigma: float = 1.5, noise: float = 0.15) -> np.ndarray:
+    """A plausible cell-probability map: blurred labels plus Gaussian noise, clipped to [0, 1]."""
+    rng = np.random.default_rng(seed)
+    cell = (labels > 0).astype(np.float32)
+    blurred = np.stack([ndimage.gaussian_filter(s, sigma) for s in cell])
+    noisy = blurred + rng.normal(0.0, noise, size=blurred.shape).astype(np.float32)
+    return np.clip(noisy, 0.0, 1.0).astype(np.float32)
+
+
+def timed(func, repeats: int) -> list[float]:
+    times = []
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        func()
+        times.append(time.perf_counter() - t0)
+    return times
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--labels", type=Path, default=DEFAULT_LABELS, help="ISBI train-labels.tif")
+    parser.add_argument("--quick", action="store_true", help="5 slices, one repeat")
+    parser.add_argument("--repeats", type=int, default=None, help="timed repeats (default 3, 1 with --quick)")
+    parser.add_argument("--workers", type=int, default=None, help="threads (default: all cores)")
+    args = parser.parse_args(argv)
+
+    if not args.labels.is_file():
+        print(f"bench_score: {args.labels}: file not found", file=sys.stderr)
+        return 2
+    repeats = args.repeats or (1 if args.quick else 3)
+    labels = tifffile.imread(args.labels)
+    if args.quick:
+        labels = labels[:5]
+    proba = make_proposal(labels)
+
+    t0 = time.perf_counter()
+    import emseg.evaluation.metrics as metrics  # noqa: PLC0415  (import time reported)
+
+    t_import = time.perf_counter() - t0
+    # first call: numba compiles (or loads its on-disk cache) -- reported separately
+    t0 = time.perf_counter()
+    metrics.score(labels[:1, :64, :64], proba[:1, :64, :64], workers=1)
+    t_first = time.perf_counter() - t0
+
+    result = None
+
+    def run_stack() -> None:
+        nonlocal result
+        result = metrics.score(labels, proba, workers=args.workers)
+
+    times = timed(run_stack, repeats)
+    assert result is not None
+    n, h, w = labels.shape
+    print(f"import: {t_import:.2f} s; numba compile/cache load (first call): {t_first:.2f} s")
+    print(
+        f"stack {n}x{h}x{w}, {len(metrics.ISBI_THRESHOLDS)} thresholds: "
+        f"median {statistics.median(times):.3f} s over {repeats} run(s) {[round(t, 3) for t in times]}"
+    )
+    print(
+        f"  V_rand {result.v_rand:.6f} (t={result.threshold:.3f})  V_info {result.v_info:.6f}  "
+        f"pixel error {result.pixel_error:.6f}"
+    )
+
+    tiles = [labels[i % n] for i in range(16)]
+    big_labels = np.block([[tiles[r * 4 + c] for c in range(4)] for r in range(4)])[np.newaxis]
+    big_proba = make_proposal(big_labels, seed=1)
+    big_result = None
+
+    def run_big() -> None:
+        nonlocal big_result
+        big_result = metrics.score(big_labels, big_proba, workers=args.workers)
+
+    times_big = timed(run_big, repeats)
+    assert big_result is not None
+    print(
+        f"one {big_labels.shape[1]}x{big_labels.shape[2]} slice, {len(metrics.ISBI_THRESHOLDS)} thresholds: "
+        f"median {statistics.median(times_big):.3f} s over {repeats} run(s)"
+    )
+    print(f"  V_rand {big_result.v_rand:.6f}  V_info {big_result.v_info:.6f}  pixel error {big_result.pixel_error:.6f}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,618 @@
+"""Tests of emseg.evaluation.metrics (the ISBI-2012 / Fiji scorer).
+
+Expected values are either worked out by hand in the test (closed forms), computed
+independently (skimage / numpy), or come from ``_java_*``: a slow, literal transcription
+of the Fiji Java code (WatershedTransform2D, RandError, VariationOfInformation,
+PixelError, ClassificationStatistics) kept here as a reference oracle.
+"""
+
+from __future__ import annotations
+
+import math
+from collections import deque
+
+import numpy as np
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from skimage.measure import label as sk_label
+from skimage.metrics import contingency_table
+
+from emseg.errors import EmsegError
+from emseg.evaluation.metrics import (
+    ISBI_THRESHOLDS,
+    fiji_thresholds,
+    membrane_to_cell,
+    score,
+    segmentation_scores,
+    thin_borders,
+)
+
+# --------------------------------------------------------------------------------------
+# reference oracle: literal transcription of the Java
+# --------------------------------------------------------------------------------------
+
+_MASK, _WSHED, _INIT, _INQUEUE = -2, 0, -1, -3
+
+
+def _java_watershed(image: np.ndarray) -> np.ndarray:
+    """WatershedTransform2D(binaryProposal, 4).apply().convertToShortProcessor(false).
+
+    ``image`` is indexed [y, x] like numpy; the Java arrays are tabLabels[x][y].
+    """
+    size2, size1 = image.shape  # height, width
+    tab = [[_INIT] * size2 for _ in range(size1)]
+    current_label = 0
+    flag = False
+    h_min, h_max = 0.0, 255.0  # ByteProcessor.getMin()/getMax() of a fresh 8-bit image
+    # extractPixelValues: x outer, y inner; PixelRecord sorts by (value, creation number)
+    pixel_list = []
+    for x in range(size1):
+        for y in range(size2):
+            h = float(image[y, x])
+            if h_min <= h <= h_max:
+                pixel_list.append((h, len(pixel_list), x, y))
+    pixel_list.sort(key=lambda r: (r[0], r[1]))
+
+    def neighbors(x: int, y: int) -> list[tuple[int, int]]:  # Neighborhood2DC4
+        return [(x - 1, y), (x, y - 1), (x + 1, y), (x, y + 1)]
+
+    fifo: deque[tuple[int, int]] = deque()
+    h = h_min
+    current_index = 0
+    while h < h_min:
+        h = pixel_list[current_index][0]
+        current_index += 1
+    height_index1 = current_index
+    height_index2 = current_index
+    while current_index < len(pixel_list) and h <= h_max:
+        h = pixel_list[current_index][0]
+        for pixel_index in range(height_index1, len(pixel_list)):
+            value, _, i, j = pixel_list[pixel_index]
+            if value != h:
+                height_index1 = pixel_index
+                break
+            tab[i][j] = _MASK
+            for u, v in neighbors(i, j):
+                if 0 <= u < size1 and 0 <= v < size2 and tab[u][v] >= _WSHED:
+                    fifo.append((i, j))
+                    tab[i][j] = _INQUEUE
+                    break
+        while fifo:
+            i, j = fifo.popleft()
+            for u, v in neighbors(i, j):
+                if 0 <= u < size1 and 0 <= v < size2:
+                    if tab[u][v] > 0:
+                        if tab[i][j] == _INQUEUE or (tab[i][j] == _WSHED and flag):
+                            tab[i][j] = tab[u][v]
+                        elif tab[i][j] > 0 and tab[i][j] != tab[u][v]:
+                            tab[i][j] = _WSHED
+                            flag = False
+                    elif tab[u][v] == _WSHED:
+                        if tab[i][j] == _INQUEUE:
+                            tab[i][j] = _WSHED
+                            flag = True
+                    elif tab[u][v] == _MASK:
+                        tab[u][v] = _INQUEUE
+                        fifo.append((u, v))
+        pixel_index = height_index2
+        while pixel_index < len(pixel_list):  # for (...; pixelIndex++, currentIndex++)
+            value, _, i, j = pixel_list[pixel_index]
+            if value != h:
+                height_index2 = pixel_index
+                break
+            if tab[i][j] == _MASK:
+                current_label += 1
+                fifo.append((i, j))
+                tab[i][j] = current_label
+                while fifo:
+                    p2 = fifo.popleft()
+                    for u, v in neighbors(*p2):
+                        if 0 <= u < size1 and 0 <= v < size2 and tab[u][v] == _MASK:
+                            fifo.append((u, v))
+                            tab[u][v] = current_label
+            pixel_index += 1
+            current_index += 1
+    out = np.zeros((size2, size1), np.int64)
+    for x in range(size1):
+        for y in range(size2):
+            value = 0 if tab[x][y] == _INIT else tab[x][y]
+            out[y, x] = min(max(value, 0), 65535)
+    return out
+
+
+def _jdiv(a: float, b: float) -> float:
+    """Java double division (x/0 -> +-Infinity or NaN, no exception)."""
+    with np.errstate(all="ignore"):
+        return float(np.float64(a) / np.float64(b))
+
+
+def _jlog(x: float) -> float:
+    with np.errstate(all="ignore"):
+        return float(np.log(np.float64(x)))
+
+
+def _jmul(a: float, b: float) -> float:
+    with np.errstate(all="ignore"):
+        return float(np.float64(a) * np.float64(b))
+
+
+def _java_classification_f(tp: float, fp: float, fn: float) -> float:
+    precision = 1.0 if fp == 0 else _jdiv(tp, tp + fp)
+    recall = 1.0 if fn == 0 else _jdiv(tp, tp + fn)
+    return 2.0 * precision * recall / (precision + recall) if (precision + recall) > 0 else 0.0
+
+
+def _contingency(c1: np.ndarray, c2: np.ndarray) -> tuple[float, list[list[float]]]:
+    p1, p2 = c1.ravel(), c2.ravel()
+    n = float(np.count_nonzero(p1))
+    pij = [[0.0] * (int(c2.max()) + 1) for _ in range(int(c1.max()) + 1)]
+    for a, b in zip(p1, p2):
+        pij[a][b] += 1
+    for row in pij:
+        for j in range(len(row)):
+            row[j] = _jdiv(row[j], n)
+    return n, pij
+
+
+def _java_rand_f(c1: np.ndarray, c2: np.ndarray) -> float:
+    """RandError.getForegroundRestrictedRandIndexStatsN2(cluster1, cluster2).fScore"""
+    n, pij = _contingency(c1, c2)
+    na, nb = len(pij), len(pij[0])
+    ai = [0.0] * na
+    for i in range(1, na):
+        for j in range(nb):
+            ai[i] += pij[i][j]
+    bj = [0.0] * nb
+    for j in range(1, nb):
+        for i in range(1, na):
+            bj[j] += pij[i][j]
+    aux = sum(pij[i][0] for i in range(1, na))
+    sum_a2 = sum(a * a for a in ai)
+    sum_b2 = sum(b * b for b in bj) + _jdiv(aux, n)
+    sum_ab2 = sum(pij[i][j] ** 2 for i in range(1, na) for j in range(1, nb)) + _jdiv(aux, n)
+    n2 = n * n
+    tp = _jmul(n2, sum_ab2)
+    fp = _jmul(n2, sum_b2) - tp
+    fn = _jmul(n2, sum_a2) - tp
+    return _java_classification_f(tp, fp, fn)
+
+
+def _java_info_f(c1: np.ndarray, c2: np.ndarray) -> float:
+    """VariationOfInformation.foregroundRestrictedFscore(cluster1, cluster2)"""
+    n, pij = _contingency(c1, c2)
+    na, nb = len(pij), len(pij[0])
+    ai = [0.0] * na
+    for i in range(1, na):
+        for j in range(nb):
+            ai[i] += pij[i][j]
+    bj = [0.0] * nb
+    for j in range(1, nb):
+        for i in range(1, na):
+            bj[j] += pij[i][j]
+    aux = sum(pij[i][0] for i in range(1, na))
+    sum_a = sum(a * _jlog(a) for a in ai if a != 0)
+    sum_b = sum(b * _jlog(b) for b in bj if b != 0) - _jmul(aux, _jlog(n))
+    sum_ab = sum(pij[i][j] * _jlog(pij[i][j]) for i in range(1, na) for j in range(1, nb) if pij[i][j] != 0)
+    sum_ab -= _jmul(aux, _jlog(n))
+    ha, hb = -sum_a, -sum_b
+    hab, hba = sum_b - sum_ab, sum_a - sum_ab
+    prec = _jdiv(ha - hab, ha)
+    rec = _jdiv(hb - hba, hb)
+    if ha == 0:
+        prec, rec = 0.0, 1.0
+    if hb == 0:
+        prec, rec = 1.0, 0.0
+    return _jdiv(2.0 * prec * rec, prec + rec)
+
+
+def _java_scores(labels: np.ndarray, proba: np.ndarray, thresholds=ISBI_THRESHOLDS) -> dict[str, list[float]]:
+    """Per-threshold V_rand, V_info (slice averages) and pooled pixel F, the Java way."""
+    labels = np.asarray(labels, np.float32)
+    proba = np.asarray(proba, np.float32)
+    out: dict[str, list[float]] = {"v_rand": [], "v_info": [], "pixel_f": []}
+    for th in thresholds:
+        f_rand = f_info = 0.0
+        tp = fp = fn = 0.0
+        for lab, prop in zip(labels, proba):
+            gt = sk_label(lab.astype(np.float64) > th, connectivity=1)
+            binary_proposal = np.where(prop.astype(np.float64) > th, 0, 255)
+            seg = _java_watershed(binary_proposal)
+            f_rand += _java_rand_f(gt, seg)
+            f_info += _java_info_f(gt, seg)
+            pos, pred = lab > 0, prop.astype(np.float64) > th
+            tp += np.sum(pos & pred)
+            fp += np.sum(~pos & pred)
+            fn += np.sum(pos & ~pred)
+        out["v_rand"].append(f_rand / len(labels))
+        out["v_info"].append(f_info / len(labels))
+        out["pixel_f"].append(_java_classification_f(tp, fp, fn))
+    return out
+
+
+def _java_max(values: list[float]) -> float:
+    best = 0.0
+    for v in values:
+        if v > best:
+            best = v
+    return best
+
+
+# --------------------------------------------------------------------------------------
+# helpers
+# --------------------------------------------------------------------------------------
+
+
+def _columns(width: int, height: int, membrane_cols: list[int]) -> np.ndarray:
+    """A uint8 0/255 slice: cell everywhere except the given membrane columns."""
+    img = np.full((height, width), 255, np.uint8)
+    img[:, membrane_cols] = 0
+    return img
+
+
+def _proba(cell_slice: np.ndarray) -> np.ndarray:
+    return (cell_slice > 0).astype(np.float32)
+
+
+def _xlogx(p: float) -> float:
+    return p * math.log(p)
+
+
+# --------------------------------------------------------------------------------------
+# thresholds and conversion
+# --------------------------------------------------------------------------------------
+
+
+def test_isbi_thresholds_are_double_accumulated():
+    assert len(ISBI_THRESHOLDS) == 11
+    assert ISBI_THRESHOLDS[0] == 0.0
+    assert ISBI_THRESHOLDS[3] == 0.30000000000000004
+    assert ISBI_THRESHOLDS[-1] == 0.9999999999999999
+    assert fiji_thresholds(0.0, 1.0, 0.1) == ISBI_THRESHOLDS
+    assert fiji_thresholds(0.0, 0.0, 0.1) == (0.0,)  # Fiji's binary-proposal setting
+    with pytest.raises(ValueError):
+        fiji_thresholds(0.5, 0.2, 0.1)
+
+
+def test_membrane_to_cell():
+    p = np.array([[0.0, 0.25, 1.0]], np.float32)
+    out = membrane_to_cell(p)
+    assert out.dtype == np.float32
+    np.testing.assert_array_equal(out, [[1.0, 0.75, 0.0]])
+    with pytest.raises(EmsegError):
+        membrane_to_cell(np.array([1, 2], np.uint8))
+
+
+def test_float32_pixel_is_compared_as_double():
+    # Membrane pixels hold float32(0.1) = 0.10000000149..., which is > 0.1 as a double:
+    # at t = 0.0 and 0.1 the whole slice is cell (one segment), from t = 0.2 on it is exact.
+    lab = _columns(5, 4, [2])
+    prob = _proba(lab)
+    prob[:, 2] = np.float32(0.1)
+    result = score(lab, prob)
+    merged = 2 * (8**2 + 8**2) / ((8**2 + 8**2) + 16**2)  # one segment over two 8-px cells
+    assert result.per_threshold["v_rand"][:3] == pytest.approx([merged, merged, 1.0])
+    assert result.v_rand == 1.0
+    assert result.threshold == 0.2
+
+
+# --------------------------------------------------------------------------------------
+# hand-computed cases
+# --------------------------------------------------------------------------------------
+
+
+def test_perfect_match():
+    lab = _columns(5, 4, [2])
+    result = score(lab, _proba(lab))
+    assert result.v_rand == 1.0
+    assert result.v_info == 1.0
+    assert result.pixel_error == 0.0
+    assert result.pixel_error_plain == 0.0
+    assert result.dice == 1.0 and result.iou == 1.0
+    assert result.threshold == 0.0  # first threshold reaching the maximum
+
+
+def test_merge_of_two_cells():
+    # GT: A (cols 0-1) | B (cols 3-4) | C (cols 6-7), membranes at cols 2 and 5.
+    # The proposal misses the membrane at col 2: A and B merge into one 16-px segment.
+    lab = _columns(8, 4, [2, 5])
+    prob = _proba(_columns(8, 4, [5]))
+    result = score(lab, prob)
+    # Rand: sum a^2 = 3*64, sum b^2 = 16^2 + 8^2, sum p^2 = 3*64 -> recall 1, precision 0.6
+    precision = 192 / 320
+    assert result.v_rand == pytest.approx(2 * precision / (precision + 1))
+    assert result.v_rand == pytest.approx(0.75)
+    # information: H(GT) = log 3, H(S) = -(2/3 log 2/3 + 1/3 log 1/3), split 1, merge H(S)/H(GT)
+    ha = math.log(3)
+    hb = -(_xlogx(2 / 3) + _xlogx(1 / 3))
+    assert result.v_info == pytest.approx(2 * hb / (ha + hb), abs=1e-12)
+    # pixels: TP 24, FP 4 (col 2), FN 0, TN 4
+    assert result.pixel_error == pytest.approx(1 - 48 / 52)
+    assert result.pixel_error_plain == pytest.approx(4 / 32)
+    assert result.dice == pytest.approx(8 / 12)  # membrane class: 2*4 / (4 + 8)
+    assert result.iou == pytest.approx(4 / 8)
+
+
+def test_split_of_one_cell():
+    # GT: A (cols 0-1), membrane col 2, B (cols 3-7).  The proposal adds a membrane at
+    # col 5 inside B: B splits in two 8-px segments plus 4 singleton line pixels.
+    lab = _columns(8, 4, [2])
+    prob = _proba(_columns(8, 4, [2, 5]))
+    result = score(lab, prob)
+    n = 28
+    sum_a2 = 8**2 + 20**2
+    sum_p2 = 3 * 8**2 + 4  # three overlaps of 8 px, four singletons
+    assert result.v_rand == pytest.approx(2 * sum_p2 / (sum_a2 + sum_p2))  # precision 1
+    assert result.v_rand == pytest.approx(392 / 660)
+    ha = -(_xlogx(8 / n) + _xlogx(20 / n))
+    hb = -(3 * _xlogx(8 / n)) + (4 / n) * math.log(n)  # singletons: 4 * (1/n) log n
+    assert result.v_info == pytest.approx(2 * ha / (ha + hb), abs=1e-12)
+    assert result.per_slice["rand_merge"] == [1.0]
+    assert result.per_slice["rand_split"] == pytest.approx([sum_p2 / sum_a2])
+    assert result.pixel_error == pytest.approx(1 - 48 / 52)  # TP 24, FN 4, FP 0
+
+
+def test_thick_border_line_goes_to_the_east_pixel():
+    # A 2-px proposal membrane (cols 3-4) between cells (cols 0-2 and 5-6).  Fiji's flooding
+    # (column-wise FIFO, W/N/E/S) puts the 1-px line on col 4 and gives col 3 to the west cell.
+    prob = _proba(_columns(7, 3, [3, 4]))
+    expected_lines = np.array([[1, 1, 1, 1, 0, 2, 2]] * 3)
+    np.testing.assert_array_equal(thin_borders(prob > 0), expected_lines)
+    # GT membrane on col 4: the line lies on it, col 3 belongs to the west cell -> perfect.
+    lab_east = _columns(7, 3, [4])
+    assert score(lab_east, prob).v_rand == 1.0
+    assert score(lab_east, prob).v_info == 1.0
+    # GT membrane on col 3: the line lies inside GT cell B -> 3 singletons in B.
+    lab_west = _columns(7, 3, [3])
+    result = score(lab_west, prob)
+    # a = 9, 9; segments in GT: 9 (west cell), 6 (cols 5-6), 3 singletons
+    assert result.v_rand == pytest.approx(2 * 120 / (162 + 120))
+    ha = math.log(2)
+    hb = -(_xlogx(9 / 18) + _xlogx(6 / 18)) + (3 / 18) * math.log(18)
+    assert result.v_info == pytest.approx(2 * ha / (ha + hb), abs=1e-12)
+
+
+def test_thick_border_rows_line_goes_to_the_south_pixel():
+    prob = _proba(_columns(7, 3, [3, 4]).T.copy())
+    np.testing.assert_array_equal(thin_borders(prob > 0), np.array([[1, 1, 1, 1, 0, 2, 2]] * 3).T)
+    lab = _columns(7, 3, [3]).T.copy()
+    assert score(lab, prob).v_rand == pytest.approx(240 / 282)
+
+
+def test_all_membrane_slice_scores_zero():
+    # Fiji divides by n = 0 on an all-membrane GT slice: V_rand and V_info of that slice are 0
+    # (not NaN), so a stack of one perfect slice and one all-membrane slice averages 0.5.
+    perfect = _columns(5, 4, [2])
+    empty = np.zeros((4, 5), np.uint8)
+    labels = np.stack([perfect, empty])
+    proba = np.stack([_proba(perfect), np.zeros((4, 5), np.float32)])
+    result = score(labels, proba)
+    assert result.per_slice["v_rand"] == [1.0, 0.0]
+    assert result.per_slice["v_info"] == [1.0, 0.0]
+    assert result.v_rand == 0.5 and result.v_info == 0.5
+    assert result.pixel_error == 0.0  # pooled pixels are all right
+
+
+def test_single_cell_slice():
+    # One GT cell, proposal all cell: Rand F is 1; Fiji sets the information precision to 0
+    # when H(GT) = 0 and then to 1 with recall 0 when H(proposal) = 0, so V_info is 0.
+    lab = np.full((4, 5), 255, np.uint8)
+    result = score(lab, np.ones((4, 5), np.float32))
+    assert result.v_rand == 1.0
+    assert result.v_info == 0.0
+    assert result.pixel_error == 0.0
+    assert result.dice == 1.0 and result.iou == 1.0  # no membrane anywhere: agreement
+
+
+@pytest.mark.parametrize("fill", [0.0, 1.0])
+def test_all_border_or_all_cell_proposal_is_one_segment(fill):
+    # Two 8-px GT cells.  A proposal that is all border (0) or all cell (1) is ONE segment
+    # (label 1), not 16 singletons: F = 2 * 128 / (128 + 16^2) = 2/3 either way.
+    lab = _columns(5, 4, [2])
+    result = score(lab, np.full((4, 5), fill, np.float32))
+    assert result.v_rand == pytest.approx(2 / 3)
+    assert result.v_info == 0.0
+    if fill == 0.0:  # nothing predicted as cell: precision 1 (no FP), recall 0 -> F 0
+        assert result.pixel_error == 1.0
+        assert result.pixel_error_threshold == 0.0
+
+
+def test_integer_labels_equal_binary_labels():
+    lab = _columns(8, 4, [2, 5])
+    prob = np.linspace(0, 1, lab.size, dtype=np.float32).reshape(lab.shape)
+    a = score(lab, prob).to_dict()
+    b = score((lab > 0).astype(np.float32), prob).to_dict()
+    assert a == b
+
+
+# --------------------------------------------------------------------------------------
+# the flooding against the literal Java transcription
+# --------------------------------------------------------------------------------------
+
+
+def test_thin_borders_equals_java_on_random_masks():
+    rng = np.random.default_rng(2012)
+    for _ in range(400):
+        h, w = rng.integers(1, 11, size=2)
+        mask = rng.random((h, w)) < rng.uniform(0.2, 0.9)
+        expected = _java_watershed(np.where(mask, 0, 255))
+        np.testing.assert_array_equal(thin_borders(mask), expected)
+
+
+def test_thin_borders_equals_java_on_blobby_masks():
+    from scipy import ndimage
+
+    rng = np.random.default_rng(7)
+    for _ in range(12):
+        noise = ndimage.gaussian_filter(rng.random((30, 37)), 1.5)
+        mask = noise > np.quantile(noise, rng.uniform(0.2, 0.6))
+        np.testing.assert_array_equal(thin_borders(mask), _java_watershed(np.where(mask, 0, 255)))
+
+
+def test_thin_borders_uniform_masks_are_one_region():
+    assert (thin_borders(np.ones((3, 4), bool)) == 1).all()
+    assert (thin_borders(np.zeros((3, 4), bool)) == 1).all()
+
+
+# --------------------------------------------------------------------------------------
+# the whole scorer against the literal Java transcription
+# --------------------------------------------------------------------------------------
+
+_LEVELS = [0.0, np.float32(0.1), 0.25, np.float32(0.3), 0.5, 0.75, np.float32(0.9), 1.0]
+
+
+def _assert_matches_java(labels: np.ndarray, proba: np.ndarray) -> None:
+    java = _java_scores(labels, proba)
+    result = score(labels, proba)
+    np.testing.assert_allclose(result.per_threshold["v_rand"], java["v_rand"], rtol=0, atol=1e-9)
+    np.testing.assert_allclose(result.per_threshold["v_info"], java["v_info"], rtol=0, atol=1e-9, equal_nan=True)
+    np.testing.assert_allclose(result.per_threshold["pixel_f_score"], java["pixel_f"], rtol=0, atol=1e-12)
+    assert result.v_rand == pytest.approx(_java_max(java["v_rand"]), abs=1e-9)
+    assert result.v_info == pytest.approx(_java_max(java["v_info"]), abs=1e-9)
+    assert result.pixel_error == pytest.approx(1 - _java_max(java["pixel_f"]), abs=1e-12)
+
+
+def test_score_equals_java_on_random_stacks():
+    rng = np.random.default_rng(5)
+    for _ in range(6):
+        n, h, w = rng.integers(1, 3), rng.integers(2, 14), rng.integers(2, 14)
+        labels = np.where(rng.random((n, h, w)) < 0.7, 255, 0).astype(np.uint8)
+        proba = rng.choice(np.array(_LEVELS, np.float32), size=(n, h, w))
+        _assert_matches_java(labels, proba)
+
+
+@settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(
+    st.integers(1, 2).flatmap(
+        lambda n: st.tuples(st.integers(1, 6), st.integers(1, 6)).flatmap(
+            lambda hw: st.tuples(
+                st.lists(st.booleans(), min_size=n * hw[0] * hw[1], max_size=n * hw[0] * hw[1]),
+                st.lists(st.sampled_from(_LEVELS), min_size=n * hw[0] * hw[1], max_size=n * hw[0] * hw[1]),
+                st.just((n, hw[0], hw[1])),
+            )
+        )
+    )
+)
+def test_score_equals_java_property(data):
+    cells, values, shape = data
+    labels = np.array(cells, bool).reshape(shape).astype(np.uint8) * 255
+    proba = np.array(values, np.float32).reshape(shape)
+    _assert_matches_java(labels, proba)
+
+
+# --------------------------------------------------------------------------------------
+# properties and independent computations
+# --------------------------------------------------------------------------------------
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    st.tuples(st.integers(1, 2), st.integers(1, 7), st.integers(1, 7)).flatmap(
+        lambda s: st.tuples(
+            st.just(s),
+            st.lists(st.integers(0, 3), min_size=s[0] * s[1] * s[2], max_size=s[0] * s[1] * s[2]),
+            st.lists(st.sampled_from(_LEVELS), min_size=s[0] * s[1] * s[2], max_size=s[0] * s[1] * s[2]),
+        )
+    )
+)
+def test_scores_lie_in_unit_interval(data):
+    shape, labels, values = data
+    result = score(np.array(labels, np.uint8).reshape(shape), np.array(values, np.float32).reshape(shape))
+    eps = 1e-12
+    for name in ("v_rand", "v_info", "pixel_error", "pixel_error_plain", "dice", "iou"):
+        assert -eps <= getattr(result, name) <= 1 + eps, name
+    for v in result.per_threshold["v_rand"] + result.per_threshold["pixel_error"]:
+        assert -eps <= v <= 1 + eps
+    for v in result.per_threshold["v_info"]:  # NaN where Fiji divides 0 by 0
+        assert math.isnan(v) or -eps <= v <= 1 + eps
+    assert result.threshold in result.thresholds
+    assert len(result.per_slice["v_rand"]) == shape[0]
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    st.tuples(st.integers(1, 8), st.integers(1, 8)).flatmap(
+        lambda s: st.tuples(
+            st.just(s),
+            st.lists(st.integers(1, 4), min_size=s[0] * s[1], max_size=s[0] * s[1]),
+            st.lists(st.integers(1, 4), min_size=s[0] * s[1], max_size=s[0] * s[1]),
+        )
+    )
+)
+def test_rand_and_info_f_are_symmetric_without_border_pixels(data):
+    shape, a, b = data
+    a = np.array(a).reshape(shape)
+    b = np.array(b).reshape(shape)
+    ab, ba = segmentation_scores(a, b), segmentation_scores(b, a)
+    assert ab["v_rand"] == pytest.approx(ba["v_rand"], abs=1e-12)
+    assert ab["rand_split"] == pytest.approx(ba["rand_merge"], abs=1e-12)
+    assert ab["v_info"] == pytest.approx(ba["v_info"], abs=1e-12, nan_ok=True)
+
+
+def _voronoi_labels(rng: np.random.Generator, h: int, w: int, n_seeds: int) -> np.ndarray:
+    """Cells of a random Voronoi partition, separated by 1-px membranes (0)."""
+    seeds = rng.integers(0, [h, w], size=(n_seeds, 2))
+    yy, xx = np.mgrid[:h, :w]
+    region = np.argmin((yy[..., None] - seeds[:, 0]) ** 2 + (xx[..., None] - seeds[:, 1]) ** 2, axis=-1)
+    membrane = np.zeros((h, w), bool)
+    membrane[:, :-1] |= region[:, :-1] != region[:, 1:]
+    membrane[:-1, :] |= region[:-1, :] != region[1:, :]
+    return np.where(membrane, 0, 255).astype(np.uint8)
+
+
+def test_v_rand_and_v_info_agree_with_skimage_contingency():
+    # Proposal borders only on GT membrane pixels (some membranes dropped = merges): then no
+    # proposal border pixel lies in the GT foreground and the score is the plain foreground
+    # contingency of GT components against proposal components.
+    rng = np.random.default_rng(11)
+    for _ in range(5):
+        lab = _voronoi_labels(rng, 40, 48, 12)
+        fg = lab > 0
+        prob = np.where(fg | (rng.random(lab.shape) < 0.3), 1.0, 0.0).astype(np.float32)
+        gt_cc = sk_label(fg, connectivity=1)
+        seg_cc = sk_label(prob > 0.5, connectivity=1)
+        table = contingency_table(gt_cc[fg], seg_cc[fg]).toarray().astype(np.float64)
+        n = table.sum()
+        a, b = table.sum(axis=1), table.sum(axis=0)
+        expected_rand = 2 * (table**2).sum() / ((a**2).sum() + (b**2).sum())
+        p, pa, pb = table[table > 0] / n, a[a > 0] / n, b[b > 0] / n
+        h_gt, h_seg = -(pa * np.log(pa)).sum(), -(pb * np.log(pb)).sum()
+        mutual = (p * np.log(p)).sum() - (pa * np.log(pa)).sum() - (pb * np.log(pb)).sum()
+        expected_info = 2 * mutual / (h_gt + h_seg)
+        result = score(lab, prob)
+        assert result.per_threshold["v_rand"][5] == pytest.approx(expected_rand, abs=1e-12)
+        assert result.per_threshold["v_info"][5] == pytest.approx(expected_info, abs=1e-12)
+        assert result.v_rand == pytest.approx(expected_rand, abs=1e-12)
+
+
+# --------------------------------------------------------------------------------------
+# input checks and output shape
+# --------------------------------------------------------------------------------------
+
+
+def test_input_errors():
+    lab = _columns(5, 4, [2])
+    with pytest.raises(EmsegError, match="shape mismatch"):
+        score(lab, np.zeros((4, 6), np.float32))
+    bad = _proba(lab)
+    bad[0, 0] = np.nan
+    with pytest.raises(EmsegError, match="NaN"):
+        score(lab, bad, proba_name="pred.tif")
+    with pytest.raises(EmsegError, match=r"pred\.tif.*\[0, 1\]"):
+        score(lab, _proba(lab) * 2, proba_name="pred.tif")
+    with pytest.raises(EmsegError, match="float"):
+        score(lab, lab)  # an 8-bit map must be scaled first
+
+
+def test_to_dict_is_json_ready():
+    import json
+
+    lab = np.stack([_columns(5, 4, [2]), np.zeros((4, 5), np.uint8)])
+    prob = np.stack([_proba(lab[0]), np.zeros((4, 5), np.float32)])
+    data = score(lab, prob).to_dict()
+    json.dumps(data, allow_nan=False)
+    for key in ("v_rand", "v_info", "pixel_error", "pixel_error_plain", "dice", "iou", "threshold"):
+        assert isinstance(data[key], float)
+    assert data["per_slice"]["rand_merge"][1] is None  # NaN (Fiji's 0/0) -> null
+    assert len(data["per_threshold"]["v_rand"]) == 11
+    assert set(data["per_slice"]) >= {"v_rand", "v_info", "pixel_error_plain", "dice", "iou"}
