@@ -7,6 +7,7 @@ It holds only tensors and plain Python values, so it loads with
 
 from __future__ import annotations
 
+import json
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -49,7 +50,10 @@ class ModelConfig:
 
 def save_model(path: str | os.PathLike[str], model: nn.Module, config: ModelConfig) -> None:
     state = {key: value.detach().cpu() for key, value in model.state_dict().items()}
-    payload = {"format": FORMAT, "version": FORMAT_VERSION, "config": config.to_dict(), "state_dict": state}
+    # JSON round trip: the config holds only plain values (numpy scalars become floats),
+    # which is what lets the file load with weights_only=True
+    plain_config = json.loads(json.dumps(config.to_dict(), default=float))
+    payload = {"format": FORMAT, "version": FORMAT_VERSION, "config": plain_config, "state_dict": state}
     with atomic_output(path) as tmp:
         torch.save(payload, tmp)
 

@@ -1,0 +1,52 @@
+import numpy as np
+import pytest
+import torch
+
+from emseg.inference.sliding_window import DIHEDRAL, TilePredictor, _forward, predict_membrane
+
+
+class _Darkness(torch.nn.Module):
+    """A fixed 'model': membrane logit high where the (normalised) image is dark."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return -4.0 * x
+
+
+@pytest.mark.parametrize("shape", [(64, 64), (37, 101), (10, 9)])
+def test_any_size_gives_a_probability_map_of_that_size(shape) -> None:
+    rng = np.random.default_rng(0)
+    image = rng.integers(0, 255, size=shape, dtype=np.uint8)
+    proba = predict_membrane(_Darkness(), image, patch_size=32, tta=True)
+    assert proba.shape == shape and proba.dtype == np.float32
+    assert 0.0 <= proba.min() and proba.max() <= 1.0
+    # dark pixels get the higher membrane probability
+    assert proba[image < 60].mean() > proba[image > 200].mean()
+
+
+def test_tta_of_an_equivariant_model_changes_nothing() -> None:
+    image = np.random.default_rng(1).integers(0, 255, size=(48, 40), dtype=np.uint8)
+    plain = predict_membrane(_Darkness(), image, patch_size=32, tta=False)
+    tta = predict_membrane(_Darkness(), image, patch_size=32, tta=True)
+    np.testing.assert_allclose(plain, tta, atol=1e-6)
+
+
+@pytest.mark.parametrize("k, flip", DIHEDRAL)
+def test_each_tta_variant_is_undone(k: int, flip: bool) -> None:
+    tiles = torch.arange(2 * 12 * 12, dtype=torch.float32).reshape(2, 1, 12, 12)
+    # an identity model: whatever the variant does to the tile must be undone exactly
+    torch.testing.assert_close(_forward(tiles, k, flip, torch.nn.Identity()), tiles, rtol=0, atol=0)
+    if (k, flip) != (0, False):
+        transformed = torch.rot90(torch.flip(tiles, (-1,)) if flip else tiles, k, dims=(-2, -1))
+        assert not torch.equal(transformed, tiles)
+
+
+def test_tta_averages_eight_variants() -> None:
+    seen = []
+
+    class Recorder(torch.nn.Module):
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            seen.append(x.clone())
+            return torch.zeros_like(x)
+
+    TilePredictor(Recorder(), tta=True, amp=False)(torch.randn(1, 1, 8, 8))
+    assert len(seen) == 8 and len({t.numpy().tobytes() for t in seen}) == 8

@@ -1,0 +1,97 @@
+"""The real `dvc repro` / `dvc exp` CLI on a tiny profile, in a temporary copy of the repository."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+
+from conftest import REPO_ROOT
+
+pytestmark = pytest.mark.e2e
+
+TINY = {
+    "split": {"test_size": 2, "val_size": 1},
+    "augment": {"copies": 1, "preview_samples": 2},
+    "model": {"unet": {"channels": [4, 8, 16], "strides": [2, 2], "num_res_units": 1},
+              "attention_unet": {"channels": [4, 8, 16], "strides": [2, 2]}},
+    "train": {"steps": 4, "batch_size": 2, "patch_size": 32, "val_every": 2, "log_every": 2},
+    "evaluate": {"tta": False, "overlays": 1, "pr_points": 20},
+}
+
+
+def _merge(base: dict, extra: dict) -> dict:
+    out = dict(base)
+    for key, value in extra.items():
+        out[key] = _merge(base.get(key, {}), value) if isinstance(value, dict) else value
+    return out
+
+
+def _run(args: list[str], cwd: Path) -> str:
+    env = {**os.environ, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}"}
+    done = subprocess.run(args, cwd=cwd, env=env, capture_output=True, text=True)
+    assert done.returncode == 0, f"{' '.join(args)} failed:\n{done.stdout}\n{done.stderr}"
+    return done.stdout
+
+
+@pytest.fixture
+def tiny_repo(tmp_path: Path, isbi_like_source: Path) -> Path:
+    repo = tmp_path / "repo"
+    tracked = subprocess.run(["git", "ls-files"], cwd=REPO_ROOT, capture_output=True, text=True, check=True).stdout.split()
+    for name in tracked + ["params.yaml", "dvc.yaml"]:
+        source = REPO_ROOT / name
+        if source.is_file() and not name.startswith(("metrics/", "dvclive/")) and name != "dvc.lock":
+            (repo / name).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(source, repo / name)
+    for folder in ("stages", "emseg"):
+        shutil.copytree(REPO_ROOT / folder, repo / folder, dirs_exist_ok=True, ignore=shutil.ignore_patterns("__pycache__"))
+    params = yaml.safe_load((REPO_ROOT / "params.yaml").read_text())
+    params = _merge(params, {**TINY, "data": {"source": str(isbi_like_source)}})
+    (repo / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+    for args in (["git", "init", "-q"], ["git", "add", "-A"],
+                 ["git", "-c", "user.name=t", "-c", "user.email=t@t", "commit", "-qm", "tiny"]):
+        _run(args, repo)
+    return repo
+
+
+def test_dvc_repro_then_noop_then_only_train_and_evaluate(tiny_repo: Path) -> None:
+    _run(["dvc", "repro"], tiny_repo)
+    metrics = json.loads((tiny_repo / "metrics" / "evaluate.json").read_text())
+    for key in ("v_rand", "v_info", "pixel_error", "pixel_error_plain", "dice", "iou", "threshold"):
+        assert 0.0 <= metrics[key] <= 1.0, key
+    assert (tiny_repo / "models" / "model.pt").is_file()
+    assert (tiny_repo / "data" / "eval" / "test-volume-proba.tif").is_file()
+    assert list((tiny_repo / "metrics" / "plots" / "overlays").glob("*.png"))
+
+    second = _run(["dvc", "repro"], tiny_repo)
+    assert "Running stage" not in second
+
+    params = yaml.safe_load((tiny_repo / "params.yaml").read_text())
+    params["train"]["lr"] = 0.002
+    (tiny_repo / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+    third = _run(["dvc", "repro"], tiny_repo)
+    ran = sorted(line.split("'")[1] for line in third.splitlines() if line.startswith("Running stage"))
+    assert ran == ["evaluate", "train"]
+
+    shown = _run(["dvc", "metrics", "show", "--json"], tiny_repo)
+    assert "v_rand" in shown
+
+
+def test_dvc_exp_run_with_another_architecture_shows_in_exp_show(tiny_repo: Path) -> None:
+    _run(["dvc", "repro"], tiny_repo)
+    _run(["git", "add", "-A"], tiny_repo)
+    _run(["git", "-c", "user.name=t", "-c", "user.email=t@t", "commit", "-qm", "baseline"], tiny_repo)
+    _run(["dvc", "exp", "run", "-S", "model.arch=attention_unet", "-n", "attn"], tiny_repo)
+    table = json.loads(_run(["dvc", "exp", "show", "--json"], tiny_repo))
+    experiments = [exp for rev in table for exp in (rev.get("experiments") or [])]
+    names = [exp.get("name") for exp in experiments]
+    assert "attn" in names
+    attn = experiments[names.index("attn")]["revs"][0]["data"]
+    assert attn["params"]["params.yaml"]["data"]["model"]["arch"] == "attention_unet"
+    assert 0.0 <= attn["metrics"]["metrics/evaluate.json"]["data"]["v_rand"] <= 1.0

@@ -1,0 +1,70 @@
+import json
+from pathlib import Path
+
+import pytest
+import torch
+
+from emseg.model_file import load_model
+from emseg.params import ModelParams, TrainParams
+from emseg.training.losses import LOSSES, build_loss
+from emseg.training.trainer import TrainingData, lr_factor, train
+from emseg.errors import EmsegError
+
+from conftest import synthetic_stack
+
+TINY_MODEL = ModelParams(arch="unet", unet={"channels": [4, 8, 16], "strides": [2, 2], "num_res_units": 1})
+
+
+def _data() -> TrainingData:
+    images, labels = synthetic_stack(4, 48, 48)
+    return TrainingData(list(images[:3]), list(labels[:3]), [images[3]], [labels[3]])
+
+
+def _tiny_train(tmp_path: Path, name: str, **overrides) -> tuple[dict, Path]:
+    params = TrainParams(steps=6, batch_size=2, patch_size=32, val_every=3, log_every=2, **overrides)
+    model_path = tmp_path / name / "model.pt"
+    return train(_data(), TINY_MODEL, params, seed=5, model_path=model_path, live_dir=tmp_path / name / "live"), model_path
+
+
+def test_training_logs_validates_and_saves_a_loadable_model(tmp_path: Path) -> None:
+    result, model_path = _tiny_train(tmp_path, "run")
+    assert result["best_step"] in (3, 6)
+    model, config = load_model(model_path)
+    assert config.arch == "unet" and config.kwargs["channels"] == [4, 8, 16]
+    assert config.info["val"]["v_rand"] == result["best_val"]["v_rand"]
+    live = tmp_path / "run" / "live"
+    for metric in ("train/loss", "train/lr", "train/patches_per_s", "val/loss", "val/v_rand", "val/v_info"):
+        rows = (live / "plots" / "metrics" / f"{metric}.tsv").read_text().splitlines()
+        assert len(rows) >= 2, metric
+    summary = json.loads((live / "metrics.json").read_text())
+    assert summary["best_step"] == result["best_step"]
+
+
+def test_same_seed_same_result_on_cpu(tmp_path: Path) -> None:
+    a, path_a = _tiny_train(tmp_path, "a")
+    b, path_b = _tiny_train(tmp_path, "b")
+    assert a["best_val"] == b["best_val"]
+    sa, sb = torch.load(path_a, weights_only=True)["state_dict"], torch.load(path_b, weights_only=True)["state_dict"]
+    assert all(torch.equal(sa[k], sb[k]) for k in sa)
+
+
+@pytest.mark.parametrize("schedule", ["cosine", "poly", "constant"])
+def test_lr_schedules_start_at_base_and_warm_up(schedule: str) -> None:
+    assert lr_factor(0, 100, schedule, 0) == 1.0
+    assert lr_factor(0, 100, schedule, 10) == pytest.approx(0.1)
+    if schedule != "constant":
+        assert lr_factor(99, 100, schedule, 0) < 0.05
+
+
+@pytest.mark.parametrize("name", sorted(LOSSES))
+def test_losses_accept_logits_and_binary_targets(name: str) -> None:
+    logits = torch.randn(2, 1, 8, 8, requires_grad=True)
+    target = (torch.rand(2, 1, 8, 8) > 0.5).float()
+    loss = build_loss(name)(logits, target)
+    loss.backward()
+    assert loss.ndim == 0 and torch.isfinite(loss)
+
+
+def test_unknown_loss() -> None:
+    with pytest.raises(EmsegError, match="train.loss: unknown loss 'l2'"):
+        build_loss("l2")
