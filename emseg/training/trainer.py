@@ -30,7 +30,7 @@ from emseg.model_file import ModelConfig, save_model
 from emseg.networks import build_network, count_parameters, resolve_kwargs
 from emseg.normalization import DEFAULT_NORMALIZATION
 from emseg.params import ModelParams, TrainParams
-from emseg.training.losses import build_loss
+from emseg.training.losses import build_loss, supervised_loss
 
 _LOGIT_EPS = 1e-6
 
@@ -137,8 +137,8 @@ def train(
             x, y = x.to(device, non_blocking=True), y.to(device, non_blocking=True)
             optimizer.zero_grad(set_to_none=True)
             with autocast(device, params.amp):
-                logits = model(x)
-            loss = loss_fn(logits.float(), y)
+                heads = model.forward_heads(x)
+            loss = supervised_loss(loss_fn, heads, y)
             scaler.scale(loss).backward()
             scaler.step(optimizer)
             scaler.update()
