@@ -28,6 +28,12 @@ JPEG_SUFFIXES = (".jpg", ".jpeg")
 IMAGE_SUFFIXES = TIFF_SUFFIXES + PNG_SUFFIXES + JPEG_SUFFIXES
 
 
+def _current_umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
 @contextlib.contextmanager
 def atomic_output(path: str | os.PathLike[str]) -> Iterator[Path]:
     """Yield a temporary path beside ``path``; rename it onto ``path`` only on success."""
@@ -38,6 +44,8 @@ def atomic_output(path: str | os.PathLike[str]) -> Iterator[Path]:
     tmp = Path(tmp_name)
     try:
         yield tmp
+        # mkstemp creates owner-only files; outputs get the usual umask-based permissions
+        os.chmod(tmp, 0o666 & ~_current_umask())
         os.replace(tmp, final)
     finally:
         tmp.unlink(missing_ok=True)
@@ -166,5 +174,8 @@ def write_png(path: str | os.PathLike[str], image: np.ndarray) -> None:
 
 def write_tiff(path: str | os.PathLike[str], stack: np.ndarray) -> None:
     """Write a 2-D image or 3-D stack as an uncompressed TIFF that ImageJ/Fiji opens as a stack."""
+    imagej = stack.dtype in (np.uint8, np.uint16, np.float32)
+    # name the axes, or Fiji opens a stack as channels (and tifffile a 3-slice one as RGB)
+    metadata = {"axes": "ZYX" if stack.ndim == 3 else "YX"} if imagej else None
     with atomic_output(path) as tmp:
-        tifffile.imwrite(tmp, stack, imagej=stack.dtype in (np.uint8, np.uint16, np.float32), photometric="minisblack")
+        tifffile.imwrite(tmp, stack, imagej=imagej, photometric="minisblack", metadata=metadata)

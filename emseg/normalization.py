@@ -21,7 +21,20 @@ def normalize(image: np.ndarray, spec: dict | None = None) -> np.ndarray:
     spec = spec or DEFAULT_NORMALIZATION
     if spec.get("kind") != ZSCORE_PER_SLICE:
         raise EmsegError(f"unknown normalisation {spec.get('kind')!r} in the model file")
-    image = np.asarray(image, dtype=np.float32)
-    mean = float(image.mean(dtype=np.float64))
-    std = float(image.std(dtype=np.float64))
-    return (image - mean) / max(std, _EPS)
+    mean, std = _mean_std(image)
+    out = np.asarray(image, dtype=np.float32).copy() if image.dtype == np.float32 else image.astype(np.float32)
+    out -= mean
+    out /= max(std, _EPS)
+    return out
+
+
+def _mean_std(image: np.ndarray, rows_per_chunk: int = 256) -> tuple[float, float]:
+    """Mean and std in float64, a band of rows at a time: no full-size float64 temporary."""
+    total = total_sq = 0.0
+    for start in range(0, image.shape[0], rows_per_chunk):
+        band = image[start : start + rows_per_chunk].astype(np.float64)
+        total += float(band.sum())
+        total_sq += float(np.square(band).sum())
+    n = image.size
+    mean = total / n
+    return mean, float(np.sqrt(max(total_sq / n - mean * mean, 0.0)))

@@ -116,9 +116,19 @@ class TrainParams(_Block):
     random_dihedral: bool = Field(True, description="random flips/90-degree rotations of each patch, on the fly")
     val_every: int = Field(500, gt=0)
     log_every: int = Field(25, gt=0)
+    checkpoint_every: int = Field(250, gt=0, description="steps between resumable checkpoints; a multiple of log_every")
+    resume: bool = Field(True, description="continue from a checkpoint of a killed run with the same params, seed and data")
     device: Literal["auto", "cpu", "cuda"] = "auto"
     amp: bool = True
     threads: int = Field(0, ge=0, description="torch CPU threads; 0 = all cores")
+
+
+    @model_validator(mode="after")
+    def _checkpoints_on_log_steps(self) -> TrainParams:
+        # a resumed run restarts its logging window at the checkpoint: keep windows aligned
+        if self.checkpoint_every % self.log_every:
+            raise ValueError(f"checkpoint_every ({self.checkpoint_every}) must be a multiple of log_every ({self.log_every})")
+        return self
 
 
 class EvaluateParams(_Block):

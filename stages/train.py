@@ -13,6 +13,7 @@ parser.add_argument("--split", required=True, help="split JSON")
 parser.add_argument("--augmented", required=True, help="folder of augmented training slices")
 parser.add_argument("--model", required=True, help="model file to write")
 parser.add_argument("--live", required=True, help="dvclive output folder")
+parser.add_argument("--checkpoints", required=True, help="folder for resumable checkpoints (not a DVC output)")
 
 
 def body(args, params):
@@ -24,7 +25,7 @@ def body(args, params):
     aug_images, aug_labels = read_augmented(args.augmented)
     val_images, val_labels = read_labelled(args.png, split["val"])
     data = TrainingData(train_images + aug_images, train_labels + aug_labels, val_images, val_labels)
-    result = train(data, params.model, params.train, params.base.seed, args.model, args.live)
+    result = train(data, params.model, params.train, params.base.seed, args.model, args.live, args.checkpoints)
     best = result["best_val"]
     print(
         f"trained {params.model.arch} ({result['parameters']:,} parameters) on {result['device']}: "

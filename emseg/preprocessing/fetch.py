@@ -8,6 +8,7 @@ is renamed into place, so a later stage never trusts a half-fetched or wrong fil
 from __future__ import annotations
 
 import hashlib
+import http.client
 import os
 import shutil
 import urllib.error
@@ -56,8 +57,8 @@ def _download(url: str, target: Path) -> None:
             shutil.copyfileobj(response, out, _CHUNK)
     except urllib.error.HTTPError as exc:
         raise EmsegError(f"{url}: download failed (HTTP {exc.code} {exc.reason})") from None
-    except (urllib.error.URLError, OSError, TimeoutError) as exc:
-        reason = getattr(exc, "reason", exc)
+    except (urllib.error.URLError, http.client.HTTPException, OSError, TimeoutError) as exc:
+        reason = getattr(exc, "reason", None) or type(exc).__name__
         raise EmsegError(f"{url}: download failed ({reason})") from None
     if expected is not None and target.stat().st_size != int(expected):
         raise EmsegError(f"{url}: download truncated ({target.stat().st_size} of {expected} bytes)")

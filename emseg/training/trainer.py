@@ -9,11 +9,13 @@ monitor).
 
 from __future__ import annotations
 
+import hashlib
+import json
 import math
 import os
 import random
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -23,6 +25,8 @@ from dvclive import Live
 from torch import nn
 
 from emseg.dataset import PatchSampler, membrane_target
+from emseg.errors import EmsegError
+from emseg.io import atomic_output
 from emseg.device import amp_dtype, autocast, select_device, uses_amp
 from emseg.evaluation.metrics import membrane_to_cell, score
 from emseg.inference.sliding_window import predict_membrane
@@ -100,6 +104,99 @@ def _set_lr(optimizer: torch.optim.Optimizer, lr: float) -> None:
         group["lr"] = lr
 
 
+def run_fingerprint(data: TrainingData, model_params: ModelParams, params: TrainParams, seed: int) -> str:
+    """A digest of everything that decides a training run: params, seed and the data itself.
+
+    A checkpoint is resumed only by a run with the same fingerprint.
+    """
+    digest = hashlib.sha256()
+    settings = {"model": model_params.model_dump(), "train": params.model_dump(exclude={"resume", "checkpoint_every", "threads"}), "seed": seed}
+    digest.update(json.dumps(settings, sort_keys=True, default=str).encode())
+    for array in (*data.train_images, *data.train_labels, *data.val_images, *data.val_labels):
+        digest.update(str(array.shape).encode())
+        digest.update(np.ascontiguousarray(array).data)
+    return digest.hexdigest()[:16]
+
+
+@dataclass
+class Progress:
+    """What a resumed run needs besides weights and optimiser: where it was and its best so far."""
+
+    step: int = 0
+    best: dict[str, float] = field(default_factory=lambda: {"v_rand": -1.0})
+    best_step: int = -1
+    #: weights of the best-validation model, kept because DVC removes models/model.pt before re-running train
+    best_state: dict[str, torch.Tensor] = field(default_factory=dict)
+
+
+def save_checkpoint(
+    path: Path,
+    model: nn.Module,
+    optimizer: torch.optim.Optimizer,
+    scaler: torch.amp.GradScaler,
+    sampler: PatchSampler,
+    progress: Progress,
+) -> None:
+    """Everything to continue bit-for-bit: weights, optimiser, AMP scaler, RNG states, progress.
+
+    Only tensors and plain values, so it loads with ``weights_only=True``.
+    """
+    payload = {
+        "model": model.state_dict(),
+        "optimizer": optimizer.state_dict(),
+        "scaler": scaler.state_dict(),
+        "sampler_rng": sampler.generator.get_state(),
+        "torch_rng": torch.get_rng_state(),
+        "cuda_rng": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else [],
+        "step": progress.step,
+        "best": progress.best,
+        "best_step": progress.best_step,
+        "best_state": progress.best_state,
+    }
+    with atomic_output(path) as tmp:
+        torch.save(payload, tmp)
+
+
+def load_checkpoint(
+    path: Path,
+    model: nn.Module,
+    optimizer: torch.optim.Optimizer,
+    scaler: torch.amp.GradScaler,
+    sampler: PatchSampler,
+) -> Progress:
+    try:
+        payload = torch.load(path, map_location="cpu", weights_only=True)
+        model.load_state_dict(payload["model"])
+        optimizer.load_state_dict(payload["optimizer"])
+    except Exception as exc:
+        raise EmsegError(f"{path}: cannot resume from this checkpoint ({type(exc).__name__}); delete it to start afresh") from None
+    scaler.load_state_dict(payload["scaler"])
+    sampler.generator.set_state(payload["sampler_rng"])
+    torch.set_rng_state(payload["torch_rng"])
+    if payload["cuda_rng"] and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(payload["cuda_rng"])
+    return Progress(int(payload["step"]), dict(payload["best"]), int(payload["best_step"]), dict(payload["best_state"]))
+
+
+def truncate_live_logs(live_dir: Path, step: int) -> None:
+    """Drop dvclive rows logged after ``step``: a resumed run logs those steps again."""
+    for tsv in (live_dir / "plots" / "metrics").rglob("*.tsv"):
+        lines = tsv.read_text().splitlines()
+        kept = lines[:1] + [line for line in lines[1:] if int(line.split("\t", 1)[0]) <= step]
+        with atomic_output(tsv) as tmp:
+            tmp.write_text("\n".join(kept) + "\n")
+
+
+def _with_weights(model: nn.Module, state: dict[str, torch.Tensor]) -> nn.Module:
+    model.load_state_dict(state)
+    return model
+
+
+def _best_config(config: ModelConfig, progress: Progress, params: TrainParams, seed: int) -> ModelConfig:
+    config.info = {"step": progress.best_step, "val": progress.best, "steps": params.steps, "seed": seed}
+    return config
+
+
 def train(
     data: TrainingData,
     model_params: ModelParams,
@@ -107,8 +204,14 @@ def train(
     seed: int,
     model_path: str | os.PathLike[str],
     live_dir: str | os.PathLike[str],
+    checkpoint_dir: str | os.PathLike[str] | None = None,
 ) -> dict[str, Any]:
-    """Train, keep the best-validation model at ``model_path``; return a summary."""
+    """Train, keep the best-validation model at ``model_path``; return a summary.
+
+    With ``checkpoint_dir``, a resumable checkpoint is written atomically every
+    ``params.checkpoint_every`` steps and removed when training completes; a run with the
+    same params, seed and data finds it and continues from it (when ``params.resume``).
+    """
     device = select_device(params.device)
     if params.threads:
         torch.set_num_threads(params.threads)
@@ -124,13 +227,23 @@ def train(
     scaler = torch.amp.GradScaler("cuda", enabled=use_amp and amp_dtype(device) == torch.float16)
     config = ModelConfig(arch, kwargs, dict(DEFAULT_NORMALIZATION), params.patch_size)
 
-    best: dict[str, float] = {"v_rand": -1.0}
-    best_step = -1
+    live_dir = Path(live_dir)
+    checkpoint = None
+    if checkpoint_dir is not None:
+        checkpoint = Path(checkpoint_dir) / f"train-{run_fingerprint(data, model_params, params, seed)}.pt"
+    progress = Progress()
+    resuming = bool(checkpoint and params.resume and checkpoint.is_file())
+    if resuming:
+        progress = load_checkpoint(checkpoint, model, optimizer, scaler, sampler)
+        if progress.best_state:
+            save_model(model_path, _with_weights(build_network(arch, kwargs), progress.best_state), _best_config(config, progress, params, seed))
+        truncate_live_logs(live_dir, progress.step)
+        print(f"resuming training from step {progress.step} ({checkpoint})")
     model.train()
-    with Live(dir=str(live_dir), dvcyaml=None, save_dvc_exp=False, monitor_system=device.type == "cuda") as live:
+    with Live(dir=str(live_dir), resume=resuming, dvcyaml=None, save_dvc_exp=False, monitor_system=device.type == "cuda") as live:
         live.log_params({"arch": arch, "parameters": count_parameters(model), "device": str(device), "amp": use_amp})
         window_loss, window_count, window_start = 0.0, 0, time.perf_counter()
-        for step in range(params.steps):
+        for step in range(progress.step, params.steps):
             lr = params.lr * lr_factor(step, params.steps, params.schedule, params.warmup_steps)
             _set_lr(optimizer, lr)
             x, y = sampler.sample(params.batch_size)
@@ -159,13 +272,18 @@ def train(
                     metrics = validate(model, loss_fn, data.val_images, data.val_labels, params.patch_size, device, params.amp)
                     for name, value in metrics.items():
                         live.log_metric(f"val/{name}", value)
-                    if metrics["v_rand"] > best["v_rand"]:
-                        best, best_step = metrics, done
-                        config.info = {"step": done, "val": metrics, "steps": params.steps, "seed": seed}
-                        save_model(model_path, model, config)
+                    if metrics["v_rand"] > progress.best["v_rand"]:
+                        progress.best, progress.best_step = metrics, done
+                        progress.best_state = {k: v.detach().cpu().clone() for k, v in model.state_dict().items()}
+                        save_model(model_path, model, _best_config(config, progress, params, seed))
                 live.next_step()
                 window_loss, window_count, window_start = 0.0, 0, time.perf_counter()
-        live.summary["best_step"] = best_step
-        for name, value in best.items():
+            if checkpoint and (done % params.checkpoint_every == 0) and done < params.steps:
+                progress.step = done
+                save_checkpoint(checkpoint, model, optimizer, scaler, sampler, progress)
+        live.summary["best_step"] = progress.best_step
+        for name, value in progress.best.items():
             live.summary[f"best_val/{name}"] = value
-    return {"best_step": best_step, "best_val": best, "parameters": count_parameters(model), "device": str(device)}
+    if checkpoint:
+        checkpoint.unlink(missing_ok=True)
+    return {"best_step": progress.best_step, "best_val": progress.best, "parameters": count_parameters(model), "device": str(device)}

@@ -1,0 +1,181 @@
+"""Throughput and peak memory of ``predict_membrane`` (the shared inference path of ``emseg predict``).
+
+For each slice size, a random uint8 slice is predicted by the default-size registered
+``unet`` (random weights, patch 256, batch 4) without and with 8x TTA, and compared with
+a bare forward pass of the network over the same number of tiles (no normalisation,
+window extraction, Gaussian blending or stitching).  Every measurement runs in a fresh
+subprocess, which reports its own peak resident memory (``ru_maxrss``), so the numbers
+of one size are not inflated by an earlier, bigger one.
+
+A TTA run whose estimated time (from the plain run of the same size, x8) exceeds
+``--tta-budget`` seconds is skipped and its estimate printed instead.  The bare forward
+pass times at most ``--bare-batches`` batches and extrapolates to the full tile count
+(tiles all have the same shape, so each batch costs the same).
+
+    python benchmarks/bench_predict.py            # 512^2, 2048^2, 8192^2 (several minutes on CPU)
+    python benchmarks/bench_predict.py --quick    # 256^2 and 512^2, < 1 min
+    python benchmarks/bench_predict.py --threads 1   # on a busy machine: see below
+
+On a machine whose cores are busy with something else (a training), torch's default of
+one thread per core makes the threads wait on each other and timings swing by 10-50x;
+``--threads 1`` gives stable numbers there.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import resource
+import subprocess
+import sys
+import time
+
+PATCH = 256
+BATCH = 4
+VARIANTS = 8
+
+
+def _rss_mib() -> float:
+    """Current resident set size (Linux /proc), in MiB."""
+    with open("/proc/self/status") as handle:
+        for line in handle:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) / 1024
+    return float("nan")
+
+
+def _child(size: int, mode: str, patch: int, batch: int, threads: int, bare_batches: int, device: str) -> dict:
+    """One measurement in this (fresh) process; returns the JSON-able result."""
+    import numpy as np
+    import torch
+
+    from emseg.inference.sliding_window import count_tiles, predict_membrane
+    from emseg.networks import build_network
+
+    if threads:
+        torch.set_num_threads(threads)
+    torch.manual_seed(0)
+    model = build_network("unet").eval().to(device)
+    image = np.random.default_rng(0).integers(0, 256, size=(size, size), dtype=np.uint8)
+    tiles = count_tiles(image.shape, patch, 0.5)
+    roi = min(patch, size)
+    # the batches sliding_window_inference makes: full ones and a remainder
+    batches = [batch] * (tiles // batch) + ([tiles % batch] if tiles % batch else [])
+    # warm-up per batch shape: first-call allocations and kernel selection are not throughput
+    with torch.inference_mode():
+        for n in sorted(set(batches)):
+            model(torch.zeros(n, 1, roi, roi, device=device))
+    rss_before = _rss_mib()
+    timed_batches = None
+    start = time.perf_counter()
+    if mode == "bare":
+        timed = batches[:bare_batches]
+        timed_batches = len(timed)
+        inputs = {n: torch.randn(n, 1, roi, roi, device=device) for n in set(timed)}
+        with torch.inference_mode():
+            for n in timed:
+                torch.sigmoid(model(inputs[n]))
+        if device == "cuda":
+            torch.cuda.synchronize()
+        seconds = (time.perf_counter() - start) * tiles / sum(timed)
+    else:
+        proba = predict_membrane(model, image, patch, tta=(mode == "tta"), batch_size=batch, device=device)
+        seconds = time.perf_counter() - start
+        assert proba.shape == image.shape and proba.dtype == np.float32
+    peak_mib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # Linux: kilobytes
+    return {
+        "size": size,
+        "mode": mode,
+        "tiles": tiles,
+        "seconds": seconds,
+        "mpix_per_s": size * size / 1e6 / seconds,
+        "rss_before_mib": rss_before,
+        "peak_rss_mib": peak_mib,
+        "timed_batches": timed_batches,
+        "threads": torch.get_num_threads(),
+    }
+
+
+def _spawn(size: int, mode: str, args: argparse.Namespace) -> dict:
+    command = [
+        sys.executable,
+        os.path.abspath(__file__),
+        "--child",
+        f"{size}:{mode}",
+        "--patch",
+        str(args.patch),
+        "--batch-size",
+        str(args.batch_size),
+        "--threads",
+        str(args.threads),
+        "--bare-batches",
+        str(args.bare_batches),
+        "--device",
+        args.device,
+    ]
+    done = subprocess.run(command, capture_output=True, text=True, check=False)
+    if done.returncode != 0:
+        raise SystemExit(f"bench_predict: child {size}:{mode} failed:\n{done.stderr}")
+    return json.loads(done.stdout.strip().splitlines()[-1])
+
+
+def _row(r: dict, note: str = "") -> str:
+    return (
+        f"{r['size']:>5}^2  {r['mode']:<5} {r['tiles']:>6} {r['seconds']:>9.1f} {r['mpix_per_s']:>9.4f} "
+        f"{r['peak_rss_mib']:>9.0f} {r['peak_rss_mib'] - r['rss_before_mib']:>9.0f}  {note}"
+    )
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true", help="256^2 and 512^2 only (< 1 min)")
+    parser.add_argument("--sizes", type=int, nargs="+", default=None, help="slice sizes (default 512 2048 8192)")
+    parser.add_argument("--patch", type=int, default=PATCH)
+    parser.add_argument("--batch-size", type=int, default=BATCH)
+    parser.add_argument(
+        "--threads", type=int, default=0, help="torch CPU threads (0 = torch's default; use 1 on a machine shared with a training)"
+    )
+    parser.add_argument("--device", default="cpu", choices=("cpu", "cuda"))
+    parser.add_argument(
+        "--tta-budget", type=float, default=None, help="skip a TTA run estimated to take longer (s; default 240, 20 with --quick)"
+    )
+    parser.add_argument("--bare-batches", type=int, default=40, help="bare forward: batches timed, then extrapolated")
+    parser.add_argument("--child", help=argparse.SUPPRESS)
+    args = parser.parse_args(argv)
+
+    if args.child:
+        size, mode = args.child.split(":")
+        result = _child(int(size), mode, args.patch, args.batch_size, args.threads, args.bare_batches, args.device)
+        print(json.dumps(result))
+        return 0
+
+    sizes = args.sizes or ([256, 512] if args.quick else [512, 2048, 8192])
+    if args.tta_budget is None:
+        args.tta_budget = 20.0 if args.quick else 240.0
+    print(f"predict_membrane, default unet, random weights, patch {args.patch}, batch {args.batch_size}, device {args.device}")
+    print(f"torch threads: {args.threads or 'default'}")
+    print(f"load average at start: {' '.join(f'{x:.2f}' for x in os.getloadavg())} on {os.cpu_count()} CPU(s)")
+    print(f"{'size':>7}  {'mode':<5} {'tiles':>6} {'seconds':>9} {'MPix/s':>9} {'peak MiB':>9} {'+MiB':>9}  note")
+    for size in sizes:
+        plain = _spawn(size, "plain", args)
+        print(_row(plain), flush=True)
+        estimate = plain["seconds"] * VARIANTS
+        if estimate <= args.tta_budget:
+            tta = _spawn(size, "tta", args)
+            print(_row(tta, f"x{plain['seconds'] / tta['seconds']:.2f} of plain speed"), flush=True)
+        else:
+            print(f"{size:>5}^2  tta   skipped: estimated {estimate:.0f} s > --tta-budget {args.tta_budget:.0f} s", flush=True)
+        bare = _spawn(size, "bare", args)
+        extrapolated = bare["timed_batches"] < -(-bare["tiles"] // args.batch_size)
+        note = f"plain path at {bare['seconds'] / plain['seconds']:.0%} of bare forward speed"
+        if extrapolated:
+            note += f"; timed {bare['timed_batches']} batches, extrapolated"
+        print(_row(bare, note), flush=True)
+    print(f"load average at end: {' '.join(f'{x:.2f}' for x in os.getloadavg())}")
+    print("peak MiB = ru_maxrss of the measuring subprocess; +MiB = peak minus RSS after model and image were made")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,130 @@
+"""``emseg predict INPUT... --model models/model.pt --out DIR``: segment new images with a trained model.
+
+INPUT: TIFF stacks (multi- or single-page), PNG or JPEG files, or folders of them (each
+file of a folder is predicted on its own); 8- or 16-bit, grey or RGB (made grey), any
+size.  The model file brings its own patch size and intensity normalisation.
+
+Outputs per input, named after it (<stem> = file name without suffix), in DIR:
+
+  <stem>_proba.tif     float32 cell-interior probability (0..1, high = cell), one page per slice
+  <stem>_membrane.png  membrane mask, 255 = membrane (.tif for a stack)
+  <stem>_cells.tif     uint32 cell instance labels per slice (0 = 1-pixel outlines)
+  <stem>_overlay.png   membranes (red) and cell outlines (yellow) over the image (middle slice of a stack)
+
+Nothing is written unless every input can be read and the model loads; each file appears
+under its final name only once it is complete.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+import torch
+from tqdm import tqdm
+
+from emseg.device import select_device
+from emseg.errors import EmsegError
+from emseg.inference.predict import (
+    OUTPUT_KINDS,
+    InputImage,
+    PredictOptions,
+    check_output_names,
+    discover_inputs,
+    inspect_inputs,
+    predict_files,
+    total_tiles,
+)
+from emseg.model_file import load_model
+
+
+def _output_list(text: str) -> tuple[str, ...]:
+    names = tuple(dict.fromkeys(part.strip() for part in text.split(",") if part.strip()))
+    bad = [name for name in names if name not in OUTPUT_KINDS]
+    if bad or not names:
+        raise EmsegError(f"--outputs: unknown output {', '.join(bad) or '(none)'}; choose from {','.join(OUTPUT_KINDS)}")
+    return names
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+    parser = subparsers.add_parser(
+        "predict",
+        help="segment images with a trained model (probability map, membrane mask, cell labels, overlay)",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument("inputs", type=Path, nargs="+", metavar="INPUT", help="TIFF/PNG/JPEG files or folders of them")
+    parser.add_argument("--model", type=Path, default=Path("models/model.pt"), help="emseg model file (default: %(default)s)")
+    parser.add_argument("--out", type=Path, required=True, metavar="DIR", help="output folder (created if missing)")
+    parser.add_argument(
+        "--outputs",
+        default=",".join(OUTPUT_KINDS),
+        metavar="LIST",
+        help="comma-separated subset of %(default)s (default: all)",
+    )
+    parser.add_argument("--threshold", type=float, default=0.5, help="cell where probability > threshold, for mask and cells (default: %(default)s)")
+    parser.add_argument("--tta", action="store_true", help="average the 8 flips/rotations of every tile (8x slower)")
+    parser.add_argument("--overlap", type=float, default=0.5, help="overlap of neighbouring tiles, in [0, 1) (default: %(default)s)")
+    parser.add_argument("--batch-size", type=int, default=4, help="tiles per forward pass (default: %(default)s)")
+    parser.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto", help="(default: %(default)s)")
+    parser.add_argument(
+        "--threads", type=int, default=0, help="torch CPU threads (default 0: one per core; 1 when the cores are busy)"
+    )
+    parser.add_argument("--no-amp", action="store_true", help="full precision on CUDA (AMP is on by default there)")
+    parser.add_argument("--quiet", action="store_true", help="no progress bar and no summary line")
+    parser.set_defaults(handler=run)
+
+
+def _colour_note(items: list[InputImage]) -> str | None:
+    colour = [str(item.path) for item in items if item.colour]
+    if not colour:
+        return None
+    shown = ", ".join(colour[:3]) + (f" and {len(colour) - 3} more" if len(colour) > 3 else "")
+    return f"emseg predict: note: colour converted to grey (0.299 R + 0.587 G + 0.114 B) for {shown}"
+
+
+def run(args: argparse.Namespace) -> int:
+    device = select_device(args.device)
+    if args.threads < 0:
+        raise EmsegError(f"--threads must be 0 (one per core) or more, got {args.threads}")
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    options = PredictOptions(
+        outputs=_output_list(args.outputs),
+        threshold=args.threshold,
+        overlap=args.overlap,
+        tta=args.tta,
+        batch_size=args.batch_size,
+        device=device,
+        amp=not args.no_amp,
+    )
+    # everything that can be refused is refused here, before the first output file exists
+    model, config = load_model(args.model, device)
+    items = inspect_inputs(discover_inputs(args.inputs))
+    check_output_names(items, args.out, options.outputs)
+    note = _colour_note(items)
+    if note:
+        print(note, file=sys.stderr)
+
+    show_bar = not args.quiet and sys.stderr.isatty()
+    with tqdm(
+        total=total_tiles(items, config.patch_size, options.overlap),
+        unit="tile",
+        desc="predict",
+        file=sys.stderr,
+        disable=not show_bar,
+        dynamic_ncols=True,
+    ) as bar:
+        summary = predict_files(
+            model,
+            config,
+            items,
+            args.out,
+            options,
+            progress=bar.update,
+            on_file=lambda item: bar.set_postfix_str(item.path.name, refresh=False),
+        )
+    if not args.quiet:
+        print(f"{summary.line()} -> {args.out}")
+    return 0

@@ -1,0 +1,290 @@
+"""Tests of ``emseg predict`` (run in-process through emseg.cli.main.main)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+import tifffile
+import torch
+from PIL import Image
+
+from emseg.cli.main import main
+from emseg.io import read_stack
+from emseg.model_file import ModelConfig, save_model
+from emseg.networks import build_network, resolve_kwargs
+from emseg.normalization import DEFAULT_NORMALIZATION
+from emseg.params import ModelParams, TrainParams
+from emseg.training.trainer import TrainingData, train
+
+from conftest import synthetic_slice, synthetic_stack
+
+TINY_UNET = {"channels": [4, 8, 16], "strides": [2, 2], "num_res_units": 1}
+PATCH = 32
+
+
+@pytest.fixture(scope="module")
+def model_path(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A tiny untrained UNet saved the way training saves it (patch 32)."""
+    torch.manual_seed(0)
+    kwargs = resolve_kwargs("unet", TINY_UNET)
+    path = tmp_path_factory.mktemp("model") / "model.pt"
+    save_model(path, build_network("unet", kwargs).eval(), ModelConfig("unet", kwargs, dict(DEFAULT_NORMALIZATION), PATCH))
+    return path
+
+
+def _run(capsys, *argv: str) -> tuple[int, str, str]:
+    rc = main(["predict", *map(str, argv)])
+    captured = capsys.readouterr()
+    return rc, captured.out, captured.err
+
+
+def _tif(path: Path, array: np.ndarray, **kwargs) -> Path:
+    tifffile.imwrite(path, array, photometric=kwargs.pop("photometric", "minisblack"), **kwargs)
+    return path
+
+
+def _img(path: Path, array: np.ndarray, **kwargs) -> Path:
+    Image.fromarray(array).save(path, **kwargs)
+    return path
+
+
+def _rgb(grey: np.ndarray) -> np.ndarray:
+    return np.stack([grey, (grey * 0.8).astype(grey.dtype), grey // 2], axis=-1)
+
+
+def _make_input(kind: str, folder: Path) -> tuple[Path, dict[str, tuple[int, int, int]]]:
+    """An input of ``kind`` and the (slices, H, W) expected per output stem."""
+    if kind == "multipage_tiff":
+        stack, _ = synthetic_stack(3, 48, 40, seed=1)
+        return _tif(folder / "vol.tif", stack), {"vol": (3, 48, 40)}
+    if kind == "single_tiff":
+        return _tif(folder / "one.tiff", synthetic_slice(50, 44, 2)[0]), {"one": (1, 50, 44)}
+    if kind == "png":
+        return _img(folder / "p.png", synthetic_slice(40, 56, 3)[0]), {"p": (1, 40, 56)}
+    if kind == "jpeg":
+        return _img(folder / "j.jpg", synthetic_slice(40, 56, 4)[0], quality=90), {"j": (1, 40, 56)}
+    if kind == "folder":
+        sub = folder / "slices"
+        sub.mkdir()
+        _img(sub / "s0.png", synthetic_slice(36, 36, 5)[0])
+        _tif(sub / "s1.tif", synthetic_slice(33, 47, 6)[0])  # folder files may differ in size
+        (sub / "README.txt").write_text("not an image")
+        return sub, {"s0": (1, 36, 36), "s1": (1, 33, 47)}
+    if kind == "uint16_tiff":
+        stack, _ = synthetic_stack(2, 45, 67, seed=7, dtype=np.uint16)
+        return _tif(folder / "deep.tif", stack), {"deep": (2, 45, 67)}
+    if kind == "uint16_png":
+        return _img(folder / "deep.png", synthetic_slice(38, 42, 8, dtype=np.uint16)[0]), {"deep": (1, 38, 42)}
+    if kind == "rgb_png":
+        return _img(folder / "colour.png", _rgb(synthetic_slice(40, 44, 9)[0])), {"colour": (1, 40, 44)}
+    if kind == "rgb_tiff":
+        return _tif(folder / "colour.tif", _rgb(synthetic_slice(40, 44, 9)[0]), photometric="rgb"), {"colour": (1, 40, 44)}
+    if kind == "odd_67x45":
+        return _img(folder / "odd.png", synthetic_slice(67, 45, 10)[0]), {"odd": (1, 67, 45)}
+    if kind == "smaller_than_patch":
+        return _img(folder / "tiny.png", synthetic_slice(20, 12, 11)[0]), {"tiny": (1, 20, 12)}
+    raise AssertionError(kind)
+
+
+def _check_outputs(out: Path, stem: str, shape: tuple[int, int, int], outputs=("proba", "mask", "cells", "overlay")) -> None:
+    n, h, w = shape
+    stack = n > 1
+    expected = {
+        "proba": f"{stem}_proba.tif",
+        "mask": f"{stem}_membrane.{'tif' if stack else 'png'}",
+        "cells": f"{stem}_cells.tif",
+        "overlay": f"{stem}_overlay.png",
+    }
+    for kind, name in expected.items():
+        assert (out / name).is_file() == (kind in outputs), name
+    if "proba" in outputs:
+        proba = tifffile.imread(out / expected["proba"])
+        assert proba.dtype == np.float32 and proba.shape == ((n, h, w) if stack else (h, w))
+        assert 0.0 <= proba.min() and proba.max() <= 1.0 and np.isfinite(proba).all()
+        proba = proba.reshape(n, h, w)
+    if "mask" in outputs:
+        mask = read_stack(out / expected["mask"])
+        assert mask.dtype == np.uint8 and mask.shape == (n, h, w)
+        assert set(np.unique(mask)) <= {0, 255}
+        if "proba" in outputs:  # default threshold 0.5: the mask is exactly "not cell"
+            np.testing.assert_array_equal(mask == 255, ~(proba > 0.5))
+    if "cells" in outputs:
+        cells = tifffile.imread(out / expected["cells"])
+        assert cells.dtype == np.uint32 and cells.shape == ((n, h, w) if stack else (h, w))
+        if "proba" in outputs:
+            cells = cells.reshape(n, h, w)
+            assert (cells[proba > 0.5] > 0).all()  # every cell pixel is in an instance
+            assert (proba[cells == 0] <= 0.5).all()  # outlines lie on membrane
+    if "overlay" in outputs:
+        with Image.open(out / expected["overlay"]) as img:
+            assert img.mode == "RGB" and img.size == (w, h)
+
+
+INPUT_KINDS = [
+    "multipage_tiff",
+    "single_tiff",
+    "png",
+    "jpeg",
+    "folder",
+    "uint16_tiff",
+    "uint16_png",
+    "rgb_png",
+    "rgb_tiff",
+    "odd_67x45",
+    "smaller_than_patch",
+]
+
+
+@pytest.mark.parametrize("kind", INPUT_KINDS)
+def test_every_input_kind_gives_all_outputs(kind: str, model_path: Path, tmp_path: Path, capsys) -> None:
+    source, expected = _make_input(kind, tmp_path)
+    out = tmp_path / "out"
+    rc, stdout, stderr = _run(capsys, source, "--model", model_path, "--out", out)
+    assert rc == 0, stderr
+    for stem, shape in expected.items():
+        _check_outputs(out, stem, shape)
+    assert len(list(out.iterdir())) == 4 * len(expected)  # and nothing else (no temp files)
+    slices = sum(s[0] for s in expected.values())
+    assert f"predicted {len(expected)} image(s), {slices} slice(s)" in stdout and "MPix/s" in stdout
+    if kind.startswith("rgb"):
+        assert stderr.count("converted to grey") == 1 and "colour" in stderr
+    else:
+        assert stderr == ""  # no progress bar when stderr is not a terminal
+
+
+def test_several_inputs_colour_note_once_and_quiet(model_path: Path, tmp_path: Path, capsys) -> None:
+    a = _img(tmp_path / "a.png", _rgb(synthetic_slice(24, 24, 1)[0]))
+    b = _img(tmp_path / "b.png", _rgb(synthetic_slice(24, 24, 2)[0]))
+    c = _img(tmp_path / "c.png", synthetic_slice(24, 24, 3)[0])
+    rc, stdout, stderr = _run(capsys, a, b, c, "--model", model_path, "--out", tmp_path / "out", "--quiet")
+    assert rc == 0 and stdout == ""
+    assert len(stderr.splitlines()) == 1 and "a.png, " in stderr and "b.png" in stderr and "c.png" not in stderr
+
+
+@pytest.mark.parametrize("outputs", ["proba", "mask,cells", "overlay,proba"])
+def test_outputs_subset(outputs: str, model_path: Path, tmp_path: Path, capsys) -> None:
+    source, expected = _make_input("multipage_tiff", tmp_path)
+    out = tmp_path / "out"
+    rc, _, stderr = _run(capsys, source, "--model", model_path, "--out", out, "--outputs", outputs)
+    assert rc == 0, stderr
+    chosen = tuple(outputs.split(","))
+    _check_outputs(out, "vol", expected["vol"], chosen)
+    assert len(list(out.iterdir())) == len(chosen)
+
+
+def test_threshold_tta_and_options(model_path: Path, tmp_path: Path, capsys) -> None:
+    source, _ = _make_input("odd_67x45", tmp_path)
+    args = [source, "--model", model_path, "--outputs", "proba,mask", "--batch-size", "1", "--overlap", "0.25"]
+    assert _run(capsys, *args, "--out", tmp_path / "plain", "--device", "cpu")[0] == 0
+    assert _run(capsys, *args, "--out", tmp_path / "tta", "--tta", "--threshold", "0.3")[0] == 0
+    plain = tifffile.imread(tmp_path / "plain" / "odd_proba.tif")
+    tta = tifffile.imread(tmp_path / "tta" / "odd_proba.tif")
+    assert not np.array_equal(plain, tta)  # a random network is not flip-invariant
+    mask = np.asarray(Image.open(tmp_path / "tta" / "odd_membrane.png"))
+    np.testing.assert_array_equal(mask == 255, ~(tta > np.float32(0.3)))
+
+
+def test_a_trained_model_predicts(tmp_path: Path, capsys) -> None:
+    images, labels = synthetic_stack(4, 48, 48)
+    data = TrainingData(list(images[:3]), list(labels[:3]), [images[3]], [labels[3]])
+    tiny = ModelParams(arch="unet", unet=TINY_UNET)
+    params = TrainParams(steps=4, batch_size=2, patch_size=32, val_every=2, log_every=2)
+    model = tmp_path / "train" / "model.pt"
+    train(data, tiny, params, seed=3, model_path=model, live_dir=tmp_path / "train" / "live")
+    test_image = _tif(tmp_path / "test.tif", synthetic_stack(2, 56, 52, seed=50)[0])
+    rc, stdout, stderr = _run(capsys, test_image, "--model", model, "--out", tmp_path / "out")
+    assert rc == 0, stderr
+    _check_outputs(tmp_path / "out", "test", (2, 56, 52))
+
+
+# ---------------------------------------------------------------- bad input
+
+
+def _bad_model(kind: str, tmp_path: Path, good_model: Path) -> Path:
+    if kind == "non_emseg":
+        path = tmp_path / "other.pt"
+        torch.save({"weights": torch.zeros(3)}, path)
+    else:
+        path = tmp_path / "rgb_model.pt"
+        payload = torch.load(good_model, weights_only=True)
+        payload["config"]["in_channels"] = 3
+        torch.save(payload, path)
+    return path
+
+
+@pytest.mark.parametrize(
+    "case, named",
+    [
+        ("text_as_tif", "fake.tif"),
+        ("unsupported_suffix", "picture.bmp"),
+        ("truncated_png", "cut.png"),
+        ("missing_file", "nowhere.png"),
+        ("non_emseg_model", "other.pt"),
+        ("in_channels_3_model", "rgb_model.pt"),
+        ("empty_folder", "empty"),
+    ],
+)
+def test_bad_input_fails_cleanly_before_any_output(case: str, named: str, model_path: Path, tmp_path: Path, capsys) -> None:
+    good = _img(tmp_path / "good.png", synthetic_slice(30, 30, 1)[0])
+    model = model_path
+    inputs: list[Path] = [good]
+    if case == "text_as_tif":
+        (tmp_path / "fake.tif").write_text("this is not a TIFF\n")
+        inputs.append(tmp_path / "fake.tif")
+    elif case == "unsupported_suffix":
+        inputs.append(_img(tmp_path / "picture.bmp", synthetic_slice(30, 30, 2)[0]))
+    elif case == "truncated_png":
+        full = _img(tmp_path / "full.png", synthetic_slice(60, 60, 2)[0]).read_bytes()
+        (tmp_path / "cut.png").write_bytes(full[: len(full) // 2])
+        inputs.append(tmp_path / "cut.png")
+    elif case == "missing_file":
+        inputs.append(tmp_path / "nowhere.png")
+    elif case == "empty_folder":
+        (tmp_path / "empty").mkdir()
+        inputs.append(tmp_path / "empty")
+    else:
+        model = _bad_model("non_emseg" if case == "non_emseg_model" else "in3", tmp_path, model_path)
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / "keep.txt").write_text("already here")
+    rc, stdout, stderr = _run(capsys, *inputs, "--model", model, "--out", out)
+    assert rc == 2
+    lines = stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("emseg: error: ") and named in lines[0], stderr
+    assert [p.name for p in out.iterdir()] == ["keep.txt"]
+    assert stdout == ""
+
+
+def test_bad_options_and_name_clash(model_path: Path, tmp_path: Path, capsys) -> None:
+    good = _img(tmp_path / "x.png", synthetic_slice(30, 30, 1)[0])
+    same_stem = _tif(tmp_path / "x.tif", synthetic_slice(30, 30, 2)[0])
+    out = tmp_path / "out"
+    for extra, message in [
+        (["--outputs", "proba,labels"], "--outputs: unknown output labels"),
+        (["--threshold", "2"], "--threshold"),
+        (["--overlap", "1"], "--overlap"),
+        (["--batch-size", "0"], "--batch-size"),
+    ]:
+        rc, _, stderr = _run(capsys, good, "--model", model_path, "--out", out, *extra)
+        assert rc == 2 and message in stderr and len(stderr.splitlines()) == 1
+    rc, _, stderr = _run(capsys, good, same_stem, "--model", model_path, "--out", out)
+    assert rc == 2 and "would both write" in stderr and "x.tif" in stderr
+    if not torch.cuda.is_available():
+        rc, _, stderr = _run(capsys, good, "--model", model_path, "--out", out, "--device", "cuda")
+        assert rc == 2 and "cuda" in stderr
+    rc, _, stderr = _run(capsys, good, "--model", model_path, "--out", out, "--threads", "-1")
+    assert rc == 2 and "--threads" in stderr
+    assert not out.exists()
+
+
+def test_out_that_is_a_file_or_cannot_be_made(model_path: Path, tmp_path: Path, capsys) -> None:
+    good = _img(tmp_path / "x.png", synthetic_slice(30, 30, 1)[0])
+    (tmp_path / "file").write_text("")
+    rc, _, stderr = _run(capsys, good, "--model", model_path, "--out", tmp_path / "file")
+    assert rc == 2 and "file: exists and is not a folder" in stderr
+    # a folder that cannot be created (its parent is a file): an OSError at write time
+    rc, _, stderr = _run(capsys, good, "--model", model_path, "--out", tmp_path / "file" / "sub")
+    assert rc == 2 and "cannot write outputs of" in stderr and "x.png" in stderr and len(stderr.splitlines()) == 1
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["file", "x.png"]
