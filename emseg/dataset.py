@@ -50,10 +50,18 @@ class PatchSampler:
     patch_size: int
     random_dihedral: bool
     generator: torch.Generator
+    #: per-pixel loss weights (e.g. U-Net border weights), cropped with the patches; None = uniform
+    weights: list[torch.Tensor] | None = None
 
     @classmethod
     def from_arrays(
-        cls, images: list[np.ndarray], labels: list[np.ndarray], patch_size: int, random_dihedral: bool, seed: int
+        cls,
+        images: list[np.ndarray],
+        labels: list[np.ndarray],
+        patch_size: int,
+        random_dihedral: bool,
+        seed: int,
+        weights: list[np.ndarray] | None = None,
     ) -> PatchSampler:
         if not images:
             raise EmsegError("no training slices: check data/split.json and the augment output")
@@ -69,27 +77,31 @@ class PatchSampler:
             patch_size,
             random_dihedral,
             generator,
+            [torch.from_numpy(w) for w in weights] if weights is not None else None,
         )
 
     def _randint(self, high: int) -> int:
         return int(torch.randint(high, (1,), generator=self.generator))
 
-    def sample(self, batch_size: int) -> tuple[torch.Tensor, torch.Tensor]:
-        """A batch ``(x, y)`` of shape (B, 1, P, P) each."""
-        xs, ys = [], []
+    def sample(self, batch_size: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
+        """A batch ``(x, y, w)``: image, target and loss weights (or None), each (B, 1, P, P)."""
+        xs, ys, ws = [], [], []
         size = self.patch_size
         for _ in range(batch_size):
             index = self._randint(len(self.images))
             image, target = self.images[index], self.targets[index]
             top = self._randint(image.shape[0] - size + 1)
             left = self._randint(image.shape[1] - size + 1)
-            x = image[top : top + size, left : left + size]
-            y = target[top : top + size, left : left + size]
+            crop = (slice(top, top + size), slice(left, left + size))
+            patches = [image[crop], target[crop]] + ([self.weights[index][crop]] if self.weights is not None else [])
             if self.random_dihedral:
                 k, flip = self._randint(4), self._randint(2)
-                x, y = torch.rot90(x, k), torch.rot90(y, k)
+                patches = [torch.rot90(p, k) for p in patches]
                 if flip:
-                    x, y = torch.flip(x, (1,)), torch.flip(y, (1,))
-            xs.append(x)
-            ys.append(y)
-        return torch.stack(xs)[:, None].contiguous(), torch.stack(ys)[:, None].contiguous()
+                    patches = [torch.flip(p, (1,)) for p in patches]
+            xs.append(patches[0])
+            ys.append(patches[1])
+            if self.weights is not None:
+                ws.append(patches[2])
+        batch = [torch.stack(part)[:, None].contiguous() for part in (xs, ys)]
+        return batch[0], batch[1], torch.stack(ws)[:, None].contiguous() if ws else None

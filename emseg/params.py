@@ -105,6 +105,8 @@ class ModelParams(_Block):
 
 class TrainParams(_Block):
     loss: str = "dice_ce"
+    border_weight: float = Field(0.0, ge=0.0, description="U-Net border weighting w0 (0 = off)")
+    border_sigma: float = Field(5.0, gt=0.0, description="U-Net border weighting sigma, pixels")
     optimizer: Literal["adam", "adamw"] = "adam"
     lr: float = Field(1e-3, gt=0.0)
     weight_decay: float = Field(0.0, ge=0.0)

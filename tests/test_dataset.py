@@ -16,8 +16,9 @@ def test_membrane_target_is_label_zero() -> None:
 def test_patches_have_the_right_shape_and_stay_paired() -> None:
     images, labels = synthetic_stack(3, 40, 50)
     sampler = PatchSampler.from_arrays(list(images), list(labels), 16, True, seed=0)
-    x, y = sampler.sample(8)
+    x, y, w = sampler.sample(8)
     assert x.shape == y.shape == (8, 1, 16, 16) and x.dtype == torch.float32
+    assert w is None
     assert set(torch.unique(y).tolist()) <= {0.0, 1.0}
     # membrane pixels are the dark ones in the synthetic data, after any flip/rotation
     assert x[y == 1].mean() < x[y == 0].mean()
@@ -34,3 +35,13 @@ def test_patch_larger_than_the_slices_is_an_error() -> None:
     images, labels = synthetic_stack(1, 20, 30)
     with pytest.raises(EmsegError, match="train.patch_size: 32 is larger than a training slice \\(20x30\\)"):
         PatchSampler.from_arrays(list(images), list(labels), 32, True, seed=0)
+
+
+def test_weights_are_cropped_and_turned_with_their_patch() -> None:
+    images, labels = synthetic_stack(2, 40, 40)
+    # weights that encode the target: 2 on membrane, 1 elsewhere
+    weights = [np.where(label == 0, 2.0, 1.0).astype(np.float32) for label in labels]
+    sampler = PatchSampler.from_arrays(list(images), list(labels), 16, True, seed=1, weights=weights)
+    x, y, w = sampler.sample(6)
+    assert w.shape == y.shape
+    torch.testing.assert_close(w, 1.0 + y)

@@ -31,9 +31,24 @@ def deep_supervision_weights(n_heads: int) -> list[float]:
     return [w / sum(raw) for w in raw]
 
 
-def supervised_loss(loss: nn.Module, heads: list[torch.Tensor], target: torch.Tensor) -> torch.Tensor:
-    """The loss of the main prediction, or the weighted sum over deep-supervision heads."""
+def border_term(logits: torch.Tensor, target: torch.Tensor, pixel_weights: torch.Tensor) -> torch.Tensor:
+    """The extra cross-entropy of up-weighted pixels: with weights w >= 1, loss + this term
+    is the base loss with its cross-entropy weighted by w (exactly so for ``dice_ce``/``bce``)."""
+    bce = nn.functional.binary_cross_entropy_with_logits(logits, target, reduction="none")
+    return ((pixel_weights - 1.0) * bce).mean()
+
+
+def supervised_loss(
+    loss: nn.Module, heads: list[torch.Tensor], target: torch.Tensor, pixel_weights: torch.Tensor | None = None
+) -> torch.Tensor:
+    """The loss of the main prediction, or the weighted sum over deep-supervision heads,
+    plus the border term when per-pixel weights are given."""
+
+    def one(head: torch.Tensor) -> torch.Tensor:
+        value = loss(head.float(), target)
+        return value if pixel_weights is None else value + border_term(head.float(), target, pixel_weights)
+
     if len(heads) == 1:
-        return loss(heads[0].float(), target)
+        return one(heads[0])
     weights = deep_supervision_weights(len(heads))
-    return sum(w * loss(h.float(), target) for w, h in zip(weights, heads))
+    return sum(w * one(h) for w, h in zip(weights, heads))

@@ -34,6 +34,7 @@ from emseg.model_file import ModelConfig, save_model
 from emseg.networks import build_network, count_parameters, resolve_kwargs
 from emseg.normalization import DEFAULT_NORMALIZATION
 from emseg.params import ModelParams, TrainParams
+from emseg.training.border_weights import border_weight_map
 from emseg.training.losses import build_loss, supervised_loss
 
 _LOGIT_EPS = 1e-6
@@ -220,7 +221,12 @@ def train(
     # the full argument set, defaults included, goes into the model file
     kwargs = resolve_kwargs(arch, model_params.kwargs_for(arch))
     model = build_network(arch, kwargs).to(device)
-    sampler = PatchSampler.from_arrays(data.train_images, data.train_labels, params.patch_size, params.random_dihedral, seed)
+    weights = None
+    if params.border_weight > 0:
+        weights = [border_weight_map(label, params.border_weight, params.border_sigma) for label in data.train_labels]
+    sampler = PatchSampler.from_arrays(
+        data.train_images, data.train_labels, params.patch_size, params.random_dihedral, seed, weights
+    )
     loss_fn = build_loss(params.loss)
     optimizer = build_optimizer(model, params)
     use_amp = uses_amp(device, params.amp)
@@ -246,12 +252,14 @@ def train(
         for step in range(progress.step, params.steps):
             lr = params.lr * lr_factor(step, params.steps, params.schedule, params.warmup_steps)
             _set_lr(optimizer, lr)
-            x, y = sampler.sample(params.batch_size)
+            x, y, pixel_weights = sampler.sample(params.batch_size)
             x, y = x.to(device, non_blocking=True), y.to(device, non_blocking=True)
+            if pixel_weights is not None:
+                pixel_weights = pixel_weights.to(device, non_blocking=True)
             optimizer.zero_grad(set_to_none=True)
             with autocast(device, params.amp):
                 heads = model.forward_heads(x)
-            loss = supervised_loss(loss_fn, heads, y)
+            loss = supervised_loss(loss_fn, heads, y, pixel_weights)
             scaler.scale(loss).backward()
             scaler.step(optimizer)
             scaler.update()

@@ -68,3 +68,8 @@ def test_losses_accept_logits_and_binary_targets(name: str) -> None:
 def test_unknown_loss() -> None:
     with pytest.raises(EmsegError, match="train.loss: unknown loss 'l2'"):
         build_loss("l2")
+
+
+def test_border_weighted_training_runs(tmp_path: Path) -> None:
+    result, model_path = _tiny_train(tmp_path, "weighted", border_weight=10.0, border_sigma=3.0)
+    assert model_path.is_file() and 0.0 <= result["best_val"]["v_rand"] <= 1.0
