@@ -73,6 +73,11 @@ def test_dvc_repro_then_noop_then_only_train_and_evaluate(tiny_repo: Path) -> No
     second = _run(["dvc", "repro"], tiny_repo)
     assert "Running stage" not in second
 
+    # same params and seed on CPU: a forced rebuild of everything gives identical metrics
+    forced = _run(["dvc", "repro", "--force"], tiny_repo)
+    assert "Running stage 'train'" in forced
+    assert json.loads((tiny_repo / "metrics" / "evaluate.json").read_text()) == metrics
+
     params = yaml.safe_load((tiny_repo / "params.yaml").read_text())
     params["train"]["lr"] = 0.002
     (tiny_repo / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))

@@ -103,6 +103,23 @@ _INIT = -1  # not visited
 _INQUEUE = -3  # waiting in the FIFO
 
 
+@njit(cache=True, nogil=True, inline="always")
+def _neighbour(p: int, k: int, size1: int, size2: int) -> int:
+    """Flat index of neighbour ``k`` (0 west, 1 north, 2 east, 3 south) of ``p``, or -1 off the image.
+
+    Pixels are stored column-major as in ImageJ's x-outer scan: p = x * size2 + y.
+    """
+    x = p // size2
+    y = p - x * size2
+    if k == 0:
+        return p - size2 if x > 0 else -1
+    if k == 1:
+        return p - 1 if y > 0 else -1
+    if k == 2:
+        return p + size2 if x < size1 - 1 else -1
+    return p + 1 if y < size2 - 1 else -1
+
+
 @njit(cache=True, nogil=True)
 def _flood(levels: np.ndarray) -> np.ndarray:
     """Vincent-Soille flooding exactly as Fiji's ``WatershedTransform2D.apply()`` (4-connected).
@@ -147,25 +164,10 @@ def _flood(levels: np.ndarray) -> np.ndarray:
                 hi1 = pi
                 break
             lab[p] = _MASK
-            x = p // size2
-            y = p - x * size2
             for k in range(4):  # west, north, east, south
-                if k == 0:
-                    if x == 0:
-                        continue
-                    q = p - size2
-                elif k == 1:
-                    if y == 0:
-                        continue
-                    q = p - 1
-                elif k == 2:
-                    if x == size1 - 1:
-                        continue
-                    q = p + size2
-                else:
-                    if y == size2 - 1:
-                        continue
-                    q = p + 1
+                q = _neighbour(p, k, size1, size2)
+                if q < 0:
+                    continue
                 if lab[q] >= _WSHED:
                     queue[tail] = p
                     tail += 1
@@ -176,25 +178,10 @@ def _flood(levels: np.ndarray) -> np.ndarray:
         while head < tail:
             p = queue[head]
             head += 1
-            x = p // size2
-            y = p - x * size2
             for k in range(4):
-                if k == 0:
-                    if x == 0:
-                        continue
-                    q = p - size2
-                elif k == 1:
-                    if y == 0:
-                        continue
-                    q = p - 1
-                elif k == 2:
-                    if x == size1 - 1:
-                        continue
-                    q = p + size2
-                else:
-                    if y == size2 - 1:
-                        continue
-                    q = p + 1
+                q = _neighbour(p, k, size1, size2)
+                if q < 0:
+                    continue
                 lq = lab[q]
                 if lq > 0:
                     lp = lab[p]
@@ -228,25 +215,10 @@ def _flood(levels: np.ndarray) -> np.ndarray:
                 while head < tail:
                     p2 = queue[head]
                     head += 1
-                    x = p2 // size2
-                    y = p2 - x * size2
                     for k in range(4):
-                        if k == 0:
-                            if x == 0:
-                                continue
-                            q = p2 - size2
-                        elif k == 1:
-                            if y == 0:
-                                continue
-                            q = p2 - 1
-                        elif k == 2:
-                            if x == size1 - 1:
-                                continue
-                            q = p2 + size2
-                        else:
-                            if y == size2 - 1:
-                                continue
-                            q = p2 + 1
+                        q = _neighbour(p2, k, size1, size2)
+                        if q < 0:
+                            continue
                         if lab[q] == _MASK:
                             queue[tail] = q
                             tail += 1
