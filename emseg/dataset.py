@@ -37,6 +37,8 @@ def read_labelled(png_root: str | os.PathLike[str], indices: list[int]) -> tuple
 
 def read_augmented(aug_root: str | os.PathLike[str]) -> tuple[list[np.ndarray], list[np.ndarray]]:
     root = Path(aug_root)
+    if not root.is_dir():  # an empty folder is fine (augment copies: 0), a missing one is not
+        raise EmsegError(f"{root}: augmented slices folder not found (the augment stage's --out)")
     names = sorted(p.name for p in (root / "images").glob("*.png"))
     return read_slices(root / "images", names), read_slices(root / "labels", names)
 

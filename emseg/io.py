@@ -10,7 +10,9 @@ from __future__ import annotations
 
 import contextlib
 import json
+import logging
 import os
+import re
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
@@ -51,6 +53,27 @@ def atomic_output(path: str | os.PathLike[str]) -> Iterator[Path]:
         tmp.unlink(missing_ok=True)
 
 
+@contextlib.contextmanager
+def new_folder(path: str | os.PathLike[str]) -> Iterator[Path]:
+    """Create folder ``path`` and its missing parents; if the block fails, remove those it created again.
+
+    Only folders left empty are removed, so a failed stage leaves no empty output folder
+    behind (DVC would otherwise see an output that was never written).
+    """
+    folder = Path(path)
+    created = [p for p in (folder, *folder.parents) if not p.exists()]  # deepest first
+    folder.mkdir(parents=True, exist_ok=True)
+    try:
+        yield folder
+    except BaseException:
+        for made in created:
+            try:
+                made.rmdir()
+            except OSError:  # not empty (or gone): keep it and everything above it
+                break
+        raise
+
+
 def write_json(path: str | os.PathLike[str], data: Any) -> None:
     with atomic_output(path) as tmp:
         tmp.write_text(json.dumps(data, indent=2, sort_keys=False) + "\n")
@@ -81,17 +104,50 @@ def _is_colour(array: np.ndarray) -> bool:
     return array.ndim >= 3 and array.shape[-1] in (3, 4) and array.shape[-2] > 4
 
 
+class _CollectWarnings(logging.Handler):
+    def __init__(self) -> None:
+        super().__init__(logging.WARNING)
+        self.messages: list[str] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        # drop tifffile's "<tifffile.TiffPages @8> " object prefix
+        self.messages.append(re.sub(r"^<[^>]*>\s*", "", record.getMessage()))
+
+
+@contextlib.contextmanager
+def _tifffile_warnings() -> Iterator[list[str]]:
+    """Collect what tifffile logs while reading, instead of letting it reach stderr."""
+    logger = logging.getLogger("tifffile")
+    handler = _CollectWarnings()
+    propagate = logger.propagate
+    logger.addHandler(handler)
+    logger.propagate = False
+    try:
+        yield handler.messages
+    finally:
+        logger.removeHandler(handler)
+        logger.propagate = propagate
+
+
 def read_tiff(path: str | os.PathLike[str], allow_rgb: bool = False) -> np.ndarray:
-    """Read a single- or multi-page TIFF as ``(slices, height, width)``."""
+    """Read a single- or multi-page TIFF as ``(slices, height, width)``.
+
+    tifffile logs a warning, rather than raising, when it has to work around a damaged
+    structure (a truncated page chain, bad offsets); it then returns what it could read,
+    e.g. the first slice of a cut stack. Such a file is refused, not read short.
+    """
     path = Path(path)
     if not path.is_file():
         raise EmsegError(f"{path}: file not found")
     if path.stat().st_size == 0:
         raise EmsegError(f"{path}: file is empty")
-    try:
-        array = tifffile.imread(path)
-    except Exception as exc:  # tifffile raises many types for corrupt files
-        raise EmsegError(f"{path}: not a readable TIFF ({type(exc).__name__}: {exc})") from None
+    with _tifffile_warnings() as warnings:
+        try:
+            array = tifffile.imread(path)
+        except Exception as exc:  # tifffile raises many types for corrupt files
+            raise EmsegError(f"{path}: not a readable TIFF ({type(exc).__name__}: {exc})") from None
+    if warnings:
+        raise EmsegError(f"{path}: damaged or truncated TIFF ({warnings[0]})")
     if _is_colour(array):
         array = _to_grey(array, path, allow_rgb)
     if array.ndim == 2:

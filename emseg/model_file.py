@@ -63,12 +63,16 @@ def read_model_file(path: str | os.PathLike[str]) -> dict[str, Any]:
     path = Path(path)
     if not path.is_file():
         raise EmsegError(f"{path}: model file not found")
+    if path.stat().st_size == 0:
+        raise EmsegError(f"{path}: model file is empty")
     try:
         payload = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:  # weights_only refusals are UnpicklingError; corrupt files vary
         reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         if "weights_only" in str(exc) or "Unsupported global" in str(exc):
             reason = "it holds objects other than tensors and plain values, refused for safety"
+        else:  # torch's own words for a cut file ("[Errno 22] Invalid argument") say little
+            reason = f"truncated, damaged or not a PyTorch file: {reason}"
         raise EmsegError(f"{path}: not a loadable emseg model ({reason})") from None
     if not isinstance(payload, dict) or payload.get("format") != FORMAT:
         raise EmsegError(f"{path}: not an emseg model file (no '{FORMAT}' header)")

@@ -5,8 +5,6 @@ from __future__ import annotations
 import argparse
 import json
 
-from emseg.networks import REGISTRY, build_network, count_parameters
-
 
 def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     parser = subparsers.add_parser("models", help="list the registered architectures (params model.arch)", description=__doc__)
@@ -16,6 +14,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[ty
 
 def describe() -> list[dict]:
     """One row per registered architecture, with the parameter count of its defaults."""
+    # imported here: every `emseg` command builds this parser, and MONAI takes seconds to import
+    from emseg.networks import REGISTRY, build_network, count_parameters
+
     return [
         {
             "name": name,

@@ -20,23 +20,17 @@ from __future__ import annotations
 import argparse
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-import torch
-from tqdm import tqdm
-
-from emseg.device import select_device
 from emseg.errors import EmsegError
-from emseg.inference.predict import (
-    OUTPUT_KINDS,
-    InputImage,
-    PredictOptions,
-    check_output_names,
-    discover_inputs,
-    inspect_inputs,
-    predict_files,
-    total_tiles,
-)
-from emseg.model_file import load_model
+from emseg.inference.outputs import OUTPUT_KINDS
+
+if TYPE_CHECKING:
+    from emseg.inference.predict import InputImage
+
+# torch and MONAI are imported in run(), not here: every `emseg` command builds this
+# parser, and `emseg score` / `emseg --help` should not pay their 2-3 s import.
+
 
 
 def _output_list(text: str) -> tuple[str, ...]:
@@ -85,6 +79,20 @@ def _colour_note(items: list[InputImage]) -> str | None:
 
 
 def run(args: argparse.Namespace) -> int:
+    import torch
+    from tqdm import tqdm
+
+    from emseg.device import select_device
+    from emseg.inference.predict import (
+        PredictOptions,
+        check_output_names,
+        discover_inputs,
+        inspect_inputs,
+        predict_files,
+        total_tiles,
+    )
+    from emseg.model_file import load_model
+
     device = select_device(args.device)
     if args.threads < 0:
         raise EmsegError(f"--threads must be 0 (one per core) or more, got {args.threads}")

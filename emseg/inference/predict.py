@@ -34,9 +34,8 @@ from emseg.errors import EmsegError
 from emseg.evaluation.metrics import membrane_to_cell, thin_borders
 from emseg.inference.sliding_window import count_tiles, predict_membrane
 from emseg.io import IMAGE_SUFFIXES, atomic_output, list_images, read_stack
+from emseg.inference.outputs import OUTPUT_KINDS
 from emseg.model_file import ModelConfig
-
-OUTPUT_KINDS = ("proba", "mask", "cells", "overlay")
 
 #: inputs read during validation are kept for the prediction pass up to this many bytes,
 #: so small inputs are decoded once while a folder of huge slices never sits in memory whole

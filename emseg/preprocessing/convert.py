@@ -11,7 +11,7 @@ from pathlib import Path
 import numpy as np
 
 from emseg.errors import EmsegError
-from emseg.io import read_image, read_tiff, write_png
+from emseg.io import new_folder, read_image, read_tiff, write_png
 from emseg.preprocessing.fetch import check_binary_labels
 
 #: ISBI convention kept on disk: cell interior 255, membrane 0. The model's target is ``label == 0``.
@@ -26,13 +26,14 @@ def staged_directory(final: str | os.PathLike[str]) -> Iterator[Path]:
     final = Path(final)
     staging = final.with_name(f".{final.name}.staging")
     shutil.rmtree(staging, ignore_errors=True)
-    staging.mkdir(parents=True)
-    try:
-        yield staging
-        shutil.rmtree(final, ignore_errors=True)
-        os.replace(staging, final)
-    finally:
-        shutil.rmtree(staging, ignore_errors=True)
+    with new_folder(final.parent):  # nor does a failure leave a new empty parent folder
+        staging.mkdir()
+        try:
+            yield staging
+            shutil.rmtree(final, ignore_errors=True)
+            os.replace(staging, final)
+        finally:
+            shutil.rmtree(staging, ignore_errors=True)
 
 
 def slice_name(index: int) -> str:

@@ -19,7 +19,7 @@ from pathlib import Path
 import numpy as np
 
 from emseg.errors import EmsegError
-from emseg.io import atomic_output, read_tiff
+from emseg.io import atomic_output, new_folder, read_tiff
 
 #: The names the rest of the pipeline reads under ``data/raw/``, whatever the source calls them.
 RAW_NAMES = {
@@ -130,19 +130,20 @@ def fetch(source: str, out_dir: str | os.PathLike[str], names: dict[str, str], s
         raise EmsegError(f"params data.sha256: names {sorted(unknown)} are none of the fetched files {sorted(names.values())}")
     staging = out / ".fetching"
     shutil.rmtree(staging, ignore_errors=True)
-    staging.mkdir(parents=True)
-    try:
-        for key, raw_name in RAW_NAMES.items():
-            _fetch_one(source, names[key], staging / raw_name, sha256.get(names[key]))
+    with new_folder(out):  # a failed fetch does not leave an empty out_dir behind either
+        staging.mkdir()
         try:
-            info = validate_raw(*(staging / RAW_NAMES[k] for k in ("train_images", "train_labels", "test_images")))
-        except EmsegError as exc:
-            message = str(exc)
             for key, raw_name in RAW_NAMES.items():
-                message = message.replace(str(staging / raw_name), _origin(source, names[key]))
-            raise EmsegError(message) from None
-        for raw_name in RAW_NAMES.values():
-            os.replace(staging / raw_name, out / raw_name)
-    finally:
-        shutil.rmtree(staging, ignore_errors=True)
+                _fetch_one(source, names[key], staging / raw_name, sha256.get(names[key]))
+            try:
+                info = validate_raw(*(staging / RAW_NAMES[k] for k in ("train_images", "train_labels", "test_images")))
+            except EmsegError as exc:
+                message = str(exc)
+                for key, raw_name in RAW_NAMES.items():
+                    message = message.replace(str(staging / raw_name), _origin(source, names[key]))
+                raise EmsegError(message) from None
+            for raw_name in RAW_NAMES.values():
+                os.replace(staging / raw_name, out / raw_name)
+        finally:
+            shutil.rmtree(staging, ignore_errors=True)
     return info
