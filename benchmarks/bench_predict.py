@@ -15,6 +15,7 @@ pass times at most ``--bare-batches`` batches and extrapolates to the full tile 
     python benchmarks/bench_predict.py            # 512^2, 2048^2, 8192^2 (several minutes on CPU)
     python benchmarks/bench_predict.py --quick    # 256^2 and 512^2, < 1 min
     python benchmarks/bench_predict.py --threads 1   # on a busy machine: see below
+    python benchmarks/bench_predict.py --json out.json   # also write every measurement as JSON
 
 On a machine whose cores are busy with something else (a training), torch's default of
 one thread per core makes the threads wait on each other and timings swing by 10-50x;
@@ -27,6 +28,7 @@ import argparse
 import json
 import os
 import resource
+import shlex
 import subprocess
 import sys
 import time
@@ -141,6 +143,7 @@ def main(argv: list[str] | None = None) -> int:
         "--tta-budget", type=float, default=None, help="skip a TTA run estimated to take longer (s; default 240, 20 with --quick)"
     )
     parser.add_argument("--bare-batches", type=int, default=40, help="bare forward: batches timed, then extrapolated")
+    parser.add_argument("--json", default=None, help="also write the results here")
     parser.add_argument("--child", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
 
@@ -157,16 +160,21 @@ def main(argv: list[str] | None = None) -> int:
     print(f"torch threads: {args.threads or 'default'}")
     print(f"load average at start: {' '.join(f'{x:.2f}' for x in os.getloadavg())} on {os.cpu_count()} CPU(s)")
     print(f"{'size':>7}  {'mode':<5} {'tiles':>6} {'seconds':>9} {'MPix/s':>9} {'peak MiB':>9} {'+MiB':>9}  note")
+    results, skipped = [], []
     for size in sizes:
         plain = _spawn(size, "plain", args)
+        results.append(plain)
         print(_row(plain), flush=True)
         estimate = plain["seconds"] * VARIANTS
         if estimate <= args.tta_budget:
             tta = _spawn(size, "tta", args)
+            results.append(tta)
             print(_row(tta, f"x{plain['seconds'] / tta['seconds']:.2f} of plain speed"), flush=True)
         else:
+            skipped.append({"size": size, "mode": "tta", "estimated_s": estimate})
             print(f"{size:>5}^2  tta   skipped: estimated {estimate:.0f} s > --tta-budget {args.tta_budget:.0f} s", flush=True)
         bare = _spawn(size, "bare", args)
+        results.append(bare)
         extrapolated = bare["timed_batches"] < -(-bare["tiles"] // args.batch_size)
         note = f"plain path at {bare['seconds'] / plain['seconds']:.0%} of bare forward speed"
         if extrapolated:
@@ -174,6 +182,25 @@ def main(argv: list[str] | None = None) -> int:
         print(_row(bare, note), flush=True)
     print(f"load average at end: {' '.join(f'{x:.2f}' for x in os.getloadavg())}")
     print("peak MiB = ru_maxrss of the measuring subprocess; +MiB = peak minus RSS after model and image were made")
+    if args.json:
+        figures = {}
+        for r in results:
+            figures[f"predict: {r['size']}^2 {r['mode']}"] = {"value": r["mpix_per_s"], "unit": "MPix/s"}
+            if r["mode"] != "bare":
+                figures[f"predict: {r['size']}^2 {r['mode']} peak RSS"] = {"value": r["peak_rss_mib"], "unit": "MiB"}
+        payload = {
+            "benchmark": "predict",
+            "command": shlex.join(["python", "benchmarks/bench_predict.py", *(sys.argv[1:] if argv is None else argv)]),
+            "machine": {"cpu_count": os.cpu_count(), "load_average": [round(x, 2) for x in os.getloadavg()]},
+            "config": {"quick": args.quick, "patch": args.patch, "batch_size": args.batch_size, "threads": args.threads,
+                       "device": args.device, "tta_budget": args.tta_budget, "bare_batches": args.bare_batches},
+            "results": results,
+            "skipped": skipped,
+            "figures": figures,
+        }
+        os.makedirs(os.path.dirname(os.path.abspath(args.json)), exist_ok=True)
+        with open(args.json, "w") as handle:
+            handle.write(json.dumps(payload, indent=2) + "\n")
     return 0
 
 

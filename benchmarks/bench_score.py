@@ -7,11 +7,15 @@ first call separately, then the median of a few timed repeats, for the 30 slices
 
     python benchmarks/bench_score.py            # full run
     python benchmarks/bench_score.py --quick    # 5 slices, one repeat
+    python benchmarks/bench_score.py --json out.json   # also write the figures as JSON
 """
 
 from __future__ import annotations
 
 import argparse
+import json
+import os
+import shlex
 import statistics
 import sys
 import time
@@ -49,6 +53,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--quick", action="store_true", help="5 slices, one repeat")
     parser.add_argument("--repeats", type=int, default=None, help="timed repeats (default 3, 1 with --quick)")
     parser.add_argument("--workers", type=int, default=None, help="threads (default: all cores)")
+    parser.add_argument("--json", type=Path, default=None, help="also write the results here")
     args = parser.parse_args(argv)
 
     if not args.labels.is_file():
@@ -104,6 +109,25 @@ def main(argv: list[str] | None = None) -> int:
         f"median {statistics.median(times_big):.3f} s over {repeats} run(s)"
     )
     print(f"  V_rand {big_result.v_rand:.6f}  V_info {big_result.v_info:.6f}  pixel error {big_result.pixel_error:.6f}")
+    if args.json:
+        stack, big = f"{n}x{h}x{w}", f"{big_labels.shape[1]}x{big_labels.shape[2]}"
+        payload = {
+            "benchmark": "score",
+            "command": shlex.join(["python", "benchmarks/bench_score.py", *(sys.argv[1:] if argv is None else argv)]),
+            "machine": {"cpu_count": os.cpu_count(), "load_average": [round(x, 2) for x in os.getloadavg()]},
+            "config": {"quick": args.quick, "repeats": repeats, "workers": args.workers, "thresholds": len(metrics.ISBI_THRESHOLDS)},
+            "import_s": t_import,
+            "first_call_s": t_first,
+            "stack": {"shape": stack, "seconds": times, "median_s": statistics.median(times), "v_rand": result.v_rand},
+            "big_slice": {"shape": big, "seconds": times_big, "median_s": statistics.median(times_big), "v_rand": big_result.v_rand},
+            "figures": {
+                f"score: stack {stack}": {"value": statistics.median(times), "unit": "s"},
+                f"score: one {big} slice": {"value": statistics.median(times_big), "unit": "s"},
+                "score: numba compile/cache load": {"value": t_first, "unit": "s"},
+            },
+        }
+        args.json.parent.mkdir(parents=True, exist_ok=True)
+        args.json.write_text(json.dumps(payload, indent=2) + "\n")
     return 0
 
 

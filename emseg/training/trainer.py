@@ -24,6 +24,7 @@ import torch
 from dvclive import Live
 from torch import nn
 
+from emseg.allocator import keep_freed_memory
 from emseg.dataset import PatchSampler, membrane_target
 from emseg.errors import EmsegError
 from emseg.io import atomic_output
@@ -216,6 +217,7 @@ def train(
     device = select_device(params.device)
     if params.threads:
         torch.set_num_threads(params.threads)
+    keep_freed_memory()
     seed_everything(seed)
     arch = model_params.arch
     # the full argument set, defaults included, goes into the model file

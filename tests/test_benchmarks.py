@@ -1,0 +1,123 @@
+"""The benchmark scripts' --quick modes run and write sane JSON (not how fast anything is).
+
+One ``benchmarks/run_all.py --quick --threads 1`` run (about 50 s on 2 busy cores) makes
+every script's JSON; each test checks one of them.  ``bench_score`` needs the ISBI labels
+and is left out (its test skipped) where ``../shared/isbi2012`` is absent.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import math
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from conftest import ISBI_DIR, REPO_ROOT
+
+pytestmark = pytest.mark.e2e
+
+BENCH = REPO_ROOT / "benchmarks"
+HAS_ISBI = (ISBI_DIR / "train-labels.tif").is_file()
+
+
+def _load(name: str):
+    spec = importlib.util.spec_from_file_location(f"_bench_{name}", BENCH / f"{name}.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def _positive(x) -> bool:
+    return isinstance(x, (int, float)) and math.isfinite(x) and x > 0
+
+
+@pytest.fixture(scope="module")
+def quick_runs(tmp_path_factory: pytest.TempPathFactory) -> dict:
+    out = tmp_path_factory.mktemp("bench")
+    only = "score,predict,train,pipeline" if HAS_ISBI else "predict,train,pipeline"
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}"}
+    command = [sys.executable, str(BENCH / "run_all.py"), "--quick", "--threads", "1", "--only", only,
+               "--out-dir", str(out), "--json", str(out / "all.json"), "--markdown", str(out / "table.md")]
+    done = subprocess.run(command, cwd=REPO_ROOT, env=env, capture_output=True, text=True)
+    assert done.returncode == 0, f"run_all failed:\n{done.stdout[-4000:]}\n{done.stderr[-4000:]}"
+    return {
+        "all": json.loads((out / "all.json").read_text()),
+        "table": (out / "table.md").read_text(),
+        **{name: json.loads((out / f"{name}.json").read_text()) for name in only.split(",")},
+    }
+
+
+def _check_figures(result: dict) -> None:
+    assert result["figures"]
+    for name, figure in result["figures"].items():
+        assert _positive(figure["value"]) or "faults" in name, (name, figure)
+        assert figure["value"] >= 0, (name, figure)
+    assert result["command"].startswith("python benchmarks/bench_") and "--quick" in result["command"]
+
+
+@pytest.mark.skipif(not HAS_ISBI, reason="ISBI data not beside the repository")
+def test_score_quick_writes_positive_times(quick_runs: dict) -> None:
+    result = quick_runs["score"]
+    assert result["benchmark"] == "score"
+    assert _positive(result["stack"]["median_s"]) and _positive(result["big_slice"]["median_s"])
+    assert result["stack"]["shape"] == "5x512x512"
+    assert 0.0 <= result["stack"]["v_rand"] <= 1.0
+    _check_figures(result)
+
+
+def test_predict_quick_writes_positive_rates_and_memory(quick_runs: dict) -> None:
+    result = quick_runs["predict"]
+    assert result["benchmark"] == "predict"
+    measured = {(r["size"], r["mode"]) for r in result["results"]} | {(s["size"], s["mode"]) for s in result["skipped"]}
+    assert measured == {(size, mode) for size in (256, 512) for mode in ("plain", "tta", "bare")}
+    for r in result["results"]:
+        assert _positive(r["mpix_per_s"]) and _positive(r["peak_rss_mib"]), r
+    _check_figures(result)
+
+
+def test_train_quick_writes_rates_of_both_loops_and_their_ratio(quick_runs: dict) -> None:
+    result = quick_runs["train"]
+    assert result["benchmark"] == "train"
+    repeats = result["config"]["repeats"]
+    for key in ("real_patches_per_s", "real_logged_patches_per_s", "bare_patches_per_s", "ratio"):
+        s = result[key]
+        assert len(s["values"]) == repeats and all(_positive(v) for v in s["values"]), key
+        assert s["min"] <= s["median"] <= s["max"], key
+    assert result["config"]["patch_size"] == 64 and result["config"]["timed_steps"] > 0
+    assert result["config"]["threads"] == 1
+    _check_figures(result)
+
+
+def test_pipeline_quick_times_the_repro_and_a_noop_repro(quick_runs: dict) -> None:
+    result = quick_runs["pipeline"]
+    assert result["benchmark"] == "pipeline"
+    assert _positive(result["repro_s"])
+    assert list(result["stages_s"]) == ["fetch", "convert", "split", "augment", "train", "evaluate"]
+    assert all(_positive(v) for v in result["stages_s"].values())
+    assert len(result["noop_s"]["values"]) == result["config"]["repeats"]
+    assert all(_positive(v) for v in result["noop_s"]["values"])
+    assert 0.0 <= result["v_rand"] <= 1.0
+    _check_figures(result)
+
+
+def test_run_all_gathers_every_figure_into_one_json_and_table(quick_runs: dict) -> None:
+    runs = quick_runs["all"]["runs"]
+    assert quick_runs["all"]["machine"]["cpu_count"] >= 1
+    table = quick_runs["table"]
+    assert "| figure | value | command | machine |" in table
+    for name, run in runs.items():
+        assert "error" not in run and run["result"] == quick_runs[name] | {"command": run["command"]}
+        for figure in run["result"]["figures"]:
+            assert f"| {figure} |" in table
+        assert f"`{run['command']}`" in table
+
+
+def test_pipeline_benchmark_uses_the_e2e_tests_tiny_profile() -> None:
+    from test_pipeline_e2e import TINY
+
+    assert _load("bench_pipeline").TINY == TINY
