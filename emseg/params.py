@@ -116,6 +116,7 @@ class TrainParams(_Block):
     batch_size: int = Field(4, gt=0)
     patch_size: int = Field(256, ge=16)
     random_dihedral: bool = Field(True, description="random flips/90-degree rotations of each patch, on the fly")
+    ema_decay: float = Field(0.0, ge=0.0, lt=1.0, description="exponential moving average of the weights (0 = off)")
     val_every: int = Field(500, gt=0)
     log_every: int = Field(25, gt=0)
     checkpoint_every: int = Field(250, gt=0, description="steps between resumable checkpoints; a multiple of log_every")

@@ -22,6 +22,7 @@ from typing import Any
 import numpy as np
 import torch
 from dvclive import Live
+from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
 from torch import nn
 
 from emseg.allocator import keep_freed_memory
@@ -138,6 +139,7 @@ def save_checkpoint(
     scaler: torch.amp.GradScaler,
     sampler: PatchSampler,
     progress: Progress,
+    ema: nn.Module | None = None,
 ) -> None:
     """Everything to continue bit-for-bit: weights, optimiser, AMP scaler, RNG states, progress.
 
@@ -145,6 +147,7 @@ def save_checkpoint(
     """
     payload = {
         "model": model.state_dict(),
+        "ema": ema.state_dict() if ema is not None else {},
         "optimizer": optimizer.state_dict(),
         "scaler": scaler.state_dict(),
         "sampler_rng": sampler.generator.get_state(),
@@ -165,11 +168,14 @@ def load_checkpoint(
     optimizer: torch.optim.Optimizer,
     scaler: torch.amp.GradScaler,
     sampler: PatchSampler,
+    ema: nn.Module | None = None,
 ) -> Progress:
     try:
         payload = torch.load(path, map_location="cpu", weights_only=True)
         model.load_state_dict(payload["model"])
         optimizer.load_state_dict(payload["optimizer"])
+        if ema is not None:
+            ema.load_state_dict(payload["ema"])
     except Exception as exc:
         raise EmsegError(f"{path}: cannot resume from this checkpoint ({type(exc).__name__}); delete it to start afresh") from None
     scaler.load_state_dict(payload["scaler"])
@@ -239,10 +245,16 @@ def train(
     checkpoint = None
     if checkpoint_dir is not None:
         checkpoint = Path(checkpoint_dir) / f"train-{run_fingerprint(data, model_params, params, seed)}.pt"
+    # an exponential moving average of the weights: validated, kept and saved in place of
+    # the raw weights, it smooths the last steps' noise out of the membrane map
+    ema = None
+    if params.ema_decay > 0:
+        ema = AveragedModel(model, multi_avg_fn=get_ema_multi_avg_fn(params.ema_decay), use_buffers=True)
+    evaluated = ema.module if ema is not None else model
     progress = Progress()
     resuming = bool(checkpoint and params.resume and checkpoint.is_file())
     if resuming:
-        progress = load_checkpoint(checkpoint, model, optimizer, scaler, sampler)
+        progress = load_checkpoint(checkpoint, model, optimizer, scaler, sampler, ema)
         if progress.best_state:
             save_model(model_path, _with_weights(build_network(arch, kwargs), progress.best_state), _best_config(config, progress, params, seed))
         truncate_live_logs(live_dir, progress.step)
@@ -265,6 +277,8 @@ def train(
             scaler.scale(loss).backward()
             scaler.step(optimizer)
             scaler.update()
+            if ema is not None:
+                ema.update_parameters(model)
             window_loss += float(loss.detach())
             window_count += 1
 
@@ -279,18 +293,18 @@ def train(
                 if device.type == "cuda":
                     live.log_metric("gpu/max_allocated_gib", torch.cuda.max_memory_allocated(device) / 2**30)
                 if is_val:
-                    metrics = validate(model, loss_fn, data.val_images, data.val_labels, params.patch_size, device, params.amp)
+                    metrics = validate(evaluated, loss_fn, data.val_images, data.val_labels, params.patch_size, device, params.amp)
                     for name, value in metrics.items():
                         live.log_metric(f"val/{name}", value)
                     if metrics["v_rand"] > progress.best["v_rand"]:
                         progress.best, progress.best_step = metrics, done
-                        progress.best_state = {k: v.detach().cpu().clone() for k, v in model.state_dict().items()}
-                        save_model(model_path, model, _best_config(config, progress, params, seed))
+                        progress.best_state = {k: v.detach().cpu().clone() for k, v in evaluated.state_dict().items()}
+                        save_model(model_path, evaluated, _best_config(config, progress, params, seed))
                 live.next_step()
                 window_loss, window_count, window_start = 0.0, 0, time.perf_counter()
             if checkpoint and (done % params.checkpoint_every == 0) and done < params.steps:
                 progress.step = done
-                save_checkpoint(checkpoint, model, optimizer, scaler, sampler, progress)
+                save_checkpoint(checkpoint, model, optimizer, scaler, sampler, progress, ema)
         live.summary["best_step"] = progress.best_step
         for name, value in progress.best.items():
             live.summary[f"best_val/{name}"] = value

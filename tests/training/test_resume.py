@@ -24,7 +24,7 @@ from emseg.training.trainer import TrainingData, train
 images, labels = synthetic_stack(4, 48, 48)
 data = TrainingData(list(images[:3]), list(labels[:3]), [images[3]], [labels[3]])
 model = ModelParams(arch="unet", unet={{"channels": [4, 8, 16], "strides": [2, 2], "num_res_units": 1}})
-params = TrainParams(steps=300, batch_size=2, patch_size=32, val_every=60, log_every=10, checkpoint_every=10)
+params = TrainParams(steps=300, batch_size=2, patch_size=32, val_every=60, log_every=10, checkpoint_every=10, ema_decay=0.99)
 out = sys.argv[1]
 result = train(data, model, params, 11, out + "/model.pt", out + "/live", out + "/checkpoints")
 print(json.dumps(result["best_val"]))

@@ -73,3 +73,12 @@ def test_unknown_loss() -> None:
 def test_border_weighted_training_runs(tmp_path: Path) -> None:
     result, model_path = _tiny_train(tmp_path, "weighted", border_weight=10.0, border_sigma=3.0)
     assert model_path.is_file() and 0.0 <= result["best_val"]["v_rand"] <= 1.0
+
+
+def test_ema_weights_are_what_gets_saved(tmp_path: Path) -> None:
+    result, model_path = _tiny_train(tmp_path, "ema", ema_decay=0.9)
+    plain, plain_path = _tiny_train(tmp_path, "plain")
+    ema_state = torch.load(model_path, weights_only=True)["state_dict"]
+    plain_state = torch.load(plain_path, weights_only=True)["state_dict"]
+    assert any(not torch.equal(ema_state[k], plain_state[k]) for k in plain_state)
+    assert 0.0 <= result["best_val"]["v_rand"] <= 1.0
