@@ -7,6 +7,7 @@ It holds only tensors and plain Python values, so it loads with
 
 from __future__ import annotations
 
+import io
 import json
 import os
 from dataclasses import dataclass, field
@@ -54,8 +55,12 @@ def save_model(path: str | os.PathLike[str], model: nn.Module, config: ModelConf
     # which is what lets the file load with weights_only=True
     plain_config = json.loads(json.dumps(config.to_dict(), default=float))
     payload = {"format": FORMAT, "version": FORMAT_VERSION, "config": plain_config, "state_dict": state}
+    # through a buffer: saved to a path, torch names the zip's root folder after the (random)
+    # temporary file name, and the same weights would give a different file
+    buffer = io.BytesIO()
+    torch.save(payload, buffer)
     with atomic_output(path) as tmp:
-        torch.save(payload, tmp)
+        tmp.write_bytes(buffer.getvalue())
 
 
 def read_model_file(path: str | os.PathLike[str]) -> dict[str, Any]:

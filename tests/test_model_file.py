@@ -63,3 +63,10 @@ def test_wrong_channel_count_is_refused(tmp_path: Path) -> None:
     torch.save(payload, path)
     with pytest.raises(EmsegError, match="3 input"):
         load_model(path)
+
+
+def test_same_weights_give_the_same_file_bytes(tmp_path: Path) -> None:
+    path, model = _saved(tmp_path)
+    again = tmp_path / "again.pt"
+    save_model(again, model, ModelConfig("unet", resolve_kwargs("unet", TINY_UNET), dict(DEFAULT_NORMALIZATION), 32))
+    assert path.read_bytes() == again.read_bytes()

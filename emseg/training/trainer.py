@@ -14,6 +14,7 @@ import json
 import math
 import os
 import random
+import shutil
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -241,7 +242,10 @@ def train(
     scaler = torch.amp.GradScaler("cuda", enabled=use_amp and amp_dtype(device) == torch.float16)
     config = ModelConfig(arch, kwargs, dict(DEFAULT_NORMALIZATION), params.patch_size)
 
-    live_dir = Path(live_dir)
+    # dvclive writes its logs as training goes; they live in a staging folder beside
+    # ``live_dir`` (watch it there) and replace ``live_dir`` only when training completes
+    final_live_dir = Path(live_dir)
+    live_dir = final_live_dir.with_name(f".{final_live_dir.name}.partial")
     checkpoint = None
     if checkpoint_dir is not None:
         checkpoint = Path(checkpoint_dir) / f"train-{run_fingerprint(data, model_params, params, seed)}.pt"
@@ -253,6 +257,8 @@ def train(
     evaluated = ema.module if ema is not None else model
     progress = Progress()
     resuming = bool(checkpoint and params.resume and checkpoint.is_file())
+    if not resuming:
+        shutil.rmtree(live_dir, ignore_errors=True)
     if resuming:
         progress = load_checkpoint(checkpoint, model, optimizer, scaler, sampler, ema)
         if progress.best_state:
@@ -308,6 +314,8 @@ def train(
         live.summary["best_step"] = progress.best_step
         for name, value in progress.best.items():
             live.summary[f"best_val/{name}"] = value
+    shutil.rmtree(final_live_dir, ignore_errors=True)
+    os.replace(live_dir, final_live_dir)
     if checkpoint:
         checkpoint.unlink(missing_ok=True)
     return {"best_step": progress.best_step, "best_val": progress.best, "parameters": count_parameters(model), "device": str(device)}
