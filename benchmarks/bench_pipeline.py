@@ -34,6 +34,8 @@ from pathlib import Path
 import numpy as np
 import yaml
 
+from emseg.device import machine_info, machine_line
+
 REPO_ROOT = Path(__file__).resolve().parents[1]
 DEFAULT_DATA = REPO_ROOT.parent / "shared" / "isbi2012"
 NOOP_GOAL_S = 5.0
@@ -47,24 +49,6 @@ TINY = {
     "train": {"steps": 4, "batch_size": 2, "patch_size": 32, "val_every": 2, "log_every": 2},
     "evaluate": {"tta": False, "overlays": 1, "pr_points": 20},
 }
-
-
-def machine() -> dict:
-    import torch
-
-    cuda = torch.cuda.is_available()
-    return {
-        "cpu_count": os.cpu_count(),
-        "cuda": cuda,
-        "cuda_device": torch.cuda.get_device_name(0) if cuda else None,
-        "torch": torch.__version__,
-        "load_average": [round(x, 2) for x in os.getloadavg()],
-    }
-
-
-def machine_line(info: dict) -> str:
-    gpu = f"CUDA {info['cuda_device']}" if info["cuda"] else "no CUDA"
-    return f"{info['cpu_count']} CPU(s), {gpu}, torch {info['torch']}, load average {' '.join(map(str, info['load_average']))}"
 
 
 def merge(base: dict, extra: dict) -> dict:
@@ -156,7 +140,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--json", type=Path, default=None, help="write the results here")
     args = parser.parse_args(argv)
 
-    info = machine()
+    info = machine_info()
     print(f"dvc repro wall time, {'tiny profile (--quick)' if args.quick else 'CPU profile (params.yaml)'}")
     print(f"machine: {machine_line(info)}")
     env = {**os.environ, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}", "PYTHONUNBUFFERED": "1"}

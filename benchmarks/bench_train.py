@@ -52,7 +52,6 @@ from __future__ import annotations
 import argparse
 import ctypes
 import json
-import os
 import resource
 import shlex
 import statistics
@@ -63,6 +62,8 @@ from pathlib import Path
 
 import numpy as np
 
+from emseg.device import machine_info, machine_line
+
 REPO_ROOT = Path(__file__).resolve().parents[1]
 DEFAULT_DATA = REPO_ROOT.parent / "shared" / "isbi2012"
 GOAL_RATIO = 0.95
@@ -70,24 +71,6 @@ N_TRAIN_SLICES = 22  # the contiguous split's training slices of ISBI
 # glibc mallopt parameters (malloc.h)
 M_TRIM_THRESHOLD, M_MMAP_THRESHOLD = -1, -3
 FAULTS_NOTE = 100  # minor page faults per step above which the two loops' fault rates are compared
-
-
-def machine() -> dict:
-    import torch
-
-    cuda = torch.cuda.is_available()
-    return {
-        "cpu_count": os.cpu_count(),
-        "cuda": cuda,
-        "cuda_device": torch.cuda.get_device_name(0) if cuda else None,
-        "torch": torch.__version__,
-        "load_average": [round(x, 2) for x in os.getloadavg()],
-    }
-
-
-def machine_line(info: dict) -> str:
-    gpu = f"CUDA {info['cuda_device']}" if info["cuda"] else "no CUDA"
-    return f"{info['cpu_count']} CPU(s), {gpu}, torch {info['torch']}, load average {' '.join(map(str, info['load_average']))}"
 
 
 def synthetic_slices(n: int, size: int = 512, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
@@ -287,7 +270,7 @@ def main(argv: list[str] | None = None) -> int:
     crop = min(2 * patch, *images.shape[1:])  # the one (untimed) validation runs on a small crop: less waiting
     val_image, val_label = images[N_TRAIN_SLICES][:crop, :crop], labels[N_TRAIN_SLICES][:crop, :crop]
     data = TrainingData(list(train_images), list(train_labels), [val_image], [val_label])
-    info = machine()
+    info = machine_info()
     amp = " (AMP)" if device.type == "cuda" and args.amp else ""
     print(f"train step rate: {args.arch}, patch {patch}, batch {args.batch_size}, loss {args.loss}, device {device}{amp}")
     print(f"{steps} steps per run, first {log_every} (one logging window) warm-up, {steps - log_every} timed; data: {source}")

@@ -25,24 +25,12 @@ import tempfile
 import time
 from pathlib import Path
 
+from emseg.device import machine_info
+
 HERE = Path(__file__).resolve().parent
 REPO_ROOT = HERE.parent
 BENCHMARKS = ("score", "predict", "train", "pipeline")
 THREAD_OPTION = {"score": "--workers", "predict": "--threads", "train": "--threads", "pipeline": "--threads"}
-
-
-def machine() -> dict:
-    import torch
-
-    cuda = torch.cuda.is_available()
-    return {
-        "cpu_count": os.cpu_count(),
-        "cuda": cuda,
-        "cuda_device": torch.cuda.get_device_name(0) if cuda else None,
-        "torch": torch.__version__,
-        "python": sys.version.split()[0],
-        "load_average": [round(x, 2) for x in os.getloadavg()],
-    }
 
 
 def machine_short(info: dict, load: list[float] | None = None) -> str:
@@ -122,7 +110,7 @@ def main(argv: list[str] | None = None) -> int:
     env = dict(os.environ)
     if args.threads:
         env.update({"OMP_NUM_THREADS": str(args.threads), "NUMBA_NUM_THREADS": str(args.threads)})
-    info = machine()
+    info = machine_info()
     print(f"machine: {machine_short(info)}, torch {info['torch']}, load average {' '.join(map(str, info['load_average']))}")
     with tempfile.TemporaryDirectory(prefix="bench_all_") as tmp:
         out_dir = args.out_dir or Path(tmp)
