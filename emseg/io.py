@@ -22,7 +22,7 @@ import numpy as np
 import tifffile
 from PIL import Image
 
-from emseg.errors import EmsegError
+from emseg.errors import ColourImageError, EmsegError
 
 TIFF_SUFFIXES = (".tif", ".tiff")
 PNG_SUFFIXES = (".png",)
@@ -92,7 +92,7 @@ def read_json(path: str | os.PathLike[str]) -> Any:
 def _to_grey(array: np.ndarray, path: Path, allow_rgb: bool) -> np.ndarray:
     """Turn an RGB(A) slice or stack (channels last) into grey, or refuse it."""
     if not allow_rgb:
-        raise EmsegError(f"{path}: has colour channels (shape {array.shape}); a grey image is required")
+        raise ColourImageError(f"{path}: has colour channels (shape {array.shape}); a grey image is required")
     rgb = array[..., :3].astype(np.float64)
     grey = rgb @ np.array([0.299, 0.587, 0.114])
     if np.issubdtype(array.dtype, np.integer):

@@ -30,7 +30,7 @@ import torch
 from PIL import Image
 from torch import nn
 
-from emseg.errors import EmsegError
+from emseg.errors import ColourImageError, EmsegError
 from emseg.evaluation.metrics import membrane_to_cell, thin_borders
 from emseg.inference.sliding_window import count_tiles, predict_membrane
 from emseg.io import IMAGE_SUFFIXES, atomic_output, list_images, read_stack
@@ -149,9 +149,7 @@ def _read_checked(path: Path) -> tuple[np.ndarray, bool]:
         raise EmsegError(f"{path}: is a folder, expected an image file")
     try:
         array, colour = read_stack(path, allow_rgb=False), False
-    except EmsegError as exc:
-        if "colour channels" not in str(exc):
-            raise
+    except ColourImageError:
         array, colour = read_stack(path, allow_rgb=True), True
     if not (array.dtype == bool or np.issubdtype(array.dtype, np.integer) or np.issubdtype(array.dtype, np.floating)):
         raise EmsegError(f"{path}: unsupported pixel type {array.dtype} (use 8- or 16-bit grey or RGB)")
