@@ -1,11 +1,12 @@
 """Throughput and peak memory of ``predict_membrane`` (the shared inference path of ``emseg predict``).
 
-For each slice size, a random uint8 slice is predicted by the default-size registered
-``unet`` (random weights, patch 256, batch 4) without and with 8x TTA, and compared with
-a bare forward pass of the network over the same number of tiles (no normalisation,
-window extraction, Gaussian blending or stitching).  Every measurement runs in a fresh
-subprocess, which reports its own peak resident memory (``ru_maxrss``), so the numbers
-of one size are not inflated by an earlier, bigger one.
+For each slice size, a random uint8 slice is predicted by a registered network with its
+default arguments (``--arch``, default ``unet``; random weights, patch 256, batch 4)
+without and with 8x TTA, and compared with a bare forward pass of the network over the
+same number of tiles (no normalisation, window extraction, Gaussian blending or
+stitching).  Every measurement runs in a fresh subprocess, which reports its own peak
+resident memory (``ru_maxrss``), so the numbers of one size are not inflated by an
+earlier, bigger one.
 
 A TTA run whose estimated time (from the plain run of the same size, x8) exceeds
 ``--tta-budget`` seconds is skipped and its estimate printed instead.  The bare forward
@@ -47,7 +48,7 @@ def _rss_mib() -> float:
     return float("nan")
 
 
-def _child(size: int, mode: str, patch: int, batch: int, threads: int, bare_batches: int, device: str) -> dict:
+def _child(size: int, mode: str, patch: int, batch: int, threads: int, bare_batches: int, device: str, arch: str) -> dict:
     """One measurement in this (fresh) process; returns the JSON-able result."""
     import numpy as np
     import torch
@@ -58,7 +59,7 @@ def _child(size: int, mode: str, patch: int, batch: int, threads: int, bare_batc
     if threads:
         torch.set_num_threads(threads)
     torch.manual_seed(0)
-    model = build_network("unet").eval().to(device)
+    model = build_network(arch).eval().to(device)
     image = np.random.default_rng(0).integers(0, 256, size=(size, size), dtype=np.uint8)
     tiles = count_tiles(image.shape, patch, 0.5)
     roi = min(patch, size)
@@ -115,6 +116,8 @@ def _spawn(size: int, mode: str, args: argparse.Namespace) -> dict:
         str(args.bare_batches),
         "--device",
         args.device,
+        "--arch",
+        args.arch,
     ]
     done = subprocess.run(command, capture_output=True, text=True, check=False)
     if done.returncode != 0:
@@ -139,6 +142,7 @@ def main(argv: list[str] | None = None) -> int:
         "--threads", type=int, default=0, help="torch CPU threads (0 = torch's default; use 1 on a machine shared with a training)"
     )
     parser.add_argument("--device", default="cpu", choices=("cpu", "cuda"))
+    parser.add_argument("--arch", default="unet", help="registered network, default arguments (default unet)")
     parser.add_argument(
         "--tta-budget", type=float, default=None, help="skip a TTA run estimated to take longer (s; default 240, 20 with --quick)"
     )
@@ -149,14 +153,14 @@ def main(argv: list[str] | None = None) -> int:
 
     if args.child:
         size, mode = args.child.split(":")
-        result = _child(int(size), mode, args.patch, args.batch_size, args.threads, args.bare_batches, args.device)
+        result = _child(int(size), mode, args.patch, args.batch_size, args.threads, args.bare_batches, args.device, args.arch)
         print(json.dumps(result))
         return 0
 
     sizes = args.sizes or ([256, 512] if args.quick else [512, 2048, 8192])
     if args.tta_budget is None:
         args.tta_budget = 20.0 if args.quick else 240.0
-    print(f"predict_membrane, default unet, random weights, patch {args.patch}, batch {args.batch_size}, device {args.device}")
+    print(f"predict_membrane, default {args.arch}, random weights, patch {args.patch}, batch {args.batch_size}, device {args.device}")
     print(f"torch threads: {args.threads or 'default'}")
     print(f"load average at start: {' '.join(f'{x:.2f}' for x in os.getloadavg())} on {os.cpu_count()} CPU(s)")
     print(f"{'size':>7}  {'mode':<5} {'tiles':>6} {'seconds':>9} {'MPix/s':>9} {'peak MiB':>9} {'+MiB':>9}  note")
@@ -193,7 +197,7 @@ def main(argv: list[str] | None = None) -> int:
             "command": shlex.join(["python", "benchmarks/bench_predict.py", *(sys.argv[1:] if argv is None else argv)]),
             "machine": {"cpu_count": os.cpu_count(), "load_average": [round(x, 2) for x in os.getloadavg()]},
             "config": {"quick": args.quick, "patch": args.patch, "batch_size": args.batch_size, "threads": args.threads,
-                       "device": args.device, "tta_budget": args.tta_budget, "bare_batches": args.bare_batches},
+                       "device": args.device, "arch": args.arch, "tta_budget": args.tta_budget, "bare_batches": args.bare_batches},
             "results": results,
             "skipped": skipped,
             "figures": figures,

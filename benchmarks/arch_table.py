@@ -1,0 +1,174 @@
+"""The architecture comparison table: one row per finished `dvc exp` whose name has a prefix.
+
+Run a sweep first, each experiment named ``<prefix><arch>``, with the same split, steps
+and seed (see the README, "Comparing architectures"), e.g.
+
+    for a in unet basic_unet attention_unet; do
+        dvc exp run --queue -n cmp-$a -S model.arch=$a
+    done
+    dvc queue start -j 1
+
+then
+
+    python benchmarks/arch_table.py --prefix cmp- --markdown archs.md
+
+For each experiment it reads, from ``dvc exp show --json -A``, the architecture, the test
+metrics (``metrics/evaluate.json``) and the best validation V_rand (``dvclive``); from the
+experiment's own commit it reads ``dvclive/plots/metrics/train/patches_per_s.tsv`` and
+sums the time of the logged training windows (steps only: validation is not in it).
+Inference speed is measured here, now: ``bench_predict.py --arch A`` on a 512x512 slice
+without TTA (random weights: speed does not depend on them), one subprocess per arch.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import io
+import json
+import os
+import shlex
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+COLUMNS = (
+    ("arch", "architecture"),
+    ("parameters", "parameters"),
+    ("train_minutes", "training steps, min"),
+    ("patches_per_s", "train patches/s"),
+    ("mpix_per_s", "inference MPix/s (512^2, no TTA)"),
+    ("best_val_v_rand", "val V_rand (best)"),
+    ("v_rand", "test V_rand"),
+    ("v_info", "test V_info"),
+    ("pixel_error", "test pixel error"),
+)
+
+
+def _run(args: list[str]) -> str:
+    done = subprocess.run(args, cwd=REPO_ROOT, capture_output=True, text=True)
+    if done.returncode != 0:
+        raise SystemExit(f"arch_table: {shlex.join(args)} failed: {done.stderr.strip().splitlines()[-1:]}")
+    return done.stdout
+
+
+def experiments_with_prefix(table: list[dict], prefix: str) -> dict[str, dict]:
+    """``{name: {"rev": commit, "data": exp data}}`` of the finished experiments named ``prefix*``."""
+    found: dict[str, dict] = {}
+    for baseline in table:
+        for exp in baseline.get("experiments") or []:
+            rev = exp["revs"][0]
+            name = exp.get("name") or rev.get("name") or ""
+            data = rev.get("data") or {}
+            # queued and running experiments show the workspace's metrics: not theirs
+            state = (exp.get("executor") or {}).get("state", "success")
+            evaluated = (data.get("metrics") or {}).get("metrics/evaluate.json", {}).get("data")
+            finished = state == "success" and data.get("rev") not in (None, "workspace") and not rev.get("error")
+            if name.startswith(prefix) and evaluated and finished:
+                found.setdefault(name, {"rev": rev["rev"], "data": data})
+    return found
+
+
+def training_seconds(tsv_text: str, batch_size: int) -> tuple[float, float]:
+    """Seconds spent in logged training windows, and the overall patches/s, from dvclive's
+    ``train/patches_per_s`` log (each row: the window's end step and its rate)."""
+    rows = list(csv.DictReader(io.StringIO(tsv_text), delimiter="\t"))
+    if not rows:
+        raise ValueError("empty patches_per_s log")
+    seconds, patches, previous = 0.0, 0, 0
+    for row in rows:
+        step, rate = int(row["step"]), float(row["patches_per_s"])
+        window = (step - previous) * batch_size
+        seconds += window / rate
+        patches += window
+        previous = step
+    return seconds, patches / seconds
+
+
+def inference_mpix_per_s(arch: str, threads: int) -> float:
+    with tempfile.TemporaryDirectory() as tmp:
+        out = Path(tmp) / "predict.json"
+        command = [sys.executable, str(REPO_ROOT / "benchmarks" / "bench_predict.py"), "--arch", arch, "--sizes", "512",
+                   "--tta-budget", "0", "--json", str(out)]
+        if threads:
+            command += ["--threads", str(threads)]
+        _run(command)
+        results = json.loads(out.read_text())["results"]
+    return next(r["mpix_per_s"] for r in results if r["mode"] == "plain")
+
+
+def row_for(name: str, found: dict, measure_inference: bool, threads: int) -> dict:
+    data = found["data"]
+    params = data["params"]["params.yaml"]["data"]
+    arch = params["model"]["arch"]
+    metrics = data["metrics"]["metrics/evaluate.json"]["data"]
+    live = data["metrics"].get("dvclive/metrics.json", {}).get("data", {})
+    tsv = _run(["git", "show", f"{found['rev']}:dvclive/plots/metrics/train/patches_per_s.tsv"])
+    seconds, rate = training_seconds(tsv, int(params["train"]["batch_size"]))
+    from emseg.networks import build_network, count_parameters
+
+    return {
+        "experiment": name,
+        "arch": arch,
+        "steps": params["train"]["steps"],
+        "threads": params["train"].get("threads", 0),
+        "parameters": count_parameters(build_network(arch, params["model"].get(arch) or {})),
+        "train_minutes": seconds / 60,
+        "patches_per_s": rate,
+        "mpix_per_s": inference_mpix_per_s(arch, threads) if measure_inference else None,
+        "best_val_v_rand": live.get("best_val/v_rand"),
+        "v_rand": metrics["v_rand"],
+        "v_info": metrics["v_info"],
+        "pixel_error": metrics["pixel_error"],
+    }
+
+
+def _cell(key: str, value) -> str:
+    if value is None:
+        return "-"
+    if key == "parameters":
+        return f"{value / 1e6:.2f} M"
+    if key in ("train_minutes", "patches_per_s"):
+        return f"{value:.1f}"
+    if key == "mpix_per_s":
+        return f"{value:.2f}"
+    if isinstance(value, float):
+        return f"{value:.4f}"
+    return str(value)
+
+
+def markdown(rows: list[dict]) -> str:
+    lines = ["| " + " | ".join(title for _, title in COLUMNS) + " |", "|" + " --- |" * len(COLUMNS)]
+    for row in sorted(rows, key=lambda r: -r["v_rand"]):
+        lines.append("| " + " | ".join(_cell(key, row[key]) for key, _ in COLUMNS) + " |")
+    return "\n".join(lines) + "\n"
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--prefix", required=True, help="experiment name prefix, e.g. cmp-")
+    parser.add_argument("--no-inference", action="store_true", help="skip the inference speed measurement")
+    parser.add_argument("--threads", type=int, default=0, help="torch threads for the inference measurement (0 = default)")
+    parser.add_argument("--json", type=Path, default=None, help="write the rows here")
+    parser.add_argument("--markdown", type=Path, default=None, help="write the table here")
+    args = parser.parse_args(argv)
+
+    sys.path.insert(0, str(REPO_ROOT))
+    found = experiments_with_prefix(json.loads(_run(["dvc", "exp", "show", "--json", "-A"])), args.prefix)
+    if not found:
+        raise SystemExit(f"arch_table: no finished experiment named {args.prefix}*")
+    rows = [row_for(name, found[name], not args.no_inference, args.threads) for name in sorted(found)]
+    table = markdown(rows)
+    print(f"{len(rows)} experiments, {os.cpu_count()} CPU(s), load average {' '.join(f'{x:.2f}' for x in os.getloadavg())}")
+    print(table, end="")
+    if args.json:
+        args.json.write_text(json.dumps(rows, indent=2) + "\n")
+    if args.markdown:
+        args.markdown.write_text(table)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
