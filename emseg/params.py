@@ -118,6 +118,7 @@ class TrainParams(_Block):
     random_dihedral: bool = Field(True, description="random flips/90-degree rotations of each patch, on the fly")
     ema_decay: float = Field(0.0, ge=0.0, lt=1.0, description="exponential moving average of the weights (0 = off)")
     val_every: int = Field(500, gt=0)
+    val_tta: bool = Field(False, description="validate with the 8 flips/rotations, as evaluate predicts")
     log_every: int = Field(25, gt=0)
     checkpoint_every: int = Field(250, gt=0, description="steps between resumable checkpoints; a multiple of log_every")
     resume: bool = Field(True, description="continue from a checkpoint of a killed run with the same params, seed and data")

@@ -82,10 +82,14 @@ def validate(
     patch_size: int,
     device: torch.device,
     amp: bool,
+    tta: bool = False,
 ) -> dict[str, float]:
-    """Full-slice validation: loss, and the ISBI metrics of the membrane map."""
+    """Full-slice validation: loss, and the ISBI metrics of the membrane map (with ``tta``,
+    averaged over the 8 flips/rotations, the way evaluate predicts)."""
     model.eval()
-    probabilities = [predict_membrane(model, image, patch_size, DEFAULT_NORMALIZATION, device=device, amp=amp) for image in images]
+    probabilities = [
+        predict_membrane(model, image, patch_size, DEFAULT_NORMALIZATION, tta=tta, device=device, amp=amp) for image in images
+    ]
     model.train()
     losses = []
     for proba, label in zip(probabilities, labels):
@@ -299,7 +303,9 @@ def train(
                 if device.type == "cuda":
                     live.log_metric("gpu/max_allocated_gib", torch.cuda.max_memory_allocated(device) / 2**30)
                 if is_val:
-                    metrics = validate(evaluated, loss_fn, data.val_images, data.val_labels, params.patch_size, device, params.amp)
+                    metrics = validate(
+                        evaluated, loss_fn, data.val_images, data.val_labels, params.patch_size, device, params.amp, params.val_tta
+                    )
                     for name, value in metrics.items():
                         live.log_metric(f"val/{name}", value)
                     if metrics["v_rand"] > progress.best["v_rand"]:

@@ -82,3 +82,17 @@ def test_ema_weights_are_what_gets_saved(tmp_path: Path) -> None:
     plain_state = torch.load(plain_path, weights_only=True)["state_dict"]
     assert any(not torch.equal(ema_state[k], plain_state[k]) for k in plain_state)
     assert 0.0 <= result["best_val"]["v_rand"] <= 1.0
+
+
+def test_validation_with_tta_scores_the_dihedral_average() -> None:
+    from emseg.training.trainer import validate
+
+    images, labels = synthetic_stack(2, 40, 48, seed=3)
+    loss_fn = build_loss("dice_ce")
+    torch.manual_seed(0)
+    pointwise = torch.nn.Conv2d(1, 1, 1)  # commutes with flips and rotations: TTA changes nothing
+    args = (loss_fn, list(images), list(labels), 32, torch.device("cpu"), False)
+    plain, tta = validate(pointwise, *args, tta=False), validate(pointwise, *args, tta=True)
+    assert tta == pytest.approx(plain, abs=1e-5)
+    spatial = torch.nn.Conv2d(1, 1, 3, padding=1)  # a 3x3 kernel does not: TTA must differ
+    assert validate(spatial, *args, tta=True)["loss"] != pytest.approx(validate(spatial, *args, tta=False)["loss"], abs=1e-6)
