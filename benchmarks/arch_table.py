@@ -16,8 +16,11 @@ For each experiment it reads, from ``dvc exp show --json -A``, the architecture,
 metrics (``metrics/evaluate.json``) and the best validation V_rand (``dvclive``); from the
 experiment's own commit it reads ``dvclive/plots/metrics/train/patches_per_s.tsv`` and
 sums the time of the logged training windows (steps only: validation is not in it).
-Inference speed is measured here, now: ``bench_predict.py --arch A`` on a 512x512 slice
-without TTA (random weights: speed does not depend on them), one subprocess per arch.
+Measured here, now, one subprocess per arch (random weights: speed does not depend on
+them): inference speed, ``bench_predict.py --arch A`` on a 512x512 slice without TTA; and
+the seconds per training step of the network alone (forward, backward, Adam; the
+experiment's batch and patch size; median of 5 steps after 2 warm-up steps), which,
+unlike the experiment's own log, is not skewed by whatever else ran beside it.
 """
 
 from __future__ import annotations
@@ -39,6 +42,7 @@ COLUMNS = (
     ("parameters", "parameters"),
     ("train_minutes", "training steps, min"),
     ("patches_per_s", "train patches/s"),
+    ("step_seconds", "s/step alone"),
     ("mpix_per_s", "inference MPix/s (512^2, no TTA)"),
     ("best_val_v_rand", "val V_rand (best)"),
     ("v_rand", "test V_rand"),
@@ -99,7 +103,40 @@ def inference_mpix_per_s(arch: str, threads: int) -> float:
     return next(r["mpix_per_s"] for r in results if r["mode"] == "plain")
 
 
-def row_for(name: str, found: dict, measure_inference: bool, threads: int) -> dict:
+def step_seconds(arch: str, kwargs: dict, batch: int, patch: int, threads: int) -> float:
+    """Median seconds of one training step of the bare network, in a fresh subprocess."""
+    command = [sys.executable, __file__, "--child-step", json.dumps([arch, kwargs, batch, patch, threads])]
+    return float(_run(command).strip().splitlines()[-1])
+
+
+def _child_step(arch: str, kwargs: dict, batch: int, patch: int, threads: int) -> float:
+    import statistics
+    import time
+
+    import torch
+
+    from emseg.networks import build_network
+    from emseg.training.losses import build_loss, supervised_loss
+
+    if threads:
+        torch.set_num_threads(threads)
+    torch.manual_seed(0)
+    model = build_network(arch, kwargs)
+    optimizer = torch.optim.Adam(model.parameters(), lr=1e-3)
+    loss_fn = build_loss("dice_ce")
+    x = torch.randn(batch, 1, patch, patch)
+    y = (torch.rand(batch, 1, patch, patch) > 0.7).float()
+    times = []
+    for _ in range(7):
+        start = time.perf_counter()
+        optimizer.zero_grad(set_to_none=True)
+        supervised_loss(loss_fn, model.forward_heads(x), y).backward()
+        optimizer.step()
+        times.append(time.perf_counter() - start)
+    return statistics.median(times[2:])
+
+
+def row_for(name: str, found: dict, measure_speed: bool, threads: int) -> dict:
     data = found["data"]
     params = data["params"]["params.yaml"]["data"]
     arch = params["model"]["arch"]
@@ -109,15 +146,18 @@ def row_for(name: str, found: dict, measure_inference: bool, threads: int) -> di
     seconds, rate = training_seconds(tsv, int(params["train"]["batch_size"]))
     from emseg.networks import build_network, count_parameters
 
+    kwargs = params["model"].get(arch) or {}
+    batch, patch = int(params["train"]["batch_size"]), int(params["train"]["patch_size"])
     return {
         "experiment": name,
         "arch": arch,
         "steps": params["train"]["steps"],
         "threads": params["train"].get("threads", 0),
-        "parameters": count_parameters(build_network(arch, params["model"].get(arch) or {})),
+        "parameters": count_parameters(build_network(arch, kwargs)),
         "train_minutes": seconds / 60,
         "patches_per_s": rate,
-        "mpix_per_s": inference_mpix_per_s(arch, threads) if measure_inference else None,
+        "step_seconds": step_seconds(arch, kwargs, batch, patch, threads) if measure_speed else None,
+        "mpix_per_s": inference_mpix_per_s(arch, threads) if measure_speed else None,
         "best_val_v_rand": live.get("best_val/v_rand"),
         "v_rand": metrics["v_rand"],
         "v_info": metrics["v_info"],
@@ -130,6 +170,8 @@ def _cell(key: str, value) -> str:
         return "-"
     if key == "parameters":
         return f"{value / 1e6:.2f} M"
+    if key == "step_seconds":
+        return f"{value:.3f}"
     if key in ("train_minutes", "patches_per_s"):
         return f"{value:.1f}"
     if key == "mpix_per_s":
@@ -148,18 +190,26 @@ def markdown(rows: list[dict]) -> str:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--prefix", required=True, help="experiment name prefix, e.g. cmp-")
-    parser.add_argument("--no-inference", action="store_true", help="skip the inference speed measurement")
-    parser.add_argument("--threads", type=int, default=0, help="torch threads for the inference measurement (0 = default)")
+    parser.add_argument("--prefix", help="experiment name prefix, e.g. cmp- (required)")
+    parser.add_argument("--no-speed", action="store_true", help="skip the training-step and inference speed measurements")
+    parser.add_argument("--threads", type=int, default=0, help="torch threads for the speed measurements (0 = default)")
     parser.add_argument("--json", type=Path, default=None, help="write the rows here")
     parser.add_argument("--markdown", type=Path, default=None, help="write the table here")
+    parser.add_argument("--child-step", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
+
+    if args.child_step:
+        sys.path.insert(0, str(REPO_ROOT))
+        print(_child_step(*json.loads(args.child_step)))
+        return 0
+    if args.prefix is None:
+        parser.error("--prefix is required")
 
     sys.path.insert(0, str(REPO_ROOT))
     found = experiments_with_prefix(json.loads(_run(["dvc", "exp", "show", "--json", "-A"])), args.prefix)
     if not found:
         raise SystemExit(f"arch_table: no finished experiment named {args.prefix}*")
-    rows = [row_for(name, found[name], not args.no_inference, args.threads) for name in sorted(found)]
+    rows = [row_for(name, found[name], not args.no_speed, args.threads) for name in sorted(found)]
     table = markdown(rows)
     print(f"{len(rows)} experiments, {os.cpu_count()} CPU(s), load average {' '.join(f'{x:.2f}' for x in os.getloadavg())}")
     print(table, end="")

@@ -56,11 +56,16 @@ def test_only_finished_experiments_with_the_prefix_are_kept() -> None:
 
 def test_markdown_sorts_by_test_v_rand() -> None:
     rows = [
-        {"arch": "a", "parameters": 1_500_000, "train_minutes": 2.0, "patches_per_s": 10.0, "mpix_per_s": None,
+        {"arch": "a", "parameters": 1_500_000, "train_minutes": 2.0, "patches_per_s": 10.0, "step_seconds": None, "mpix_per_s": None,
          "best_val_v_rand": 0.9, "v_rand": 0.95, "v_info": 0.96, "pixel_error": 0.05},
-        {"arch": "b", "parameters": 500_000, "train_minutes": 3.0, "patches_per_s": 8.0, "mpix_per_s": 1.234,
+        {"arch": "b", "parameters": 500_000, "train_minutes": 3.0, "patches_per_s": 8.0, "step_seconds": 0.1234, "mpix_per_s": 1.234,
          "best_val_v_rand": None, "v_rand": 0.97, "v_info": 0.97, "pixel_error": 0.04},
     ]
     lines = arch_table.markdown(rows).splitlines()
-    assert lines[2].startswith("| b | 0.50 M | 3.0 | 8.0 | 1.23 | - | 0.9700")
+    assert lines[2].startswith("| b | 0.50 M | 3.0 | 8.0 | 0.123 | 1.23 | - | 0.9700")
     assert lines[3].startswith("| a | 1.50 M |")
+
+
+def test_step_seconds_times_a_real_training_step() -> None:
+    tiny = {"channels": [4, 8], "strides": [2], "num_res_units": 1}
+    assert 0.0 < arch_table.step_seconds("unet", tiny, batch=2, patch=32, threads=1) < 60.0

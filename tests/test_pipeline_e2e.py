@@ -126,6 +126,6 @@ def test_architecture_sweep_through_the_dvc_queue_shows_in_exp_show(tiny_repo: P
         assert 0.0 <= metrics["v_rand"] <= 1.0
         assert "best_val/v_rand" in data["metrics"]["dvclive/metrics.json"]["data"]
     # the README's comparison table comes from these experiments
-    table = _run([sys.executable, "benchmarks/arch_table.py", "--prefix", "", "--no-inference"], tiny_repo)
+    table = _run([sys.executable, "benchmarks/arch_table.py", "--prefix", "", "--no-speed"], tiny_repo)
     rows = [line for line in table.splitlines() if line.startswith("| ") and "---" not in line][1:]
     assert sorted(row.split(" | ")[0].strip("| ") for row in rows) == ["attention_unet", "unet"]
