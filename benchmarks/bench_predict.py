@@ -30,6 +30,7 @@ import json
 import os
 import resource
 import shlex
+import statistics
 import subprocess
 import sys
 import time
@@ -125,6 +126,20 @@ def _spawn(size: int, mode: str, args: argparse.Namespace) -> dict:
     return json.loads(done.stdout.strip().splitlines()[-1])
 
 
+def _spread(values: list[float]) -> dict:
+    return {"median": statistics.median(values), "min": min(values), "max": max(values), "values": values}
+
+
+def _summarise(runs: list[dict]) -> dict:
+    """The run with the median time, with the spread of the rate over all runs and the
+    largest peak memory of any of them."""
+    ordered = sorted(runs, key=lambda r: r["seconds"])
+    summary = dict(ordered[len(ordered) // 2])
+    summary["mpix_per_s_spread"] = _spread([r["mpix_per_s"] for r in runs])
+    summary["peak_rss_mib"] = max(r["peak_rss_mib"] for r in runs)
+    return summary
+
+
 def _row(r: dict, note: str = "") -> str:
     return (
         f"{r['size']:>5}^2  {r['mode']:<5} {r['tiles']:>6} {r['seconds']:>9.1f} {r['mpix_per_s']:>9.4f} "
@@ -146,6 +161,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--tta-budget", type=float, default=None, help="skip a TTA run estimated to take longer (s; default 240, 20 with --quick)"
     )
+    parser.add_argument("--repeats", type=int, default=None, help="runs of each measurement; median and spread reported (default 3, 1 with --quick)")
     parser.add_argument("--bare-batches", type=int, default=40, help="bare forward: batches timed, then extrapolated")
     parser.add_argument("--json", default=None, help="also write the results here")
     parser.add_argument("--child", help=argparse.SUPPRESS)
@@ -160,27 +176,40 @@ def main(argv: list[str] | None = None) -> int:
     sizes = args.sizes or ([256, 512] if args.quick else [512, 2048, 8192])
     if args.tta_budget is None:
         args.tta_budget = 20.0 if args.quick else 240.0
+    if args.repeats is None:
+        args.repeats = 1 if args.quick else 3
+    if args.repeats < 1:
+        parser.error("--repeats must be at least 1")
     print(f"predict_membrane, default {args.arch}, random weights, patch {args.patch}, batch {args.batch_size}, device {args.device}")
     print(f"torch threads: {args.threads or 'default'}")
     print(f"load average at start: {' '.join(f'{x:.2f}' for x in os.getloadavg())} on {os.cpu_count()} CPU(s)")
     print(f"{'size':>7}  {'mode':<5} {'tiles':>6} {'seconds':>9} {'MPix/s':>9} {'peak MiB':>9} {'+MiB':>9}  note")
-    results, skipped = [], []
+    results, skipped, ratios = [], [], {}
     for size in sizes:
-        plain = _spawn(size, "plain", args)
+        # plain, TTA and bare runs alternate within each repeat, so that a noisy moment of a
+        # shared machine hits all three rather than one of them
+        runs: dict[str, list[dict]] = {"plain": [], "tta": [], "bare": []}
+        for _ in range(args.repeats):
+            runs["plain"].append(_spawn(size, "plain", args))
+            estimate = runs["plain"][0]["seconds"] * VARIANTS
+            if estimate <= args.tta_budget:
+                runs["tta"].append(_spawn(size, "tta", args))
+            runs["bare"].append(_spawn(size, "bare", args))
+        plain, bare = _summarise(runs["plain"]), _summarise(runs["bare"])
+        ratios[size] = _spread([p["mpix_per_s"] / b["mpix_per_s"] for p, b in zip(runs["plain"], runs["bare"])])
         results.append(plain)
         print(_row(plain), flush=True)
-        estimate = plain["seconds"] * VARIANTS
-        if estimate <= args.tta_budget:
-            tta = _spawn(size, "tta", args)
+        if runs["tta"]:
+            tta = _summarise(runs["tta"])
             results.append(tta)
             print(_row(tta, f"x{plain['seconds'] / tta['seconds']:.2f} of plain speed"), flush=True)
         else:
+            estimate = plain["seconds"] * VARIANTS
             skipped.append({"size": size, "mode": "tta", "estimated_s": estimate})
             print(f"{size:>5}^2  tta   skipped: estimated {estimate:.0f} s > --tta-budget {args.tta_budget:.0f} s", flush=True)
-        bare = _spawn(size, "bare", args)
         results.append(bare)
         extrapolated = bare["timed_batches"] < -(-bare["tiles"] // args.batch_size)
-        note = f"plain path at {bare['seconds'] / plain['seconds']:.0%} of bare forward speed"
+        note = f"plain path at {ratios[size]['median']:.0%} of bare forward speed"
         if extrapolated:
             note += f"; timed {bare['timed_batches']} batches, extrapolated"
         print(_row(bare, note), flush=True)
@@ -189,15 +218,18 @@ def main(argv: list[str] | None = None) -> int:
     if args.json:
         figures = {}
         for r in results:
-            figures[f"predict: {r['size']}^2 {r['mode']}"] = {"value": r["mpix_per_s"], "unit": "MPix/s"}
+            rate = r["mpix_per_s_spread"]
+            figures[f"predict: {r['size']}^2 {r['mode']}"] = {"value": rate["median"], "min": rate["min"], "max": rate["max"], "unit": "MPix/s"}
             if r["mode"] != "bare":
                 figures[f"predict: {r['size']}^2 {r['mode']} peak RSS"] = {"value": r["peak_rss_mib"], "unit": "MiB"}
+        for size, ratio in ratios.items():
+            figures[f"predict: {size}^2 plain/bare"] = {"value": ratio["median"], "min": ratio["min"], "max": ratio["max"], "unit": "x"}
         payload = {
             "benchmark": "predict",
             "command": shlex.join(["python", "benchmarks/bench_predict.py", *(sys.argv[1:] if argv is None else argv)]),
             "machine": {"cpu_count": os.cpu_count(), "load_average": [round(x, 2) for x in os.getloadavg()]},
             "config": {"quick": args.quick, "patch": args.patch, "batch_size": args.batch_size, "threads": args.threads,
-                       "device": args.device, "arch": args.arch, "tta_budget": args.tta_budget, "bare_batches": args.bare_batches},
+                       "device": args.device, "arch": args.arch, "repeats": args.repeats, "tta_budget": args.tta_budget, "bare_batches": args.bare_batches},
             "results": results,
             "skipped": skipped,
             "figures": figures,
