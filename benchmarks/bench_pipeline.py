@@ -40,7 +40,7 @@ REPO_ROOT = Path(__file__).resolve().parents[1]
 DEFAULT_DATA = REPO_ROOT.parent / "shared" / "isbi2012"
 NOOP_GOAL_S = 5.0
 
-# kept equal to TINY in tests/test_pipeline_e2e.py (tests/test_benchmarks.py checks it)
+# the tiny profile: --quick here, and tests/test_pipeline_e2e.py's profile (it imports this)
 TINY = {
     "split": {"test_size": 2, "val_size": 1},
     "augment": {"copies": 1, "preview_samples": 2},

@@ -2,21 +2,11 @@
 
 from __future__ import annotations
 
-import importlib.util
-
 import pytest
 
-from conftest import REPO_ROOT
+from conftest import load_benchmark
 
-
-def _load():
-    spec = importlib.util.spec_from_file_location("_arch_table", REPO_ROOT / "benchmarks" / "arch_table.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
-arch_table = _load()
+arch_table = load_benchmark("arch_table")
 
 
 def test_training_seconds_sums_the_logged_windows() -> None:

@@ -7,7 +7,6 @@ and is left out (its test skipped) where ``../shared/isbi2012`` is absent.
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import math
 import os
@@ -23,13 +22,6 @@ pytestmark = pytest.mark.e2e
 
 BENCH = REPO_ROOT / "benchmarks"
 HAS_ISBI = (ISBI_DIR / "train-labels.tif").is_file()
-
-
-def _load(name: str):
-    spec = importlib.util.spec_from_file_location(f"_bench_{name}", BENCH / f"{name}.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
 
 
 def _positive(x) -> bool:
@@ -116,8 +108,3 @@ def test_run_all_gathers_every_figure_into_one_json_and_table(quick_runs: dict) 
             assert f"| {figure} |" in table
         assert f"`{run['command']}`" in table
 
-
-def test_pipeline_benchmark_uses_the_e2e_tests_tiny_profile() -> None:
-    from test_pipeline_e2e import TINY
-
-    assert _load("bench_pipeline").TINY == TINY

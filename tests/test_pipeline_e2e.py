@@ -13,25 +13,15 @@ from pathlib import Path
 import pytest
 import yaml
 
-from conftest import REPO_ROOT
+from conftest import REPO_ROOT, load_benchmark
 
 pytestmark = pytest.mark.e2e
 
-TINY = {
-    "split": {"test_size": 2, "val_size": 1},
-    "augment": {"copies": 1, "preview_samples": 2},
-    "model": {"unet": {"channels": [4, 8, 16], "strides": [2, 2], "num_res_units": 1},
-              "attention_unet": {"channels": [4, 8, 16], "strides": [2, 2]}},
-    "train": {"steps": 4, "batch_size": 2, "patch_size": 32, "val_every": 2, "log_every": 2},
-    "evaluate": {"tta": False, "overlays": 1, "pr_points": 20},
-}
 
-
-def _merge(base: dict, extra: dict) -> dict:
-    out = dict(base)
-    for key, value in extra.items():
-        out[key] = _merge(base.get(key, {}), value) if isinstance(value, dict) else value
-    return out
+# one tiny profile for these tests and the pipeline benchmark's --quick mode
+_bench_pipeline = load_benchmark("bench_pipeline")
+TINY = _bench_pipeline.TINY
+_merge = _bench_pipeline.merge
 
 
 def _run(args: list[str], cwd: Path) -> str:
