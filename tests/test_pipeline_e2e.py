@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import subprocess
 import sys
 import time
@@ -13,15 +12,14 @@ from pathlib import Path
 import pytest
 import yaml
 
-from conftest import REPO_ROOT, load_benchmark
+from conftest import load_benchmark
 
 pytestmark = pytest.mark.e2e
 
 
-# one tiny profile for these tests and the pipeline benchmark's --quick mode
+# one tiny profile and one repository copy for these tests and the pipeline benchmark
 _bench_pipeline = load_benchmark("bench_pipeline")
 TINY = _bench_pipeline.TINY
-_merge = _bench_pipeline.merge
 
 
 def _run(args: list[str], cwd: Path) -> str:
@@ -33,22 +31,7 @@ def _run(args: list[str], cwd: Path) -> str:
 
 @pytest.fixture
 def tiny_repo(tmp_path: Path, isbi_like_source: Path) -> Path:
-    repo = tmp_path / "repo"
-    tracked = subprocess.run(["git", "ls-files"], cwd=REPO_ROOT, capture_output=True, text=True, check=True).stdout.split()
-    for name in tracked + ["params.yaml", "dvc.yaml"]:
-        source = REPO_ROOT / name
-        if source.is_file() and not name.startswith(("metrics/", "dvclive/")) and name != "dvc.lock":
-            (repo / name).parent.mkdir(parents=True, exist_ok=True)
-            shutil.copy2(source, repo / name)
-    for folder in ("stages", "emseg"):
-        shutil.copytree(REPO_ROOT / folder, repo / folder, dirs_exist_ok=True, ignore=shutil.ignore_patterns("__pycache__"))
-    params = yaml.safe_load((REPO_ROOT / "params.yaml").read_text())
-    params = _merge(params, {**TINY, "data": {"source": str(isbi_like_source)}})
-    (repo / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
-    for args in (["git", "init", "-q"], ["git", "add", "-A"],
-                 ["git", "-c", "user.name=t", "-c", "user.email=t@t", "commit", "-qm", "tiny"]):
-        _run(args, repo)
-    return repo
+    return _bench_pipeline.copy_repo(tmp_path / "repo", {**TINY, "data": {"source": str(isbi_like_source)}})
 
 
 def test_dvc_repro_then_noop_then_only_train_and_evaluate(tiny_repo: Path) -> None:
