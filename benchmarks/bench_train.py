@@ -170,9 +170,9 @@ def run_bare(images: np.ndarray, labels: np.ndarray, params, arch: str, seed: in
     model = build_network(arch).to(device).train()
     loss_fn = build_loss(params.loss)
     optimizer = torch.optim.Adam(model.parameters(), lr=params.lr)
-    use_amp = uses_amp(device, params.amp)
+    use_amp = uses_amp(device, params.amp, params.cpu_bf16)
     dtype = amp_dtype(device) if use_amp else torch.float32
-    scaler = torch.amp.GradScaler("cuda", enabled=use_amp and dtype == torch.float16)
+    scaler = torch.amp.GradScaler(device.type, enabled=use_amp and dtype == torch.float16)
 
     def step(i: int) -> torch.Tensor:
         x, y = batches[i % len(batches)]
@@ -227,6 +227,7 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"))
     parser.add_argument("--amp", action=argparse.BooleanOptionalAction, default=True, help="train.amp (CUDA only)")
+    parser.add_argument("--cpu-bf16", action="store_true", help="train.cpu_bf16: bf16 autocast on CPU too")
     parser.add_argument("--loss", default="dice_ce")
     parser.add_argument("--seed", type=int, default=42)
     parser.add_argument("--data", type=Path, default=DEFAULT_DATA, help="folder with ISBI train-volume.tif / train-labels.tif")
@@ -263,6 +264,7 @@ def main(argv: list[str] | None = None) -> int:
         checkpoint_every=steps,
         device=args.device,
         amp=args.amp,
+        cpu_bf16=args.cpu_bf16,
         threads=args.threads,
     )
     images, labels, source = load_slices(args.data)
@@ -271,7 +273,7 @@ def main(argv: list[str] | None = None) -> int:
     val_image, val_label = images[N_TRAIN_SLICES][:crop, :crop], labels[N_TRAIN_SLICES][:crop, :crop]
     data = TrainingData(list(train_images), list(train_labels), [val_image], [val_label])
     info = machine_info()
-    amp = " (AMP)" if device.type == "cuda" and args.amp else ""
+    amp = " (AMP)" if device.type == "cuda" and args.amp else (" (bf16 autocast)" if args.cpu_bf16 and device.type == "cpu" else "")
     print(f"train step rate: {args.arch}, patch {patch}, batch {args.batch_size}, loss {args.loss}, device {device}{amp}")
     print(f"{steps} steps per run, first {log_every} (one logging window) warm-up, {steps - log_every} timed; data: {source}")
     print(f"torch threads: {torch.get_num_threads()}; glibc thresholds set: {args.mallopt}; machine: {machine_line(info)}")

@@ -22,18 +22,24 @@ def select_device(name: str = "auto") -> torch.device:
 
 
 def amp_dtype(device: torch.device) -> torch.dtype:
+    if device.type == "cpu":
+        return torch.bfloat16
     return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
 
 
-def uses_amp(device: torch.device, enabled: bool) -> bool:
-    """AMP only on CUDA: on CPU autocast is slower for these convolutions."""
-    return enabled and device.type == "cuda"
+def uses_amp(device: torch.device, enabled: bool, cpu_bf16: bool = False) -> bool:
+    """Mixed precision: on CUDA when ``enabled``; on CPU only when ``cpu_bf16`` also asks,
+    because bf16 convolutions pay off only on CPUs with native bf16 (AVX-512 BF16, AMX)
+    and are slower than fp32 elsewhere."""
+    if not enabled:
+        return False
+    return device.type == "cuda" or (device.type == "cpu" and cpu_bf16)
 
 
 @contextlib.contextmanager
-def autocast(device: torch.device, enabled: bool) -> Iterator[None]:
-    if uses_amp(device, enabled):
-        with torch.autocast(device_type="cuda", dtype=amp_dtype(device)):
+def autocast(device: torch.device, enabled: bool, cpu_bf16: bool = False) -> Iterator[None]:
+    if uses_amp(device, enabled, cpu_bf16):
+        with torch.autocast(device_type=device.type, dtype=amp_dtype(device)):
             yield
     else:
         yield

@@ -124,6 +124,7 @@ class TrainParams(_Block):
     resume: bool = Field(True, description="continue from a checkpoint of a killed run with the same params, seed and data")
     device: Literal["auto", "cpu", "cuda"] = "auto"
     amp: bool = True
+    cpu_bf16: bool = Field(False, description="train in bf16 autocast on CPU too (fast only with native bf16: AVX-512 BF16, AMX)")
     threads: int = Field(0, ge=0, description="torch CPU threads; 0 = all cores")
 
 

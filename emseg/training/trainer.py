@@ -242,8 +242,8 @@ def train(
     )
     loss_fn = build_loss(params.loss)
     optimizer = build_optimizer(model, params)
-    use_amp = uses_amp(device, params.amp)
-    scaler = torch.amp.GradScaler("cuda", enabled=use_amp and amp_dtype(device) == torch.float16)
+    use_amp = uses_amp(device, params.amp, params.cpu_bf16)
+    scaler = torch.amp.GradScaler(device.type, enabled=use_amp and amp_dtype(device) == torch.float16)
     config = ModelConfig(arch, kwargs, dict(DEFAULT_NORMALIZATION), params.patch_size)
 
     # dvclive writes its logs as training goes; they live in a staging folder beside
@@ -281,7 +281,7 @@ def train(
             if pixel_weights is not None:
                 pixel_weights = pixel_weights.to(device, non_blocking=True)
             optimizer.zero_grad(set_to_none=True)
-            with autocast(device, params.amp):
+            with autocast(device, params.amp, params.cpu_bf16):
                 heads = model.forward_heads(x)
             loss = supervised_loss(loss_fn, heads, y, pixel_weights)
             scaler.scale(loss).backward()

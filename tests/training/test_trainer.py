@@ -96,3 +96,16 @@ def test_validation_with_tta_scores_the_dihedral_average() -> None:
     assert tta == pytest.approx(plain, abs=1e-5)
     spatial = torch.nn.Conv2d(1, 1, 3, padding=1)  # a 3x3 kernel does not: TTA must differ
     assert validate(spatial, *args, tta=True)["loss"] != pytest.approx(validate(spatial, *args, tta=False)["loss"], abs=1e-6)
+
+
+def test_bf16_training_on_cpu_keeps_fp32_weights_and_is_seeded(tmp_path: Path) -> None:
+    a, path_a = _tiny_train(tmp_path, "bf16_a", cpu_bf16=True, device="cpu")
+    b, path_b = _tiny_train(tmp_path, "bf16_b", cpu_bf16=True, device="cpu")
+    plain, plain_path = _tiny_train(tmp_path, "fp32", device="cpu")
+    state_a = torch.load(path_a, weights_only=True)["state_dict"]
+    state_b = torch.load(path_b, weights_only=True)["state_dict"]
+    state_plain = torch.load(plain_path, weights_only=True)["state_dict"]
+    assert all(v.dtype == torch.float32 for v in state_a.values() if v.is_floating_point())
+    assert all(torch.equal(state_a[k], state_b[k]) for k in state_a)
+    assert any(not torch.equal(state_a[k], state_plain[k]) for k in state_a)
+    assert a["best_val"] == b["best_val"]
