@@ -142,6 +142,7 @@ class EvaluateParams(_Block):
     batch_size: int = Field(4, gt=0)
     overlays: int = Field(3, ge=0)
     pr_points: int = Field(200, ge=10)
+    threads: int = Field(0, ge=0, description="torch CPU threads and scoring workers; 0 = all cores")
 
 
 class Params(_Block):

@@ -49,3 +49,15 @@ def test_yaml_tags_that_would_build_objects_are_refused(tmp_path: Path) -> None:
 def test_split_fold_must_be_below_n_folds() -> None:
     with pytest.raises(EmsegError, match="split"):
         parse_params({"split": {"strategy": "kfold", "n_folds": 3, "fold": 3}})
+
+
+@pytest.mark.parametrize(
+    ("block", "key", "value", "message"),
+    [
+        ("evaluate", "threads", -1, r"evaluate.threads: Input should be greater than or equal to 0"),
+        ("train", "cpu_bf16", "maybe", r"train.cpu_bf16: Input should be a valid boolean"),
+    ],
+)
+def test_thread_and_precision_keys_are_checked(block: str, key: str, value: object, message: str) -> None:
+    with pytest.raises(EmsegError, match=message):
+        parse_params({block: {key: value}})

@@ -125,9 +125,12 @@ def evaluate(
 ) -> dict[str, Any]:
     """Run the whole stage; return the summary written to ``metrics_path``."""
     plots, out = Path(plots_dir), Path(eval_dir)
+    threads = predictor.params.threads
+    if threads:
+        torch.set_num_threads(threads)
     labels = np.stack(test_labels)
     cell_proba = predictor.cell_stack(test_images)
-    result = score(labels, cell_proba)
+    result = score(labels, cell_proba, workers=threads or None)
     write_tiff(out / "test-labels.tif", labels)
     write_tiff(out / "test-proba.tif", cell_proba)
     write_tiff(out / "test-volume-proba.tif", predictor.cell_stack(unlabelled_images))

@@ -1,0 +1,102 @@
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import tifffile
+import torch
+from PIL import Image
+
+from emseg.dataset import membrane_target
+from emseg.evaluation.evaluate import Predictor, evaluate, overlay_panel, pr_curve_rows
+from emseg.model_file import ModelConfig
+from emseg.networks import build_network
+from emseg.normalization import DEFAULT_NORMALIZATION
+from emseg.params import EvaluateParams
+
+from conftest import synthetic_stack
+
+TINY_UNET = {"channels": [4, 8, 16], "strides": [2, 2], "num_res_units": 1}
+
+
+class OraclePredictor(Predictor):
+    """Predicts each test image's own ground-truth membrane: every score must be perfect."""
+
+    def __init__(self, images: np.ndarray, labels: np.ndarray, params: EvaluateParams) -> None:
+        self.truth = {image.tobytes(): label for image, label in zip(images, labels)}
+        self.params = params
+
+    def membrane(self, image: np.ndarray) -> np.ndarray:
+        return membrane_target(self.truth[image.tobytes()]).astype(np.float32)
+
+
+def _run(tmp_path: Path, predictor: Predictor, images, labels, unlabelled) -> dict:
+    ids = [10 + i for i in range(len(images))]
+    return evaluate(
+        predictor, list(images), list(labels), ids, list(unlabelled),
+        tmp_path / "metrics.json", tmp_path / "plots", tmp_path / "eval",
+    )
+
+
+def test_a_perfect_map_scores_perfectly_and_every_output_is_written(tmp_path: Path) -> None:
+    images, labels = synthetic_stack(3, 48, 40, seed=2)
+    unlabelled, unlabelled_labels = synthetic_stack(2, 48, 40, seed=9)
+    oracle = OraclePredictor(np.concatenate([images, unlabelled]), np.concatenate([labels, unlabelled_labels]), EvaluateParams(overlays=2, pr_points=10))
+    metrics = _run(tmp_path, oracle, images, labels, unlabelled)
+
+    assert metrics["v_rand"] == pytest.approx(1.0) and metrics["v_info"] == pytest.approx(1.0)
+    assert metrics["pixel_error"] == pytest.approx(0.0) and metrics["dice"] == pytest.approx(1.0)
+    assert metrics["test_slices"] == 3 and metrics["tta"] is True
+    assert json.loads((tmp_path / "metrics.json").read_text()) == metrics
+
+    per_slice = json.loads((tmp_path / "plots" / "per_slice.json").read_text())
+    assert [row["slice"] for row in per_slice] == [10, 11, 12]
+    assert len(json.loads((tmp_path / "plots" / "thresholds.json").read_text())) == 11
+    assert sorted(p.name for p in (tmp_path / "plots" / "overlays").iterdir()) == ["slice_010.png", "slice_011.png"]
+
+    volume = tifffile.imread(tmp_path / "eval" / "test-volume-proba.tif")
+    assert volume.shape == (2, 48, 40) and volume.dtype == np.float32
+    # the challenge's convention: high = cell interior
+    np.testing.assert_array_equal(volume, (unlabelled_labels > 0).astype(np.float32))
+    np.testing.assert_array_equal(tifffile.imread(tmp_path / "eval" / "test-labels.tif"), labels)
+
+
+def test_a_real_network_runs_through_with_its_thread_setting(tmp_path: Path) -> None:
+    images, labels = synthetic_stack(2, 40, 48, seed=4)
+    model = build_network("unet", TINY_UNET).eval()
+    config = ModelConfig("unet", TINY_UNET, dict(DEFAULT_NORMALIZATION), 32)
+    before = torch.get_num_threads()
+    try:
+        params = EvaluateParams(tta=False, overlays=1, threads=1)
+        metrics = _run(tmp_path, Predictor(model, config, params, torch.device("cpu")), images, labels, images[:1])
+        assert torch.get_num_threads() == 1
+    finally:
+        torch.set_num_threads(before)
+    assert 0.0 <= metrics["v_rand"] <= 1.0 and metrics["tta"] is False
+    proba = tifffile.imread(tmp_path / "eval" / "test-proba.tif")
+    assert proba.shape == (2, 40, 48) and 0.0 <= proba.min() and proba.max() <= 1.0
+    panel = np.asarray(Image.open(tmp_path / "plots" / "overlays" / "slice_010.png"))
+    assert panel.shape == (40, 3 * 48 + 2 * 6, 3)
+
+
+def test_overlay_panel_marks_membranes_in_colour() -> None:
+    image = np.full((8, 10), 100, np.uint8)
+    label = np.full((8, 10), 255, np.uint8)
+    label[:, 4] = 0
+    cell = np.ones((8, 10), np.float32)
+    cell[2, :] = 0.0
+    panel = overlay_panel(image, label, cell, threshold=0.5)
+    truth, prediction = panel[:, 16:26], panel[:, 32:42]
+    assert (truth[:, 4, 0] > truth[:, 4, 2]).all() and (truth[:, 0] == 100).all()  # red ground truth
+    assert (prediction[2, :, 2] > prediction[2, :, 0]).all() and (prediction[5, 0] == 100).all()  # cyan prediction
+
+
+def test_pr_curve_is_thinned_and_within_bounds() -> None:
+    rng = np.random.default_rng(0)
+    labels = np.where(rng.random((2, 30, 30)) > 0.3, 255, 0).astype(np.uint8)
+    cell = rng.random((2, 30, 30)).astype(np.float32)
+    rows = pr_curve_rows(labels, cell, points=20)
+    assert 2 <= len(rows) <= 20
+    assert all(0.0 <= r["precision"] <= 1.0 and 0.0 <= r["recall"] <= 1.0 for r in rows)
+    recalls = [r["recall"] for r in rows]
+    assert recalls == sorted(recalls, reverse=True)
