@@ -36,6 +36,13 @@ class ModelConfig:
     target: str = "membrane"
     info: dict[str, Any] = field(default_factory=dict)
 
+    def validated_threshold(self) -> float | None:
+        """The best V_rand threshold on the validation slices of the kept checkpoint, if recorded."""
+        value = (self.info.get("val") or {}).get("threshold")
+        if isinstance(value, (int, float)) and not isinstance(value, bool) and 0.0 <= value <= 1.0:
+            return float(value)
+        return None
+
     def to_dict(self) -> dict[str, Any]:
         return {
             "arch": self.arch,

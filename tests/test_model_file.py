@@ -70,3 +70,12 @@ def test_same_weights_give_the_same_file_bytes(tmp_path: Path) -> None:
     again = tmp_path / "again.pt"
     save_model(again, model, ModelConfig("unet", resolve_kwargs("unet", TINY_UNET), dict(DEFAULT_NORMALIZATION), 32))
     assert path.read_bytes() == again.read_bytes()
+
+
+@pytest.mark.parametrize(
+    ("info", "expected"),
+    [({"val": {"threshold": 0.4}}, 0.4), ({}, None), ({"val": {}}, None), ({"val": {"threshold": 3.0}}, None), ({"val": {"threshold": True}}, None)],
+)
+def test_validated_threshold_only_when_recorded_and_in_range(info: dict, expected: float | None) -> None:
+    config = ModelConfig("unet", {}, dict(DEFAULT_NORMALIZATION), 32, info=info)
+    assert config.validated_threshold() == expected

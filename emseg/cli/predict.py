@@ -19,11 +19,12 @@ from __future__ import annotations
 
 import argparse
 import sys
+from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 from emseg.errors import EmsegError
-from emseg.inference.outputs import OUTPUT_KINDS
+from emseg.inference.outputs import FALLBACK_THRESHOLD, OUTPUT_KINDS
 
 if TYPE_CHECKING:
     from emseg.inference.predict import InputImage
@@ -57,7 +58,13 @@ def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[ty
         metavar="LIST",
         help="comma-separated subset of %(default)s (default: all)",
     )
-    parser.add_argument("--threshold", type=float, default=0.5, help="cell where probability > threshold, for mask and cells (default: %(default)s)")
+    parser.add_argument(
+        "--threshold",
+        type=float,
+        default=None,
+        help="cell where probability > threshold, for mask and cells (default: the model's best "
+        f"V_rand threshold on its validation slices, {FALLBACK_THRESHOLD} for a model without one)",
+    )
     parser.add_argument("--tta", action="store_true", help="average the 8 flips/rotations of every tile (8x slower)")
     parser.add_argument("--overlap", type=float, default=0.5, help="overlap of neighbouring tiles, in [0, 1) (default: %(default)s)")
     parser.add_argument("--batch-size", type=int, default=4, help="tiles per forward pass (default: %(default)s)")
@@ -100,7 +107,7 @@ def run(args: argparse.Namespace) -> int:
         torch.set_num_threads(args.threads)
     options = PredictOptions(
         outputs=_output_list(args.outputs),
-        threshold=args.threshold,
+        threshold=FALLBACK_THRESHOLD if args.threshold is None else args.threshold,
         overlap=args.overlap,
         tta=args.tta,
         batch_size=args.batch_size,
@@ -109,6 +116,12 @@ def run(args: argparse.Namespace) -> int:
     )
     # everything that can be refused is refused here, before the first output file exists
     model, config = load_model(args.model, device)
+    threshold_source = "given"
+    if args.threshold is None:
+        validated = config.validated_threshold()
+        threshold_source = "the model's validated one" if validated is not None else "default"
+        if validated is not None:
+            options = replace(options, threshold=validated)
     items = inspect_inputs(discover_inputs(args.inputs))
     check_output_names(items, args.out, options.outputs)
     note = _colour_note(items)
@@ -134,5 +147,5 @@ def run(args: argparse.Namespace) -> int:
             on_file=lambda item: bar.set_postfix_str(item.path.name, refresh=False),
         )
     if not args.quiet:
-        print(f"{summary.line()} -> {args.out}")
+        print(f"{summary.line()} -> {args.out} (threshold {options.threshold:g}: {threshold_source})")
     return 0

@@ -34,7 +34,7 @@ from emseg.errors import ColourImageError, EmsegError
 from emseg.evaluation.metrics import membrane_to_cell, thin_borders
 from emseg.inference.sliding_window import count_tiles, predict_membrane
 from emseg.io import IMAGE_SUFFIXES, atomic_output, list_images, read_stack
-from emseg.inference.outputs import OUTPUT_KINDS
+from emseg.inference.outputs import FALLBACK_THRESHOLD, OUTPUT_KINDS
 from emseg.model_file import ModelConfig
 
 #: inputs read during validation are kept for the prediction pass up to this many bytes,
@@ -49,7 +49,7 @@ _OUTLINE_RGB = (255, 225, 0)
 @dataclass(frozen=True)
 class PredictOptions:
     outputs: tuple[str, ...] = OUTPUT_KINDS
-    threshold: float = 0.5
+    threshold: float = FALLBACK_THRESHOLD
     overlap: float = 0.5
     tta: bool = False
     batch_size: int = 4

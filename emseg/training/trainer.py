@@ -104,6 +104,8 @@ def validate(
         "v_info": result.v_info,
         "pixel_error": result.pixel_error,
         "dice": result.dice,
+        # the V_rand threshold on the validation slices: `emseg predict` applies it by default
+        "threshold": result.threshold,
     }
 
 

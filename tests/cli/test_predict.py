@@ -12,7 +12,7 @@ from PIL import Image
 
 from emseg.cli.main import main
 from emseg.io import read_stack
-from emseg.model_file import ModelConfig, save_model
+from emseg.model_file import ModelConfig, load_model, save_model
 from emseg.networks import build_network, resolve_kwargs
 from emseg.normalization import DEFAULT_NORMALIZATION
 from emseg.params import ModelParams, TrainParams
@@ -88,7 +88,9 @@ def _make_input(kind: str, folder: Path) -> tuple[Path, dict[str, tuple[int, int
     raise AssertionError(kind)
 
 
-def _check_outputs(out: Path, stem: str, shape: tuple[int, int, int], outputs=("proba", "mask", "cells", "overlay")) -> None:
+def _check_outputs(
+    out: Path, stem: str, shape: tuple[int, int, int], outputs=("proba", "mask", "cells", "overlay"), threshold: float = 0.5
+) -> None:
     n, h, w = shape
     stack = n > 1
     expected = {
@@ -108,15 +110,15 @@ def _check_outputs(out: Path, stem: str, shape: tuple[int, int, int], outputs=("
         mask = read_stack(out / expected["mask"])
         assert mask.dtype == np.uint8 and mask.shape == (n, h, w)
         assert set(np.unique(mask)) <= {0, 255}
-        if "proba" in outputs:  # default threshold 0.5: the mask is exactly "not cell"
-            np.testing.assert_array_equal(mask == 255, ~(proba > 0.5))
+        if "proba" in outputs:  # the mask is exactly "not cell" at the threshold
+            np.testing.assert_array_equal(mask == 255, ~(proba > np.float32(threshold)))
     if "cells" in outputs:
         cells = tifffile.imread(out / expected["cells"])
         assert cells.dtype == np.uint32 and cells.shape == ((n, h, w) if stack else (h, w))
         if "proba" in outputs:
             cells = cells.reshape(n, h, w)
-            assert (cells[proba > 0.5] > 0).all()  # every cell pixel is in an instance
-            assert (proba[cells == 0] <= 0.5).all()  # outlines lie on membrane
+            assert (cells[proba > np.float32(threshold)] > 0).all()  # every cell pixel is in an instance
+            assert (proba[cells == 0] <= np.float32(threshold)).all()  # outlines lie on membrane
     if "overlay" in outputs:
         with Image.open(out / expected["overlay"]) as img:
             assert img.mode == "RGB" and img.size == (w, h)
@@ -148,6 +150,7 @@ def test_every_input_kind_gives_all_outputs(kind: str, model_path: Path, tmp_pat
     assert len(list(out.iterdir())) == 4 * len(expected)  # and nothing else (no temp files)
     slices = sum(s[0] for s in expected.values())
     assert f"predicted {len(expected)} image(s), {slices} slice(s)" in stdout and "MPix/s" in stdout
+    assert "(threshold 0.5: default)" in stdout  # an untrained model file carries no validated threshold
     if kind.startswith("rgb"):
         assert stderr.count("converted to grey") == 1 and "colour" in stderr
     else:
@@ -196,7 +199,14 @@ def test_a_trained_model_predicts(tmp_path: Path, capsys) -> None:
     test_image = _tif(tmp_path / "test.tif", synthetic_stack(2, 56, 52, seed=50)[0])
     rc, stdout, stderr = _run(capsys, test_image, "--model", model, "--out", tmp_path / "out")
     assert rc == 0, stderr
-    _check_outputs(tmp_path / "out", "test", (2, 56, 52))
+    _, config = load_model(model)
+    validated = config.info["val"]["threshold"]
+    assert config.validated_threshold() == validated
+    assert f"(threshold {validated:g}: the model's validated one)" in stdout
+    _check_outputs(tmp_path / "out", "test", (2, 56, 52), threshold=validated)
+    rc, stdout, _ = _run(capsys, test_image, "--model", model, "--out", tmp_path / "given", "--threshold", "0.25")
+    assert rc == 0 and "(threshold 0.25: given)" in stdout
+    _check_outputs(tmp_path / "given", "test", (2, 56, 52), threshold=0.25)
 
 
 # ---------------------------------------------------------------- bad input
