@@ -159,7 +159,7 @@ def run_bare(images: np.ndarray, labels: np.ndarray, params, arch: str, seed: in
     import torch
 
     from emseg.dataset import PatchSampler
-    from emseg.device import amp_dtype, uses_amp
+    from emseg.device import amp_dtype, autocast, uses_amp
     from emseg.networks import build_network
     from emseg.training.losses import build_loss
 
@@ -171,13 +171,12 @@ def run_bare(images: np.ndarray, labels: np.ndarray, params, arch: str, seed: in
     loss_fn = build_loss(params.loss)
     optimizer = torch.optim.Adam(model.parameters(), lr=params.lr)
     use_amp = uses_amp(device, params.amp, params.cpu_bf16)
-    dtype = amp_dtype(device) if use_amp else torch.float32
-    scaler = torch.amp.GradScaler(device.type, enabled=use_amp and dtype == torch.float16)
+    scaler = torch.amp.GradScaler(device.type, enabled=use_amp and amp_dtype(device) == torch.float16)
 
     def step(i: int) -> torch.Tensor:
         x, y = batches[i % len(batches)]
         optimizer.zero_grad(set_to_none=True)
-        with torch.autocast(device_type=device.type, dtype=dtype, enabled=use_amp):
+        with autocast(device, params.amp, params.cpu_bf16):
             out = model(x)
         loss = loss_fn(out.float(), y)
         scaler.scale(loss).backward()

@@ -22,6 +22,10 @@ def load_benchmark(name: str) -> ModuleType:
     return module
 
 
+#: a MONAI UNet small enough for unit tests (about 7 k parameters)
+TINY_UNET = {"channels": [4, 8, 16], "strides": [2, 2], "num_res_units": 1}
+
+
 def synthetic_slice(height: int, width: int, seed: int, cells: int = 12, dtype=np.uint8) -> tuple[np.ndarray, np.ndarray]:
     """An EM-like image and its ISBI label (255 cell, 0 membrane): Voronoi cells, 2-px borders."""
     rng = np.random.default_rng(seed)

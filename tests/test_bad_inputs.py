@@ -39,9 +39,8 @@ from emseg.preprocessing.convert import convert
 from emseg.preprocessing.fetch import RAW_NAMES, fetch
 from emseg.preprocessing.split import make_split
 
-from conftest import REPO_ROOT, synthetic_stack
+from conftest import REPO_ROOT, TINY_UNET, synthetic_stack
 
-TINY_UNET = {"channels": [4, 8, 16], "strides": [2, 2], "num_res_units": 1}
 TINY = {
     "split": {"test_size": 2, "val_size": 1},
     "augment": {"copies": 1, "preview_samples": 2},

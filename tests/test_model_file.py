@@ -9,7 +9,7 @@ from emseg.model_file import ModelConfig, load_model, read_model_file, save_mode
 from emseg.networks import build_network, resolve_kwargs
 from emseg.normalization import DEFAULT_NORMALIZATION
 
-TINY_UNET = {"channels": [4, 8, 16], "strides": [2, 2], "num_res_units": 1}
+from conftest import TINY_UNET
 
 
 def _saved(tmp_path: Path) -> tuple[Path, torch.nn.Module]:

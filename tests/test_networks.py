@@ -6,9 +6,11 @@ from emseg.model_file import ModelConfig, load_model, save_model
 from emseg.networks import REGISTRY, available, build_network, count_parameters, resolve_kwargs
 from emseg.normalization import DEFAULT_NORMALIZATION
 
+from conftest import TINY_UNET
+
 # small variants keep the shape tests fast on 2 cores
 TINY = {
-    "unet": {"channels": [4, 8, 16], "strides": [2, 2], "num_res_units": 1},
+    "unet": TINY_UNET,
     "basic_unet": {"features": [4, 4, 8, 8, 16, 4]},
     "attention_unet": {"channels": [4, 8, 16], "strides": [2, 2]},
     "segresnet": {"init_filters": 8, "blocks_down": [1, 1, 1], "blocks_up": [1, 1]},

@@ -18,9 +18,8 @@ from emseg.normalization import DEFAULT_NORMALIZATION
 from emseg.params import ModelParams, TrainParams
 from emseg.training.trainer import TrainingData, train
 
-from conftest import synthetic_slice, synthetic_stack
+from conftest import TINY_UNET, synthetic_slice, synthetic_stack
 
-TINY_UNET = {"channels": [4, 8, 16], "strides": [2, 2], "num_res_units": 1}
 PATCH = 32
 
 

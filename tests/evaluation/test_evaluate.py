@@ -14,9 +14,8 @@ from emseg.networks import build_network
 from emseg.normalization import DEFAULT_NORMALIZATION
 from emseg.params import EvaluateParams
 
-from conftest import synthetic_stack
+from conftest import TINY_UNET, synthetic_stack
 
-TINY_UNET = {"channels": [4, 8, 16], "strides": [2, 2], "num_res_units": 1}
 
 
 class OraclePredictor(Predictor):

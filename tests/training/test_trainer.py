@@ -10,9 +10,9 @@ from emseg.training.losses import LOSSES, build_loss
 from emseg.training.trainer import TrainingData, lr_factor, train
 from emseg.errors import EmsegError
 
-from conftest import synthetic_stack
+from conftest import TINY_UNET, synthetic_stack
 
-TINY_MODEL = ModelParams(arch="unet", unet={"channels": [4, 8, 16], "strides": [2, 2], "num_res_units": 1})
+TINY_MODEL = ModelParams(arch="unet", unet=TINY_UNET)
 
 
 def _data() -> TrainingData:
