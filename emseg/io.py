@@ -143,11 +143,15 @@ def read_tiff(path: str | os.PathLike[str], allow_rgb: bool = False) -> np.ndarr
         raise EmsegError(f"{path}: file is empty")
     with _tifffile_warnings() as warnings:
         try:
-            array = tifffile.imread(path)
+            with tifffile.TiffFile(path) as tif:
+                parts = [series.asarray() for series in tif.series]
         except Exception as exc:  # tifffile raises many types for corrupt files
             raise EmsegError(f"{path}: not a readable TIFF ({type(exc).__name__}: {exc})") from None
     if warnings:
         raise EmsegError(f"{path}: damaged or truncated TIFF ({warnings[0]})")
+    if not parts:
+        raise EmsegError(f"{path}: TIFF holds no images")
+    array = _join_series(parts, path)
     if _is_colour(array):
         array = _to_grey(array, path, allow_rgb)
     if array.ndim == 2:
@@ -156,6 +160,27 @@ def read_tiff(path: str | os.PathLike[str], allow_rgb: bool = False) -> np.ndarr
         raise EmsegError(f"{path}: expected a 2-D image or 3-D stack, got shape {array.shape}")
     _check_not_empty(array, path)
     return array
+
+
+def _join_series(parts: list[np.ndarray], path: Path) -> np.ndarray:
+    """One array from a TIFF's image series.
+
+    Slices appended one write at a time (``tifffile.imwrite(..., append=True)``, many
+    acquisition tools) land in separate series; reading only the first would silently
+    return one slice of the stack. Series of one slice shape are joined in file order;
+    series of different shapes (thumbnails, mixed images) are refused.
+    """
+    if len(parts) == 1:
+        return parts[0]
+    stacked = [p[np.newaxis] if p.ndim == 2 or (p.ndim == 3 and _is_colour(p)) else p for p in parts]
+    shapes = sorted({(p.shape[1:], str(p.dtype)) for p in stacked})
+    if len(shapes) > 1:
+        described = ", ".join(f"{'x'.join(map(str, shape))} {dtype}" for shape, dtype in shapes)
+        raise EmsegError(
+            f"{path}: TIFF holds {len(parts)} image series of different slice shapes or types "
+            f"({described}); save the stack as one series of equal slices"
+        )
+    return np.concatenate(stacked, axis=0)
 
 
 def read_image(path: str | os.PathLike[str], allow_rgb: bool = False) -> np.ndarray:

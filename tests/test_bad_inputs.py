@@ -418,6 +418,15 @@ def case_fetch_4d_tiff(w: Workspace) -> Run:
     return Run(fetch_args(w), "train-volume.tif")
 
 
+@case("stages/fetch.py", "TIFF whose image series differ in slice shape")
+def case_fetch_mixed_series(w: Workspace) -> Run:
+    path = w.root / "source" / "train-volume.tif"
+    images = source_stacks()[0]
+    tifffile.imwrite(path, images[:-1], photometric="minisblack")
+    tifffile.imwrite(path, images[-1, :32, :32], photometric="minisblack", append=True)
+    return Run(fetch_args(w), "train-volume.tif")
+
+
 @case("stages/fetch.py", "RGB labels")
 def case_fetch_rgb_labels(w: Workspace) -> Run:
     make_rgb(w.root / "source" / "train-labels.tif", source_stacks()[1])

@@ -59,3 +59,22 @@ def test_atomic_output_leaves_nothing_on_failure(tmp_path: Path) -> None:
             tmp.write_text("half")
             raise RuntimeError("crash")
     assert list(tmp_path.iterdir()) == []
+
+
+def test_tiff_appended_page_by_page_is_read_whole(tmp_path: Path) -> None:
+    # each imwrite(append=True) starts a new TIFF series; all of them are slices
+    path = tmp_path / "appended.tif"
+    stack = np.arange(4 * 6 * 5, dtype=np.uint8).reshape(4, 6, 5)
+    tifffile.imwrite(path, stack[0])
+    tifffile.imwrite(path, stack[1], append=True)
+    tifffile.imwrite(path, stack[2:], append=True)
+    np.testing.assert_array_equal(read_stack(path), stack)
+
+
+def test_tiff_series_of_different_shapes_is_refused(tmp_path: Path) -> None:
+    path = tmp_path / "mixed.tif"
+    tifffile.imwrite(path, np.zeros((8, 8), np.uint8))
+    tifffile.imwrite(path, np.zeros((4, 4), np.uint8), append=True)
+    with pytest.raises(EmsegError, match=r"mixed\.tif: TIFF holds 2 image series .*4x4 uint8, 8x8 uint8") as info:
+        read_stack(path)
+    assert "\n" not in str(info.value)
