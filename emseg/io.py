@@ -144,13 +144,14 @@ def read_tiff(path: str | os.PathLike[str], allow_rgb: bool = False) -> np.ndarr
     with _tifffile_warnings() as warnings:
         try:
             with tifffile.TiffFile(path) as tif:
-                parts = [series.asarray() for series in tif.series]
+                # reduced-resolution pages (NewSubfileType bit 0: thumbnails, previews) are not slices
+                parts = [series.asarray() for series in tif.series if not series.keyframe.is_reduced]
         except Exception as exc:  # tifffile raises many types for corrupt files
             raise EmsegError(f"{path}: not a readable TIFF ({type(exc).__name__}: {exc})") from None
     if warnings:
         raise EmsegError(f"{path}: damaged or truncated TIFF ({warnings[0]})")
     if not parts:
-        raise EmsegError(f"{path}: TIFF holds no images")
+        raise EmsegError(f"{path}: TIFF holds no full-resolution images")
     array = _join_series(parts, path)
     if _is_colour(array):
         array = _to_grey(array, path, allow_rgb)

@@ -78,3 +78,12 @@ def test_tiff_series_of_different_shapes_is_refused(tmp_path: Path) -> None:
     with pytest.raises(EmsegError, match=r"mixed\.tif: TIFF holds 2 image series .*4x4 uint8, 8x8 uint8") as info:
         read_stack(path)
     assert "\n" not in str(info.value)
+
+
+def test_tiff_thumbnail_is_not_a_slice(tmp_path: Path) -> None:
+    path = tmp_path / "with-thumbnail.tif"
+    stack = np.arange(2 * 12 * 10, dtype=np.uint8).reshape(2, 12, 10)
+    with tifffile.TiffWriter(path) as tif:
+        tif.write(stack, photometric="minisblack")
+        tif.write(np.zeros((3, 3), np.uint8), photometric="minisblack", subfiletype=1)
+    np.testing.assert_array_equal(read_stack(path), stack)
