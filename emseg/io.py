@@ -169,7 +169,7 @@ def _join_series(parts: list[np.ndarray], path: Path) -> np.ndarray:
     Slices appended one write at a time (``tifffile.imwrite(..., append=True)``, many
     acquisition tools) land in separate series; reading only the first would silently
     return one slice of the stack. Series of one slice shape are joined in file order;
-    series of different shapes (thumbnails, mixed images) are refused.
+    series of different slice shapes or types (mixed images) are refused.
     """
     if len(parts) == 1:
         return parts[0]
