@@ -17,7 +17,6 @@ from emseg.params import EvaluateParams
 from conftest import TINY_UNET, synthetic_stack
 
 
-
 class OraclePredictor(Predictor):
     """Predicts each test image's own ground-truth membrane: every score must be perfect."""
 
