@@ -6,7 +6,7 @@ import argparse
 import sys
 from collections.abc import Callable
 
-from emseg.cli.main import run_with_clean_errors
+from emseg.errors import run_with_clean_errors
 from emseg.params import DEFAULT_PARAMS_FILE, Params, load_params
 
 

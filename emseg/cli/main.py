@@ -8,12 +8,11 @@ from __future__ import annotations
 
 import argparse
 import importlib
-import os
 import sys
 from collections.abc import Sequence
 
 from emseg import __version__
-from emseg.errors import EmsegError
+from emseg.errors import run_with_clean_errors
 
 SUBCOMMAND_MODULES = ("emseg.cli.predict", "emseg.cli.score", "emseg.cli.models")
 
@@ -26,25 +25,6 @@ def build_parser() -> argparse.ArgumentParser:
     for module_name in SUBCOMMAND_MODULES:
         importlib.import_module(module_name).register(subparsers)
     return parser
-
-
-def run_with_clean_errors(func, debug: bool, prog: str = "emseg") -> int:  # type: ignore[no-untyped-def]
-    """Call ``func()``; turn an EmsegError into one ``error:`` line and exit status 2."""
-    try:
-        return int(func() or 0)
-    except EmsegError as exc:
-        if debug:
-            raise
-        print(f"{prog}: error: {exc}", file=sys.stderr)
-        return 2
-    except KeyboardInterrupt:
-        print(f"{prog}: interrupted", file=sys.stderr)
-        return 130
-    except BrokenPipeError:
-        # the reader went away (`emseg models | head`): stop quietly, as Unix tools do; point
-        # stdout at /dev/null so the interpreter's final flush cannot raise again
-        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
-        return 141
 
 
 def main(argv: Sequence[str] | None = None) -> int:

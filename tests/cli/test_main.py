@@ -1,16 +1,9 @@
 import subprocess
 import sys
 
-from emseg.cli.main import main, run_with_clean_errors
-from emseg.errors import EmsegError
+"""The `emseg` entry point: subcommands, usage errors, closed pipes."""
 
-
-def test_emseg_error_becomes_one_line_and_status_2(capsys) -> None:
-    def fail() -> int:
-        raise EmsegError("data/x.tif: file not found")
-
-    assert run_with_clean_errors(fail, debug=False) == 2
-    assert capsys.readouterr().err == "emseg: error: data/x.tif: file not found\n"
+from emseg.cli.main import main
 
 
 def test_closed_pipe_ends_quietly() -> None:
