@@ -10,13 +10,9 @@ import numpy as np
 import torch
 
 from emseg.errors import EmsegError
-from emseg.io import read_image
+from emseg.io import list_images, read_image
+from emseg.layout import AUGMENTED_IMAGES, AUGMENTED_LABELS, png_folder, slice_name
 from emseg.normalization import normalize
-from emseg.preprocessing.convert import slice_name
-
-TRAIN_IMAGES = Path("train") / "images"
-TRAIN_LABELS = Path("train") / "labels"
-TEST_IMAGES = Path("test") / "images"
 
 
 def membrane_target(label: np.ndarray) -> np.ndarray:
@@ -28,19 +24,34 @@ def read_slices(folder: str | os.PathLike[str], names: list[str]) -> list[np.nda
     return [read_image(Path(folder) / name)[0] for name in names]
 
 
+def count_labelled(png_root: str | os.PathLike[str]) -> int:
+    """How many labelled slices the converted data set holds."""
+    return len(list_images(png_folder(png_root, "train_images")))
+
+
 def read_labelled(png_root: str | os.PathLike[str], indices: list[int]) -> tuple[list[np.ndarray], list[np.ndarray]]:
     """Raw images and ISBI labels of the given labelled slice indices."""
-    root = Path(png_root)
     names = [slice_name(i) for i in indices]
-    return read_slices(root / TRAIN_IMAGES, names), read_slices(root / TRAIN_LABELS, names)
+    return read_slices(png_folder(png_root, "train_images"), names), read_slices(png_folder(png_root, "train_labels"), names)
+
+
+def read_unlabelled(png_root: str | os.PathLike[str]) -> list[np.ndarray]:
+    """Every slice of the unlabelled test volume, in order; a gap in the numbering is an error."""
+    folder = png_folder(png_root, "test_images")
+    names = [path.name for path in list_images(folder)]
+    expected = [slice_name(i) for i in range(len(names))]
+    if names != expected:
+        missing = next(name for name in expected if name not in names)
+        raise EmsegError(f"{folder / missing}: file not found (the unlabelled slices must be numbered from 0 without gaps)")
+    return read_slices(folder, names)
 
 
 def read_augmented(aug_root: str | os.PathLike[str]) -> tuple[list[np.ndarray], list[np.ndarray]]:
     root = Path(aug_root)
     if not root.is_dir():  # an empty folder is fine (augment copies: 0), a missing one is not
         raise EmsegError(f"{root}: augmented slices folder not found (the augment stage's --out)")
-    names = sorted(p.name for p in (root / "images").glob("*.png"))
-    return read_slices(root / "images", names), read_slices(root / "labels", names)
+    names = sorted(p.name for p in (root / AUGMENTED_IMAGES).glob("*.png"))
+    return read_slices(root / AUGMENTED_IMAGES, names), read_slices(root / AUGMENTED_LABELS, names)
 
 
 @dataclass

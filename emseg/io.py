@@ -13,6 +13,7 @@ import json
 import logging
 import os
 import re
+import shutil
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
@@ -72,6 +73,37 @@ def new_folder(path: str | os.PathLike[str]) -> Iterator[Path]:
             except OSError:  # not empty (or gone): keep it and everything above it
                 break
         raise
+
+
+def partial_folder(final: str | os.PathLike[str]) -> Path:
+    """The staging folder beside ``final`` in which :func:`staged_directory` builds it."""
+    final = Path(final)
+    return final.with_name(f".{final.name}.partial")
+
+
+@contextlib.contextmanager
+def staged_directory(final: str | os.PathLike[str], *, fresh: bool = True, keep_partial: bool = False) -> Iterator[Path]:
+    """Yield a staging folder that replaces folder ``final`` only when the block succeeds.
+
+    The one way emseg writes a folder output: a later stage (or DVC) never sees a folder
+    half-built. ``fresh``: start from an empty staging folder (otherwise continue what an
+    interrupted run left in it); ``keep_partial``: on failure leave the staging folder
+    for such a continuation (resumable training logs) instead of removing it.
+    """
+    final = Path(final)
+    staging = partial_folder(final)
+    if fresh:
+        shutil.rmtree(staging, ignore_errors=True)
+    with new_folder(final.parent):  # nor does a failure leave a new empty parent folder
+        staging.mkdir(exist_ok=True)
+        try:
+            yield staging
+        except BaseException:
+            if not keep_partial:
+                shutil.rmtree(staging, ignore_errors=True)
+            raise
+        shutil.rmtree(final, ignore_errors=True)
+        os.replace(staging, final)
 
 
 def write_json(path: str | os.PathLike[str], data: Any) -> None:

@@ -2,7 +2,7 @@
 
 from emseg.dataset import read_labelled
 from emseg.preprocessing.augment import augment_slices, write_augmented, write_preview
-from emseg.preprocessing.convert import staged_directory
+from emseg.io import staged_directory
 from emseg.preprocessing.split import read_split
 from emseg.stage import run_stage, stage_parser
 

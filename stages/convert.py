@@ -1,7 +1,6 @@
 """Stage convert: each raw TIFF stack -> one lossless PNG per slice, verified."""
 
 from emseg.preprocessing.convert import convert
-from emseg.preprocessing.fetch import RAW_NAMES
 from emseg.stage import run_stage, stage_parser
 
 parser = stage_parser("convert", __doc__)
@@ -10,7 +9,7 @@ parser.add_argument("--out", required=True, help="folder for the PNG slices")
 
 
 def body(args, params):
-    for folder, count in convert(args.raw, args.out, RAW_NAMES).items():
+    for folder, count in convert(args.raw, args.out).items():
         print(f"wrote {count} slices to {args.out}/{folder}")
 
 

@@ -9,9 +9,7 @@ parser.add_argument("--out", required=True, help="folder for the raw stacks")
 
 def body(args, params):
     data = params.data
-    names = {"train_images": data.train_images, "train_labels": data.train_labels, "test_images": data.test_images}
-    info = fetch(data.source, args.out, names, data.sha256)
-    for stack in info.values():
+    for stack in fetch(data.source, args.out, data.source_names(), data.sha256).values():
         print(f"fetched {stack.name}: {stack.shape} {stack.dtype}")
 
 

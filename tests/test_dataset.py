@@ -1,9 +1,13 @@
+from pathlib import Path
+
 import numpy as np
 import pytest
 import torch
 
-from emseg.dataset import PatchSampler, membrane_target
+from emseg.dataset import PatchSampler, count_labelled, membrane_target, read_unlabelled
 from emseg.errors import EmsegError
+from emseg.io import write_png
+from emseg.layout import png_folder, slice_name
 
 from conftest import synthetic_stack
 
@@ -45,3 +49,16 @@ def test_weights_are_cropped_and_turned_with_their_patch() -> None:
     x, y, w = sampler.sample(6)
     assert w.shape == y.shape
     torch.testing.assert_close(w, 1.0 + y)
+
+
+def test_unlabelled_slices_must_be_numbered_without_gaps(tmp_path: Path) -> None:
+    folder = png_folder(tmp_path, "test_images")
+    for index in (0, 1, 3):
+        write_png(folder / slice_name(index), np.full((4, 5), index, np.uint8))
+    with pytest.raises(EmsegError, match=r"test/images/slice_002.png: file not found \(the unlabelled slices must be numbered"):
+        read_unlabelled(tmp_path)
+    write_png(folder / slice_name(2), np.full((4, 5), 2, np.uint8))
+    assert [int(s[0, 0]) for s in read_unlabelled(tmp_path)] == [0, 1, 2, 3]
+    for index in range(2):
+        write_png(png_folder(tmp_path, "train_images") / slice_name(index), np.zeros((4, 5), np.uint8))
+    assert count_labelled(tmp_path) == 2

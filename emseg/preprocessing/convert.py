@@ -3,41 +3,16 @@
 from __future__ import annotations
 
 import os
-import shutil
-from contextlib import contextmanager
-from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
 
 from emseg.errors import EmsegError
-from emseg.io import new_folder, read_image, read_tiff, write_png
+from emseg.io import read_image, read_tiff, staged_directory, write_png
+from emseg.layout import CELL_VALUE, PNG_FOLDERS, RAW_NAMES, slice_name
 from emseg.preprocessing.fetch import check_binary_labels
 
-#: ISBI convention kept on disk: cell interior 255, membrane 0. The model's target is ``label == 0``.
-CELL_VALUE = 255
-SLICE_PATTERN = "slice_{:03d}.png"
 PNG_DTYPES = (np.uint8, np.uint16)
-
-
-@contextmanager
-def staged_directory(final: str | os.PathLike[str]) -> Iterator[Path]:
-    """Yield an empty staging folder that replaces ``final`` only if the block succeeds."""
-    final = Path(final)
-    staging = final.with_name(f".{final.name}.staging")
-    shutil.rmtree(staging, ignore_errors=True)
-    with new_folder(final.parent):  # nor does a failure leave a new empty parent folder
-        staging.mkdir()
-        try:
-            yield staging
-            shutil.rmtree(final, ignore_errors=True)
-            os.replace(staging, final)
-        finally:
-            shutil.rmtree(staging, ignore_errors=True)
-
-
-def slice_name(index: int) -> str:
-    return SLICE_PATTERN.format(index)
 
 
 def to_isbi_labels(labels: np.ndarray, origin: str) -> np.ndarray:
@@ -60,18 +35,16 @@ def stack_to_pngs(stack: np.ndarray, out_dir: Path, origin: str) -> int:
     return len(stack)
 
 
-def convert(raw_dir: str | os.PathLike[str], out_dir: str | os.PathLike[str], raw_names: dict[str, str]) -> dict[str, int]:
-    """Turn ``raw_dir``'s three stacks into ``out_dir/{train/images,train/labels,test/images}``."""
-    raw = Path(raw_dir)
-    images_path, labels_path, test_path = (raw / raw_names[k] for k in ("train_images", "train_labels", "test_images"))
-    images, labels, test = read_tiff(images_path), read_tiff(labels_path), read_tiff(test_path)
+def convert(raw_dir: str | os.PathLike[str], out_dir: str | os.PathLike[str]) -> dict[str, int]:
+    """Turn the three stacks of ``raw_dir`` into ``out_dir``'s PNG folders; slice counts by folder."""
+    paths = {stack: Path(raw_dir) / name for stack, name in RAW_NAMES.items()}
+    stacks = {stack: read_tiff(path) for stack, path in paths.items()}
+    images, labels = stacks["train_images"], stacks["train_labels"]
     if images.shape != labels.shape:
-        raise EmsegError(f"{labels_path}: shape {labels.shape} does not match {images_path} shape {images.shape}")
-    labels = to_isbi_labels(labels, str(labels_path))
+        raise EmsegError(f"{paths['train_labels']}: shape {labels.shape} does not match {paths['train_images']} shape {images.shape}")
+    stacks["train_labels"] = to_isbi_labels(labels, str(paths["train_labels"]))
     with staged_directory(out_dir) as staging:
-        counts = {
-            "train/images": stack_to_pngs(images, staging / "train" / "images", str(images_path)),
-            "train/labels": stack_to_pngs(labels, staging / "train" / "labels", str(labels_path)),
-            "test/images": stack_to_pngs(test, staging / "test" / "images", str(test_path)),
+        return {
+            PNG_FOLDERS[stack].as_posix(): stack_to_pngs(array, staging / PNG_FOLDERS[stack], str(paths[stack]))
+            for stack, array in stacks.items()
         }
-    return counts

@@ -19,14 +19,8 @@ from pathlib import Path
 import numpy as np
 
 from emseg.errors import EmsegError
-from emseg.io import atomic_output, new_folder, read_tiff
-
-#: The names the rest of the pipeline reads under ``data/raw/``, whatever the source calls them.
-RAW_NAMES = {
-    "train_images": "train-volume.tif",
-    "train_labels": "train-labels.tif",
-    "test_images": "test-volume.tif",
-}
+from emseg.io import atomic_output, read_tiff, staged_directory
+from emseg.layout import RAW_NAMES
 DOWNLOAD_TIMEOUT_S = 60
 _CHUNK = 1 << 20
 
@@ -117,33 +111,24 @@ def validate_raw(images: Path, labels: Path, test_images: Path) -> dict[str, Sta
 
 
 def fetch(source: str, out_dir: str | os.PathLike[str], names: dict[str, str], sha256: dict[str, str] | None = None) -> dict[str, StackInfo]:
-    """Fill ``out_dir`` with the three stacks named by ``names`` (keys as in :data:`RAW_NAMES`).
+    """Fill ``out_dir`` with the three stacks named by ``names`` (keys as in :data:`~emseg.layout.RAW_NAMES`).
 
-    On any failure nothing new is left in ``out_dir``.
+    On any failure ``out_dir`` is left as it was.
     """
-    out = Path(out_dir)
     if not is_url(source) and not Path(source).is_dir():
         raise EmsegError(f"{source}: source folder not found (params data.source)")
     sha256 = sha256 or {}
     unknown = set(sha256) - set(names.values())
     if unknown:
         raise EmsegError(f"params data.sha256: names {sorted(unknown)} are none of the fetched files {sorted(names.values())}")
-    staging = out / ".fetching"
-    shutil.rmtree(staging, ignore_errors=True)
-    with new_folder(out):  # a failed fetch does not leave an empty out_dir behind either
-        staging.mkdir()
+    with staged_directory(out_dir) as staging:
+        for key, raw_name in RAW_NAMES.items():
+            _fetch_one(source, names[key], staging / raw_name, sha256.get(names[key]))
         try:
+            info = validate_raw(*(staging / raw_name for raw_name in RAW_NAMES.values()))
+        except EmsegError as exc:
+            message = str(exc)
             for key, raw_name in RAW_NAMES.items():
-                _fetch_one(source, names[key], staging / raw_name, sha256.get(names[key]))
-            try:
-                info = validate_raw(*(staging / RAW_NAMES[k] for k in ("train_images", "train_labels", "test_images")))
-            except EmsegError as exc:
-                message = str(exc)
-                for key, raw_name in RAW_NAMES.items():
-                    message = message.replace(str(staging / raw_name), _origin(source, names[key]))
-                raise EmsegError(message) from None
-            for raw_name in RAW_NAMES.values():
-                os.replace(staging / raw_name, out / raw_name)
-        finally:
-            shutil.rmtree(staging, ignore_errors=True)
+                message = message.replace(str(staging / raw_name), _origin(source, names[key]))
+            raise EmsegError(message) from None
     return info

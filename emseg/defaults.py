@@ -1,0 +1,14 @@
+"""Defaults that several layers share, kept free of torch so the ``emseg`` parser can show them at once.
+
+The params schema (:mod:`emseg.params`), the sliding-window path, the model file and
+``emseg predict``'s options all take these from here.
+"""
+
+#: where a model runs: ``auto`` = CUDA when present, else the CPU
+DEVICES = ("auto", "cpu", "cuda")
+#: overlap of neighbouring sliding-window tiles, as a fraction of the tile
+OVERLAP = 0.5
+#: tiles per forward pass
+TILE_BATCH = 4
+#: cell/membrane threshold of a model file that carries no validated one
+FALLBACK_THRESHOLD = 0.5

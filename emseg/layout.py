@@ -1,0 +1,46 @@
+"""Where the pipeline keeps its data: every folder and file name under ``data/``, in one place.
+
+The DVC stages pass the roots (``data/raw``, ``data/png``, ``data/augmented``,
+``data/eval``) on their command lines; what lies inside a root is decided here, and
+fetch, convert, augment, the data set and evaluate all read it from here.
+
+* ``data/raw/``: the three stacks of :data:`STACKS`, under the names of :data:`RAW_NAMES`
+  whatever the source calls them;
+* ``data/png/``: one lossless PNG per slice, :func:`slice_name`, in the folders of
+  :data:`PNG_FOLDERS`; labels stored as :data:`CELL_VALUE` = cell interior, 0 = membrane;
+* ``data/augmented/``: ``images/`` and ``labels/`` pairs named :func:`augmented_name`;
+* ``data/eval/``: the stacks evaluate scored and predicted, :data:`EVAL_NAMES`.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+#: the three stacks of an ISBI-style data set, by the params ``data`` key that names each at its source
+STACKS = ("train_images", "train_labels", "test_images")
+#: their names under ``data/raw/`` (and the ISBI 2012 challenge's own names, the source default)
+RAW_NAMES = {"train_images": "train-volume.tif", "train_labels": "train-labels.tif", "test_images": "test-volume.tif"}
+#: their slices under ``data/png/``
+PNG_FOLDERS = {"train_images": Path("train") / "images", "train_labels": Path("train") / "labels", "test_images": Path("test") / "images"}
+#: the ISBI label convention kept on disk: cell interior 255, membrane 0
+CELL_VALUE = 255
+#: an augmented set's two folders
+AUGMENTED_IMAGES, AUGMENTED_LABELS = "images", "labels"
+#: what evaluate writes under ``data/eval/``: the scored test labels and map, the unlabelled volume's map
+EVAL_NAMES = {"labels": "test-labels.tif", "proba": "test-proba.tif", "volume_proba": "test-volume-proba.tif"}
+
+
+def slice_name(index: int) -> str:
+    """The PNG file of labelled or test slice ``index``."""
+    return f"slice_{index:03d}.png"
+
+
+def augmented_name(index: int, copy: int) -> str:
+    """The PNG file of augmented copy ``copy`` of training slice ``index``."""
+    return f"slice_{index:03d}_aug_{copy:02d}.png"
+
+
+def png_folder(png_root: str | os.PathLike[str], stack: str) -> Path:
+    """The folder of one stack's slices under the PNG root."""
+    return Path(png_root) / PNG_FOLDERS[stack]
