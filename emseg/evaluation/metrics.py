@@ -13,8 +13,8 @@ plain extras (pixel error at the chosen threshold, membrane Dice/IoU).
 
 Conventions: a label slice has cell interior > 0 and membrane 0; a proposal
 ("proba_cell") is a map in [0, 1] where HIGH means cell interior.  Our models
-predict membrane probability; :func:`membrane_to_cell` is the one place where
-that is turned around.
+predict membrane probability; :func:`emseg.postprocessing.membrane_to_cell` is the
+one place where that is turned around.
 
 What the Java does, and therefore what this module does, per threshold ``t``
 (thresholds accumulated in double precision: 0.0, 0.1, ..., 0.9999999999999999):
@@ -22,11 +22,9 @@ What the Java does, and therefore what this module does, per threshold ``t``
 * proposal: a pixel is cell when ``(double) p > t`` (p as a float32 value);
   the non-cell pixels ("borders") are thinned by the classic Vincent-Soille
   watershed (``WatershedTransform2D``, 4-connectivity) of the binary image
-  (cell 0, border 255): pixels are visited column by column (x outer, y inner),
-  neighbours in the order west, north, east, south, a FIFO queue floods the
-  border level from the labelled cell regions, and a border pixel reached from
-  two different regions becomes a watershed (label 0) pixel.  A slice that is
-  all cell or all border is one single region (label 1).
+  (cell 0, border 255), :func:`emseg.postprocessing.flood_watershed`: a border
+  pixel reached from two different regions becomes a watershed (label 0) pixel.
+  A slice that is all cell or all border is one single region (label 1).
 * ground truth: 4-connected components of ``label > t`` (Fiji binarises the
   labels with the same threshold; for integer labels that is ``label > 0``).
 * V_rand / V_info: foreground-restricted (GT membrane pixels ignored) Rand and
@@ -51,15 +49,14 @@ import numpy as np
 from numba import njit
 
 from emseg.errors import EmsegError
+from emseg.postprocessing import flood_watershed
 
 __all__ = [
     "ISBI_THRESHOLDS",
     "ScoreResult",
     "fiji_thresholds",
-    "membrane_to_cell",
     "score",
     "segmentation_scores",
-    "thin_borders",
 ]
 
 
@@ -85,161 +82,9 @@ def fiji_thresholds(start: float = 0.0, stop: float = 1.0, step: float = 0.1) ->
 ISBI_THRESHOLDS: tuple[float, ...] = fiji_thresholds(0.0, 1.0, 0.1)
 
 
-def membrane_to_cell(proba_membrane: np.ndarray) -> np.ndarray:
-    """Turn a membrane-probability map into the cell-probability map the scorer expects (1 - p)."""
-    arr = np.asarray(proba_membrane)
-    if not np.issubdtype(arr.dtype, np.floating):
-        raise EmsegError(f"membrane map must be a float array in [0, 1], got dtype {arr.dtype}")
-    return (1 - arr).astype(arr.dtype, copy=False)
-
-
 # --------------------------------------------------------------------------------------
 # numba kernels
 # --------------------------------------------------------------------------------------
-
-_MASK = -2  # pixel at the current level, not reached yet
-_WSHED = 0  # watershed (line) pixel
-_INIT = -1  # not visited
-_INQUEUE = -3  # waiting in the FIFO
-
-
-@njit(cache=True, nogil=True, inline="always")
-def _neighbour(p: int, k: int, size1: int, size2: int) -> int:
-    """Flat index of neighbour ``k`` (0 west, 1 north, 2 east, 3 south) of ``p``, or -1 off the image.
-
-    Pixels are stored column-major as in ImageJ's x-outer scan: p = x * size2 + y.
-    """
-    x = p // size2
-    y = p - x * size2
-    if k == 0:
-        return p - size2 if x > 0 else -1
-    if k == 1:
-        return p - 1 if y > 0 else -1
-    if k == 2:
-        return p + size2 if x < size1 - 1 else -1
-    return p + 1 if y < size2 - 1 else -1
-
-
-@njit(cache=True, nogil=True)
-def _flood(levels: np.ndarray) -> np.ndarray:
-    """Vincent-Soille flooding exactly as Fiji's ``WatershedTransform2D.apply()`` (4-connected).
-
-    ``levels`` is the grey image indexed ``[x, y]`` (i.e. the transpose of an ``(H, W)``
-    image), C-contiguous, so the flat index ``x * H + y`` runs in Fiji's pixel order
-    (x outer, y inner).  Returns int32 labels ``[x, y]``: >0 basins, 0 watershed lines.
-    """
-    size1, size2 = levels.shape
-    npix = size1 * size2
-    flat = levels.ravel()
-
-    # Collections.sort(pixelList): by value, ties in creation order (x outer, y inner);
-    # a stable counting sort gives the same order.
-    start = np.zeros(257, np.int64)
-    for i in range(npix):
-        start[flat[i] + 1] += 1
-    for v in range(256):
-        start[v + 1] += start[v]
-    order = np.empty(npix, np.int64)
-    for i in range(npix):
-        v = flat[i]
-        order[start[v]] = i
-        start[v] += 1
-
-    lab = np.full(npix, _INIT, np.int32)
-    queue = np.empty(max(npix, 1), np.int64)
-    current_label = 0
-    flag = False
-    current = 0
-    hi1 = 0
-    hi2 = 0
-    while current < npix:  # h <= hMax always holds: every value lies in [getMin(), getMax()]
-        h = flat[order[current]]
-        head = 0
-        tail = 0
-        # mask all pixels of level h; queue those next to a basin or a watershed pixel
-        pi = hi1
-        while pi < npix:
-            p = order[pi]
-            if flat[p] != h:
-                hi1 = pi
-                break
-            lab[p] = _MASK
-            for k in range(4):  # west, north, east, south
-                q = _neighbour(p, k, size1, size2)
-                if q < 0:
-                    continue
-                if lab[q] >= _WSHED:
-                    queue[tail] = p
-                    tail += 1
-                    lab[p] = _INQUEUE
-                    break
-            pi += 1
-        # extend the basins (geodesic SKIZ of level h-1 inside level h)
-        while head < tail:
-            p = queue[head]
-            head += 1
-            for k in range(4):
-                q = _neighbour(p, k, size1, size2)
-                if q < 0:
-                    continue
-                lq = lab[q]
-                if lq > 0:
-                    lp = lab[p]
-                    if lp == _INQUEUE or (lp == _WSHED and flag):
-                        lab[p] = lq
-                    elif lp > 0 and lp != lq:
-                        lab[p] = _WSHED
-                        flag = False
-                elif lq == _WSHED:
-                    if lab[p] == _INQUEUE:
-                        lab[p] = _WSHED
-                        flag = True
-                elif lq == _MASK:
-                    lab[q] = _INQUEUE
-                    queue[tail] = q
-                    tail += 1
-        # new minima at level h
-        pi = hi2
-        while pi < npix:
-            p = order[pi]
-            if flat[p] != h:
-                hi2 = pi
-                break
-            if lab[p] == _MASK:
-                current_label += 1
-                head = 0
-                tail = 0
-                queue[tail] = p
-                tail += 1
-                lab[p] = current_label
-                while head < tail:
-                    p2 = queue[head]
-                    head += 1
-                    for k in range(4):
-                        q = _neighbour(p2, k, size1, size2)
-                        if q < 0:
-                            continue
-                        if lab[q] == _MASK:
-                            queue[tail] = q
-                            tail += 1
-                            lab[q] = current_label
-            pi += 1
-            current += 1
-
-    for i in range(npix):  # INIT (and, defensively, any other negative state) -> 0
-        if lab[i] < 0:
-            lab[i] = 0
-    return lab.reshape((size1, size2))
-
-
-@njit(cache=True, nogil=True)
-def _thin_mask_t(cell_t: np.ndarray) -> np.ndarray:
-    """Flood a transposed boolean cell mask: cells are level 0, borders level 255."""
-    levels = np.empty(cell_t.shape, np.uint8)
-    for x in range(cell_t.shape[0]):
-        for y in range(cell_t.shape[1]):
-            levels[x, y] = 0 if cell_t[x, y] else 255
-    return _flood(levels)
 
 
 @njit(cache=True, nogil=True)
@@ -348,23 +193,23 @@ def _pair_counts(gt: np.ndarray, seg: np.ndarray, n_gt: int, n_seg: int):
                 pc = c / nf
                 sum_clog += pc * math.log(pc)
                 scratch[g] = 0
-    sum_a2 = 0
-    sum_alog = 0.0
-    for g in range(1, n_gt + 1):
-        c = a[g]
-        if c > 0:
-            sum_a2 += c * c
-            pc = c / nf
-            sum_alog += pc * math.log(pc)
-    sum_b2 = 0
-    sum_blog = 0.0
-    for s in range(1, n_seg + 1):
-        c = b[s]
-        if c > 0:
-            sum_b2 += c * c
-            pc = c / nf
-            sum_blog += pc * math.log(pc)
+    sum_a2, sum_alog = _size_terms(a, nf)
+    sum_b2, sum_blog = _size_terms(b, nf)
     return n, singles, sum_a2, sum_b2, sum_c2, sum_alog, sum_blog, sum_clog
+
+
+@njit(cache=True, nogil=True)
+def _size_terms(sizes: np.ndarray, nf: float) -> tuple[int, float]:
+    """``sum(c^2)`` (exact, int64) and ``sum(p log p)`` with ``p = c / n`` over the sizes from index 1 on."""
+    sum_sq = 0
+    sum_log = 0.0
+    for i in range(1, sizes.size):
+        c = sizes[i]
+        if c > 0:
+            sum_sq += c * c
+            pc = c / nf
+            sum_log += pc * math.log(pc)
+    return sum_sq, sum_log
 
 
 @njit(cache=True, nogil=True)
@@ -396,7 +241,7 @@ def _slice_at_threshold(proba_t: np.ndarray, gt_t: np.ndarray, gt_pos_t: np.ndar
                     fn += 1
                 else:
                     tn += 1
-    seg = _flood(levels)
+    seg = flood_watershed(levels)
     # Fiji converts the float label image with convertToShortProcessor(false): clamp to 65535
     n_seg = 0
     flat = seg.ravel()
@@ -522,19 +367,6 @@ def segmentation_scores(gt_labels: np.ndarray, seg_labels: np.ndarray) -> dict[s
     }
 
 
-def thin_borders(cell_mask: np.ndarray) -> np.ndarray:
-    """Thin the borders of a binary (H, W) cell mask to 1-pixel lines, as Fiji does.
-
-    Returns int32 labels: cell regions (with the border pixels flooded into them) numbered
-    1.. in Fiji's order, 0 for the remaining 1-pixel watershed lines.  An all-cell or
-    all-border mask is one region labelled 1.
-    """
-    mask = np.asarray(cell_mask)
-    if mask.ndim != 2:
-        raise EmsegError(f"cell mask must be 2-D, got shape {mask.shape}")
-    mask_t = np.ascontiguousarray(mask.astype(bool, copy=False).T)
-    return np.ascontiguousarray(_thin_mask_t(mask_t).T)
-
 
 # --------------------------------------------------------------------------------------
 # the scorer
@@ -557,10 +389,10 @@ _PER_SLICE_KEYS = (
 class ScoreResult:
     """Scores of a proposal against ground truth (see :func:`score`).
 
-    ``threshold`` is the best-V_rand threshold; ``pixel_error_plain``, ``dice`` and ``iou``
-    (membrane class) are taken there.  ``per_threshold`` holds stack-level values per
-    threshold (``pixel_error`` = 1 - pooled cell F-score); ``per_slice`` the per-slice
-    values at ``threshold``.
+    ``v_rand_threshold`` is the best-V_rand threshold; ``pixel_error_plain``, ``dice`` and
+    ``iou`` (membrane class) are taken there.  ``per_threshold`` holds stack-level values
+    per threshold (``pixel_error`` = 1 - pooled cell F-score); ``per_slice`` the per-slice
+    values at ``v_rand_threshold``.
     """
 
     v_rand: float
@@ -569,7 +401,7 @@ class ScoreResult:
     pixel_error_plain: float
     dice: float
     iou: float
-    threshold: float
+    v_rand_threshold: float
     v_info_threshold: float
     pixel_error_threshold: float
     thresholds: list[float]
@@ -600,7 +432,7 @@ class ScoreResult:
                 "pixel_error_plain": self.pixel_error_plain,
                 "dice": self.dice,
                 "iou": self.iou,
-                "threshold": self.threshold,
+                "v_rand_threshold": self.v_rand_threshold,
                 "v_info_threshold": self.v_info_threshold,
                 "pixel_error_threshold": self.pixel_error_threshold,
                 "n_slices": self.n_slices,
@@ -681,60 +513,47 @@ def _score_one_slice(
     return np.array(rows, np.float64).reshape(len(thresholds), 12)
 
 
-def score(
-    labels: np.ndarray,
-    proba_cell: np.ndarray,
-    thresholds: Sequence[float] = ISBI_THRESHOLDS,
-    *,
-    labels_name: str = "labels",
-    proba_name: str = "proposal",
-    workers: int | None = None,
-) -> ScoreResult:
-    """Score a cell-probability map against ISBI-style labels, as Fiji's official scorer.
-
-    ``labels`` and ``proba_cell`` are (H, W) or (N, H, W); labels 0 = membrane, > 0 = cell;
-    ``proba_cell`` float in [0, 1], high = cell (use :func:`membrane_to_cell` for membrane
-    maps).  ``labels_name`` / ``proba_name`` name the inputs in error messages.  Raises
-    :class:`EmsegError` on shape mismatch, NaN, or values outside [0, 1].
-    """
-    thresholds = [float(t) for t in thresholds]
-    if not thresholds or not all(math.isfinite(t) for t in thresholds):
-        raise EmsegError(f"thresholds must be a non-empty list of finite numbers, got {thresholds}")
-    lab, prob = _check_inputs(labels, proba_cell, labels_name, proba_name)
+def _raw_stats(lab: np.ndarray, prob: np.ndarray, thresholds: list[float], workers: int | None) -> np.ndarray:
+    """The counts of every (slice, threshold) pair: array (slices, thresholds, 12)."""
     n_slices = lab.shape[0]
-    n_thr = len(thresholds)
-
     if workers is None:
         workers = os.cpu_count() or 1
     if workers <= 1:
-        raw = [_score_one_slice(lab[k], prob[k], thresholds) for k in range(n_slices)]
-    else:
-        # the numba kernels release the GIL: threads over slices, or over the thresholds of
-        # each slice when there are fewer slices than workers (one big slice)
-        with ThreadPoolExecutor(max_workers=workers) as pool:
-            if n_slices >= workers:
-                raw = list(pool.map(lambda k: _score_one_slice(lab[k], prob[k], thresholds), range(n_slices)))
-            else:
-                raw = [_score_one_slice(lab[k], prob[k], thresholds, pool) for k in range(n_slices)]
-    stats = np.stack(raw)  # (slices, thresholds, 12)
+        return np.stack([_score_one_slice(lab[k], prob[k], thresholds) for k in range(n_slices)])
+    # the numba kernels release the GIL: threads over slices, or over the thresholds of
+    # each slice when there are fewer slices than workers (one big slice)
+    with ThreadPoolExecutor(max_workers=workers) as pool:
+        if n_slices >= workers:
+            return np.stack(list(pool.map(lambda k: _score_one_slice(lab[k], prob[k], thresholds), range(n_slices))))
+        return np.stack([_score_one_slice(lab[k], prob[k], thresholds, pool) for k in range(n_slices)])
 
-    per_slice_all: dict[str, np.ndarray] = {k: np.empty((n_slices, n_thr)) for k in _PER_SLICE_KEYS}
+
+def _per_slice_scores(stats: np.ndarray) -> dict[str, np.ndarray]:
+    """Each per-slice score at each threshold: ``{key: (slices, thresholds)}``."""
+    n_slices, n_thr = stats.shape[:2]
+    per_slice: dict[str, np.ndarray] = {k: np.empty((n_slices, n_thr)) for k in _PER_SLICE_KEYS}
     for k in range(n_slices):
         for i in range(n_thr):
             tp, fp, fn, tn, n, singles, a2, b2, c2, alog, blog, clog = stats[k, i]
             n, singles, a2, b2, c2 = (int(v) for v in (n, singles, a2, b2, c2))
             rand = _rand_scores(n, singles, a2, b2, c2)
             info = _info_scores(n, singles, alog, blog, clog)
-            per_slice_all["v_rand"][k, i], per_slice_all["rand_split"][k, i], per_slice_all["rand_merge"][k, i] = rand
-            per_slice_all["v_info"][k, i], per_slice_all["info_split"][k, i], per_slice_all["info_merge"][k, i] = info
-            per_slice_all["pixel_error_plain"][k, i] = (fp + fn) / (tp + fp + fn + tn)
-            per_slice_all["dice"][k, i] = _ratio(2 * tn, 2 * tn + fp + fn)
-            per_slice_all["iou"][k, i] = _ratio(tn, tn + fp + fn)
+            per_slice["v_rand"][k, i], per_slice["rand_split"][k, i], per_slice["rand_merge"][k, i] = rand
+            per_slice["v_info"][k, i], per_slice["info_split"][k, i], per_slice["info_merge"][k, i] = info
+            per_slice["pixel_error_plain"][k, i] = (fp + fn) / (tp + fp + fn + tn)
+            per_slice["dice"][k, i] = _ratio(2 * tn, 2 * tn + fp + fn)
+            per_slice["iou"][k, i] = _ratio(tn, tn + fp + fn)
+    return per_slice
+
+
+def _per_threshold_scores(per_slice: dict[str, np.ndarray], stats: np.ndarray) -> dict[str, list[float]]:
+    """Stack-level scores per threshold: slice means of the segmentation scores, pooled pixel counts."""
+    n_slices, n_thr = stats.shape[:2]
 
     def slice_mean(key: str, i: int) -> float:
         total = 0.0
         for k in range(n_slices):  # Fiji: fScore += f.get(), then / getSize()
-            total += float(per_slice_all[key][k, i])
+            total += float(per_slice[key][k, i])
         return total / n_slices
 
     pooled = stats[:, :, :4].sum(axis=0)  # (thresholds, [tp, fp, fn, tn])
@@ -751,11 +570,36 @@ def score(
     tp_, fp_, fn_, tn_ = (pooled[:, c] for c in range(4))
     per_threshold["dice"] = [float(_ratio(2 * tn_[i], 2 * tn_[i] + fp_[i] + fn_[i])) for i in range(n_thr)]
     per_threshold["iou"] = [float(_ratio(tn_[i], tn_[i] + fp_[i] + fn_[i])) for i in range(n_thr)]
+    return per_threshold
 
+
+def score(
+    labels: np.ndarray,
+    proba_cell: np.ndarray,
+    thresholds: Sequence[float] = ISBI_THRESHOLDS,
+    *,
+    labels_name: str = "labels",
+    proba_name: str = "proposal",
+    workers: int | None = None,
+) -> ScoreResult:
+    """Score a cell-probability map against ISBI-style labels, as Fiji's official scorer.
+
+    ``labels`` and ``proba_cell`` are (H, W) or (N, H, W); labels 0 = membrane, > 0 = cell;
+    ``proba_cell`` float in [0, 1], high = cell (use
+    :func:`~emseg.postprocessing.membrane_to_cell` for membrane maps).  ``labels_name`` /
+    ``proba_name`` name the inputs in error messages.  Raises :class:`EmsegError` on shape
+    mismatch, NaN, or values outside [0, 1].
+    """
+    thresholds = [float(t) for t in thresholds]
+    if not thresholds or not all(math.isfinite(t) for t in thresholds):
+        raise EmsegError(f"thresholds must be a non-empty list of finite numbers, got {thresholds}")
+    lab, prob = _check_inputs(labels, proba_cell, labels_name, proba_name)
+    stats = _raw_stats(lab, prob, thresholds, workers)
+    per_slice = _per_slice_scores(stats)
+    per_threshold = _per_threshold_scores(per_slice, stats)
     v_rand, i_best = _fiji_max(per_threshold["v_rand"])
     v_info, i_info = _fiji_max(per_threshold["v_info"])
-    best_f, i_pixel = _fiji_max(pixel_f)
-
+    best_f, i_pixel = _fiji_max(per_threshold["pixel_f_score"])
     return ScoreResult(
         v_rand=v_rand,
         v_info=v_info,
@@ -763,11 +607,11 @@ def score(
         pixel_error_plain=per_threshold["pixel_error_plain"][i_best],
         dice=per_threshold["dice"][i_best],
         iou=per_threshold["iou"][i_best],
-        threshold=thresholds[i_best],
+        v_rand_threshold=thresholds[i_best],
         v_info_threshold=thresholds[i_info],
         pixel_error_threshold=thresholds[i_pixel],
         thresholds=list(thresholds),
         per_threshold=per_threshold,
-        per_slice={key: [float(v) for v in per_slice_all[key][:, i_best]] for key in _PER_SLICE_KEYS},
-        n_slices=n_slices,
+        per_slice={key: [float(v) for v in per_slice[key][:, i_best]] for key in _PER_SLICE_KEYS},
+        n_slices=lab.shape[0],
     )

@@ -25,10 +25,11 @@ from monai.transforms import (
     RandScaleIntensityFixedMeand,
 )
 from monai.transforms.transform import MapTransform, Transform
-from PIL import Image
 
-from emseg.io import atomic_output, write_png
+from emseg.io import write_png
+from emseg.layout import AUGMENTED_IMAGES, AUGMENTED_LABELS, augmented_name
 from emseg.params import AugmentParams
+from emseg.visualization import MEMBRANE_RGB, grey_rgb, resized, side_by_side, stacked, tint, write_rgb_png
 
 IMAGE, LABEL = "image", "label"
 
@@ -105,33 +106,18 @@ def augment_slices(
 
 
 def write_augmented(samples: list[tuple[int, np.ndarray, np.ndarray]], slice_ids: list[int], out_dir: str | os.PathLike[str]) -> list[str]:
-    """Write samples as ``images/`` and ``labels/`` PNG pairs named after their source slice."""
+    """Write samples as image / label PNG pairs named after their source slice."""
     out = Path(out_dir)
     names = []
     copy_counter: dict[int, int] = {}
     for source, image, label in samples:
         copy = copy_counter.get(source, 0)
         copy_counter[source] = copy + 1
-        name = f"slice_{slice_ids[source]:03d}_aug_{copy:02d}.png"
-        write_png(out / "images" / name, image)
-        write_png(out / "labels" / name, label)
+        name = augmented_name(slice_ids[source], copy)
+        write_png(out / AUGMENTED_IMAGES / name, image)
+        write_png(out / AUGMENTED_LABELS / name, label)
         names.append(name)
     return names
-
-
-def _to_uint8(image: np.ndarray) -> np.ndarray:
-    if image.dtype == np.uint8:
-        return image
-    return (image.astype(np.float64) / np.iinfo(image.dtype).max * 255).round().astype(np.uint8)
-
-
-def _with_membrane(image: np.ndarray, label: np.ndarray) -> np.ndarray:
-    """Grey image with the label's membrane pixels tinted red."""
-    grey = _to_uint8(image)
-    rgb = np.stack([grey] * 3, axis=-1).astype(np.float32)
-    membrane = label == 0
-    rgb[membrane] = 0.5 * rgb[membrane] + 0.5 * np.array([255, 0, 0])
-    return rgb.astype(np.uint8)
 
 
 def write_preview(
@@ -141,12 +127,8 @@ def write_preview(
     tile: int = 256,
 ) -> None:
     """A grid PNG: one row per sample, original | augmented, membranes tinted red."""
-    rows = []
-    for (image, label), (aug_image, aug_label) in zip(originals, augmented):
-        pair = [_with_membrane(image, label), _with_membrane(aug_image, aug_label)]
-        cells = [np.asarray(Image.fromarray(p).resize((tile, tile), Image.Resampling.BILINEAR)) for p in pair]
-        rows.append(np.concatenate([cells[0], np.full((tile, 4, 3), 255, np.uint8), cells[1]], axis=1))
-    gap = np.full((4, rows[0].shape[1], 3), 255, np.uint8)
-    grid = np.concatenate([part for row in rows for part in (row, gap)][:-1], axis=0)
-    with atomic_output(path) as tmp:
-        Image.fromarray(grid).save(tmp, format="PNG")
+    rows = [
+        side_by_side([resized(tint(grey_rgb(image), label == 0, MEMBRANE_RGB), tile) for image, label in pair], gap=4)
+        for pair in zip(originals, augmented)
+    ]
+    write_rgb_png(path, stacked(rows, gap=4))

@@ -1,15 +1,13 @@
 """Tests of emseg.evaluation.metrics (the ISBI-2012 / Fiji scorer).
 
 Expected values are either worked out by hand in the test (closed forms), computed
-independently (skimage / numpy), or come from ``_java_*``: a slow, literal transcription
-of the Fiji Java code (WatershedTransform2D, RandError, VariationOfInformation,
-PixelError, ClassificationStatistics) kept here as a reference oracle.
+independently (skimage / numpy), or come from :mod:`fiji_reference`, a slow, literal
+transcription of the Fiji Java code kept as a reference oracle.
 """
 
 from __future__ import annotations
 
 import math
-from collections import deque
 
 import numpy as np
 import pytest
@@ -19,224 +17,10 @@ from skimage.measure import label as sk_label
 from skimage.metrics import contingency_table
 
 from emseg.errors import EmsegError
-from emseg.evaluation.metrics import (
-    ISBI_THRESHOLDS,
-    fiji_thresholds,
-    membrane_to_cell,
-    score,
-    segmentation_scores,
-    thin_borders,
-)
+from emseg.evaluation.metrics import ISBI_THRESHOLDS, fiji_thresholds, score, segmentation_scores
+from emseg.postprocessing import thin_borders
 
-# --------------------------------------------------------------------------------------
-# reference oracle: literal transcription of the Java
-# --------------------------------------------------------------------------------------
-
-_MASK, _WSHED, _INIT, _INQUEUE = -2, 0, -1, -3
-
-
-def _java_watershed(image: np.ndarray) -> np.ndarray:
-    """WatershedTransform2D(binaryProposal, 4).apply().convertToShortProcessor(false).
-
-    ``image`` is indexed [y, x] like numpy; the Java arrays are tabLabels[x][y].
-    """
-    size2, size1 = image.shape  # height, width
-    tab = [[_INIT] * size2 for _ in range(size1)]
-    current_label = 0
-    flag = False
-    h_min, h_max = 0.0, 255.0  # ByteProcessor.getMin()/getMax() of a fresh 8-bit image
-    # extractPixelValues: x outer, y inner; PixelRecord sorts by (value, creation number)
-    pixel_list = []
-    for x in range(size1):
-        for y in range(size2):
-            h = float(image[y, x])
-            if h_min <= h <= h_max:
-                pixel_list.append((h, len(pixel_list), x, y))
-    pixel_list.sort(key=lambda r: (r[0], r[1]))
-
-    def neighbors(x: int, y: int) -> list[tuple[int, int]]:  # Neighborhood2DC4
-        return [(x - 1, y), (x, y - 1), (x + 1, y), (x, y + 1)]
-
-    fifo: deque[tuple[int, int]] = deque()
-    h = h_min
-    current_index = 0
-    while h < h_min:
-        h = pixel_list[current_index][0]
-        current_index += 1
-    height_index1 = current_index
-    height_index2 = current_index
-    while current_index < len(pixel_list) and h <= h_max:
-        h = pixel_list[current_index][0]
-        for pixel_index in range(height_index1, len(pixel_list)):
-            value, _, i, j = pixel_list[pixel_index]
-            if value != h:
-                height_index1 = pixel_index
-                break
-            tab[i][j] = _MASK
-            for u, v in neighbors(i, j):
-                if 0 <= u < size1 and 0 <= v < size2 and tab[u][v] >= _WSHED:
-                    fifo.append((i, j))
-                    tab[i][j] = _INQUEUE
-                    break
-        while fifo:
-            i, j = fifo.popleft()
-            for u, v in neighbors(i, j):
-                if 0 <= u < size1 and 0 <= v < size2:
-                    if tab[u][v] > 0:
-                        if tab[i][j] == _INQUEUE or (tab[i][j] == _WSHED and flag):
-                            tab[i][j] = tab[u][v]
-                        elif tab[i][j] > 0 and tab[i][j] != tab[u][v]:
-                            tab[i][j] = _WSHED
-                            flag = False
-                    elif tab[u][v] == _WSHED:
-                        if tab[i][j] == _INQUEUE:
-                            tab[i][j] = _WSHED
-                            flag = True
-                    elif tab[u][v] == _MASK:
-                        tab[u][v] = _INQUEUE
-                        fifo.append((u, v))
-        pixel_index = height_index2
-        while pixel_index < len(pixel_list):  # for (...; pixelIndex++, currentIndex++)
-            value, _, i, j = pixel_list[pixel_index]
-            if value != h:
-                height_index2 = pixel_index
-                break
-            if tab[i][j] == _MASK:
-                current_label += 1
-                fifo.append((i, j))
-                tab[i][j] = current_label
-                while fifo:
-                    p2 = fifo.popleft()
-                    for u, v in neighbors(*p2):
-                        if 0 <= u < size1 and 0 <= v < size2 and tab[u][v] == _MASK:
-                            fifo.append((u, v))
-                            tab[u][v] = current_label
-            pixel_index += 1
-            current_index += 1
-    out = np.zeros((size2, size1), np.int64)
-    for x in range(size1):
-        for y in range(size2):
-            value = 0 if tab[x][y] == _INIT else tab[x][y]
-            out[y, x] = min(max(value, 0), 65535)
-    return out
-
-
-def _jdiv(a: float, b: float) -> float:
-    """Java double division (x/0 -> +-Infinity or NaN, no exception)."""
-    with np.errstate(all="ignore"):
-        return float(np.float64(a) / np.float64(b))
-
-
-def _jlog(x: float) -> float:
-    with np.errstate(all="ignore"):
-        return float(np.log(np.float64(x)))
-
-
-def _jmul(a: float, b: float) -> float:
-    with np.errstate(all="ignore"):
-        return float(np.float64(a) * np.float64(b))
-
-
-def _java_classification_f(tp: float, fp: float, fn: float) -> float:
-    precision = 1.0 if fp == 0 else _jdiv(tp, tp + fp)
-    recall = 1.0 if fn == 0 else _jdiv(tp, tp + fn)
-    return 2.0 * precision * recall / (precision + recall) if (precision + recall) > 0 else 0.0
-
-
-def _contingency(c1: np.ndarray, c2: np.ndarray) -> tuple[float, list[list[float]]]:
-    p1, p2 = c1.ravel(), c2.ravel()
-    n = float(np.count_nonzero(p1))
-    pij = [[0.0] * (int(c2.max()) + 1) for _ in range(int(c1.max()) + 1)]
-    for a, b in zip(p1, p2):
-        pij[a][b] += 1
-    for row in pij:
-        for j in range(len(row)):
-            row[j] = _jdiv(row[j], n)
-    return n, pij
-
-
-def _java_rand_f(c1: np.ndarray, c2: np.ndarray) -> float:
-    """RandError.getForegroundRestrictedRandIndexStatsN2(cluster1, cluster2).fScore"""
-    n, pij = _contingency(c1, c2)
-    na, nb = len(pij), len(pij[0])
-    ai = [0.0] * na
-    for i in range(1, na):
-        for j in range(nb):
-            ai[i] += pij[i][j]
-    bj = [0.0] * nb
-    for j in range(1, nb):
-        for i in range(1, na):
-            bj[j] += pij[i][j]
-    aux = sum(pij[i][0] for i in range(1, na))
-    sum_a2 = sum(a * a for a in ai)
-    sum_b2 = sum(b * b for b in bj) + _jdiv(aux, n)
-    sum_ab2 = sum(pij[i][j] ** 2 for i in range(1, na) for j in range(1, nb)) + _jdiv(aux, n)
-    n2 = n * n
-    tp = _jmul(n2, sum_ab2)
-    fp = _jmul(n2, sum_b2) - tp
-    fn = _jmul(n2, sum_a2) - tp
-    return _java_classification_f(tp, fp, fn)
-
-
-def _java_info_f(c1: np.ndarray, c2: np.ndarray) -> float:
-    """VariationOfInformation.foregroundRestrictedFscore(cluster1, cluster2)"""
-    n, pij = _contingency(c1, c2)
-    na, nb = len(pij), len(pij[0])
-    ai = [0.0] * na
-    for i in range(1, na):
-        for j in range(nb):
-            ai[i] += pij[i][j]
-    bj = [0.0] * nb
-    for j in range(1, nb):
-        for i in range(1, na):
-            bj[j] += pij[i][j]
-    aux = sum(pij[i][0] for i in range(1, na))
-    sum_a = sum(a * _jlog(a) for a in ai if a != 0)
-    sum_b = sum(b * _jlog(b) for b in bj if b != 0) - _jmul(aux, _jlog(n))
-    sum_ab = sum(pij[i][j] * _jlog(pij[i][j]) for i in range(1, na) for j in range(1, nb) if pij[i][j] != 0)
-    sum_ab -= _jmul(aux, _jlog(n))
-    ha, hb = -sum_a, -sum_b
-    hab, hba = sum_b - sum_ab, sum_a - sum_ab
-    prec = _jdiv(ha - hab, ha)
-    rec = _jdiv(hb - hba, hb)
-    if ha == 0:
-        prec, rec = 0.0, 1.0
-    if hb == 0:
-        prec, rec = 1.0, 0.0
-    return _jdiv(2.0 * prec * rec, prec + rec)
-
-
-def _java_scores(labels: np.ndarray, proba: np.ndarray, thresholds=ISBI_THRESHOLDS) -> dict[str, list[float]]:
-    """Per-threshold V_rand, V_info (slice averages) and pooled pixel F, the Java way."""
-    labels = np.asarray(labels, np.float32)
-    proba = np.asarray(proba, np.float32)
-    out: dict[str, list[float]] = {"v_rand": [], "v_info": [], "pixel_f": []}
-    for th in thresholds:
-        f_rand = f_info = 0.0
-        tp = fp = fn = 0.0
-        for lab, prop in zip(labels, proba):
-            gt = sk_label(lab.astype(np.float64) > th, connectivity=1)
-            binary_proposal = np.where(prop.astype(np.float64) > th, 0, 255)
-            seg = _java_watershed(binary_proposal)
-            f_rand += _java_rand_f(gt, seg)
-            f_info += _java_info_f(gt, seg)
-            pos, pred = lab > 0, prop.astype(np.float64) > th
-            tp += np.sum(pos & pred)
-            fp += np.sum(~pos & pred)
-            fn += np.sum(pos & ~pred)
-        out["v_rand"].append(f_rand / len(labels))
-        out["v_info"].append(f_info / len(labels))
-        out["pixel_f"].append(_java_classification_f(tp, fp, fn))
-    return out
-
-
-def _java_max(values: list[float]) -> float:
-    best = 0.0
-    for v in values:
-        if v > best:
-            best = v
-    return best
-
+from fiji_reference import java_max, java_scores
 
 # --------------------------------------------------------------------------------------
 # helpers
@@ -274,15 +58,6 @@ def test_isbi_thresholds_are_double_accumulated():
         fiji_thresholds(0.5, 0.2, 0.1)
 
 
-def test_membrane_to_cell():
-    p = np.array([[0.0, 0.25, 1.0]], np.float32)
-    out = membrane_to_cell(p)
-    assert out.dtype == np.float32
-    np.testing.assert_array_equal(out, [[1.0, 0.75, 0.0]])
-    with pytest.raises(EmsegError):
-        membrane_to_cell(np.array([1, 2], np.uint8))
-
-
 def test_float32_pixel_is_compared_as_double():
     # Membrane pixels hold float32(0.1) = 0.10000000149..., which is > 0.1 as a double:
     # at t = 0.0 and 0.1 the whole slice is cell (one segment), from t = 0.2 on it is exact.
@@ -293,7 +68,7 @@ def test_float32_pixel_is_compared_as_double():
     merged = 2 * (8**2 + 8**2) / ((8**2 + 8**2) + 16**2)  # one segment over two 8-px cells
     assert result.per_threshold["v_rand"][:3] == pytest.approx([merged, merged, 1.0])
     assert result.v_rand == 1.0
-    assert result.threshold == 0.2
+    assert result.v_rand_threshold == 0.2
 
 
 # --------------------------------------------------------------------------------------
@@ -309,7 +84,7 @@ def test_perfect_match():
     assert result.pixel_error == 0.0
     assert result.pixel_error_plain == 0.0
     assert result.dice == 1.0 and result.iou == 1.0
-    assert result.threshold == 0.0  # first threshold reaching the maximum
+    assert result.v_rand_threshold == 0.0  # first threshold reaching the maximum
 
 
 def test_merge_of_two_cells():
@@ -426,35 +201,6 @@ def test_integer_labels_equal_binary_labels():
 
 
 # --------------------------------------------------------------------------------------
-# the flooding against the literal Java transcription
-# --------------------------------------------------------------------------------------
-
-
-def test_thin_borders_equals_java_on_random_masks():
-    rng = np.random.default_rng(2012)
-    for _ in range(400):
-        h, w = rng.integers(1, 11, size=2)
-        mask = rng.random((h, w)) < rng.uniform(0.2, 0.9)
-        expected = _java_watershed(np.where(mask, 0, 255))
-        np.testing.assert_array_equal(thin_borders(mask), expected)
-
-
-def test_thin_borders_equals_java_on_blobby_masks():
-    from scipy import ndimage
-
-    rng = np.random.default_rng(7)
-    for _ in range(12):
-        noise = ndimage.gaussian_filter(rng.random((30, 37)), 1.5)
-        mask = noise > np.quantile(noise, rng.uniform(0.2, 0.6))
-        np.testing.assert_array_equal(thin_borders(mask), _java_watershed(np.where(mask, 0, 255)))
-
-
-def test_thin_borders_uniform_masks_are_one_region():
-    assert (thin_borders(np.ones((3, 4), bool)) == 1).all()
-    assert (thin_borders(np.zeros((3, 4), bool)) == 1).all()
-
-
-# --------------------------------------------------------------------------------------
 # the whole scorer against the literal Java transcription
 # --------------------------------------------------------------------------------------
 
@@ -462,14 +208,14 @@ _LEVELS = [0.0, np.float32(0.1), 0.25, np.float32(0.3), 0.5, 0.75, np.float32(0.
 
 
 def _assert_matches_java(labels: np.ndarray, proba: np.ndarray) -> None:
-    java = _java_scores(labels, proba)
+    java = java_scores(labels, proba)
     result = score(labels, proba)
     np.testing.assert_allclose(result.per_threshold["v_rand"], java["v_rand"], rtol=0, atol=1e-9)
     np.testing.assert_allclose(result.per_threshold["v_info"], java["v_info"], rtol=0, atol=1e-9, equal_nan=True)
     np.testing.assert_allclose(result.per_threshold["pixel_f_score"], java["pixel_f"], rtol=0, atol=1e-12)
-    assert result.v_rand == pytest.approx(_java_max(java["v_rand"]), abs=1e-9)
-    assert result.v_info == pytest.approx(_java_max(java["v_info"]), abs=1e-9)
-    assert result.pixel_error == pytest.approx(1 - _java_max(java["pixel_f"]), abs=1e-12)
+    assert result.v_rand == pytest.approx(java_max(java["v_rand"]), abs=1e-9)
+    assert result.v_info == pytest.approx(java_max(java["v_info"]), abs=1e-9)
+    assert result.pixel_error == pytest.approx(1 - java_max(java["pixel_f"]), abs=1e-12)
 
 
 def test_score_equals_java_on_random_stacks():
@@ -525,7 +271,7 @@ def test_scores_lie_in_unit_interval(data):
         assert -eps <= v <= 1 + eps
     for v in result.per_threshold["v_info"]:  # NaN where Fiji divides 0 by 0
         assert math.isnan(v) or -eps <= v <= 1 + eps
-    assert result.threshold in result.thresholds
+    assert result.v_rand_threshold in result.thresholds
     assert len(result.per_slice["v_rand"]) == shape[0]
 
 
@@ -611,7 +357,7 @@ def test_to_dict_is_json_ready():
     prob = np.stack([_proba(lab[0]), np.zeros((4, 5), np.float32)])
     data = score(lab, prob).to_dict()
     json.dumps(data, allow_nan=False)
-    for key in ("v_rand", "v_info", "pixel_error", "pixel_error_plain", "dice", "iou", "threshold"):
+    for key in ("v_rand", "v_info", "pixel_error", "pixel_error_plain", "dice", "iou", "v_rand_threshold"):
         assert isinstance(data[key], float)
     assert data["per_slice"]["rand_merge"][1] is None  # NaN (Fiji's 0/0) -> null
     assert len(data["per_threshold"]["v_rand"]) == 11
