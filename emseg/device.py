@@ -7,17 +7,18 @@ from collections.abc import Iterator
 
 import torch
 
+from emseg.defaults import DEVICES
 from emseg.errors import EmsegError
 
 
 def select_device(name: str = "auto") -> torch.device:
     """``auto`` picks CUDA when available; asking for ``cuda`` without one is an error."""
+    if name not in DEVICES:
+        raise EmsegError(f"unknown device {name!r} ({', '.join(DEVICES)})")
     if name == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     if name == "cuda" and not torch.cuda.is_available():
         raise EmsegError("device 'cuda' requested but no CUDA device is available (use auto or cpu)")
-    if name not in ("cpu", "cuda"):
-        raise EmsegError(f"unknown device {name!r} (auto, cpu, cuda)")
     return torch.device(name)
 
 

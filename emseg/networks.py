@@ -111,15 +111,19 @@ def available() -> list[str]:
 
 
 def resolve_kwargs(arch: str, overrides: dict[str, Any] | None = None) -> dict[str, Any]:
-    """The registry defaults updated by ``overrides``, every name checked against the constructor."""
+    """The registry defaults updated by ``overrides``, every name checked against the constructor.
+
+    Raises :class:`EmsegError` with a message the caller prefixes with where the
+    arguments came from (a params key, a model file).
+    """
     if arch not in REGISTRY:
-        raise EmsegError(f"params model.arch: unknown architecture {arch!r}; registered: {', '.join(available())}")
+        raise EmsegError(f"unknown architecture {arch!r}; registered: {', '.join(available())}")
     spec = REGISTRY[arch]
     overrides = dict(overrides or {})
     accepted = [name for name in inspect.signature(spec.constructor).parameters if name not in ("self", *_FIXED)]
     bad = sorted(set(overrides) - set(accepted))
     if bad:
-        raise EmsegError(f"params model.{arch}: {', '.join(bad)} not accepted by {spec.constructor.__name__}; valid: {', '.join(accepted)}")
+        raise EmsegError(f"{', '.join(bad)} not accepted by {spec.constructor.__name__}; valid: {', '.join(accepted)}")
     return {**spec.defaults, **overrides}
 
 
@@ -137,16 +141,22 @@ def output_heads(out: torch.Tensor | list[torch.Tensor] | tuple[torch.Tensor, ..
 
 
 class PadToMultiple(nn.Module):
-    """Pad the input (reflect) up to a multiple of ``divisor`` and crop the output back.
+    """Pad the input (reflect) up to a multiple of ``divisor``, at least two of them, and crop the output back.
 
-    ``forward`` returns the main prediction; ``forward_heads`` every deep-supervision head
-    (main first), for the loss.
+    At a single multiple the coarsest level of a U-Net is 1x1, where instance norm has
+    no statistics to take; two multiples keep it at least 2x2, so inputs of any size,
+    down to a single pixel, work. ``forward`` returns the main prediction;
+    ``forward_heads`` every deep-supervision head (main first), for the loss.
     """
 
     def __init__(self, net: nn.Module, divisor: int) -> None:
         super().__init__()
         self.net = net
         self.divisor = int(divisor)
+
+    def padded_size(self, size: int) -> int:
+        """The side the network sees for an input side of ``size`` pixels."""
+        return max(-(-size // self.divisor), 2) * self.divisor
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.forward_heads(x)[0]
@@ -155,8 +165,8 @@ class PadToMultiple(nn.Module):
         if x.ndim != 4:
             raise ValueError(f"expected a (batch, channel, height, width) tensor, got shape {tuple(x.shape)}")
         height, width = x.shape[-2:]
-        pad_h = (-height) % self.divisor
-        pad_w = (-width) % self.divisor
+        pad_h = self.padded_size(height) - height
+        pad_w = self.padded_size(width) - width
         if pad_h or pad_w:
             mode = "reflect" if pad_h < height and pad_w < width else "replicate"
             x = F.pad(x, (0, pad_w, 0, pad_h), mode=mode)
@@ -170,8 +180,14 @@ def build_network(arch: str, overrides: dict[str, Any] | None = None) -> PadToMu
     try:
         net = spec.constructor(spatial_dims=SPATIAL_DIMS, in_channels=IN_CHANNELS, out_channels=OUT_CHANNELS, **kwargs)
     except (TypeError, ValueError, AssertionError, KeyError) as exc:
-        raise EmsegError(f"params model.{arch}: invalid arguments ({exc})") from None
+        raise EmsegError(f"invalid arguments for {spec.constructor.__name__} ({exc})") from None
     return PadToMultiple(net, spec.divisor(kwargs))
+
+
+def check_network(arch: str, overrides: dict[str, Any] | None = None) -> None:
+    """Raise :class:`EmsegError` unless ``arch`` builds with ``overrides``; the random state is left as it was."""
+    with torch.random.fork_rng(devices=[]):
+        build_network(arch, overrides)
 
 
 def count_parameters(model: nn.Module) -> int:

@@ -1,8 +1,11 @@
 """The schema of ``params.yaml``: one typed block per stage plus a shared base.
 
 Every key is validated (unknown keys too) so that a typo fails at once with one line
-naming the key, before any data is loaded. The defaults here are those of the CPU
-profile; ``params.yaml`` spells them out so that DVC tracks them.
+naming the key, before any data is loaded. Names that the code keeps in a registry are
+typed from it: ``model.arch`` and the ``model.<arch>`` blocks from the network registry
+(each block's arguments checked against its constructor), ``train.loss`` from the
+losses. The defaults here are the CPU profile, the source of every default;
+``params.yaml`` spells them out so that DVC tracks them (a test holds the two equal).
 """
 
 from __future__ import annotations
@@ -12,11 +15,24 @@ from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, create_model, field_validator, model_validator
 
+from emseg import defaults
 from emseg.errors import EmsegError
+from emseg.layout import RAW_NAMES
+from emseg.networks import REGISTRY, check_network, resolve_kwargs
+from emseg.losses import LOSSES
 
 DEFAULT_PARAMS_FILE = "params.yaml"
+
+
+class BlockKeyError(ValueError):
+    """A block validator's complaint about one of its keys, reported under that key's full name."""
+
+    def __init__(self, key: str, message: str) -> None:
+        super().__init__(f"{key}: {message}")
+        self.key = key
+        self.message = message
 
 
 class _Block(BaseModel):
@@ -29,10 +45,14 @@ class BaseParams(_Block):
 
 class DataParams(_Block):
     source: str = Field("../shared/isbi2012", description="local folder or http(s) base URL holding the three TIFFs")
-    train_images: str = "train-volume.tif"
-    train_labels: str = "train-labels.tif"
-    test_images: str = "test-volume.tif"
+    train_images: str = RAW_NAMES["train_images"]
+    train_labels: str = RAW_NAMES["train_labels"]
+    test_images: str = RAW_NAMES["test_images"]
     sha256: dict[str, str] = Field(default_factory=dict, description="optional file name -> expected sha256")
+
+    def source_names(self) -> dict[str, str]:
+        """The file name of each stack at the source, keyed as :data:`~emseg.layout.RAW_NAMES`."""
+        return {stack: getattr(self, stack) for stack in RAW_NAMES}
 
 
 class SplitParams(_Block):
@@ -70,8 +90,8 @@ class ElasticParams(_Block):
     """Elastic deformation as in the U-Net paper: a coarse grid of random displacements, smoothly interpolated."""
 
     prob: float = Field(0.9, ge=0.0, le=1.0)
-    grid_spacing: int = Field(128, ge=8, description="pixels between control points of the displacement grid")
-    magnitude: tuple[float, float] = Field((0.0, 10.0), description="displacement std range of control points, pixels")
+    grid_spacing: int = Field(96, ge=8, description="pixels between control points of the displacement grid")
+    magnitude: tuple[float, float] = Field((5.0, 15.0), description="displacement std range of control points, pixels")
     rotate_range: float = Field(0.0, ge=0.0, description="max random rotation, radians, applied with the deformation")
     scale_range: float = Field(0.0, ge=0.0, description="max relative zoom, applied with the deformation")
 
@@ -89,22 +109,47 @@ class AugmentParams(_Block):
     preview_samples: int = Field(4, ge=1, le=16)
 
 
-class ModelParams(_Block):
+class _ModelBlock(_Block):
     """``arch`` picks a registered network; the block of the same name holds its arguments."""
 
-    model_config = ConfigDict(extra="allow", frozen=True)
-    arch: str = "unet"
+    @model_validator(mode="before")
+    @classmethod
+    def _blocks_are_architectures(cls, raw: Any) -> Any:
+        if isinstance(raw, dict):
+            unknown = sorted(set(raw) - set(cls.model_fields))
+            if unknown:
+                raise BlockKeyError(unknown[0], f"not a registered architecture (registered: {', '.join(sorted(REGISTRY))})")
+        return raw
 
-    def kwargs_for(self, arch: str) -> dict[str, Any]:
-        extra = self.model_extra or {}
-        block = extra.get(arch) or {}
-        if not isinstance(block, dict):
-            raise EmsegError(f"params: model.{arch} must be a mapping of constructor arguments")
-        return dict(block)
+    @model_validator(mode="after")
+    def _arguments_build(self) -> _ModelBlock:
+        for arch in REGISTRY:
+            block = getattr(self, arch)
+            if block or arch == self.arch:
+                try:
+                    resolve_kwargs(arch, block)
+                    check_network(arch, block)
+                except EmsegError as exc:
+                    raise BlockKeyError(arch, str(exc)) from None
+        return self
+
+    def overrides(self, arch: str | None = None) -> dict[str, Any]:
+        """The constructor arguments given for ``arch`` (default: the chosen one)."""
+        return dict(getattr(self, arch or self.arch))
+
+
+#: ``arch``, then one block of constructor arguments per registered network
+ModelParams = create_model(
+    "ModelParams",
+    __base__=_ModelBlock,
+    __doc__=_ModelBlock.__doc__,
+    arch=(Literal[tuple(sorted(REGISTRY))], "unet"),  # type: ignore[valid-type]
+    **{name: (dict[str, Any], Field(default_factory=dict, description=spec.description)) for name, spec in REGISTRY.items()},
+)
 
 
 class TrainParams(_Block):
-    loss: str = "dice_ce"
+    loss: Literal[tuple(LOSSES)] = "dice_ce"  # type: ignore[valid-type]
     border_weight: float = Field(0.0, ge=0.0, description="U-Net border weighting w0 (0 = off)")
     border_sigma: float = Field(5.0, gt=0.0, description="U-Net border weighting sigma, pixels")
     optimizer: Literal["adam", "adamw"] = "adam"
@@ -112,21 +157,20 @@ class TrainParams(_Block):
     weight_decay: float = Field(0.0, ge=0.0)
     schedule: Literal["cosine", "constant", "poly"] = "cosine"
     warmup_steps: int = Field(0, ge=0)
-    steps: int = Field(3000, gt=0)
+    steps: int = Field(5000, gt=0)
     batch_size: int = Field(4, gt=0)
     patch_size: int = Field(256, ge=16)
     random_dihedral: bool = Field(True, description="random flips/90-degree rotations of each patch, on the fly")
-    ema_decay: float = Field(0.0, ge=0.0, lt=1.0, description="exponential moving average of the weights (0 = off)")
+    ema_decay: float = Field(0.999, ge=0.0, lt=1.0, description="exponential moving average of the weights (0 = off)")
     val_every: int = Field(500, gt=0)
     val_tta: bool = Field(False, description="validate with the 8 flips/rotations, as evaluate predicts")
     log_every: int = Field(25, gt=0)
     checkpoint_every: int = Field(250, gt=0, description="steps between resumable checkpoints; a multiple of log_every")
     resume: bool = Field(True, description="continue from a checkpoint of a killed run with the same params, seed and data")
-    device: Literal["auto", "cpu", "cuda"] = "auto"
-    amp: bool = True
+    device: Literal[defaults.DEVICES] = "auto"  # type: ignore[valid-type]
+    amp: bool = Field(True, description="mixed precision on CUDA")
     cpu_bf16: bool = Field(False, description="train in bf16 autocast on CPU too (fast only with native bf16: AVX-512 BF16, AMX)")
     threads: int = Field(0, ge=0, description="torch CPU threads; 0 = all cores")
-
 
     @model_validator(mode="after")
     def _checkpoints_on_log_steps(self) -> TrainParams:
@@ -137,9 +181,11 @@ class TrainParams(_Block):
 
 
 class EvaluateParams(_Block):
-    tta: bool = True
-    overlap: float = Field(0.5, ge=0.0, lt=1.0)
-    batch_size: int = Field(4, gt=0)
+    tta: bool = Field(True, description="average the 8 flips/rotations")
+    overlap: float = Field(defaults.OVERLAP, ge=0.0, lt=1.0, description="sliding-window overlap")
+    batch_size: int = Field(defaults.TILE_BATCH, gt=0, description="tiles per forward pass")
+    device: Literal[defaults.DEVICES] = "auto"  # type: ignore[valid-type]
+    amp: bool = Field(True, description="mixed precision on CUDA")
     overlays: int = Field(3, ge=0)
     pr_points: int = Field(200, ge=10)
     threads: int = Field(0, ge=0, description="torch CPU threads and scoring workers; 0 = all cores")
@@ -150,7 +196,7 @@ class Params(_Block):
     data: DataParams = DataParams()
     split: SplitParams = SplitParams()
     augment: AugmentParams = AugmentParams()
-    model: ModelParams = ModelParams()
+    model: ModelParams = ModelParams()  # type: ignore[valid-type]
     train: TrainParams = TrainParams()
     evaluate: EvaluateParams = EvaluateParams()
 
@@ -161,6 +207,13 @@ def _format_error(path: Path, exc: ValidationError) -> str:
     message = first["msg"]
     if first["type"] == "extra_forbidden":
         message = "unknown key"
+    elif first["type"] == "literal_error":
+        message = f"{message} (got {first['input']!r})"
+    elif first["type"] == "value_error":
+        error = first["ctx"]["error"]
+        message = str(error)
+        if isinstance(error, BlockKeyError):
+            key, message = f"{key}.{error.key}", error.message
     more = f" (and {exc.error_count() - 1} more)" if exc.error_count() > 1 else ""
     return f"{path}: {key}: {message}{more}"
 

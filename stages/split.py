@@ -1,7 +1,7 @@
 """Stage split: train / validation / test lists of the labelled slices, seeded."""
 
-from emseg.dataset import TRAIN_IMAGES
-from emseg.io import list_images, write_json
+from emseg.dataset import count_labelled
+from emseg.io import write_json
 from emseg.preprocessing.split import make_split
 from emseg.stage import run_stage, stage_parser
 
@@ -11,10 +11,8 @@ parser.add_argument("--out", required=True, help="the split JSON file to write")
 
 
 def body(args, params):
-    n_slices = len(list_images(f"{args.png}/{TRAIN_IMAGES}"))
-    split = params.split
-    parts = make_split(n_slices, split.strategy, split.test_size, split.val_size, params.base.seed, split.n_folds, split.fold)
-    write_json(args.out, {"strategy": split.strategy, "seed": params.base.seed, **parts})
+    parts = make_split(count_labelled(args.png), params.split, params.base.seed)
+    write_json(args.out, {"strategy": params.split.strategy, "seed": params.base.seed, **parts})
     print(", ".join(f"{name}: {len(ids)} slices {ids[0]}..{ids[-1]}" for name, ids in parts.items()))
 
 

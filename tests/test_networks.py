@@ -3,7 +3,7 @@ import torch
 
 from emseg.errors import EmsegError
 from emseg.model_file import ModelConfig, load_model, save_model
-from emseg.networks import REGISTRY, available, build_network, count_parameters, resolve_kwargs
+from emseg.networks import check_network, REGISTRY, available, build_network, count_parameters, resolve_kwargs
 from emseg.normalization import DEFAULT_NORMALIZATION
 
 from conftest import TINY_UNET
@@ -76,7 +76,7 @@ def test_unknown_architecture_lists_valid_names() -> None:
 
 
 def test_unknown_argument_lists_valid_ones() -> None:
-    with pytest.raises(EmsegError, match=r"model.unet: chanels not accepted by UNet; valid: .*channels"):
+    with pytest.raises(EmsegError, match=r"^chanels not accepted by UNet; valid: .*channels"):
         resolve_kwargs("unet", {"chanels": [8, 16]})
 
 
@@ -88,3 +88,22 @@ def test_fixed_arguments_cannot_be_overridden() -> None:
 def test_wrong_rank_input_is_an_explicit_error() -> None:
     with pytest.raises(ValueError, match="expected a \\(batch, channel, height, width\\)"):
         build_network("unet", TINY["unet"])(torch.zeros(1, 32, 32))
+
+
+@pytest.mark.parametrize("arch", sorted(REGISTRY))
+@pytest.mark.parametrize("shape", [(1, 1), (3, 2), (16, 16)])
+def test_inputs_down_to_a_pixel_work(arch: str, shape: tuple[int, int]) -> None:
+    """Padded to at least two multiples of the network's divisor: its coarsest level keeps 2x2 for instance norm."""
+    net = build_network(arch, TINY[arch]).eval()
+    with torch.no_grad():
+        assert net(torch.randn(1, 1, *shape)).shape == (1, 1, *shape)
+
+
+def test_check_network_leaves_the_random_state_alone() -> None:
+    torch.manual_seed(3)
+    expected = torch.rand(3)
+    torch.manual_seed(3)
+    check_network("unet", TINY["unet"])
+    assert torch.equal(torch.rand(3), expected)
+    with pytest.raises(EmsegError, match="invalid arguments for UNet"):
+        check_network("unet", {"channels": [4, 8, 16], "strides": [2]})

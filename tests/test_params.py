@@ -1,23 +1,67 @@
 from pathlib import Path
 
+from typing import get_args
+
 import pytest
 import yaml
+from pydantic import BaseModel
 
 from emseg.errors import EmsegError
-from emseg.params import Params, load_params, parse_params
+from emseg.losses import LOSSES
+from emseg.networks import REGISTRY
+from emseg.params import ModelParams, Params, TrainParams, load_params, parse_params
 
 from conftest import REPO_ROOT
 
 
-def test_repository_params_file_is_valid_and_matches_schema_defaults() -> None:
-    params = load_params(REPO_ROOT / "params.yaml")
-    assert params.model.arch in ("unet", "basic_unet", "attention_unet", "segresnet")
-    # every key the schema knows is spelled out, so DVC tracks it
+def test_the_schema_defaults_are_the_repository_params_file() -> None:
+    """One source for each default: ``Params()`` is the CPU profile that params.yaml spells out."""
+    assert Params() == load_params(REPO_ROOT / "params.yaml")
+
+
+def test_params_file_spells_out_every_key_so_dvc_tracks_it() -> None:
     raw = yaml.safe_load((REPO_ROOT / "params.yaml").read_text())
-    for block, model in Params.model_fields.items():
-        assert block in raw, block
-        if block != "model":
-            assert set(raw[block]) == set(model.annotation.model_fields), block
+
+    def keys(model: type, block: dict, prefix: str) -> None:
+        assert set(block) == set(model.model_fields), prefix
+        for name, field in model.model_fields.items():
+            if isinstance(field.annotation, type) and issubclass(field.annotation, BaseModel):
+                keys(field.annotation, block[name], f"{prefix}.{name}")
+
+    keys(Params, raw, "params")
+
+
+def test_architecture_and_loss_names_come_from_their_registries() -> None:
+    assert set(get_args(ModelParams.model_fields["arch"].annotation)) == set(REGISTRY)
+    assert set(ModelParams.model_fields) == {"arch", *REGISTRY}
+    assert set(get_args(TrainParams.model_fields["loss"].annotation)) == set(LOSSES)
+
+
+@pytest.mark.parametrize(
+    ("model", "message"),
+    [
+        ({"arch": "unet", "unett": {"channels": [8, 16]}}, r"^params.yaml: model.unett: not a registered architecture \(registered: attention_unet, "),
+        ({"arch": "resnet9000"}, r"^params.yaml: model.arch: Input should be 'attention_unet', .* \(got 'resnet9000'\)$"),
+        ({"unet": {"chanels": [8, 16]}}, r"^params.yaml: model.unet: chanels not accepted by UNet; valid: channels, "),
+        ({"unet": {"channels": [4, 8, 16], "strides": [2]}}, r"^params.yaml: model.unet: invalid arguments for UNet \("),
+        # a block of a network that is not the chosen one is checked all the same
+        ({"arch": "unet", "segresnet": {"blocks": 3}}, r"^params.yaml: model.segresnet: blocks not accepted by SegResNet"),
+    ],
+)
+def test_model_blocks_are_registered_networks_with_arguments_their_constructor_takes(model: dict, message: str) -> None:
+    with pytest.raises(EmsegError, match=message):
+        parse_params({"model": model})
+
+
+def test_model_overrides_reach_the_chosen_network() -> None:
+    params = parse_params({"model": {"arch": "basic_unet", "basic_unet": {"features": [8, 8, 16, 32, 64, 8]}}})
+    assert params.model.overrides() == {"features": [8, 8, 16, 32, 64, 8]}
+    assert params.model.overrides("unet") == {}
+
+
+def test_unknown_loss_lists_the_registered_ones() -> None:
+    with pytest.raises(EmsegError, match=r"^params.yaml: train.loss: Input should be 'dice_ce', .*'dice_ce_cldice' \(got 'hinge'\)$"):
+        parse_params({"train": {"loss": "hinge"}})
 
 
 def test_unknown_key_names_the_key() -> None:

@@ -9,52 +9,31 @@ validation = the block just before them, train = the rest. ``random`` shuffles (
 
 from __future__ import annotations
 
-from typing import Literal
-
 import numpy as np
 from sklearn.model_selection import KFold, train_test_split
 
 from emseg.errors import EmsegError
 from emseg.io import read_json
+from emseg.params import SplitParams
 
-Strategy = Literal["contiguous", "random", "kfold"]
 
-
-def make_split(
-    n_slices: int,
-    strategy: Strategy = "contiguous",
-    test_size: int = 5,
-    val_size: int = 3,
-    seed: int = 42,
-    n_folds: int = 5,
-    fold: int = 0,
-) -> dict[str, list[int]]:
+def make_split(n_slices: int, params: SplitParams, seed: int) -> dict[str, list[int]]:
     """Return ``{"train": [...], "val": [...], "test": [...]}`` slice indices, each sorted."""
-    if test_size < 1 or val_size < 1:
-        raise EmsegError(f"params split: test_size ({test_size}) and val_size ({val_size}) must be at least 1")
+    strategy, test_size, val_size = params.strategy, params.test_size, params.val_size
     if strategy != "kfold" and n_slices - test_size - val_size < 1:
         raise EmsegError(
             f"params split: {n_slices} labelled slices cannot hold test_size {test_size} + val_size {val_size} and a training set"
         )
     indices = np.arange(n_slices)
-    if strategy in ("contiguous", "kfold"):
-        rest, test = train_test_split(indices, test_size=test_size, shuffle=False)
-    elif strategy == "random":
-        rest, test = train_test_split(indices, test_size=test_size, shuffle=True, random_state=seed)
-    else:
-        raise EmsegError(f"params split.strategy: unknown {strategy!r} (contiguous, random, kfold)")
-
-    if strategy == "contiguous":
-        train, val = train_test_split(rest, test_size=val_size, shuffle=False)
-    elif strategy == "random":
-        train, val = train_test_split(rest, test_size=val_size, shuffle=True, random_state=seed)
-    else:
-        if not 0 <= fold < n_folds:
-            raise EmsegError(f"params split.fold: {fold} must be in 0..{n_folds - 1}")
-        if len(rest) < n_folds:
-            raise EmsegError(f"params split.n_folds: {n_folds} folds need at least {n_folds} non-test slices, have {len(rest)}")
-        train_pos, val_pos = list(KFold(n_splits=n_folds, shuffle=False).split(rest))[fold]
+    shuffle = strategy == "random"
+    rest, test = train_test_split(indices, test_size=test_size, shuffle=shuffle, random_state=seed if shuffle else None)
+    if strategy == "kfold":
+        if len(rest) < params.n_folds:
+            raise EmsegError(f"params split.n_folds: {params.n_folds} folds need at least {params.n_folds} non-test slices, have {len(rest)}")
+        train_pos, val_pos = list(KFold(n_splits=params.n_folds, shuffle=False).split(rest))[params.fold]
         train, val = rest[train_pos], rest[val_pos]
+    else:
+        train, val = train_test_split(rest, test_size=val_size, shuffle=shuffle, random_state=seed if shuffle else None)
     return {name: sorted(int(i) for i in part) for name, part in (("train", train), ("val", val), ("test", test))}
 
 

@@ -1,2 +1,2 @@
-"""Training: losses, the training loop and its checkpoints."""
+"""Training: the trainer (its loop, validation and resumable checkpoints) and the U-Net border weights."""
 

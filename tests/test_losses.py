@@ -1,6 +1,6 @@
 import torch
 
-from emseg.training.losses import build_loss
+from emseg.losses import build_loss
 
 
 def _membrane_line() -> torch.Tensor:

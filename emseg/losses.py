@@ -43,7 +43,7 @@ LOSSES: dict[str, Callable[[], nn.Module]] = {
 def build_loss(name: str) -> nn.Module:
     """A loss module ``loss(logits, target)`` for (B, 1, H, W) membrane logits and 0/1 targets."""
     if name not in LOSSES:
-        raise EmsegError(f"params train.loss: unknown loss {name!r}; valid: {', '.join(sorted(LOSSES))}")
+        raise EmsegError(f"unknown loss {name!r}; registered: {', '.join(sorted(LOSSES))}")
     return LOSSES[name]()
 
 
