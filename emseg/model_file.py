@@ -10,19 +10,30 @@ from __future__ import annotations
 import io
 import json
 import os
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
 import torch
 from torch import nn
 
+from emseg.defaults import FALLBACK_THRESHOLD
 from emseg.errors import EmsegError
 from emseg.io import atomic_output
 from emseg.networks import IN_CHANNELS, OUT_CHANNELS, build_network
 
 FORMAT = "emseg-model"
-FORMAT_VERSION = 1
+#: 2: the validated threshold is a field of the config (version 1 kept it in ``info.val``)
+FORMAT_VERSION = 2
+READABLE_VERSIONS = (1, 2)
+#: the first bytes of files that ``--model`` is sometimes pointed at by mistake
+_NOT_MODELS = {
+    b"II*\x00": "a TIFF image",
+    b"MM\x00*": "a TIFF image",
+    b"\x89PNG": "a PNG image",
+    b"\xff\xd8\xff": "a JPEG image",
+    b"{": "a JSON or text file",
+}
 
 
 @dataclass
@@ -34,26 +45,32 @@ class ModelConfig:
     in_channels: int = IN_CHANNELS
     out_channels: int = OUT_CHANNELS
     target: str = "membrane"
+    #: the best V_rand threshold on the validation slices of the kept checkpoint, if training recorded one
+    val_threshold: float | None = None
     info: dict[str, Any] = field(default_factory=dict)
 
-    def validated_threshold(self) -> float | None:
-        """The best V_rand threshold on the validation slices of the kept checkpoint, if recorded."""
-        value = (self.info.get("val") or {}).get("threshold")
-        if isinstance(value, (int, float)) and not isinstance(value, bool) and 0.0 <= value <= 1.0:
-            return float(value)
-        return None
+    def threshold(self, given: float | None = None) -> tuple[float, str]:
+        """The cell/membrane threshold to apply and where it came from: given, validated or fallback."""
+        if given is not None:
+            return float(given), "given"
+        if self.val_threshold is not None:
+            return self.val_threshold, "the model's validated one"
+        return FALLBACK_THRESHOLD, "default"
 
     def to_dict(self) -> dict[str, Any]:
-        return {
-            "arch": self.arch,
-            "kwargs": self.kwargs,
-            "normalization": self.normalization,
-            "patch_size": self.patch_size,
-            "in_channels": self.in_channels,
-            "out_channels": self.out_channels,
-            "target": self.target,
-            "info": self.info,
-        }
+        return asdict(self)
+
+    @classmethod
+    def from_payload(cls, raw: dict[str, Any], version: int) -> ModelConfig:
+        """The config of a file of any readable version."""
+        raw = dict(raw)
+        if version == 1:  # the threshold sat in info.val.threshold
+            raw.setdefault("val_threshold", (raw.get("info", {}).get("val") or {}).get("threshold"))
+        config = cls(**raw)
+        value = config.val_threshold
+        if not (isinstance(value, (int, float)) and not isinstance(value, bool) and 0.0 <= value <= 1.0):
+            config.val_threshold = None
+        return config
 
 
 def save_model(path: str | os.PathLike[str], model: nn.Module, config: ModelConfig) -> None:
@@ -70,6 +87,15 @@ def save_model(path: str | os.PathLike[str], model: nn.Module, config: ModelConf
         tmp.write_bytes(buffer.getvalue())
 
 
+def _not_a_model(path: Path) -> str | None:
+    """What the file is instead, when its first bytes say it is no PyTorch file at all."""
+    with path.open("rb") as handle:
+        head = handle.read(4)
+    if head == b"PK\x03\x04" or head[:1] == b"\x80":  # torch.save's zip (also a cut one), or a legacy pickle
+        return None
+    return next((what for magic, what in _NOT_MODELS.items() if head.startswith(magic)), "not a PyTorch file")
+
+
 def read_model_file(path: str | os.PathLike[str]) -> dict[str, Any]:
     """Load the raw payload safely and check it is an emseg model."""
     path = Path(path)
@@ -77,6 +103,9 @@ def read_model_file(path: str | os.PathLike[str]) -> dict[str, Any]:
         raise EmsegError(f"{path}: model file not found")
     if path.stat().st_size == 0:
         raise EmsegError(f"{path}: model file is empty")
+    instead = _not_a_model(path)
+    if instead is not None:
+        raise EmsegError(f"{path}: not an emseg model file ({instead})")
     try:
         payload = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:  # weights_only refusals are UnpicklingError; corrupt files vary
@@ -88,25 +117,30 @@ def read_model_file(path: str | os.PathLike[str]) -> dict[str, Any]:
         raise EmsegError(f"{path}: not a loadable emseg model ({reason})") from None
     if not isinstance(payload, dict) or payload.get("format") != FORMAT:
         raise EmsegError(f"{path}: not an emseg model file (no '{FORMAT}' header)")
-    if payload.get("version") != FORMAT_VERSION:
-        raise EmsegError(f"{path}: emseg model format version {payload.get('version')} is not supported (need {FORMAT_VERSION})")
+    if payload.get("version") not in READABLE_VERSIONS:
+        raise EmsegError(
+            f"{path}: emseg model format version {payload.get('version')} is not supported "
+            f"(this emseg reads {', '.join(map(str, READABLE_VERSIONS))})"
+        )
     return payload
 
 
 def load_model(path: str | os.PathLike[str], device: torch.device | str = "cpu") -> tuple[nn.Module, ModelConfig]:
     """Rebuild the network from the file's config and load its weights, in eval mode."""
     payload = read_model_file(path)
-    raw = payload["config"]
     try:
-        config = ModelConfig(**raw)
-    except TypeError as exc:
+        config = ModelConfig.from_payload(payload["config"], payload["version"])
+    except (TypeError, AttributeError) as exc:
         raise EmsegError(f"{path}: malformed model config ({exc})") from None
     if config.in_channels != IN_CHANNELS or config.out_channels != OUT_CHANNELS:
         raise EmsegError(
             f"{path}: model takes {config.in_channels} input / {config.out_channels} output channels; "
             f"emseg segments {IN_CHANNELS}-channel grey images into {OUT_CHANNELS} membrane map"
         )
-    model = build_network(config.arch, config.kwargs)
+    try:
+        model = build_network(config.arch, config.kwargs)
+    except EmsegError as exc:
+        raise EmsegError(f"{path}: {exc}") from None
     try:
         model.load_state_dict(payload["state_dict"])
     except RuntimeError as exc:

@@ -4,8 +4,9 @@ from pathlib import Path
 import pytest
 import torch
 
+from emseg.defaults import FALLBACK_THRESHOLD
 from emseg.errors import EmsegError
-from emseg.model_file import ModelConfig, load_model, read_model_file, save_model
+from emseg.model_file import FORMAT_VERSION, ModelConfig, load_model, read_model_file, save_model
 from emseg.networks import build_network, resolve_kwargs
 from emseg.normalization import DEFAULT_NORMALIZATION
 
@@ -73,10 +74,68 @@ def test_same_weights_give_the_same_file_bytes(tmp_path: Path) -> None:
     assert path.read_bytes() == again.read_bytes()
 
 
+def _as_version_1(path: Path, threshold: object) -> None:
+    """Rewrite a saved model file the way format version 1 stored it: the threshold inside info.val."""
+    payload = torch.load(path, weights_only=True)
+    config = payload["config"]
+    config.pop("val_threshold")
+    config["info"] = {"val": {"threshold": threshold}} if threshold is not None else {}
+    payload["version"] = 1
+    torch.save(payload, path)
+
+
+@pytest.mark.parametrize(("stored", "expected"), [(0.4, 0.4), (None, None), (3.0, None), (True, None)])
+def test_version_1_files_still_load_with_their_threshold(tmp_path: Path, stored: object, expected: float | None) -> None:
+    path, model = _saved(tmp_path)
+    _as_version_1(path, stored)
+    loaded, config = load_model(path)
+    assert config.val_threshold == expected
+    x = torch.randn(1, 1, 32, 32)
+    with torch.no_grad():
+        torch.testing.assert_close(loaded(x), model(x), rtol=0, atol=0)
+
+
+def test_the_threshold_is_a_field_of_the_current_format(tmp_path: Path) -> None:
+    torch.manual_seed(0)
+    kwargs = resolve_kwargs("unet", TINY_UNET)
+    path = tmp_path / "model.pt"
+    save_model(path, build_network("unet", kwargs), ModelConfig("unet", kwargs, dict(DEFAULT_NORMALIZATION), 32, val_threshold=0.3))
+    payload = torch.load(path, weights_only=True)
+    assert payload["version"] == FORMAT_VERSION == 2 and payload["config"]["val_threshold"] == 0.3
+    assert load_model(path)[1].val_threshold == 0.3
+
+
 @pytest.mark.parametrize(
-    ("info", "expected"),
-    [({"val": {"threshold": 0.4}}, 0.4), ({}, None), ({"val": {}}, None), ({"val": {"threshold": 3.0}}, None), ({"val": {"threshold": True}}, None)],
+    ("given", "validated", "expected"),
+    [(0.25, 0.4, (0.25, "given")), (None, 0.4, (0.4, "the model's validated one")), (None, None, (FALLBACK_THRESHOLD, "default"))],
 )
-def test_validated_threshold_only_when_recorded_and_in_range(info: dict, expected: float | None) -> None:
-    config = ModelConfig("unet", {}, dict(DEFAULT_NORMALIZATION), 32, info=info)
-    assert config.validated_threshold() == expected
+def test_one_resolver_picks_the_threshold_and_says_where_from(given, validated, expected) -> None:
+    config = ModelConfig("unet", {}, dict(DEFAULT_NORMALIZATION), 32, val_threshold=validated)
+    assert config.threshold(given) == expected
+
+
+def test_unknown_format_version_is_refused(tmp_path: Path) -> None:
+    path, _ = _saved(tmp_path)
+    payload = torch.load(path, weights_only=True)
+    payload["version"] = 99
+    torch.save(payload, path)
+    with pytest.raises(EmsegError, match="format version 99 is not supported"):
+        load_model(path)
+
+
+@pytest.mark.parametrize(
+    ("content", "what"),
+    [(b"II*\x00" + bytes(60), "a TIFF image"), (b"\x89PNG\r\n" + bytes(60), "a PNG image"), (b"hello", "not a PyTorch file")],
+)
+def test_a_file_that_is_no_model_at_all_says_what_it_is(tmp_path: Path, content: bytes, what: str) -> None:
+    path = tmp_path / "picture.tif"
+    path.write_bytes(content)
+    with pytest.raises(EmsegError, match=f"picture.tif: not an emseg model file \\({what}\\)"):
+        load_model(path)
+
+
+def test_a_cut_model_file_is_called_damaged(tmp_path: Path) -> None:
+    path, _ = _saved(tmp_path)
+    path.write_bytes(path.read_bytes()[:200])
+    with pytest.raises(EmsegError, match="model.pt: not a loadable emseg model \\(truncated, damaged"):
+        load_model(path)
