@@ -1,9 +1,9 @@
 """Stage evaluate: score the held-out test slices the ISBI way; plots; test-volume probabilities."""
 
-from emseg.dataset import TEST_IMAGES, read_labelled, read_slices
+from emseg.dataset import read_labelled, read_unlabelled
 from emseg.device import select_device
-from emseg.evaluation.evaluate import Predictor, evaluate
-from emseg.io import list_images
+from emseg.evaluation.evaluate import evaluate
+from emseg.inference.predictor import Predictor
 from emseg.model_file import load_model
 from emseg.preprocessing.split import read_split
 from emseg.stage import run_stage, stage_parser
@@ -18,13 +18,13 @@ parser.add_argument("--eval", required=True, help="folder for the scored and pre
 
 
 def body(args, params):
-    device = select_device(params.train.device)
+    settings = params.evaluate
+    device = select_device(settings.device)
     model, config = load_model(args.model, device)
     test_ids = read_split(args.split)["test"]
     images, labels = read_labelled(args.png, test_ids)
-    unlabelled_folder = f"{args.png}/{TEST_IMAGES}"
-    unlabelled = read_slices(unlabelled_folder, [p.name for p in list_images(unlabelled_folder)])
-    metrics = evaluate(Predictor(model, config, params.evaluate, device), images, labels, test_ids, unlabelled, args.metrics, args.plots, args.eval)
+    predictor = Predictor.from_params(model, config, settings, device)
+    metrics = evaluate(predictor, images, labels, test_ids, read_unlabelled(args.png), args.metrics, args.plots, args.eval, settings)
     print("  ".join(f"{key} {metrics[key]:.4f}" for key in ("v_rand", "v_info", "pixel_error", "dice", "iou", "threshold")))
 
 

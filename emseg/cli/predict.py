@@ -4,15 +4,16 @@ INPUT: TIFF stacks (multi- or single-page), PNG or JPEG files, or folders of the
 file of a folder is predicted on its own); 8- or 16-bit, grey or RGB (made grey), any
 size.  The model file brings its own patch size and intensity normalisation.
 
-Outputs per input, named after it (<stem> = file name without suffix), in DIR:
+Outputs per input, named after it (<stem> = file name without suffix), in DIR
+(--outputs picks a subset of the kinds):
 
-  <stem>_proba.tif     float32 cell-interior probability (0..1, high = cell), one page per slice
-  <stem>_membrane.png  membrane mask, 255 = membrane (.tif for a stack)
-  <stem>_cells.tif     uint32 cell instance labels per slice (0 = 1-pixel outlines)
-  <stem>_overlay.png   membranes (red) and cell outlines (yellow) over the image (middle slice of a stack)
+  proba     <stem>_proba.tif     float32 cell-interior probability (0..1, high = cell), one page per slice
+  membrane  <stem>_membrane.png  membrane mask, 255 = membrane (.tif for a stack)
+  cells     <stem>_cells.tif     uint32 cell instance labels per slice (0 = 1-pixel outlines)
+  overlay   <stem>_overlay.png   membranes (red) and cell outlines (yellow) over the image (middle slice of a stack)
 
 Nothing is written unless every input can be read and the model loads; each file appears
-under its final name only once it is complete.
+under its final name only once it is complete (also after Ctrl-C or kill -TERM).
 """
 
 from __future__ import annotations
@@ -21,25 +22,13 @@ import argparse
 import sys
 from dataclasses import replace
 from pathlib import Path
-from typing import TYPE_CHECKING
 
+from emseg.defaults import DEVICES, FALLBACK_THRESHOLD, OVERLAP, TILE_BATCH
 from emseg.errors import EmsegError
-from emseg.inference.outputs import FALLBACK_THRESHOLD, OUTPUT_KINDS
-
-if TYPE_CHECKING:
-    from emseg.inference.predict import InputImage
+from emseg.inference.outputs import OUTPUT_KINDS, parse_outputs
 
 # torch and MONAI are imported in run(), not here: every `emseg` command builds this
 # parser, and `emseg score` / `emseg --help` should not pay their 2-3 s import.
-
-
-
-def _output_list(text: str) -> tuple[str, ...]:
-    names = tuple(dict.fromkeys(part.strip() for part in text.split(",") if part.strip()))
-    bad = [name for name in names if name not in OUTPUT_KINDS]
-    if bad or not names:
-        raise EmsegError(f"--outputs: unknown output {', '.join(bad) or '(none)'}; choose from {','.join(OUTPUT_KINDS)}")
-    return names
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
@@ -52,23 +41,18 @@ def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[ty
     parser.add_argument("inputs", type=Path, nargs="+", metavar="INPUT", help="TIFF/PNG/JPEG files or folders of them")
     parser.add_argument("--model", type=Path, default=Path("models/model.pt"), help="emseg model file (default: %(default)s)")
     parser.add_argument("--out", type=Path, required=True, metavar="DIR", help="output folder (created if missing)")
-    parser.add_argument(
-        "--outputs",
-        default=",".join(OUTPUT_KINDS),
-        metavar="LIST",
-        help="comma-separated subset of %(default)s (default: all)",
-    )
+    parser.add_argument("--outputs", default=",".join(OUTPUT_KINDS), metavar="LIST", help="comma-separated subset of %(default)s (default: all)")
     parser.add_argument(
         "--threshold",
         type=float,
         default=None,
-        help="cell where probability > threshold, for mask and cells (default: the model's best "
+        help="cell where probability > threshold, for membrane and cells (default: the model's best "
         f"V_rand threshold on its validation slices, {FALLBACK_THRESHOLD} for a model without one)",
     )
     parser.add_argument("--tta", action="store_true", help="average the 8 flips/rotations of every tile (8x slower)")
-    parser.add_argument("--overlap", type=float, default=0.5, help="overlap of neighbouring tiles, in [0, 1) (default: %(default)s)")
-    parser.add_argument("--batch-size", type=int, default=4, help="tiles per forward pass (default: %(default)s)")
-    parser.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto", help="(default: %(default)s)")
+    parser.add_argument("--overlap", type=float, default=OVERLAP, help="overlap of neighbouring tiles, in [0, 1) (default: %(default)s)")
+    parser.add_argument("--batch-size", type=int, default=TILE_BATCH, help="tiles per forward pass (default: %(default)s)")
+    parser.add_argument("--device", choices=DEVICES, default="auto", help="(default: %(default)s)")
     parser.add_argument(
         "--threads", type=int, default=0, help="torch CPU threads (default 0: one per core; 1 when the cores are busy)"
     )
@@ -77,74 +61,39 @@ def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[ty
     parser.set_defaults(handler=run)
 
 
-def _colour_note(items: list[InputImage]) -> str | None:
-    colour = [str(item.path) for item in items if item.colour]
-    if not colour:
-        return None
-    shown = ", ".join(colour[:3]) + (f" and {len(colour) - 3} more" if len(colour) > 3 else "")
-    return f"emseg predict: note: colour converted to grey (0.299 R + 0.587 G + 0.114 B) for {shown}"
-
-
 def run(args: argparse.Namespace) -> int:
     import torch
     from tqdm import tqdm
 
     from emseg.device import select_device
-    from emseg.inference.predict import (
-        PredictOptions,
-        check_output_names,
-        discover_inputs,
-        inspect_inputs,
-        predict_files,
-        total_tiles,
-    )
+    from emseg.inference.inputs import colour_note, discover_inputs, inspect_inputs
+    from emseg.inference.predict import PredictOptions, check_output_names, predict_files, total_tiles
     from emseg.model_file import load_model
 
+    outputs = parse_outputs(args.outputs)
     device = select_device(args.device)
     if args.threads < 0:
         raise EmsegError(f"--threads must be 0 (one per core) or more, got {args.threads}")
     if args.threads:
         torch.set_num_threads(args.threads)
-    options = PredictOptions(
-        outputs=_output_list(args.outputs),
-        threshold=FALLBACK_THRESHOLD if args.threshold is None else args.threshold,
-        overlap=args.overlap,
-        tta=args.tta,
-        batch_size=args.batch_size,
-        device=device,
-        amp=not args.no_amp,
-    )
     # everything that can be refused is refused here, before the first output file exists
+    given = FALLBACK_THRESHOLD if args.threshold is None else args.threshold
+    options = PredictOptions(outputs, given, args.overlap, args.tta, args.batch_size, device, not args.no_amp)
     model, config = load_model(args.model, device)
-    threshold_source = "given"
-    if args.threshold is None:
-        validated = config.validated_threshold()
-        threshold_source = "the model's validated one" if validated is not None else "default"
-        if validated is not None:
-            options = replace(options, threshold=validated)
+    threshold, threshold_source = config.threshold(args.threshold)
+    options = replace(options, threshold=threshold)
     items = inspect_inputs(discover_inputs(args.inputs))
     check_output_names(items, args.out, options.outputs)
-    note = _colour_note(items)
+    note = colour_note(items)
     if note:
-        print(note, file=sys.stderr)
+        print(f"emseg predict: note: {note}", file=sys.stderr)
 
     show_bar = not args.quiet and sys.stderr.isatty()
-    with tqdm(
-        total=total_tiles(items, config.patch_size, options.overlap),
-        unit="tile",
-        desc="predict",
-        file=sys.stderr,
-        disable=not show_bar,
-        dynamic_ncols=True,
-    ) as bar:
+    total = total_tiles(items, config.patch_size, options.overlap)
+    with tqdm(total=total, unit="tile", desc="predict", file=sys.stderr, disable=not show_bar, dynamic_ncols=True) as bar:
         summary = predict_files(
-            model,
-            config,
-            items,
-            args.out,
-            options,
-            progress=bar.update,
-            on_file=lambda item: bar.set_postfix_str(item.path.name, refresh=False),
+            model, config, items, args.out, options,
+            progress=bar.update, on_file=lambda item: bar.set_postfix_str(item.path.name, refresh=False),
         )
     if not args.quiet:
         print(f"{summary.line()} -> {args.out} (threshold {options.threshold:g}: {threshold_source})")

@@ -9,13 +9,18 @@ PNG/JPEG images or folders of slices.
 from __future__ import annotations
 
 import argparse
+import sys
 from pathlib import Path
 
 import numpy as np
 
 from emseg.errors import EmsegError
-from emseg.evaluation.metrics import ScoreResult, membrane_to_cell, score
+from emseg.evaluation.metrics import ScoreResult, score
 from emseg.io import read_stack, write_json
+from emseg.postprocessing import membrane_to_cell
+
+#: below this share of cell pixels, labels look like membrane maps (ISBI labels are ~78% cell)
+INVERTED_CELL_FRACTION = 0.5
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
@@ -42,6 +47,29 @@ def _labels_from(array: np.ndarray, path: Path) -> np.ndarray:
     if array.min() < 0:
         raise EmsegError(f"{path}: labels must be 0 (membrane) or > 0 (cell), found negative values")
     return array
+
+
+def label_warnings(labels: np.ndarray, path: Path) -> list[str]:
+    """Warnings about labels that score meaninglessly; an error when they hold no cell at all."""
+    cells = labels > 0
+    per_slice = cells.reshape(len(cells), -1).any(axis=1)
+    if not per_slice.any():
+        raise EmsegError(
+            f"{path}: labels hold no cell (every pixel is 0 = membrane), so every score would be 0; "
+            "labels need 0 = membrane and > 0 = cell"
+        )
+    warnings = []
+    if not per_slice.all():
+        empty = [str(i + 1) for i in np.flatnonzero(~per_slice)]
+        shown = ", ".join(empty[:8]) + (", ..." if len(empty) > 8 else "")
+        warnings.append(f"{path}: slice(s) {shown} hold no cell (all 0 = membrane) and score 0")
+    fraction = float(cells.mean())
+    if fraction < INVERTED_CELL_FRACTION:
+        warnings.append(
+            f"{path}: only {fraction:.0%} of the label pixels are cell (> 0); labels need 0 = membrane and "
+            "> 0 = cell, with most pixels cell: if yours mark membranes > 0, invert them"
+        )
+    return warnings
 
 
 def _unit_map_from(array: np.ndarray, path: Path) -> np.ndarray:
@@ -81,11 +109,11 @@ def format_report(result: ScoreResult, labels_path: Path, proba_path: Path, shap
         lines.append(f"{t:9.3f}  {pt['v_rand'][i]:9.6f}  {pt['v_info'][i]:9.6f}  {pt['pixel_error'][i]:15.6f}")
     lines += [
         "",
-        f"V_rand (best)           {result.v_rand:.6f}  at threshold {result.threshold:.3f}",
+        f"V_rand (best)           {result.v_rand:.6f}  at threshold {result.v_rand_threshold:.3f}",
         f"V_info (best)           {result.v_info:.6f}  at threshold {result.v_info_threshold:.3f}",
         f"pixel error (1 - F)     {result.pixel_error:.6f}  at threshold {result.pixel_error_threshold:.3f}",
-        f"pixel error (plain)     {result.pixel_error_plain:.6f}  at threshold {result.threshold:.3f}",
-        f"membrane Dice / IoU     {result.dice:.6f} / {result.iou:.6f}  at threshold {result.threshold:.3f}",
+        f"pixel error (plain)     {result.pixel_error_plain:.6f}  at threshold {result.v_rand_threshold:.3f}",
+        f"membrane Dice / IoU     {result.dice:.6f} / {result.iou:.6f}  at threshold {result.v_rand_threshold:.3f}",
     ]
     return "\n".join(lines)
 
@@ -103,10 +131,13 @@ def run(args: argparse.Namespace) -> int:
             f"{args.proba} is {proba.shape[1]}x{proba.shape[2]}"
         )
     labels = _labels_from(labels, args.labels)
+    warnings = label_warnings(labels, args.labels)
     proba = _unit_map_from(proba, args.proba)
     if args.membrane:
         proba = membrane_to_cell(proba)
     result = score(labels, proba, labels_name=str(args.labels), proba_name=str(args.proba))
+    for warning in warnings:
+        print(f"emseg score: warning: {warning}", file=sys.stderr)
     print(format_report(result, args.labels, args.proba, labels.shape))
     if args.json is not None:
         data = result.to_dict()

@@ -9,59 +9,36 @@ unlabelled test volume in the challenge's convention (high = cell interior).
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
-from PIL import Image
 from sklearn.metrics import precision_recall_curve
 
-from emseg.evaluation.metrics import ScoreResult, membrane_to_cell, score
-from emseg.inference.sliding_window import predict_membrane
-from emseg.io import atomic_output, write_json, write_tiff
-from emseg.model_file import ModelConfig
+from emseg.evaluation.metrics import ScoreResult, score
+from emseg.inference.predictor import Predictor
+from emseg.io import write_json, write_tiff
+from emseg.layout import EVAL_NAMES, slice_name
 from emseg.params import EvaluateParams
-
-SUMMARY_KEYS = ("v_rand", "v_info", "pixel_error", "pixel_error_plain", "dice", "iou", "threshold")
-MEMBRANE_RGB = np.array([255, 40, 40], dtype=np.float32)
-PREDICTION_RGB = np.array([40, 220, 255], dtype=np.float32)
-
-
-@dataclass
-class Predictor:
-    """A loaded model and how to apply it; the one inference path with its settings."""
-
-    model: torch.nn.Module
-    config: ModelConfig
-    params: EvaluateParams
-    device: torch.device
-
-    def membrane(self, image: np.ndarray) -> np.ndarray:
-        return predict_membrane(
-            self.model,
-            image,
-            self.config.patch_size,
-            self.config.normalization,
-            overlap=self.params.overlap,
-            tta=self.params.tta,
-            batch_size=self.params.batch_size,
-            device=self.device,
-        )
-
-    def cell_stack(self, images: list[np.ndarray]) -> np.ndarray:
-        return np.stack([membrane_to_cell(self.membrane(image)) for image in images]).astype(np.float32)
+from emseg.visualization import MEMBRANE_RGB, PREDICTION_RGB, grey_rgb, side_by_side, tint, write_rgb_png
 
 
 def summary(result: ScoreResult, n_slices: int, tta: bool) -> dict[str, Any]:
-    full = result.to_dict()
-    out = {key: full[key] for key in SUMMARY_KEYS}
-    out["v_info_threshold"] = result.v_info_threshold
-    out["pixel_error_threshold"] = result.pixel_error_threshold
-    out["test_slices"] = n_slices
-    out["tta"] = tta
-    return out
+    """The scalar metrics of ``metrics/evaluate.json``; ``threshold`` is where the challenge's V_rand was best."""
+    return {
+        "v_rand": result.v_rand,
+        "v_info": result.v_info,
+        "pixel_error": result.pixel_error,
+        "pixel_error_plain": result.pixel_error_plain,
+        "dice": result.dice,
+        "iou": result.iou,
+        "threshold": result.v_rand_threshold,
+        "v_info_threshold": result.v_info_threshold,
+        "pixel_error_threshold": result.pixel_error_threshold,
+        "test_slices": n_slices,
+        "tta": tta,
+    }
 
 
 def per_slice_rows(result: ScoreResult, slice_ids: list[int]) -> list[dict[str, float]]:
@@ -90,27 +67,13 @@ def pr_curve_rows(labels: np.ndarray, cell_proba: np.ndarray, points: int) -> li
     return [{"recall": float(recall[i]), "precision": float(precision[i])} for i in keep]
 
 
-def _tint(grey: np.ndarray, mask: np.ndarray, colour: np.ndarray) -> np.ndarray:
-    rgb = np.repeat(grey[..., None], 3, axis=-1).astype(np.float32)
-    rgb[mask] = 0.45 * rgb[mask] + 0.55 * colour
-    return rgb.astype(np.uint8)
-
-
 def overlay_panel(image: np.ndarray, label: np.ndarray, cell_proba: np.ndarray, threshold: float) -> np.ndarray:
     """image | ground-truth membrane (red) | predicted membrane at ``threshold`` (cyan), side by side."""
-    grey = image if image.dtype == np.uint8 else (image / max(1, image.max()) * 255).astype(np.uint8)
-    gap = np.full((grey.shape[0], 6, 3), 255, np.uint8)
-    panels = [
-        np.repeat(grey[..., None], 3, axis=-1),
-        _tint(grey, label == 0, MEMBRANE_RGB),
-        _tint(grey, ~(cell_proba > threshold), PREDICTION_RGB),
-    ]
-    return np.concatenate([panels[0], gap, panels[1], gap, panels[2]], axis=1)
-
-
-def write_png_rgb(path: str | os.PathLike[str], rgb: np.ndarray) -> None:
-    with atomic_output(path) as tmp:
-        Image.fromarray(rgb).save(tmp, format="PNG")
+    return side_by_side([
+        grey_rgb(image),
+        tint(grey_rgb(image), label == 0, MEMBRANE_RGB),
+        tint(grey_rgb(image), ~(cell_proba > threshold), PREDICTION_RGB),
+    ])
 
 
 def evaluate(
@@ -122,26 +85,32 @@ def evaluate(
     metrics_path: str | os.PathLike[str],
     plots_dir: str | os.PathLike[str],
     eval_dir: str | os.PathLike[str],
+    params: EvaluateParams = EvaluateParams(),
 ) -> dict[str, Any]:
-    """Run the whole stage; return the summary written to ``metrics_path``."""
+    """Run the whole stage; return the summary written to ``metrics_path``.
+
+    ``params`` gives the threads (torch CPU threads and scoring workers, 0 = all cores),
+    the number of overlay panels and of precision-recall points; the predictor was made
+    from the same block.
+    """
     plots, out = Path(plots_dir), Path(eval_dir)
-    threads = predictor.params.threads
+    threads = params.threads
     if threads:
         torch.set_num_threads(threads)
     labels = np.stack(test_labels)
     cell_proba = predictor.cell_stack(test_images)
     result = score(labels, cell_proba, workers=threads or None)
-    write_tiff(out / "test-labels.tif", labels)
-    write_tiff(out / "test-proba.tif", cell_proba)
-    write_tiff(out / "test-volume-proba.tif", predictor.cell_stack(unlabelled_images))
+    write_tiff(out / EVAL_NAMES["labels"], labels)
+    write_tiff(out / EVAL_NAMES["proba"], cell_proba)
+    write_tiff(out / EVAL_NAMES["volume_proba"], predictor.cell_stack(unlabelled_images))
 
     write_json(plots / "per_slice.json", per_slice_rows(result, test_ids))
     write_json(plots / "thresholds.json", threshold_rows(result))
-    write_json(plots / "pr_curve.json", pr_curve_rows(labels, cell_proba, predictor.params.pr_points))
-    for position in range(min(predictor.params.overlays, len(test_ids))):
-        panel = overlay_panel(test_images[position], labels[position], cell_proba[position], result.threshold)
-        write_png_rgb(plots / "overlays" / f"slice_{test_ids[position]:03d}.png", panel)
+    write_json(plots / "pr_curve.json", pr_curve_rows(labels, cell_proba, params.pr_points))
+    for position in range(min(params.overlays, len(test_ids))):
+        panel = overlay_panel(test_images[position], labels[position], cell_proba[position], result.v_rand_threshold)
+        write_rgb_png(plots / "overlays" / slice_name(test_ids[position]), panel)
 
-    metrics = summary(result, len(test_ids), predictor.params.tta)
+    metrics = summary(result, len(test_ids), predictor.tta)
     write_json(metrics_path, metrics)
     return metrics

@@ -1,6 +1,65 @@
-"""The kinds of output `emseg predict` writes; a torch-free module so the CLI parser can import it."""
+"""The files ``emseg predict`` writes: one table of output kinds, their names and pixel types.
 
-OUTPUT_KINDS = ("proba", "mask", "cells", "overlay")
+Torch-free, so the command-line parser can import it. Per input ``<stem>`` (the file name
+without suffix), in the output folder:
 
-#: cell/membrane threshold of `emseg predict` for a model file that carries no validated one
-FALLBACK_THRESHOLD = 0.5
+* ``proba``: ``<stem>_proba.tif``, float32 cell-interior probability (``1 - membrane``), one page per slice;
+* ``membrane``: ``<stem>_membrane.png`` (single image) or ``<stem>_membrane.tif`` (stack), 255 = membrane;
+* ``cells``: ``<stem>_cells.tif``, uint32 instance labels, numbered per slice, 0 = cell outline lines;
+* ``overlay``: ``<stem>_overlay.png``, membranes (red) and cell outlines (yellow) over the raw
+  image, of the middle slice for a stack.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from emseg.errors import EmsegError
+
+
+@dataclass(frozen=True)
+class OutputKind:
+    """One kind of output file: its name after the input's stem, and what its pixels hold."""
+
+    suffix: str
+    dtype: type
+    #: the file type for a single-slice input, and for a stack
+    single: str = "tif"
+    stack: str = "tif"
+    description: str = ""
+
+    def file_name(self, stem: str, is_stack: bool) -> str:
+        return f"{stem}_{self.suffix}.{self.stack if is_stack else self.single}"
+
+
+OUTPUTS: dict[str, OutputKind] = {
+    "proba": OutputKind("proba", np.float32, description="float32 cell-interior probability (0..1, high = cell)"),
+    "membrane": OutputKind("membrane", np.uint8, single="png", description="binary membrane mask, 255 = membrane"),
+    "cells": OutputKind("cells", np.uint32, description="uint32 cell instance labels per slice (0 = 1-pixel outlines)"),
+    "overlay": OutputKind(
+        "overlay", np.uint8, single="png", stack="png", description="membranes (red) and cell outlines (yellow) over the image (middle slice of a stack)"
+    ),
+}
+OUTPUT_KINDS = tuple(OUTPUTS)
+
+
+def parse_outputs(text: str) -> tuple[str, ...]:
+    """``--outputs``'s comma-separated kinds, in the table's order, each once."""
+    names = tuple(dict.fromkeys(part.strip() for part in text.split(",") if part.strip()))
+    check_outputs(names)
+    return tuple(kind for kind in OUTPUT_KINDS if kind in names)
+
+
+def check_outputs(names: Sequence[str]) -> None:
+    bad = [name for name in names if name not in OUTPUTS]
+    if bad or not names:
+        raise EmsegError(f"--outputs: unknown output {', '.join(bad) or '(none)'}; choose from {','.join(OUTPUT_KINDS)}")
+
+
+def output_paths(stem: str, is_stack: bool, out_dir: Path, outputs: Sequence[str]) -> dict[str, Path]:
+    """The file of each requested kind for one input."""
+    return {kind: out_dir / spec.file_name(stem, is_stack) for kind, spec in OUTPUTS.items() if kind in outputs}

@@ -17,6 +17,7 @@ from monai.inferers import sliding_window_inference
 from monai.inferers.utils import _get_scan_interval
 from torch import nn
 
+from emseg.defaults import OVERLAP, TILE_BATCH
 from emseg.device import autocast
 from emseg.normalization import normalize
 
@@ -33,10 +34,19 @@ def _forward(x: torch.Tensor, k: int, flip: bool, model: nn.Module) -> torch.Ten
 
 
 class TilePredictor(nn.Module):
-    """Membrane probability of a tile batch, averaged over the dihedral variants when ``tta``."""
+    """Membrane probability of a tile batch, averaged over the dihedral variants when ``tta``.
+
+    With ``logits``, the mean logit over the variants as well, as a second output: what a
+    loss is computed from.
+    """
 
     def __init__(
-        self, model: nn.Module, tta: bool, amp: bool, progress: Callable[[int], object] | None = None
+        self,
+        model: nn.Module,
+        tta: bool,
+        amp: bool,
+        progress: Callable[[int], object] | None = None,
+        logits: bool = False,
     ) -> None:
         super().__init__()
         self.model = model
@@ -44,15 +54,22 @@ class TilePredictor(nn.Module):
         self.amp = amp
         #: called with the number of tiles after each batch (e.g. a tqdm bar's ``update``)
         self.progress = progress
+        self.logits = logits
 
-    def forward(self, tiles: torch.Tensor) -> torch.Tensor:
+    def forward(self, tiles: torch.Tensor) -> torch.Tensor | tuple[torch.Tensor, torch.Tensor]:
         total = torch.zeros_like(tiles, dtype=torch.float32)
+        total_logits = torch.zeros_like(total) if self.logits else None
         with autocast(tiles.device, self.amp):
             for k, flip in self.variants:
-                total += torch.sigmoid(_forward(tiles, k, flip, self.model).float())
+                logits = _forward(tiles, k, flip, self.model).float()
+                total += torch.sigmoid(logits)
+                if total_logits is not None:
+                    total_logits += logits
         if self.progress is not None:
             self.progress(int(tiles.shape[0]))
-        return total / len(self.variants)
+        if total_logits is None:
+            return total / len(self.variants)
+        return total / len(self.variants), total_logits / len(self.variants)
 
 
 def _roi_size(shape: tuple[int, int], patch_size: int) -> tuple[int, int]:
@@ -71,29 +88,11 @@ def count_tiles(shape: tuple[int, int], patch_size: int, overlap: float = 0.5) -
     return len(dense_patch_slices(shape, roi, _get_scan_interval(shape, roi, 2, (overlap, overlap))))
 
 
-@torch.inference_mode()
-def predict_membrane(
-    model: nn.Module,
-    image: np.ndarray,
-    patch_size: int,
-    normalization: dict | None = None,
-    overlap: float = 0.5,
-    tta: bool = False,
-    batch_size: int = 4,
-    device: torch.device | str = "cpu",
-    amp: bool = True,
-    *,
-    progress: Callable[[int], object] | None = None,
-) -> np.ndarray:
-    """Membrane probability (float32, H x W, 0..1) of one raw 2-D slice of any size.
-
-    ``progress``, when given, is called with the number of tiles after each tile batch
-    (:func:`count_tiles` gives the total).
-    """
-    device = torch.device(device)
+def _sliding_window(
+    predictor: TilePredictor, image: np.ndarray, patch_size: int, normalization: dict | None, overlap: float, batch_size: int, device: torch.device
+) -> torch.Tensor | tuple[torch.Tensor, ...]:
     x = torch.from_numpy(normalize(image, normalization))[None, None]
-    predictor = TilePredictor(model, tta, amp, progress)
-    output = sliding_window_inference(
+    return sliding_window_inference(
         x,
         roi_size=_roi_size(image.shape, patch_size),
         sw_batch_size=batch_size,
@@ -104,4 +103,49 @@ def predict_membrane(
         sw_device=device,
         device=torch.device("cpu"),
     )
+
+
+def _membrane_map(output: torch.Tensor) -> np.ndarray:
     return output[0, 0].clamp_(0.0, 1.0).numpy().astype(np.float32, copy=False)
+
+
+@torch.inference_mode()
+def predict_membrane(
+    model: nn.Module,
+    image: np.ndarray,
+    patch_size: int,
+    normalization: dict | None = None,
+    overlap: float = OVERLAP,
+    tta: bool = False,
+    batch_size: int = TILE_BATCH,
+    device: torch.device | str = "cpu",
+    amp: bool = True,
+    *,
+    progress: Callable[[int], object] | None = None,
+) -> np.ndarray:
+    """Membrane probability (float32, H x W, 0..1) of one raw 2-D slice of any size.
+
+    ``progress``, when given, is called with the number of tiles after each tile batch
+    (:func:`count_tiles` gives the total).
+    """
+    predictor = TilePredictor(model, tta, amp, progress)
+    output = _sliding_window(predictor, image, patch_size, normalization, overlap, batch_size, torch.device(device))
+    return _membrane_map(output)
+
+
+@torch.inference_mode()
+def predict_membrane_and_logits(
+    model: nn.Module,
+    image: np.ndarray,
+    patch_size: int,
+    normalization: dict | None = None,
+    overlap: float = OVERLAP,
+    tta: bool = False,
+    batch_size: int = TILE_BATCH,
+    device: torch.device | str = "cpu",
+    amp: bool = True,
+) -> tuple[np.ndarray, torch.Tensor]:
+    """:func:`predict_membrane`'s map, and the blended logits (1, 1, H, W) of the same pass, for a loss."""
+    predictor = TilePredictor(model, tta, amp, logits=True)
+    proba, logits = _sliding_window(predictor, image, patch_size, normalization, overlap, batch_size, torch.device(device))
+    return _membrane_map(proba), logits

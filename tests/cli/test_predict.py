@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import signal
+import subprocess
+import sys
+import time
 from pathlib import Path
 
 import numpy as np
@@ -18,7 +22,7 @@ from emseg.normalization import DEFAULT_NORMALIZATION
 from emseg.params import ModelParams, TrainParams
 from emseg.training.trainer import TrainingData, train
 
-from conftest import TINY_UNET, synthetic_slice, synthetic_stack
+from conftest import TINY_UNET, synthetic_slice, synthetic_stack, tif
 
 PATCH = 32
 
@@ -39,11 +43,6 @@ def _run(capsys, *argv: str) -> tuple[int, str, str]:
     return rc, captured.out, captured.err
 
 
-def _tif(path: Path, array: np.ndarray, **kwargs) -> Path:
-    tifffile.imwrite(path, array, photometric=kwargs.pop("photometric", "minisblack"), **kwargs)
-    return path
-
-
 def _img(path: Path, array: np.ndarray, **kwargs) -> Path:
     Image.fromarray(array).save(path, **kwargs)
     return path
@@ -57,9 +56,9 @@ def _make_input(kind: str, folder: Path) -> tuple[Path, dict[str, tuple[int, int
     """An input of ``kind`` and the (slices, H, W) expected per output stem."""
     if kind == "multipage_tiff":
         stack, _ = synthetic_stack(3, 48, 40, seed=1)
-        return _tif(folder / "vol.tif", stack), {"vol": (3, 48, 40)}
+        return tif(folder / "vol.tif", stack), {"vol": (3, 48, 40)}
     if kind == "single_tiff":
-        return _tif(folder / "one.tiff", synthetic_slice(50, 44, 2)[0]), {"one": (1, 50, 44)}
+        return tif(folder / "one.tiff", synthetic_slice(50, 44, 2)[0]), {"one": (1, 50, 44)}
     if kind == "png":
         return _img(folder / "p.png", synthetic_slice(40, 56, 3)[0]), {"p": (1, 40, 56)}
     if kind == "jpeg":
@@ -68,33 +67,35 @@ def _make_input(kind: str, folder: Path) -> tuple[Path, dict[str, tuple[int, int
         sub = folder / "slices"
         sub.mkdir()
         _img(sub / "s0.png", synthetic_slice(36, 36, 5)[0])
-        _tif(sub / "s1.tif", synthetic_slice(33, 47, 6)[0])  # folder files may differ in size
+        tif(sub / "s1.tif", synthetic_slice(33, 47, 6)[0])  # folder files may differ in size
         (sub / "README.txt").write_text("not an image")
         return sub, {"s0": (1, 36, 36), "s1": (1, 33, 47)}
     if kind == "uint16_tiff":
         stack, _ = synthetic_stack(2, 45, 67, seed=7, dtype=np.uint16)
-        return _tif(folder / "deep.tif", stack), {"deep": (2, 45, 67)}
+        return tif(folder / "deep.tif", stack), {"deep": (2, 45, 67)}
     if kind == "uint16_png":
         return _img(folder / "deep.png", synthetic_slice(38, 42, 8, dtype=np.uint16)[0]), {"deep": (1, 38, 42)}
     if kind == "rgb_png":
         return _img(folder / "colour.png", _rgb(synthetic_slice(40, 44, 9)[0])), {"colour": (1, 40, 44)}
     if kind == "rgb_tiff":
-        return _tif(folder / "colour.tif", _rgb(synthetic_slice(40, 44, 9)[0]), photometric="rgb"), {"colour": (1, 40, 44)}
+        return tif(folder / "colour.tif", _rgb(synthetic_slice(40, 44, 9)[0]), photometric="rgb"), {"colour": (1, 40, 44)}
     if kind == "odd_67x45":
         return _img(folder / "odd.png", synthetic_slice(67, 45, 10)[0]), {"odd": (1, 67, 45)}
     if kind == "smaller_than_patch":
         return _img(folder / "tiny.png", synthetic_slice(20, 12, 11)[0]), {"tiny": (1, 20, 12)}
+    if kind == "a_few_pixels":  # smaller than the network's coarsest level: padded, not refused
+        return _img(folder / "speck.png", synthetic_slice(3, 2, 12, cells=2)[0]), {"speck": (1, 3, 2)}
     raise AssertionError(kind)
 
 
 def _check_outputs(
-    out: Path, stem: str, shape: tuple[int, int, int], outputs=("proba", "mask", "cells", "overlay"), threshold: float = 0.5
+    out: Path, stem: str, shape: tuple[int, int, int], outputs=("proba", "membrane", "cells", "overlay"), threshold: float = 0.5
 ) -> None:
     n, h, w = shape
     stack = n > 1
     expected = {
         "proba": f"{stem}_proba.tif",
-        "mask": f"{stem}_membrane.{'tif' if stack else 'png'}",
+        "membrane": f"{stem}_membrane.{'tif' if stack else 'png'}",
         "cells": f"{stem}_cells.tif",
         "overlay": f"{stem}_overlay.png",
     }
@@ -105,8 +106,8 @@ def _check_outputs(
         assert proba.dtype == np.float32 and proba.shape == ((n, h, w) if stack else (h, w))
         assert 0.0 <= proba.min() and proba.max() <= 1.0 and np.isfinite(proba).all()
         proba = proba.reshape(n, h, w)
-    if "mask" in outputs:
-        mask = read_stack(out / expected["mask"])
+    if "membrane" in outputs:
+        mask = read_stack(out / expected["membrane"])
         assert mask.dtype == np.uint8 and mask.shape == (n, h, w)
         assert set(np.unique(mask)) <= {0, 255}
         if "proba" in outputs:  # the mask is exactly "not cell" at the threshold
@@ -135,6 +136,7 @@ INPUT_KINDS = [
     "rgb_tiff",
     "odd_67x45",
     "smaller_than_patch",
+    "a_few_pixels",
 ]
 
 
@@ -165,7 +167,7 @@ def test_several_inputs_colour_note_once_and_quiet(model_path: Path, tmp_path: P
     assert len(stderr.splitlines()) == 1 and "a.png, " in stderr and "b.png" in stderr and "c.png" not in stderr
 
 
-@pytest.mark.parametrize("outputs", ["proba", "mask,cells", "overlay,proba"])
+@pytest.mark.parametrize("outputs", ["proba", "membrane,cells", "overlay,proba"])
 def test_outputs_subset(outputs: str, model_path: Path, tmp_path: Path, capsys) -> None:
     source, expected = _make_input("multipage_tiff", tmp_path)
     out = tmp_path / "out"
@@ -178,7 +180,7 @@ def test_outputs_subset(outputs: str, model_path: Path, tmp_path: Path, capsys) 
 
 def test_threshold_tta_and_options(model_path: Path, tmp_path: Path, capsys) -> None:
     source, _ = _make_input("odd_67x45", tmp_path)
-    args = [source, "--model", model_path, "--outputs", "proba,mask", "--batch-size", "1", "--overlap", "0.25"]
+    args = [source, "--model", model_path, "--outputs", "proba,membrane", "--batch-size", "1", "--overlap", "0.25"]
     assert _run(capsys, *args, "--out", tmp_path / "plain", "--device", "cpu")[0] == 0
     assert _run(capsys, *args, "--out", tmp_path / "tta", "--tta", "--threshold", "0.3")[0] == 0
     plain = tifffile.imread(tmp_path / "plain" / "odd_proba.tif")
@@ -195,12 +197,12 @@ def test_a_trained_model_predicts(tmp_path: Path, capsys) -> None:
     params = TrainParams(steps=4, batch_size=2, patch_size=32, val_every=2, log_every=2)
     model = tmp_path / "train" / "model.pt"
     train(data, tiny, params, seed=3, model_path=model, live_dir=tmp_path / "train" / "live")
-    test_image = _tif(tmp_path / "test.tif", synthetic_stack(2, 56, 52, seed=50)[0])
+    test_image = tif(tmp_path / "test.tif", synthetic_stack(2, 56, 52, seed=50)[0])
     rc, stdout, stderr = _run(capsys, test_image, "--model", model, "--out", tmp_path / "out")
     assert rc == 0, stderr
     _, config = load_model(model)
     validated = config.info["val"]["threshold"]
-    assert config.validated_threshold() == validated
+    assert config.val_threshold == validated
     assert f"(threshold {validated:g}: the model's validated one)" in stdout
     _check_outputs(tmp_path / "out", "test", (2, 56, 52), threshold=validated)
     rc, stdout, _ = _run(capsys, test_image, "--model", model, "--out", tmp_path / "given", "--threshold", "0.25")
@@ -268,7 +270,7 @@ def test_bad_input_fails_cleanly_before_any_output(case: str, named: str, model_
 
 def test_bad_options_and_name_clash(model_path: Path, tmp_path: Path, capsys) -> None:
     good = _img(tmp_path / "x.png", synthetic_slice(30, 30, 1)[0])
-    same_stem = _tif(tmp_path / "x.tif", synthetic_slice(30, 30, 2)[0])
+    same_stem = tif(tmp_path / "x.tif", synthetic_slice(30, 30, 2)[0])
     out = tmp_path / "out"
     for extra, message in [
         (["--outputs", "proba,labels"], "--outputs: unknown output labels"),
@@ -297,3 +299,20 @@ def test_out_that_is_a_file_or_cannot_be_made(model_path: Path, tmp_path: Path, 
     rc, _, stderr = _run(capsys, good, "--model", model_path, "--out", tmp_path / "file" / "sub")
     assert rc == 2 and "cannot write outputs of" in stderr and "x.png" in stderr and len(stderr.splitlines()) == 1
     assert sorted(p.name for p in tmp_path.iterdir()) == ["file", "x.png"]
+
+
+def test_kill_term_mid_prediction_leaves_no_temporary_file(model_path: Path, tmp_path: Path) -> None:
+    """SIGTERM (what `kill`, systemd and job schedulers send) cleans up as Ctrl-C does."""
+    big = tif(tmp_path / "big.tif", synthetic_stack(8, 1024, 1024, seed=3)[0])
+    out = tmp_path / "out"
+    command = [sys.executable, "-m", "emseg.cli.main", "predict", str(big), "--model", str(model_path), "--out", str(out), "--tta"]
+    child = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 120
+    while not list(out.glob(".*.tmp")) and time.monotonic() < deadline and child.poll() is None:
+        time.sleep(0.02)
+    assert child.poll() is None, f"predict ended before it could be interrupted: {child.communicate()}"
+    child.send_signal(signal.SIGTERM)
+    _, stderr = child.communicate(timeout=120)
+    assert child.returncode == 128 + signal.SIGTERM, stderr
+    assert stderr.strip().splitlines()[-1] == "emseg: terminated"
+    assert not list(out.iterdir()), sorted(p.name for p in out.iterdir())

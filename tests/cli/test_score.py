@@ -13,6 +13,8 @@ from PIL import Image
 from emseg.cli.main import main
 from emseg.evaluation.metrics import score
 
+from conftest import tif
+
 
 def _stack() -> tuple[np.ndarray, np.ndarray]:
     """Two 12x10 label slices (0 = membrane, 255 = cell) and a noisy cell-probability map."""
@@ -53,7 +55,7 @@ def test_tiff_inputs_and_json(tmp_path, capsys):
     assert len([ln for ln in out.splitlines() if ln.strip().startswith(("0.", "1."))]) >= 11  # the table
     data = json.loads(out_json.read_text())
     expected = score(labels, proba)
-    for key in ("v_rand", "v_info", "pixel_error", "pixel_error_plain", "dice", "iou", "threshold"):
+    for key in ("v_rand", "v_info", "pixel_error", "pixel_error_plain", "dice", "iou", "v_rand_threshold"):
         assert data[key] == pytest.approx(getattr(expected, key))
     assert len(data["per_threshold"]["v_rand"]) == 11
     assert len(data["per_slice"]["v_rand"]) == 2
@@ -144,3 +146,37 @@ def test_missing_file(tmp_path, capsys):
     _tif(tmp_path / "labels.tif", labels)
     rc, _, err = _run(capsys, str(tmp_path / "labels.tif"), str(tmp_path / "nope.tif"))
     _assert_one_error_line(rc, err, "nope.tif")
+
+
+def test_labels_with_no_cell_are_refused_with_a_reason(tmp_path: Path, capsys) -> None:
+    tif(tmp_path / "labels.tif", np.zeros((2, 16, 16), np.uint8))
+    tif(tmp_path / "proba.tif", np.full((2, 16, 16), 0.5, np.float32))
+    rc, out, err = _run(capsys, str(tmp_path / "labels.tif"), str(tmp_path / "proba.tif"))
+    assert rc == 2 and out == ""
+    assert err.strip() == (
+        f"emseg: error: {tmp_path / 'labels.tif'}: labels hold no cell (every pixel is 0 = membrane), "
+        "so every score would be 0; labels need 0 = membrane and > 0 = cell"
+    )
+
+
+def test_empty_slices_and_inverted_labels_are_warned_about(tmp_path: Path, capsys) -> None:
+    labels = np.zeros((3, 16, 16), np.uint8)
+    labels[0, :, 3] = 255  # a "cell" one pixel wide: membranes marked > 0, the other way round
+    labels[2, 4:6] = 255
+    tif(tmp_path / "labels.tif", labels)
+    tif(tmp_path / "proba.tif", np.full((3, 16, 16), 0.5, np.float32))
+    rc, out, err = _run(capsys, str(tmp_path / "labels.tif"), str(tmp_path / "proba.tif"))
+    assert rc == 0 and "V_rand (best)" in out
+    lines = err.strip().splitlines()
+    assert lines[0] == f"emseg score: warning: {tmp_path / 'labels.tif'}: slice(s) 2 hold no cell (all 0 = membrane) and score 0"
+    assert lines[1].startswith(f"emseg score: warning: {tmp_path / 'labels.tif'}: only 6% of the label pixels are cell (> 0)")
+    assert "invert them" in lines[1] and len(lines) == 2
+
+
+def test_ordinary_labels_draw_no_warning(tmp_path: Path, capsys) -> None:
+    labels = np.full((1, 16, 16), 255, np.uint8)
+    labels[0, :, 8] = 0
+    tif(tmp_path / "labels.tif", labels)
+    tif(tmp_path / "proba.tif", (labels / 255.0).astype(np.float32))
+    rc, _, err = _run(capsys, str(tmp_path / "labels.tif"), str(tmp_path / "proba.tif"))
+    assert rc == 0 and err == ""

@@ -8,7 +8,8 @@ import torch
 from PIL import Image
 
 from emseg.dataset import membrane_target
-from emseg.evaluation.evaluate import Predictor, evaluate, overlay_panel, pr_curve_rows
+from emseg.evaluation.evaluate import evaluate, overlay_panel, pr_curve_rows
+from emseg.inference.predictor import Predictor
 from emseg.model_file import ModelConfig
 from emseg.networks import build_network
 from emseg.normalization import DEFAULT_NORMALIZATION
@@ -16,31 +17,33 @@ from emseg.params import EvaluateParams
 
 from conftest import TINY_UNET, synthetic_stack
 
+CONFIG = ModelConfig("unet", TINY_UNET, dict(DEFAULT_NORMALIZATION), 32)
+
 
 class OraclePredictor(Predictor):
     """Predicts each test image's own ground-truth membrane: every score must be perfect."""
 
-    def __init__(self, images: np.ndarray, labels: np.ndarray, params: EvaluateParams) -> None:
-        self.truth = {image.tobytes(): label for image, label in zip(images, labels)}
-        self.params = params
+    def __init__(self, images: np.ndarray, labels: np.ndarray) -> None:
+        super().__init__(torch.nn.Identity(), CONFIG, tta=True)
+        object.__setattr__(self, "truth", {image.tobytes(): label for image, label in zip(images, labels)})
 
-    def membrane(self, image: np.ndarray) -> np.ndarray:
+    def membrane(self, image: np.ndarray, progress=None) -> np.ndarray:  # noqa: ANN001
         return membrane_target(self.truth[image.tobytes()]).astype(np.float32)
 
 
-def _run(tmp_path: Path, predictor: Predictor, images, labels, unlabelled) -> dict:
+def _run(tmp_path: Path, predictor: Predictor, images, labels, unlabelled, **settings) -> dict:
     ids = [10 + i for i in range(len(images))]
     return evaluate(
         predictor, list(images), list(labels), ids, list(unlabelled),
-        tmp_path / "metrics.json", tmp_path / "plots", tmp_path / "eval",
+        tmp_path / "metrics.json", tmp_path / "plots", tmp_path / "eval", EvaluateParams(**settings),
     )
 
 
 def test_a_perfect_map_scores_perfectly_and_every_output_is_written(tmp_path: Path) -> None:
     images, labels = synthetic_stack(3, 48, 40, seed=2)
     unlabelled, unlabelled_labels = synthetic_stack(2, 48, 40, seed=9)
-    oracle = OraclePredictor(np.concatenate([images, unlabelled]), np.concatenate([labels, unlabelled_labels]), EvaluateParams(overlays=2, pr_points=10))
-    metrics = _run(tmp_path, oracle, images, labels, unlabelled)
+    oracle = OraclePredictor(np.concatenate([images, unlabelled]), np.concatenate([labels, unlabelled_labels]))
+    metrics = _run(tmp_path, oracle, images, labels, unlabelled, overlays=2, pr_points=10)
 
     assert metrics["v_rand"] == pytest.approx(1.0) and metrics["v_info"] == pytest.approx(1.0)
     assert metrics["pixel_error"] == pytest.approx(0.0) and metrics["dice"] == pytest.approx(1.0)
@@ -62,11 +65,10 @@ def test_a_perfect_map_scores_perfectly_and_every_output_is_written(tmp_path: Pa
 def test_a_real_network_runs_through_with_its_thread_setting(tmp_path: Path) -> None:
     images, labels = synthetic_stack(2, 40, 48, seed=4)
     model = build_network("unet", TINY_UNET).eval()
-    config = ModelConfig("unet", TINY_UNET, dict(DEFAULT_NORMALIZATION), 32)
     before = torch.get_num_threads()
     try:
-        params = EvaluateParams(tta=False, overlays=1, threads=1)
-        metrics = _run(tmp_path, Predictor(model, config, params, torch.device("cpu")), images, labels, images[:1])
+        predictor = Predictor.from_params(model, CONFIG, EvaluateParams(tta=False), torch.device("cpu"))
+        metrics = _run(tmp_path, predictor, images, labels, images[:1], threads=1, overlays=1)
         assert torch.get_num_threads() == 1
     finally:
         torch.set_num_threads(before)

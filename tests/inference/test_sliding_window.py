@@ -2,7 +2,7 @@ import numpy as np
 import pytest
 import torch
 
-from emseg.inference.sliding_window import DIHEDRAL, TilePredictor, _forward, predict_membrane
+from emseg.inference.sliding_window import DIHEDRAL, TilePredictor, _forward, count_tiles, predict_membrane, predict_membrane_and_logits
 
 
 class _Darkness(torch.nn.Module):
@@ -50,3 +50,35 @@ def test_tta_averages_eight_variants() -> None:
 
     TilePredictor(Recorder(), tta=True, amp=False)(torch.randn(1, 1, 8, 8))
     assert len(seen) == 8 and len({t.numpy().tobytes() for t in seen}) == 8
+
+
+
+@pytest.mark.parametrize("shape", [(64, 64), (67, 45), (10, 9), (130, 300), (32, 33)])
+@pytest.mark.parametrize("overlap", [0.0, 0.25, 0.5])
+def test_count_tiles_equals_the_tiles_the_predictor_sees(shape, overlap) -> None:
+    seen: list[int] = []
+    image = np.random.default_rng(0).integers(0, 255, size=shape, dtype=np.uint8)
+    predict_membrane(_Darkness(), image, 32, overlap=overlap, batch_size=3, progress=seen.append)
+    assert sum(seen) == count_tiles(shape, 32, overlap)
+    assert all(n <= 3 for n in seen)
+
+
+def test_progress_hook_changes_nothing_and_counts_tiles_once_with_tta() -> None:
+    image = np.random.default_rng(2).integers(0, 255, size=(50, 70), dtype=np.uint8)
+    seen: list[int] = []
+    plain = predict_membrane(_Darkness(), image, 32, tta=True)
+    hooked = predict_membrane(_Darkness(), image, 32, tta=True, progress=seen.append)
+    np.testing.assert_array_equal(plain, hooked)
+    assert sum(seen) == count_tiles(image.shape, 32, 0.5)
+    # the positional signature is unchanged
+    TilePredictor(_Darkness(), False, False)(torch.zeros(1, 1, 8, 8))
+
+
+def test_the_logits_pass_gives_the_same_map_and_its_logits() -> None:
+    image = np.random.default_rng(3).integers(0, 255, size=(40, 52), dtype=np.uint8)
+    for tta in (False, True):
+        proba, logits = predict_membrane_and_logits(_Darkness(), image, 32, tta=tta)
+        np.testing.assert_array_equal(proba, predict_membrane(_Darkness(), image, 32, tta=tta))
+        assert logits.shape == (1, 1, 40, 52)
+        # an equivariant model: the blended logits are the logits of the image
+        np.testing.assert_allclose(torch.sigmoid(logits)[0, 0].numpy(), proba, atol=1e-5)
