@@ -3,10 +3,8 @@
 import time
 
 from emseg.dataset import read_augmented, read_labelled
-from emseg.networks import resolve_kwargs
 from emseg.preprocessing.split import read_split
 from emseg.stage import run_stage, stage_parser
-from emseg.training.losses import build_loss
 from emseg.training.trainer import TrainingData, train
 
 parser = stage_parser("train", __doc__)
@@ -19,9 +17,6 @@ parser.add_argument("--checkpoints", required=True, help="folder for resumable c
 
 
 def body(args, params):
-    # fail on a bad architecture, argument or loss before any data is loaded
-    resolve_kwargs(params.model.arch, params.model.kwargs_for(params.model.arch))
-    build_loss(params.train.loss)
     split = read_split(args.split)
     train_images, train_labels = read_labelled(args.png, split["train"])
     aug_images, aug_labels = read_augmented(args.augmented)

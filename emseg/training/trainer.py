@@ -1,10 +1,14 @@
-"""The training loop: random patches, a registered network, a loss, Adam(W), an LR schedule.
+"""The training loop as composed parts: a :class:`Trainer` handed its model, loss, optimiser,
+patch sampler, EMA and logger, whose :meth:`Trainer.run` is a few lines calling
+:meth:`~Trainer.train_step`, :meth:`~Trainer.validate`, :meth:`~Trainer.log` and
+:meth:`~Trainer.checkpoint`.
 
 Validation runs every ``val_every`` steps on the full validation slices through the
-shared sliding-window path and the ISBI metrics; the checkpoint with the best
-validation V_rand is kept. dvclive logs loss, validation metrics, learning rate and
-throughput (and on CUDA the GPU memory and utilisation, through dvclive's own system
-monitor).
+shared inference path and the ISBI metrics; the model with the best validation V_rand
+is kept. The logger is dvclive's ``Live`` in the train stage (loss, validation metrics,
+learning rate, throughput, and on CUDA the GPU memory and utilisation through dvclive's
+own system monitor); anything with ``log_metric``, ``step``, ``next_step`` and
+``summary`` will do.
 """
 
 from __future__ import annotations
@@ -18,29 +22,39 @@ import shutil
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 import numpy as np
 import torch
 from dvclive import Live
-from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
 from torch import nn
+from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
 
 from emseg.allocator import keep_freed_memory
 from emseg.dataset import PatchSampler, membrane_target
-from emseg.errors import EmsegError
-from emseg.io import atomic_output
 from emseg.device import amp_dtype, autocast, select_device, uses_amp
-from emseg.evaluation.metrics import membrane_to_cell, score
-from emseg.inference.sliding_window import predict_membrane
+from emseg.errors import EmsegError
+from emseg.evaluation.metrics import score
+from emseg.inference.predictor import Predictor
+from emseg.io import atomic_output, staged_directory
 from emseg.model_file import ModelConfig, save_model
 from emseg.networks import build_network, count_parameters, resolve_kwargs
 from emseg.normalization import DEFAULT_NORMALIZATION
 from emseg.params import ModelParams, TrainParams
+from emseg.postprocessing import membrane_to_cell
 from emseg.training.border_weights import border_weight_map
-from emseg.training.losses import build_loss, supervised_loss
+from emseg.losses import build_loss, supervised_loss
 
-_LOGIT_EPS = 1e-6
+
+class Logger(Protocol):
+    """What the trainer logs through (dvclive's ``Live`` is one)."""
+
+    step: int
+    summary: dict[str, Any]
+
+    def log_metric(self, name: str, val: float) -> None: ...
+
+    def next_step(self) -> None: ...
 
 
 @dataclass
@@ -74,30 +88,17 @@ def build_optimizer(model: nn.Module, params: TrainParams) -> torch.optim.Optimi
     return optimizer_class(model.parameters(), lr=params.lr, weight_decay=params.weight_decay)
 
 
-def validate(
-    model: nn.Module,
-    loss_fn: nn.Module,
-    images: list[np.ndarray],
-    labels: list[np.ndarray],
-    patch_size: int,
-    device: torch.device,
-    amp: bool,
-    tta: bool = False,
-) -> dict[str, float]:
-    """Full-slice validation: loss, and the ISBI metrics of the membrane map (with ``tta``,
-    averaged over the 8 flips/rotations, the way evaluate predicts)."""
-    model.eval()
-    probabilities = [
-        predict_membrane(model, image, patch_size, DEFAULT_NORMALIZATION, tta=tta, device=device, amp=amp) for image in images
+def validate(predictor: Predictor, loss_fn: nn.Module, images: list[np.ndarray], labels: list[np.ndarray]) -> dict[str, float]:
+    """Full-slice validation: the loss of the blended logits, and the ISBI metrics of the membrane map
+    (with the predictor's ``tta``, averaged over the 8 flips/rotations, the way evaluate predicts)."""
+    predictor.model.eval()
+    passes = [predictor.membrane_and_logits(image) for image in images]
+    predictor.model.train()
+    losses = [
+        float(loss_fn(logits, torch.from_numpy(membrane_target(label))[None, None]))
+        for (_, logits), label in zip(passes, labels)
     ]
-    model.train()
-    losses = []
-    for proba, label in zip(probabilities, labels):
-        p = torch.from_numpy(proba).clamp(_LOGIT_EPS, 1 - _LOGIT_EPS)
-        logits = torch.log(p) - torch.log1p(-p)
-        target = torch.from_numpy(membrane_target(label))
-        losses.append(float(loss_fn(logits[None, None], target[None, None])))
-    result = score(np.stack(labels), membrane_to_cell(np.stack(probabilities)))
+    result = score(np.stack(labels), membrane_to_cell(np.stack([proba for proba, _ in passes])))
     return {
         "loss": float(np.mean(losses)),
         "v_rand": result.v_rand,
@@ -105,13 +106,8 @@ def validate(
         "pixel_error": result.pixel_error,
         "dice": result.dice,
         # the V_rand threshold on the validation slices: `emseg predict` applies it by default
-        "threshold": result.threshold,
+        "threshold": result.v_rand_threshold,
     }
-
-
-def _set_lr(optimizer: torch.optim.Optimizer, lr: float) -> None:
-    for group in optimizer.param_groups:
-        group["lr"] = lr
 
 
 def run_fingerprint(data: TrainingData, model_params: ModelParams, params: TrainParams, seed: int) -> str:
@@ -139,58 +135,194 @@ class Progress:
     best_state: dict[str, torch.Tensor] = field(default_factory=dict)
 
 
-def save_checkpoint(
-    path: Path,
-    model: nn.Module,
-    optimizer: torch.optim.Optimizer,
-    scaler: torch.amp.GradScaler,
-    sampler: PatchSampler,
-    progress: Progress,
-    ema: nn.Module | None = None,
-) -> None:
-    """Everything to continue bit-for-bit: weights, optimiser, AMP scaler, RNG states, progress.
+@dataclass
+class _Window:
+    """The training losses and wall time since the last log line."""
 
-    Only tensors and plain values, so it loads with ``weights_only=True``.
+    loss: float = 0.0
+    count: int = 0
+    start: float = field(default_factory=time.perf_counter)
+
+    def add(self, loss: torch.Tensor) -> None:
+        self.loss += float(loss.detach())
+        self.count += 1
+
+
+class Trainer:
+    """One training run of ``model`` on ``sampler``'s patches, validated on ``data``'s validation slices.
+
+    ``ema`` (an ``AveragedModel``), when given, is what gets validated, kept and saved;
+    ``config`` describes the model for the saved file at ``model_path``; ``checkpoint``
+    is the resumable checkpoint's path (None: no checkpoints).
     """
-    payload = {
-        "model": model.state_dict(),
-        "ema": ema.state_dict() if ema is not None else {},
-        "optimizer": optimizer.state_dict(),
-        "scaler": scaler.state_dict(),
-        "sampler_rng": sampler.generator.get_state(),
-        "torch_rng": torch.get_rng_state(),
-        "cuda_rng": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else [],
-        "step": progress.step,
-        "best": progress.best,
-        "best_step": progress.best_step,
-        "best_state": progress.best_state,
-    }
-    with atomic_output(path) as tmp:
-        torch.save(payload, tmp)
 
+    def __init__(
+        self,
+        model: nn.Module,
+        loss_fn: nn.Module,
+        optimizer: torch.optim.Optimizer,
+        sampler: PatchSampler,
+        data: TrainingData,
+        params: TrainParams,
+        config: ModelConfig,
+        *,
+        logger: Logger | None = None,
+        device: torch.device,
+        model_path: Path,
+        ema: AveragedModel | None = None,
+        checkpoint: Path | None = None,
+        seed: int = 0,
+    ) -> None:
+        self.model, self.loss_fn, self.optimizer, self.sampler = model, loss_fn, optimizer, sampler
+        self.data, self.params, self.config, self.logger = data, params, config, logger
+        self.device, self.model_path, self.ema, self.checkpoint_path, self.seed = device, model_path, ema, checkpoint, seed
+        self.use_amp = uses_amp(device, params.amp, params.cpu_bf16)
+        self.scaler = torch.amp.GradScaler(device.type, enabled=self.use_amp and amp_dtype(device) == torch.float16)
+        self.progress = Progress()
+        self._window = _Window()
 
-def load_checkpoint(
-    path: Path,
-    model: nn.Module,
-    optimizer: torch.optim.Optimizer,
-    scaler: torch.amp.GradScaler,
-    sampler: PatchSampler,
-    ema: nn.Module | None = None,
-) -> Progress:
-    try:
-        payload = torch.load(path, map_location="cpu", weights_only=True)
-        model.load_state_dict(payload["model"])
-        optimizer.load_state_dict(payload["optimizer"])
-        if ema is not None:
-            ema.load_state_dict(payload["ema"])
-    except Exception as exc:
-        raise EmsegError(f"{path}: cannot resume from this checkpoint ({type(exc).__name__}); delete it to start afresh") from None
-    scaler.load_state_dict(payload["scaler"])
-    sampler.generator.set_state(payload["sampler_rng"])
-    torch.set_rng_state(payload["torch_rng"])
-    if payload["cuda_rng"] and torch.cuda.is_available():
-        torch.cuda.set_rng_state_all(payload["cuda_rng"])
-    return Progress(int(payload["step"]), dict(payload["best"]), int(payload["best_step"]), dict(payload["best_state"]))
+    @property
+    def evaluated(self) -> nn.Module:
+        """The weights that are validated, kept and saved: the EMA when there is one."""
+        return self.ema.module if self.ema is not None else self.model
+
+    def run(self) -> Progress:
+        """Train from ``progress.step`` to ``params.steps``; the best validation so far in the returned progress."""
+        if self.logger is None:
+            raise ValueError("Trainer.run needs a logger (dvclive's Live, or anything of the Logger protocol)")
+        self.model.train()
+        self._window = _Window()
+        for step in range(self.progress.step, self.params.steps):
+            self._window.add(self.train_step(step))
+            done = step + 1
+            if done % self.params.log_every == 0 or self._is_validation_step(done):
+                figures = self.training_figures(done)  # before validating: its time is not training time
+                self.log(done, figures, self.validate() if self._is_validation_step(done) else None)
+            if done % self.params.checkpoint_every == 0 and done < self.params.steps:
+                self.checkpoint(done)
+        self.logger.summary["best_step"] = self.progress.best_step
+        for name, value in self.progress.best.items():
+            self.logger.summary[f"best_val/{name}"] = value
+        return self.progress
+
+    def _is_validation_step(self, done: int) -> bool:
+        return done % self.params.val_every == 0 or done == self.params.steps
+
+    def learning_rate(self, step: int) -> float:
+        params = self.params
+        return params.lr * lr_factor(step, params.steps, params.schedule, params.warmup_steps)
+
+    def train_step(self, step: int) -> torch.Tensor:
+        """One optimiser step on a freshly sampled batch; returns the loss (a tensor, not yet synchronised)."""
+        for group in self.optimizer.param_groups:
+            group["lr"] = self.learning_rate(step)
+        x, y, pixel_weights = self.sampler.sample(self.params.batch_size)
+        x, y = x.to(self.device, non_blocking=True), y.to(self.device, non_blocking=True)
+        if pixel_weights is not None:
+            pixel_weights = pixel_weights.to(self.device, non_blocking=True)
+        self.optimizer.zero_grad(set_to_none=True)
+        with autocast(self.device, self.params.amp, self.params.cpu_bf16):
+            heads = self.model.forward_heads(x)
+        loss = supervised_loss(self.loss_fn, heads, y, pixel_weights)
+        self.scaler.scale(loss).backward()
+        self.scaler.step(self.optimizer)
+        self.scaler.update()
+        if self.ema is not None:
+            self.ema.update_parameters(self.model)
+        return loss
+
+    def validate(self) -> dict[str, float]:
+        """The validation metrics of :attr:`evaluated` (see :func:`validate`)."""
+        predictor = Predictor(self.evaluated, self.config, tta=self.params.val_tta, device=self.device, amp=self.params.amp)
+        return validate(predictor, self.loss_fn, self.data.val_images, self.data.val_labels)
+
+    def training_figures(self, done: int) -> dict[str, float]:
+        """Loss, learning rate and throughput of the steps since the last log line (and GPU memory on CUDA)."""
+        window = self._window
+        elapsed = time.perf_counter() - window.start
+        figures = {
+            "train/loss": window.loss / window.count,
+            "train/lr": self.learning_rate(done - 1),
+            "train/patches_per_s": window.count * self.params.batch_size / max(elapsed, 1e-9),
+        }
+        if self.device.type == "cuda":
+            figures["gpu/max_allocated_gib"] = torch.cuda.max_memory_allocated(self.device) / 2**30
+        return figures
+
+    def log(self, done: int, figures: dict[str, float], metrics: dict[str, float] | None = None) -> None:
+        """Log step ``done``'s training figures and validation ``metrics``; keep the model when it improved."""
+        self.logger.step = done
+        for name, value in figures.items():
+            self.logger.log_metric(name, value)
+        if metrics is not None:
+            for name, value in metrics.items():
+                self.logger.log_metric(f"val/{name}", value)
+            if metrics["v_rand"] > self.progress.best["v_rand"]:
+                self._keep(done, metrics)
+        self.logger.next_step()
+        self._window = _Window()
+
+    def _keep(self, done: int, metrics: dict[str, float]) -> None:
+        progress = self.progress
+        progress.best, progress.best_step = metrics, done
+        progress.best_state = {k: v.detach().cpu().clone() for k, v in self.evaluated.state_dict().items()}
+        save_model(self.model_path, self.evaluated, self.best_config())
+
+    def best_config(self) -> ModelConfig:
+        """The model file's config for the best model so far."""
+        config, progress = self.config, self.progress
+        config.val_threshold = progress.best.get("threshold")
+        config.info = {"step": progress.best_step, "val": progress.best, "steps": self.params.steps, "seed": self.seed}
+        return config
+
+    def checkpoint(self, done: int) -> None:
+        """Write the resumable checkpoint (if the trainer has a path for one) as of step ``done``."""
+        if self.checkpoint_path is None:
+            return
+        self.progress.step = done
+        with atomic_output(self.checkpoint_path) as tmp:
+            torch.save(self.state_dict(), tmp)
+
+    def state_dict(self) -> dict[str, Any]:
+        """Everything to continue bit-for-bit: weights, optimiser, AMP scaler, RNG states, progress.
+
+        Only tensors and plain values, so it loads with ``weights_only=True``.
+        """
+        progress = self.progress
+        return {
+            "model": self.model.state_dict(),
+            "ema": self.ema.state_dict() if self.ema is not None else {},
+            "optimizer": self.optimizer.state_dict(),
+            "scaler": self.scaler.state_dict(),
+            "sampler_rng": self.sampler.generator.get_state(),
+            "torch_rng": torch.get_rng_state(),
+            "cuda_rng": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else [],
+            "step": progress.step,
+            "best": progress.best,
+            "best_step": progress.best_step,
+            "best_state": progress.best_state,
+        }
+
+    def resume(self, path: Path) -> None:
+        """Continue from the checkpoint at ``path``; the best model so far is written to ``model_path`` again."""
+        try:
+            payload = torch.load(path, map_location="cpu", weights_only=True)
+            self.model.load_state_dict(payload["model"])
+            self.optimizer.load_state_dict(payload["optimizer"])
+            if self.ema is not None:
+                self.ema.load_state_dict(payload["ema"])
+        except Exception as exc:
+            raise EmsegError(f"{path}: cannot resume from this checkpoint ({type(exc).__name__}); delete it to start afresh") from None
+        self.scaler.load_state_dict(payload["scaler"])
+        self.sampler.generator.set_state(payload["sampler_rng"])
+        torch.set_rng_state(payload["torch_rng"])
+        if payload["cuda_rng"] and torch.cuda.is_available():
+            torch.cuda.set_rng_state_all(payload["cuda_rng"])
+        self.progress = Progress(int(payload["step"]), dict(payload["best"]), int(payload["best_step"]), dict(payload["best_state"]))
+        if self.progress.best_state:
+            best = build_network(self.config.arch, self.config.kwargs)
+            best.load_state_dict(self.progress.best_state)
+            save_model(self.model_path, best, self.best_config())
 
 
 def truncate_live_logs(live_dir: Path, step: int) -> None:
@@ -202,14 +334,32 @@ def truncate_live_logs(live_dir: Path, step: int) -> None:
             tmp.write_text("\n".join(kept) + "\n")
 
 
-def _with_weights(model: nn.Module, state: dict[str, torch.Tensor]) -> nn.Module:
-    model.load_state_dict(state)
-    return model
-
-
-def _best_config(config: ModelConfig, progress: Progress, params: TrainParams, seed: int) -> ModelConfig:
-    config.info = {"step": progress.best_step, "val": progress.best, "steps": params.steps, "seed": seed}
-    return config
+def build_trainer(
+    data: TrainingData, model_params: ModelParams, params: TrainParams, seed: int, model_path: Path, checkpoint: Path | None = None
+) -> Trainer:
+    """The parts of a training run made from params, seeded, in the order that fixes its random streams."""
+    device = select_device(params.device)
+    seed_everything(seed)
+    arch = model_params.arch
+    # the full argument set, defaults included, goes into the model file
+    kwargs = resolve_kwargs(arch, model_params.overrides())
+    model = build_network(arch, kwargs).to(device)
+    weights = None
+    if params.border_weight > 0:
+        weights = [border_weight_map(label, params.border_weight, params.border_sigma) for label in data.train_labels]
+    sampler = PatchSampler.from_arrays(data.train_images, data.train_labels, params.patch_size, params.random_dihedral, seed, weights)
+    loss_fn = build_loss(params.loss)
+    optimizer = build_optimizer(model, params)
+    config = ModelConfig(arch, kwargs, dict(DEFAULT_NORMALIZATION), params.patch_size)
+    # an exponential moving average of the weights: validated, kept and saved in place of
+    # the raw weights, it smooths the last steps' noise out of the membrane map
+    ema = None
+    if params.ema_decay > 0:
+        ema = AveragedModel(model, multi_avg_fn=get_ema_multi_avg_fn(params.ema_decay), use_buffers=True)
+    return Trainer(
+        model, loss_fn, optimizer, sampler, data, params, config,
+        device=device, model_path=Path(model_path), ema=ema, checkpoint=checkpoint, seed=seed,
+    )
 
 
 def train(
@@ -223,107 +373,29 @@ def train(
 ) -> dict[str, Any]:
     """Train, keep the best-validation model at ``model_path``; return a summary.
 
-    With ``checkpoint_dir``, a resumable checkpoint is written atomically every
+    dvclive writes its logs as training goes into a staging folder beside ``live_dir``
+    (watch it there), which replaces ``live_dir`` when training completes. With
+    ``checkpoint_dir``, a resumable checkpoint is written atomically every
     ``params.checkpoint_every`` steps and removed when training completes; a run with the
     same params, seed and data finds it and continues from it (when ``params.resume``).
     """
-    device = select_device(params.device)
     if params.threads:
         torch.set_num_threads(params.threads)
     keep_freed_memory()
-    seed_everything(seed)
-    arch = model_params.arch
-    # the full argument set, defaults included, goes into the model file
-    kwargs = resolve_kwargs(arch, model_params.kwargs_for(arch))
-    model = build_network(arch, kwargs).to(device)
-    weights = None
-    if params.border_weight > 0:
-        weights = [border_weight_map(label, params.border_weight, params.border_sigma) for label in data.train_labels]
-    sampler = PatchSampler.from_arrays(
-        data.train_images, data.train_labels, params.patch_size, params.random_dihedral, seed, weights
-    )
-    loss_fn = build_loss(params.loss)
-    optimizer = build_optimizer(model, params)
-    use_amp = uses_amp(device, params.amp, params.cpu_bf16)
-    scaler = torch.amp.GradScaler(device.type, enabled=use_amp and amp_dtype(device) == torch.float16)
-    config = ModelConfig(arch, kwargs, dict(DEFAULT_NORMALIZATION), params.patch_size)
-
-    # dvclive writes its logs as training goes; they live in a staging folder beside
-    # ``live_dir`` (watch it there) and replace ``live_dir`` only when training completes
-    final_live_dir = Path(live_dir)
-    live_dir = final_live_dir.with_name(f".{final_live_dir.name}.partial")
     checkpoint = None
     if checkpoint_dir is not None:
         checkpoint = Path(checkpoint_dir) / f"train-{run_fingerprint(data, model_params, params, seed)}.pt"
-    # an exponential moving average of the weights: validated, kept and saved in place of
-    # the raw weights, it smooths the last steps' noise out of the membrane map
-    ema = None
-    if params.ema_decay > 0:
-        ema = AveragedModel(model, multi_avg_fn=get_ema_multi_avg_fn(params.ema_decay), use_buffers=True)
-    evaluated = ema.module if ema is not None else model
-    progress = Progress()
     resuming = bool(checkpoint and params.resume and checkpoint.is_file())
-    if not resuming:
-        shutil.rmtree(live_dir, ignore_errors=True)
-    if resuming:
-        progress = load_checkpoint(checkpoint, model, optimizer, scaler, sampler, ema)
-        if progress.best_state:
-            save_model(model_path, _with_weights(build_network(arch, kwargs), progress.best_state), _best_config(config, progress, params, seed))
-        truncate_live_logs(live_dir, progress.step)
-        print(f"resuming training from step {progress.step} ({checkpoint})")
-    model.train()
-    with Live(dir=str(live_dir), resume=resuming, dvcyaml=None, save_dvc_exp=False, monitor_system=device.type == "cuda") as live:
-        live.log_params({"arch": arch, "parameters": count_parameters(model), "device": str(device), "amp": use_amp})
-        window_loss, window_count, window_start = 0.0, 0, time.perf_counter()
-        for step in range(progress.step, params.steps):
-            lr = params.lr * lr_factor(step, params.steps, params.schedule, params.warmup_steps)
-            _set_lr(optimizer, lr)
-            x, y, pixel_weights = sampler.sample(params.batch_size)
-            x, y = x.to(device, non_blocking=True), y.to(device, non_blocking=True)
-            if pixel_weights is not None:
-                pixel_weights = pixel_weights.to(device, non_blocking=True)
-            optimizer.zero_grad(set_to_none=True)
-            with autocast(device, params.amp, params.cpu_bf16):
-                heads = model.forward_heads(x)
-            loss = supervised_loss(loss_fn, heads, y, pixel_weights)
-            scaler.scale(loss).backward()
-            scaler.step(optimizer)
-            scaler.update()
-            if ema is not None:
-                ema.update_parameters(model)
-            window_loss += float(loss.detach())
-            window_count += 1
-
-            done = step + 1
-            is_val = done % params.val_every == 0 or done == params.steps
-            if done % params.log_every == 0 or is_val:
-                elapsed = time.perf_counter() - window_start
-                live.step = done
-                live.log_metric("train/loss", window_loss / window_count)
-                live.log_metric("train/lr", lr)
-                live.log_metric("train/patches_per_s", window_count * params.batch_size / max(elapsed, 1e-9))
-                if device.type == "cuda":
-                    live.log_metric("gpu/max_allocated_gib", torch.cuda.max_memory_allocated(device) / 2**30)
-                if is_val:
-                    metrics = validate(
-                        evaluated, loss_fn, data.val_images, data.val_labels, params.patch_size, device, params.amp, params.val_tta
-                    )
-                    for name, value in metrics.items():
-                        live.log_metric(f"val/{name}", value)
-                    if metrics["v_rand"] > progress.best["v_rand"]:
-                        progress.best, progress.best_step = metrics, done
-                        progress.best_state = {k: v.detach().cpu().clone() for k, v in evaluated.state_dict().items()}
-                        save_model(model_path, evaluated, _best_config(config, progress, params, seed))
-                live.next_step()
-                window_loss, window_count, window_start = 0.0, 0, time.perf_counter()
-            if checkpoint and (done % params.checkpoint_every == 0) and done < params.steps:
-                progress.step = done
-                save_checkpoint(checkpoint, model, optimizer, scaler, sampler, progress, ema)
-        live.summary["best_step"] = progress.best_step
-        for name, value in progress.best.items():
-            live.summary[f"best_val/{name}"] = value
-    shutil.rmtree(final_live_dir, ignore_errors=True)
-    os.replace(live_dir, final_live_dir)
+    trainer = build_trainer(data, model_params, params, seed, Path(model_path), checkpoint)
+    with staged_directory(live_dir, fresh=not resuming, keep_partial=True) as staging:
+        if resuming:
+            trainer.resume(checkpoint)
+            truncate_live_logs(staging, trainer.progress.step)
+            print(f"resuming training from step {trainer.progress.step} ({checkpoint})")
+        with Live(dir=str(staging), resume=resuming, dvcyaml=None, save_dvc_exp=False, monitor_system=trainer.device.type == "cuda") as live:
+            trainer.logger = live
+            live.log_params({"arch": model_params.arch, "parameters": count_parameters(trainer.model), "device": str(trainer.device), "amp": trainer.use_amp})
+            progress = trainer.run()
     if checkpoint:
         checkpoint.unlink(missing_ok=True)
-    return {"best_step": progress.best_step, "best_val": progress.best, "parameters": count_parameters(model), "device": str(device)}
+    return {"best_step": progress.best_step, "best_val": progress.best, "parameters": count_parameters(trainer.model), "device": str(trainer.device)}
