@@ -26,8 +26,6 @@ unlike the experiment's own log, is not skewed by whatever else ran beside it.
 from __future__ import annotations
 
 import argparse
-import csv
-import io
 import json
 import os
 import shlex
@@ -35,6 +33,8 @@ import subprocess
 import sys
 import tempfile
 from pathlib import Path
+
+from emseg.experiments import finished_experiments, training_seconds
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 COLUMNS = (
@@ -58,39 +58,6 @@ def _run(args: list[str]) -> str:
     return done.stdout
 
 
-def experiments_with_prefix(table: list[dict], prefix: str) -> dict[str, dict]:
-    """``{name: {"rev": commit, "data": exp data}}`` of the finished experiments named ``prefix*``."""
-    found: dict[str, dict] = {}
-    for baseline in table:
-        for exp in baseline.get("experiments") or []:
-            rev = exp["revs"][0]
-            name = exp.get("name") or rev.get("name") or ""
-            data = rev.get("data") or {}
-            # queued and running experiments show the workspace's metrics: not theirs
-            state = (exp.get("executor") or {}).get("state", "success")
-            evaluated = (data.get("metrics") or {}).get("metrics/evaluate.json", {}).get("data")
-            finished = state == "success" and data.get("rev") not in (None, "workspace") and not rev.get("error")
-            if name.startswith(prefix) and evaluated and finished:
-                found.setdefault(name, {"rev": rev["rev"], "data": data})
-    return found
-
-
-def training_seconds(tsv_text: str, batch_size: int) -> tuple[float, float]:
-    """Seconds spent in logged training windows, and the overall patches/s, from dvclive's
-    ``train/patches_per_s`` log (each row: the window's end step and its rate)."""
-    rows = list(csv.DictReader(io.StringIO(tsv_text), delimiter="\t"))
-    if not rows:
-        raise ValueError("empty patches_per_s log")
-    seconds, patches, previous = 0.0, 0, 0
-    for row in rows:
-        step, rate = int(row["step"]), float(row["patches_per_s"])
-        window = (step - previous) * batch_size
-        seconds += window / rate
-        patches += window
-        previous = step
-    return seconds, patches / seconds
-
-
 def inference_mpix_per_s(arch: str, threads: int) -> float:
     with tempfile.TemporaryDirectory() as tmp:
         out = Path(tmp) / "predict.json"
@@ -110,28 +77,26 @@ def step_seconds(arch: str, kwargs: dict, batch: int, patch: int, threads: int) 
 
 
 def _child_step(arch: str, kwargs: dict, batch: int, patch: int, threads: int) -> float:
+    """Median seconds of the trainer's own ``train_step`` (sampling, forward, backward, Adam, EMA) on synthetic slices."""
     import statistics
     import time
 
     import torch
 
-    from emseg.networks import build_network
-    from emseg.training.losses import build_loss, supervised_loss
+    from emseg.params import ModelParams, TrainParams
+    from emseg.synthetic import synthetic_stack
+    from emseg.training.trainer import TrainingData, build_trainer
 
     if threads:
         torch.set_num_threads(threads)
-    torch.manual_seed(0)
-    model = build_network(arch, kwargs)
-    optimizer = torch.optim.Adam(model.parameters(), lr=1e-3)
-    loss_fn = build_loss("dice_ce")
-    x = torch.randn(batch, 1, patch, patch)
-    y = (torch.rand(batch, 1, patch, patch) > 0.7).float()
+    images, labels = synthetic_stack(3, max(patch, 64), max(patch, 64))
+    data = TrainingData(list(images[:2]), list(labels[:2]), [images[2]], [labels[2]])
+    params = TrainParams(steps=7, batch_size=batch, patch_size=patch, device="cpu")
+    trainer = build_trainer(data, ModelParams(arch=arch, **{arch: kwargs}), params, 0, Path(tempfile.mkdtemp()) / "model.pt")
     times = []
-    for _ in range(7):
+    for step in range(7):
         start = time.perf_counter()
-        optimizer.zero_grad(set_to_none=True)
-        supervised_loss(loss_fn, model.forward_heads(x), y).backward()
-        optimizer.step()
+        float(trainer.train_step(step).detach())
         times.append(time.perf_counter() - start)
     return statistics.median(times[2:])
 
@@ -206,7 +171,7 @@ def main(argv: list[str] | None = None) -> int:
         parser.error("--prefix is required")
 
     sys.path.insert(0, str(REPO_ROOT))
-    found = experiments_with_prefix(json.loads(_run(["dvc", "exp", "show", "--json", "-A"])), args.prefix)
+    found = finished_experiments(json.loads(_run(["dvc", "exp", "show", "--json", "-A"])), args.prefix)
     if not found:
         raise SystemExit(f"arch_table: no finished experiment named {args.prefix}*")
     rows = [row_for(name, found[name], not args.no_speed, args.threads) for name in sorted(found)]

@@ -89,7 +89,7 @@ def main(argv: list[str] | None = None) -> int:
         f"median {statistics.median(times):.3f} s over {repeats} run(s) {[round(t, 3) for t in times]}"
     )
     print(
-        f"  V_rand {result.v_rand:.6f} (t={result.threshold:.3f})  V_info {result.v_info:.6f}  "
+        f"  V_rand {result.v_rand:.6f} (t={result.v_rand_threshold:.3f})  V_info {result.v_info:.6f}  "
         f"pixel error {result.pixel_error:.6f}"
     )
 

@@ -1,29 +1,29 @@
-"""Training step rate of the train stage's real loop against a bare PyTorch loop.
+"""Training step rate of the train stage's real loop against the same step on batches held in memory.
 
-The *real* loop is ``emseg.training.trainer.train`` itself: ``PatchSampler`` crops of the
-normalised slices, random dihedral augmentation on the fly, the LR schedule, the AMP
-switch, one loss sync per step and dvclive logging every ``--log-every`` steps.  The
-*bare* loop runs the same network (``build_network(arch)``), batch, patch size, loss
-(``build_loss``, on the main output only) and optimiser (Adam, same LR) on 8 batches that
-the same ``PatchSampler`` draws once, before timing, and that are kept in memory on the
-device and cycled: no sampling, no augmentation, no schedule, no logging.  Both report
-patches/s; their ratio (real / bare) says what the data path and the bookkeeping cost
-(the project's goal: >= 0.95, the data path never starves the model).
+Both loops are the trainer's own code (``emseg.training.trainer.build_trainer``, the
+same network, loss, optimiser, LR schedule, EMA and AMP switch, seeded alike). The
+*real* loop is ``Trainer.run``: ``PatchSampler`` crops of the normalised slices, random
+dihedral augmentation on the fly, one loss sync per step and dvclive logging every
+``--log-every`` steps, with a dvclive ``Live`` injected as the trainer's logger. The
+*bare* loop calls the same ``Trainer.train_step`` with the sampler replaced by 8 batches
+that the real sampler draws once, before timing, kept in memory on the device and
+cycled: no sampling, no augmentation, no logging. Both report patches/s; their ratio
+(real / bare) says what the data path and the bookkeeping cost (the project's goal:
+>= 0.95, the data path never starves the model).
 
 How the real loop is timed, without its validation: ``val_every`` = ``steps``, so
-validation runs once, after the last timed step.  ``train()`` is run with its dvclive
-``Live`` subclassed only to note ``time.perf_counter()`` whenever it logs
-``train/patches_per_s``; the first logging window is warm-up (first-call allocations,
-kernel selection) and is skipped, and the real rate is
+validation runs once, after the last timed step. The injected ``Live`` notes
+``time.perf_counter()`` whenever it logs ``train/patches_per_s``; the first logging
+window is warm-up (first-call allocations, kernel selection) and is skipped, and the
+real rate is
 
     (last logged step - first logged step) x batch / (time between those two log calls)
 
 Both time stamps sit at the same point of the loop, so this covers whole iterations
 *including* the dvclive logging of the windows in between, and excludes set-up and
-validation.  The rate ``train()`` itself logs (``<live>/plots/metrics/train/patches_per_s.tsv``)
-leaves logging out (its window clock restarts after ``live.next_step()``); it is reported
-too, as ``real_logged``.  The bare loop runs the same number of warm-up steps first, then
-times the same number of steps.
+validation. The rate the trainer itself logs leaves logging out (its window clock
+restarts after each log line); it is reported too, as ``real_logged``. The bare loop runs
+the same number of warm-up steps first, then times the same number of steps.
 
 The two are measured side by side, in one process, ``--repeats`` times, alternating
 (real, bare, then bare, real, ...) so that a drift of the machine's load hits both; the
@@ -73,32 +73,15 @@ M_TRIM_THRESHOLD, M_MMAP_THRESHOLD = -1, -3
 FAULTS_NOTE = 100  # minor page faults per step above which the two loops' fault rates are compared
 
 
-def synthetic_slices(n: int, size: int = 512, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
-    """EM-like uint8 slices and ISBI labels (255 cell, 0 membrane): Voronoi cells, 2-px borders."""
-    rng = np.random.default_rng(seed)
-    images, labels = [], []
-    yy, xx = np.mgrid[0:size, 0:size]
-    for _ in range(n):
-        centres = rng.uniform(0, size, size=(40, 2))
-        nearest = np.argmin((yy[..., None] - centres[:, 0]) ** 2 + (xx[..., None] - centres[:, 1]) ** 2, axis=-1)
-        border = np.zeros((size, size), bool)
-        border[:-1] |= nearest[:-1] != nearest[1:]
-        border[1:] |= nearest[1:] != nearest[:-1]
-        border[:, :-1] |= nearest[:, :-1] != nearest[:, 1:]
-        border[:, 1:] |= nearest[:, 1:] != nearest[:, :-1]
-        image = np.where(border, 0.25, 0.7) + rng.normal(0, 0.05, size=(size, size))
-        images.append(np.clip(image * 255, 0, 255).astype(np.uint8))
-        labels.append(np.where(border, 0, 255).astype(np.uint8))
-    return np.stack(images), np.stack(labels)
-
-
 def load_slices(folder: Path) -> tuple[np.ndarray, np.ndarray, str]:
     volume, labels = folder / "train-volume.tif", folder / "train-labels.tif"
     if volume.is_file() and labels.is_file():
         import tifffile
 
         return tifffile.imread(volume), tifffile.imread(labels), f"ISBI ({folder})"
-    images, labels = synthetic_slices(N_TRAIN_SLICES + 1)
+    from emseg.synthetic import synthetic_stack
+
+    images, labels = synthetic_stack(N_TRAIN_SLICES + 1, 512, 512, cells=40)
     return images, labels, "synthetic (ISBI slices not found)"
 
 
@@ -127,75 +110,70 @@ def _figure(s: dict, unit: str) -> dict:
     return {"value": s["median"], "min": s["min"], "max": s["max"], "unit": unit}
 
 
+class _CyclingBatches:
+    """A stand-in for the trainer's patch sampler: a few batches drawn once, then cycled (no sampling cost)."""
+
+    def __init__(self, batches: list[tuple]) -> None:
+        self.batches = batches
+        self.calls = 0
+
+    def sample(self, batch_size: int) -> tuple:
+        batch = self.batches[self.calls % len(self.batches)]
+        self.calls += 1
+        return batch
+
+
 def run_real(data, params, arch: str, seed: int, workdir: Path) -> dict:
-    """One ``train()`` run; the real rate between the first and the last logged window."""
-    import emseg.training.trainer as trainer
+    """One ``Trainer.run`` with dvclive's ``Live`` as its logger; the real rate between the first and the last logged window."""
+    from dvclive import Live
+
     from emseg.params import ModelParams
+    from emseg.training.trainer import build_trainer
 
     stamps: list[tuple[int, tuple[float, int, float]]] = []
+    logged: list[float] = []
 
-    class TimedLive(trainer.Live):
+    class TimedLive(Live):
         def log_metric(self, name, val, timestamp=False, plot=True):  # noqa: ANN001
             if name == "train/patches_per_s":
                 stamps.append((int(self.step), _counters()))
+                logged.append(float(val))
             return super().log_metric(name, val, timestamp, plot)
 
-    live_dir = workdir / "live"
-    original = trainer.Live
-    trainer.Live = TimedLive
-    try:
-        trainer.train(data, ModelParams(arch=arch), params, seed, workdir / "model.pt", live_dir)
-    finally:
-        trainer.Live = original
+    trainer = build_trainer(data, ModelParams(arch=arch), params, seed, workdir / "model.pt")
+    with TimedLive(dir=str(workdir / "live"), dvcyaml=None, save_dvc_exp=False) as live:
+        trainer.logger = live
+        trainer.run()
     (first_step, first), (last_step, last) = stamps[0], stamps[-1]
-    rows = (live_dir / "plots" / "metrics" / "train" / "patches_per_s.tsv").read_text().split("\n")[1:]
-    logged = [float(row.split("\t")[1]) for row in rows if row.strip()][1:]  # first window: warm-up
-    # the logged windows are equally long: their overall rate is the harmonic mean
-    return {**_rates(first, last, last_step - first_step, params.batch_size), "logged_patches_per_s": statistics.harmonic_mean(logged)}
+    # the logged windows after the first (warm-up) are equally long: their overall rate is the harmonic mean
+    return {**_rates(first, last, last_step - first_step, params.batch_size), "logged_patches_per_s": statistics.harmonic_mean(logged[1:])}
 
 
-def run_bare(images: np.ndarray, labels: np.ndarray, params, arch: str, seed: int, device) -> dict:
-    """The same network, loss and optimiser on batches held in memory: the model-only rate."""
+def run_bare(data, params, arch: str, seed: int, workdir: Path) -> dict:
+    """The same ``Trainer.train_step`` on batches held in memory on the device: the model-only rate."""
     import torch
 
-    from emseg.dataset import PatchSampler
-    from emseg.device import amp_dtype, autocast, uses_amp
-    from emseg.networks import build_network
-    from emseg.training.losses import build_loss
+    from emseg.params import ModelParams
+    from emseg.training.trainer import build_trainer
 
-    torch.manual_seed(seed)
+    trainer = build_trainer(data, ModelParams(arch=arch), params, seed, workdir / "model.pt")
     # a few batches drawn once by the real sampler (same crops, normalisation, flips), then cycled
-    sampler = PatchSampler.from_arrays(list(images), list(labels), params.patch_size, params.random_dihedral, seed)
-    batches = [tuple(t.to(device) for t in sampler.sample(params.batch_size)[:2]) for _ in range(8)]
-    model = build_network(arch).to(device).train()
-    loss_fn = build_loss(params.loss)
-    optimizer = torch.optim.Adam(model.parameters(), lr=params.lr)
-    use_amp = uses_amp(device, params.amp, params.cpu_bf16)
-    scaler = torch.amp.GradScaler(device.type, enabled=use_amp and amp_dtype(device) == torch.float16)
-
-    def step(i: int) -> torch.Tensor:
-        x, y = batches[i % len(batches)]
-        optimizer.zero_grad(set_to_none=True)
-        with autocast(device, params.amp, params.cpu_bf16):
-            out = model(x)
-        loss = loss_fn(out.float(), y)
-        scaler.scale(loss).backward()
-        scaler.step(optimizer)
-        scaler.update()
-        return loss
+    batches = [tuple(t.to(trainer.device) for t in trainer.sampler.sample(params.batch_size)[:2]) + (None,) for _ in range(8)]
+    trainer.sampler = _CyclingBatches(batches)
+    trainer.model.train()
 
     def sync() -> None:
-        if device.type == "cuda":
-            torch.cuda.synchronize(device)
+        if trainer.device.type == "cuda":
+            torch.cuda.synchronize(trainer.device)
 
     warmup = params.log_every
     timed = params.steps - warmup
-    for i in range(warmup):
-        step(i)
+    for step in range(warmup):
+        trainer.train_step(step)
     sync()
     start = _counters()
-    for i in range(timed):
-        loss = step(warmup + i)
+    for step in range(warmup, params.steps):
+        loss = trainer.train_step(step)
     sync()
     end = _counters()
     assert np.isfinite(float(loss.detach()))
@@ -286,7 +264,7 @@ def main(argv: list[str] | None = None) -> int:
                 if kind == "real":
                     real.append(run_real(data, params, args.arch, args.seed, Path(tmp) / f"real{r}"))
                 else:
-                    bare.append(run_bare(train_images, train_labels, params, args.arch, args.seed, device))
+                    bare.append(run_bare(data, params, args.arch, args.seed, Path(tmp) / f"bare{r}"))
             a, b = real[-1], bare[-1]
             print(
                 f"{r + 1:>6} {a['patches_per_s']:>9.2f} {a['logged_patches_per_s']:>10.2f} {b['patches_per_s']:>9.2f} "

@@ -1,62 +1,81 @@
-"""Shared fixtures: tiny synthetic EM-like stacks (Voronoi cells with dark membranes)."""
+"""Shared fixtures and helpers: tiny synthetic EM-like stacks, the tiny pipeline profile, a checkout copy."""
 
 from __future__ import annotations
 
-import importlib.util
+import os
+import shutil
+import subprocess
+import sys
 from pathlib import Path
-from types import ModuleType
 
 import numpy as np
 import pytest
 import tifffile
+import yaml
+
+from emseg.synthetic import TINY_PROFILE, synthetic_slice, synthetic_stack, write_isbi_like_source
+
+__all__ = ["ISBI_DIR", "REPO_ROOT", "TINY_PROFILE", "TINY_UNET", "copy_checkout", "merge", "run", "synthetic_slice", "synthetic_stack", "tif"]
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 ISBI_DIR = REPO_ROOT.parent / "shared" / "isbi2012"
 
-
-def load_benchmark(name: str) -> ModuleType:
-    """A script of benchmarks/ (not a package) as a module, e.g. ``load_benchmark("arch_table")``."""
-    spec = importlib.util.spec_from_file_location(f"_bench_{name}", REPO_ROOT / "benchmarks" / f"{name}.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
 #: a MONAI UNet small enough for unit tests (about 7 k parameters)
-TINY_UNET = {"channels": [4, 8, 16], "strides": [2, 2], "num_res_units": 1}
+TINY_UNET = TINY_PROFILE["model"]["unet"]
 
 
-def synthetic_slice(height: int, width: int, seed: int, cells: int = 12, dtype=np.uint8) -> tuple[np.ndarray, np.ndarray]:
-    """An EM-like image and its ISBI label (255 cell, 0 membrane): Voronoi cells, 2-px borders."""
-    rng = np.random.default_rng(seed)
-    centres = rng.uniform(0, 1, size=(cells, 2)) * (height, width)
-    yy, xx = np.mgrid[0:height, 0:width]
-    distances = (yy[..., None] - centres[:, 0]) ** 2 + (xx[..., None] - centres[:, 1]) ** 2
-    nearest = np.argmin(distances, axis=-1)
-    border = np.zeros((height, width), bool)
-    border[:-1] |= nearest[:-1] != nearest[1:]
-    border[1:] |= nearest[1:] != nearest[:-1]
-    border[:, :-1] |= nearest[:, :-1] != nearest[:, 1:]
-    label = np.where(border, 0, 255).astype(np.uint8)
-    top = np.iinfo(dtype).max
-    image = np.where(border, 0.25, 0.7) + rng.normal(0, 0.05, size=(height, width))
-    image = np.clip(image * top, 0, top).astype(dtype)
-    return image, label
+def tif(path: Path, array: np.ndarray, **kwargs) -> Path:
+    """Write ``array`` as a grey TIFF (its parent made) and return the path."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tifffile.imwrite(path, array, **{"photometric": "minisblack", **kwargs})
+    return path
 
 
-def synthetic_stack(n: int, height: int, width: int, seed: int = 0, dtype=np.uint8) -> tuple[np.ndarray, np.ndarray]:
-    pairs = [synthetic_slice(height, width, seed + i, dtype=dtype) for i in range(n)]
-    return np.stack([p[0] for p in pairs]), np.stack([p[1] for p in pairs])
+def merge(base: dict, extra: dict) -> dict:
+    """``base`` updated by ``extra``, nested mappings merged key by key."""
+    out = dict(base)
+    for key, value in extra.items():
+        out[key] = merge(base.get(key) or {}, value) if isinstance(value, dict) else value
+    return out
+
+
+def run(args: list[str], cwd: Path, check: bool = True) -> subprocess.CompletedProcess:
+    """Run a command with this interpreter's scripts (dvc, emseg) first on PATH."""
+    env = {**os.environ, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}"}
+    done = subprocess.run(args, cwd=cwd, env=env, capture_output=True, text=True)
+    if check:
+        assert done.returncode == 0, f"{' '.join(map(str, args))} failed:\n{done.stdout}\n{done.stderr}"
+    return done
+
+
+def copy_checkout(dest: Path, overrides: dict) -> Path:
+    """The working tree's tracked and untracked-but-not-ignored files, params overridden, as a fresh git repository.
+
+    Without the pipeline's committed results (``dvc.lock``, ``metrics/``, ``dvclive/``), so
+    that ``dvc repro`` there runs everything from nothing.
+    """
+    listed = subprocess.run(
+        ["git", "ls-files", "--cached", "--others", "--exclude-standard"], cwd=REPO_ROOT, capture_output=True, text=True, check=True
+    ).stdout.splitlines()
+    for name in listed:
+        source = REPO_ROOT / name
+        if source.is_file() and not name.startswith(("metrics/", "dvclive/")) and name != "dvc.lock":
+            (dest / name).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(source, dest / name)
+    params = merge(yaml.safe_load((REPO_ROOT / "params.yaml").read_text()), overrides)
+    (dest / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+    for args in (["git", "init", "-q"], ["git", "add", "-A"], ["git", "-c", "user.name=t", "-c", "user.email=t@t", "commit", "-qm", "copy"]):
+        subprocess.run(args, cwd=dest, capture_output=True, text=True, check=True)
+    return dest
 
 
 @pytest.fixture
 def isbi_like_source(tmp_path: Path) -> Path:
-    """A folder with train-volume/train-labels/test-volume TIFFs: 8 slices of 96x80."""
-    source = tmp_path / "source"
-    source.mkdir()
-    images, labels = synthetic_stack(8, 96, 80, seed=1)
-    test, _ = synthetic_stack(3, 96, 80, seed=100)
-    tifffile.imwrite(source / "train-volume.tif", images, photometric="minisblack")
-    tifffile.imwrite(source / "train-labels.tif", labels, photometric="minisblack")
-    tifffile.imwrite(source / "test-volume.tif", test, photometric="minisblack")
-    return source
+    """A folder with train-volume/train-labels/test-volume TIFFs: 8 slices of 96x80 (3 test)."""
+    return write_isbi_like_source(tmp_path / "source")
+
+
+@pytest.fixture
+def tiny_repo(tmp_path: Path, isbi_like_source: Path) -> Path:
+    """A copy of the checkout on the tiny profile and the synthetic source."""
+    return copy_checkout(tmp_path / "repo", merge(TINY_PROFILE, {"data": {"source": str(isbi_like_source)}}))

@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
-import subprocess
 import sys
 import time
 from pathlib import Path
@@ -12,26 +10,13 @@ from pathlib import Path
 import pytest
 import yaml
 
-from conftest import load_benchmark
+from conftest import run
 
 pytestmark = pytest.mark.e2e
 
 
-# one tiny profile and one repository copy for these tests and the pipeline benchmark
-_bench_pipeline = load_benchmark("bench_pipeline")
-TINY = _bench_pipeline.TINY
-
-
 def _run(args: list[str], cwd: Path) -> str:
-    env = {**os.environ, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}"}
-    done = subprocess.run(args, cwd=cwd, env=env, capture_output=True, text=True)
-    assert done.returncode == 0, f"{' '.join(args)} failed:\n{done.stdout}\n{done.stderr}"
-    return done.stdout
-
-
-@pytest.fixture
-def tiny_repo(tmp_path: Path, isbi_like_source: Path) -> Path:
-    return _bench_pipeline.copy_repo(tmp_path / "repo", {**TINY, "data": {"source": str(isbi_like_source)}})
+    return run(args, cwd).stdout
 
 
 def test_dvc_repro_then_noop_then_only_train_and_evaluate(tiny_repo: Path) -> None:
