@@ -8,8 +8,9 @@ import tifffile
 
 from emseg.evaluation.metrics import score
 from emseg.io import read_stack
+from emseg.layout import RAW_NAMES, png_folder
 from emseg.preprocessing.convert import convert
-from emseg.preprocessing.fetch import RAW_NAMES, fetch, sha256_of
+from emseg.preprocessing.fetch import fetch, sha256_of
 
 from conftest import ISBI_DIR
 
@@ -24,10 +25,10 @@ SHA256 = {
 def test_fetch_and_convert_the_isbi_stacks_losslessly(tmp_path: Path) -> None:
     info = fetch(str(ISBI_DIR), tmp_path / "raw", dict(RAW_NAMES), SHA256)
     assert info["train_images"].shape == (30, 512, 512) and info["test_images"].shape == (30, 512, 512)
-    counts = convert(tmp_path / "raw", tmp_path / "png", RAW_NAMES)
+    counts = convert(tmp_path / "raw", tmp_path / "png")
     assert counts == {"train/images": 30, "train/labels": 30, "test/images": 30}
     original = tifffile.imread(ISBI_DIR / "train-volume.tif")
-    np.testing.assert_array_equal(read_stack(tmp_path / "png" / "train" / "images"), original)
+    np.testing.assert_array_equal(read_stack(png_folder(tmp_path / "png", "train_images")), original)
     assert sha256_of(tmp_path / "raw" / "train-labels.tif") == SHA256["train-labels.tif"]
 
 
