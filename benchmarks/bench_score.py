@@ -38,13 +38,14 @@ def make_proposal(labels: np.ndarray, seed: int = 0, sigma: float = 1.5, noise: 
     return np.clip(noisy, 0.0, 1.0).astype(np.float32)
 
 
-def timed(func, repeats: int) -> list[float]:
-    times = []
+def timed_score(score, labels: np.ndarray, proba: np.ndarray, workers: int | None, repeats: int):  # noqa: ANN001
+    """The score of ``proba`` and the wall time of each of ``repeats`` calls."""
+    times, result = [], None
     for _ in range(repeats):
         t0 = time.perf_counter()
-        func()
+        result = score(labels, proba, workers=workers)
         times.append(time.perf_counter() - t0)
-    return times
+    return result, times
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -74,14 +75,7 @@ def main(argv: list[str] | None = None) -> int:
     metrics.score(labels[:1, :64, :64], proba[:1, :64, :64], workers=1)
     t_first = time.perf_counter() - t0
 
-    result = None
-
-    def run_stack() -> None:
-        nonlocal result
-        result = metrics.score(labels, proba, workers=args.workers)
-
-    times = timed(run_stack, repeats)
-    assert result is not None
+    result, times = timed_score(metrics.score, labels, proba, args.workers, repeats)
     n, h, w = labels.shape
     print(f"import: {t_import:.2f} s; numba compile/cache load (first call): {t_first:.2f} s")
     print(
@@ -96,14 +90,7 @@ def main(argv: list[str] | None = None) -> int:
     tiles = [labels[i % n] for i in range(16)]
     big_labels = np.block([[tiles[r * 4 + c] for c in range(4)] for r in range(4)])[np.newaxis]
     big_proba = make_proposal(big_labels, seed=1)
-    big_result = None
-
-    def run_big() -> None:
-        nonlocal big_result
-        big_result = metrics.score(big_labels, big_proba, workers=args.workers)
-
-    times_big = timed(run_big, repeats)
-    assert big_result is not None
+    big_result, times_big = timed_score(metrics.score, big_labels, big_proba, args.workers, repeats)
     print(
         f"one {big_labels.shape[1]}x{big_labels.shape[2]} slice, {len(metrics.ISBI_THRESHOLDS)} thresholds: "
         f"median {statistics.median(times_big):.3f} s over {repeats} run(s)"

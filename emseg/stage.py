@@ -10,8 +10,30 @@ from emseg.errors import run_with_clean_errors
 from emseg.params import DEFAULT_PARAMS_FILE, Params, load_params
 
 
-def stage_parser(name: str, description: str) -> argparse.ArgumentParser:
+#: the paths dvc.yaml hands the stage scripts, by option name; ``--out`` is each stage's own output
+PATHS = {
+    "raw": "folder of the fetched stacks",
+    "png": "folder of the converted PNG slices",
+    "split": "split JSON",
+    "augmented": "folder of augmented training slices",
+    "model": "model file",
+    "live": "dvclive output folder",
+    "checkpoints": "folder for resumable checkpoints (not a DVC output)",
+    "metrics": "metrics JSON to write",
+    "plots": "folder for plot data and overlay images",
+    "eval": "folder for the scored and predicted stacks",
+    "preview": "preview grid PNG to write",
+}
+
+
+def stage_parser(name: str, description: str, *paths: str, out: str | None = None) -> argparse.ArgumentParser:
+    """The parser of ``stages/<name>.py``: the required ``paths`` (keys of :data:`PATHS`), ``--out`` when
+    the stage says what it writes there, ``--params`` and ``--debug``."""
     parser = argparse.ArgumentParser(prog=f"stages/{name}.py", description=description)
+    for path in paths:
+        parser.add_argument(f"--{path}", required=True, help=PATHS[path])
+    if out is not None:
+        parser.add_argument("--out", required=True, help=out)
     parser.add_argument("--params", default=DEFAULT_PARAMS_FILE, help="params file (default: %(default)s)")
     parser.add_argument("--debug", action="store_true", help="show the full traceback on errors")
     return parser

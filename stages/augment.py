@@ -6,11 +6,7 @@ from emseg.io import staged_directory
 from emseg.preprocessing.split import read_split
 from emseg.stage import run_stage, stage_parser
 
-parser = stage_parser("augment", __doc__)
-parser.add_argument("--png", required=True, help="folder of the converted PNG slices")
-parser.add_argument("--split", required=True, help="split JSON")
-parser.add_argument("--out", required=True, help="folder for the augmented slices")
-parser.add_argument("--preview", required=True, help="preview grid PNG to write")
+parser = stage_parser("augment", __doc__, "png", "split", "preview", out="folder for the augmented slices")
 
 
 def body(args, params):

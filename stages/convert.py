@@ -3,9 +3,7 @@
 from emseg.preprocessing.convert import convert
 from emseg.stage import run_stage, stage_parser
 
-parser = stage_parser("convert", __doc__)
-parser.add_argument("--raw", required=True, help="folder of the fetched stacks")
-parser.add_argument("--out", required=True, help="folder for the PNG slices")
+parser = stage_parser("convert", __doc__, "raw", out="folder for the PNG slices")
 
 
 def body(args, params):

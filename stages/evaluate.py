@@ -8,13 +8,7 @@ from emseg.model_file import load_model
 from emseg.preprocessing.split import read_split
 from emseg.stage import run_stage, stage_parser
 
-parser = stage_parser("evaluate", __doc__)
-parser.add_argument("--png", required=True, help="folder of the converted PNG slices")
-parser.add_argument("--split", required=True, help="split JSON")
-parser.add_argument("--model", required=True, help="trained model file")
-parser.add_argument("--metrics", required=True, help="metrics JSON to write")
-parser.add_argument("--plots", required=True, help="folder for plot data and overlay images")
-parser.add_argument("--eval", required=True, help="folder for the scored and predicted stacks")
+parser = stage_parser("evaluate", __doc__, "png", "split", "model", "metrics", "plots", "eval")
 
 
 def body(args, params):

@@ -3,8 +3,7 @@
 from emseg.preprocessing.fetch import fetch
 from emseg.stage import run_stage, stage_parser
 
-parser = stage_parser("fetch", __doc__)
-parser.add_argument("--out", required=True, help="folder for the raw stacks")
+parser = stage_parser("fetch", __doc__, out="folder for the raw stacks")
 
 
 def body(args, params):

@@ -5,9 +5,7 @@ from emseg.io import write_json
 from emseg.preprocessing.split import make_split
 from emseg.stage import run_stage, stage_parser
 
-parser = stage_parser("split", __doc__)
-parser.add_argument("--png", required=True, help="folder of the converted PNG slices")
-parser.add_argument("--out", required=True, help="the split JSON file to write")
+parser = stage_parser("split", __doc__, "png", out="the split JSON file to write")
 
 
 def body(args, params):

@@ -7,13 +7,7 @@ from emseg.preprocessing.split import read_split
 from emseg.stage import run_stage, stage_parser
 from emseg.training.trainer import TrainingData, train
 
-parser = stage_parser("train", __doc__)
-parser.add_argument("--png", required=True, help="folder of the converted PNG slices")
-parser.add_argument("--split", required=True, help="split JSON")
-parser.add_argument("--augmented", required=True, help="folder of augmented training slices")
-parser.add_argument("--model", required=True, help="model file to write")
-parser.add_argument("--live", required=True, help="dvclive output folder")
-parser.add_argument("--checkpoints", required=True, help="folder for resumable checkpoints (not a DVC output)")
+parser = stage_parser("train", __doc__, "png", "split", "augmented", "model", "live", "checkpoints")
 
 
 def body(args, params):

@@ -141,8 +141,8 @@ def _contingency(c1: np.ndarray, c2: np.ndarray) -> tuple[float, list[list[float
     return n, pij
 
 
-def _java_rand_f(c1: np.ndarray, c2: np.ndarray) -> float:
-    """RandError.getForegroundRestrictedRandIndexStatsN2(cluster1, cluster2).fScore"""
+def _marginals(c1: np.ndarray, c2: np.ndarray) -> tuple[float, list[list[float]], list[float], list[float], float]:
+    """The foreground-restricted marginals both Java scores start from: n, p_ij, a_i, b_j and the singletons' mass."""
     n, pij = _contingency(c1, c2)
     na, nb = len(pij), len(pij[0])
     ai = [0.0] * na
@@ -154,6 +154,13 @@ def _java_rand_f(c1: np.ndarray, c2: np.ndarray) -> float:
         for i in range(1, na):
             bj[j] += pij[i][j]
     aux = sum(pij[i][0] for i in range(1, na))
+    return n, pij, ai, bj, aux
+
+
+def _java_rand_f(c1: np.ndarray, c2: np.ndarray) -> float:
+    """RandError.getForegroundRestrictedRandIndexStatsN2(cluster1, cluster2).fScore"""
+    n, pij, ai, bj, aux = _marginals(c1, c2)
+    na, nb = len(pij), len(pij[0])
     sum_a2 = sum(a * a for a in ai)
     sum_b2 = sum(b * b for b in bj) + _jdiv(aux, n)
     sum_ab2 = sum(pij[i][j] ** 2 for i in range(1, na) for j in range(1, nb)) + _jdiv(aux, n)
@@ -166,17 +173,8 @@ def _java_rand_f(c1: np.ndarray, c2: np.ndarray) -> float:
 
 def _java_info_f(c1: np.ndarray, c2: np.ndarray) -> float:
     """VariationOfInformation.foregroundRestrictedFscore(cluster1, cluster2)"""
-    n, pij = _contingency(c1, c2)
+    n, pij, ai, bj, aux = _marginals(c1, c2)
     na, nb = len(pij), len(pij[0])
-    ai = [0.0] * na
-    for i in range(1, na):
-        for j in range(nb):
-            ai[i] += pij[i][j]
-    bj = [0.0] * nb
-    for j in range(1, nb):
-        for i in range(1, na):
-            bj[j] += pij[i][j]
-    aux = sum(pij[i][0] for i in range(1, na))
     sum_a = sum(a * _jlog(a) for a in ai if a != 0)
     sum_b = sum(b * _jlog(b) for b in bj if b != 0) - _jmul(aux, _jlog(n))
     sum_ab = sum(pij[i][j] * _jlog(pij[i][j]) for i in range(1, na) for j in range(1, nb) if pij[i][j] != 0)

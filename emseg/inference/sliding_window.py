@@ -9,6 +9,7 @@ the number of variants.
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import Any
 
 import numpy as np
 import torch
@@ -134,18 +135,11 @@ def predict_membrane(
 
 
 @torch.inference_mode()
-def predict_membrane_and_logits(
-    model: nn.Module,
-    image: np.ndarray,
-    patch_size: int,
-    normalization: dict | None = None,
-    overlap: float = OVERLAP,
-    tta: bool = False,
-    batch_size: int = TILE_BATCH,
-    device: torch.device | str = "cpu",
-    amp: bool = True,
-) -> tuple[np.ndarray, torch.Tensor]:
-    """:func:`predict_membrane`'s map, and the blended logits (1, 1, H, W) of the same pass, for a loss."""
-    predictor = TilePredictor(model, tta, amp, logits=True)
-    proba, logits = _sliding_window(predictor, image, patch_size, normalization, overlap, batch_size, torch.device(device))
+def predict_membrane_and_logits(model: nn.Module, image: np.ndarray, patch_size: int, **settings: Any) -> tuple[np.ndarray, torch.Tensor]:
+    """:func:`predict_membrane`'s map (same ``settings``), and the blended logits (1, 1, H, W) of the same pass, for a loss."""
+    window = {"normalization": None, "overlap": OVERLAP, "tta": False, "batch_size": TILE_BATCH, "device": "cpu", "amp": True, **settings}
+    predictor = TilePredictor(model, window["tta"], window["amp"], logits=True)
+    proba, logits = _sliding_window(
+        predictor, image, patch_size, window["normalization"], window["overlap"], window["batch_size"], torch.device(window["device"])
+    )
     return _membrane_map(proba), logits
