@@ -12,3 +12,7 @@ OVERLAP = 0.5
 TILE_BATCH = 4
 #: cell/membrane threshold of a model file that carries no validated one
 FALLBACK_THRESHOLD = 0.5
+#: contiguous slices a bootstrap resamples together: serial sections 50 nm apart are correlated
+BLOCK_SLICES = 3
+#: the confidence level of intervals
+CONFIDENCE = 0.95

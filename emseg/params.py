@@ -191,6 +191,24 @@ class EvaluateParams(_Block):
     threads: int = Field(0, ge=0, description="torch CPU threads and scoring workers; 0 = all cores")
 
 
+class CVParams(_Block):
+    """The cross-validation pipeline (cv/dvc.yaml): folds of contiguous test blocks that test every labelled slice once."""
+
+    folds: list[int] = Field([0, 1, 2, 3, 4], description="the folds, 0..n-1 (a list: DVC's foreach runs one stage per entry)")
+    guard: int = Field(1, ge=0, description="slices on each side of a test block kept out of its training and validation")
+    val_size: int = Field(3, ge=1, description="slices of each fold's validation block")
+    block: int = Field(defaults.BLOCK_SLICES, ge=1, description="contiguous slices resampled together by the bootstrap")
+    confidence: float = Field(defaults.CONFIDENCE, gt=0.0, lt=1.0, description="confidence level of the intervals")
+    resamples: int = Field(9999, ge=100, description="bootstrap resamples")
+
+    @field_validator("folds")
+    @classmethod
+    def _folds_count_from_zero(cls, value: list[int]) -> list[int]:
+        if value != list(range(len(value))) or len(value) < 2:
+            raise ValueError(f"{value} must be the fold numbers 0, 1, ..., n-1 of at least 2 folds")
+        return value
+
+
 class Params(_Block):
     base: BaseParams = BaseParams()
     data: DataParams = DataParams()
@@ -199,6 +217,7 @@ class Params(_Block):
     model: ModelParams = ModelParams()  # type: ignore[valid-type]
     train: TrainParams = TrainParams()
     evaluate: EvaluateParams = EvaluateParams()
+    cv: CVParams = CVParams()
 
 
 def _format_error(path: Path, exc: ValidationError) -> str:

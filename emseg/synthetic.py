@@ -27,6 +27,7 @@ TINY_PROFILE: dict[str, Any] = {
     },
     "train": {"steps": 4, "batch_size": 2, "patch_size": 32, "val_every": 2, "log_every": 2},
     "evaluate": {"tta": False, "overlays": 1, "pr_points": 20},
+    "cv": {"folds": [0, 1], "val_size": 1, "resamples": 200},
 }
 
 

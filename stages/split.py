@@ -1,17 +1,24 @@
-"""Stage split: train / validation / test lists of the labelled slices, seeded."""
+"""Stage split: train / validation / test lists of the labelled slices, seeded (with --fold: a cross-validation fold's)."""
 
 from emseg.dataset import count_labelled
 from emseg.io import write_json
-from emseg.preprocessing.split import make_split
+from emseg.preprocessing.split import cv_split, make_split
 from emseg.stage import run_stage, stage_parser
 
 parser = stage_parser("split", __doc__, "png", out="the split JSON file to write")
+parser.add_argument("--fold", type=int, help="the cross-validation fold of params cv to write (cv/dvc.yaml)")
 
 
 def body(args, params):
-    parts = make_split(count_labelled(args.png), params.split, params.base.seed)
-    write_json(args.out, {"strategy": params.split.strategy, "seed": params.base.seed, **parts})
-    print(", ".join(f"{name}: {len(ids)} slices {ids[0]}..{ids[-1]}" for name, ids in parts.items()))
+    n_slices = count_labelled(args.png)
+    if args.fold is None:
+        parts = make_split(n_slices, params.split, params.base.seed)
+        header = {"strategy": params.split.strategy, "seed": params.base.seed}
+    else:
+        parts = cv_split(n_slices, params.cv, args.fold)
+        header = {"strategy": "cv", "fold": args.fold, "folds": len(params.cv.folds)}
+    write_json(args.out, {**header, **parts})
+    print(", ".join(f"{name}: {len(ids)} slices {ids[0]}..{ids[-1]}" for name, ids in parts.items() if ids))
 
 
 if __name__ == "__main__":

@@ -395,6 +395,11 @@ BESPOKE: list[Bespoke] = [
     # stages/split.py
     Bespoke("split-too_large", "split", "split larger than the data (split.test_size: 8 of 8 slices)",
             with_params({"split": {"test_size": SLICES}}), r"split.*test_size 8"),
+    Bespoke("split-cv_layout_too_large", "split", "a fold layout the data cannot hold (cv.val_size: 6 beside 4-slice test blocks)",
+            with_params({"cv": {"val_size": 6}}),
+            r"params cv: 8 labelled slices cannot hold 2 test blocks, each with 1 guard", args=("--fold", "0")),
+    Bespoke("split-cv_unknown_fold", "split", "--fold that params cv.folds does not list",
+            nothing, r"params cv\.folds: fold 7 is not one of \[0, 1\]", args=("--fold", "7")),
     # stages/train.py
     Bespoke("train-missing_augmented", "train", "augmented folder missing",
             removed("data/augmented"), r"data/augmented: augmented slices folder not found"),

@@ -4,7 +4,14 @@ Adjacent serial sections are strongly correlated, so the default ``contiguous``
 strategy holds out blocks of neighbouring slices: test = the last ``test_size`` slices,
 validation = the block just before them, train = the rest. ``random`` shuffles (seeded);
 ``kfold`` keeps the contiguous test block and rotates a contiguous validation fold
-(``fold`` of ``n_folds``) through the remaining slices, for cross-validation.
+(``fold`` of ``n_folds``) through the remaining slices.
+
+:func:`cv_split` is the cross-validation pipeline's layout (``params.yaml: cv``): fold
+``k`` of ``n`` tests the ``k``-th of ``n`` contiguous blocks, so that the folds together
+test every labelled slice exactly once; ``guard`` slices on each side of the test block
+are used by nothing (they are too close to it to be independent of it), the validation
+block is the ``val_size`` slices next to the far side of a guard, and the training set
+is everything else.
 """
 
 from __future__ import annotations
@@ -14,7 +21,7 @@ from sklearn.model_selection import KFold, train_test_split
 
 from emseg.errors import EmsegError
 from emseg.io import read_json
-from emseg.params import SplitParams
+from emseg.params import CVParams, SplitParams
 
 
 def make_split(n_slices: int, params: SplitParams, seed: int) -> dict[str, list[int]]:
@@ -35,6 +42,32 @@ def make_split(n_slices: int, params: SplitParams, seed: int) -> dict[str, list[
     else:
         train, val = train_test_split(rest, test_size=val_size, shuffle=shuffle, random_state=seed if shuffle else None)
     return {name: sorted(int(i) for i in part) for name, part in (("train", train), ("val", val), ("test", test))}
+
+
+def cv_split(n_slices: int, params: CVParams, fold: int) -> dict[str, list[int]]:
+    """``{"train", "val", "test", "guard"}`` slice indices of cross-validation fold ``fold``, each sorted."""
+    n_folds = len(params.folds)
+    if fold not in params.folds:
+        raise EmsegError(f"params cv.folds: fold {fold} is not one of {params.folds}")
+    smallest_test = n_slices // n_folds
+    needed = 2 * params.guard + params.val_size + 1  # around the largest test block: guards, validation, training
+    if smallest_test < 1 or n_slices - (-(-n_slices // n_folds)) < needed:
+        raise EmsegError(
+            f"params cv: {n_slices} labelled slices cannot hold {n_folds} test blocks, each with {params.guard} guard "
+            f"slice(s) per side, a validation block of {params.val_size} and a training set"
+        )
+    blocks = np.array_split(np.arange(n_slices), n_folds)
+    test = blocks[fold]
+    first, last = int(test[0]), int(test[-1])
+    guard = [i for i in range(first - params.guard, last + params.guard + 1) if 0 <= i < n_slices and not first <= i <= last]
+    after = list(range(last + params.guard + 1, last + params.guard + 1 + params.val_size))
+    before = list(range(first - params.guard - params.val_size, first - params.guard))
+    val = after if after[-1] < n_slices else before
+    if val[0] < 0:
+        raise EmsegError(f"params cv: fold {fold} (test slices {first}-{last}) has no room for a validation block of {params.val_size}")
+    used = set(test.tolist()) | set(guard) | set(val)
+    train = [i for i in range(n_slices) if i not in used]
+    return {"train": train, "val": sorted(val), "test": test.tolist(), "guard": guard}
 
 
 def read_split(path: str) -> dict[str, list[int]]:
