@@ -9,6 +9,7 @@ from emseg.preprocessing.split import read_split
 from emseg.stage import run_stage, stage_parser
 
 parser = stage_parser("evaluate", __doc__, "png", "split", "model", "metrics", "plots", "eval")
+parser.add_argument("--labelled-only", action="store_true", help="score the labelled test slices only, no test-volume map (cv/dvc.yaml)")
 
 
 def body(args, params):
@@ -18,8 +19,10 @@ def body(args, params):
     test_ids = read_split(args.split)["test"]
     images, labels = read_labelled(args.png, test_ids)
     predictor = Predictor.from_params(model, config, settings, device)
-    metrics = evaluate(predictor, images, labels, test_ids, read_unlabelled(args.png), args.metrics, args.plots, args.eval, settings)
-    print("  ".join(f"{key} {metrics[key]:.4f}" for key in ("v_rand", "v_info", "pixel_error", "dice", "iou", "threshold")))
+    unlabelled = None if args.labelled_only else read_unlabelled(args.png)
+    metrics = evaluate(predictor, images, labels, test_ids, unlabelled, args.metrics, args.plots, args.eval, settings)
+    shown = ("v_rand", "v_info", "pixel_error", "threshold", "v_rand_at_val_threshold", "val_threshold")
+    print("  ".join(f"{key} {metrics[key]:.4f}" for key in shown))
 
 
 if __name__ == "__main__":

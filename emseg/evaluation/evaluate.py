@@ -24,8 +24,19 @@ from emseg.params import EvaluateParams
 from emseg.visualization import MEMBRANE_RGB, PREDICTION_RGB, grey_rgb, side_by_side, tint, write_rgb_png
 
 
-def summary(result: ScoreResult, n_slices: int, tta: bool) -> dict[str, Any]:
-    """The scalar metrics of ``metrics/evaluate.json``; ``threshold`` is where the challenge's V_rand was best."""
+#: the scores also taken at the model's validated threshold, under these names + AT_VAL_THRESHOLD
+VALIDATED_KEYS = ("v_rand", "v_info", "pixel_error")
+AT_VAL_THRESHOLD = "_at_val_threshold"
+
+
+def summary(result: ScoreResult, at_validated: ScoreResult, n_slices: int, tta: bool) -> dict[str, Any]:
+    """The scalar metrics of ``metrics/evaluate.json``.
+
+    Two scores named apart: ``v_rand`` etc. are the challenge's, the best over its 11
+    thresholds of the scored slices themselves (``threshold`` is where V_rand was best);
+    ``v_rand_at_val_threshold`` etc. are taken at ``val_threshold``, the one the model's
+    own validation slices chose: the figure a user of the model gets.
+    """
     return {
         "v_rand": result.v_rand,
         "v_info": result.v_info,
@@ -38,14 +49,18 @@ def summary(result: ScoreResult, n_slices: int, tta: bool) -> dict[str, Any]:
         "pixel_error_threshold": result.pixel_error_threshold,
         "test_slices": n_slices,
         "tta": tta,
+        "val_threshold": at_validated.v_rand_threshold,
+        **{f"{key}{AT_VAL_THRESHOLD}": getattr(at_validated, key) for key in VALIDATED_KEYS},
     }
 
 
-def per_slice_rows(result: ScoreResult, slice_ids: list[int]) -> list[dict[str, float]]:
+def per_slice_rows(result: ScoreResult, at_validated: ScoreResult, slice_ids: list[int]) -> list[dict[str, float]]:
+    """One row per scored slice: its scores at the challenge's threshold, then at the validated one."""
     rows = []
     for position, slice_id in enumerate(slice_ids):
         row: dict[str, float] = {"slice": slice_id}
         row.update({name: float(values[position]) for name, values in result.per_slice.items()})
+        row.update({f"{key}{AT_VAL_THRESHOLD}": float(at_validated.per_slice[key][position]) for key in VALIDATED_KEYS})
         rows.append(row)
     return rows
 
@@ -81,7 +96,7 @@ def evaluate(
     test_images: list[np.ndarray],
     test_labels: list[np.ndarray],
     test_ids: list[int],
-    unlabelled_images: list[np.ndarray],
+    unlabelled_images: list[np.ndarray] | None,
     metrics_path: str | os.PathLike[str],
     plots_dir: str | os.PathLike[str],
     eval_dir: str | os.PathLike[str],
@@ -91,7 +106,8 @@ def evaluate(
 
     ``params`` gives the threads (torch CPU threads and scoring workers, 0 = all cores),
     the number of overlay panels and of precision-recall points; the predictor was made
-    from the same block.
+    from the same block. ``unlabelled_images`` None: no test-volume map (cross-validation
+    folds score their labelled test block only).
     """
     plots, out = Path(plots_dir), Path(eval_dir)
     threads = params.threads
@@ -100,17 +116,20 @@ def evaluate(
     labels = np.stack(test_labels)
     cell_proba = predictor.cell_stack(test_images)
     result = score(labels, cell_proba, workers=threads or None)
+    val_threshold, _ = predictor.config.threshold()
+    at_validated = score(labels, cell_proba, [val_threshold], workers=threads or None)
     write_tiff(out / EVAL_NAMES["labels"], labels)
     write_tiff(out / EVAL_NAMES["proba"], cell_proba)
-    write_tiff(out / EVAL_NAMES["volume_proba"], predictor.cell_stack(unlabelled_images))
+    if unlabelled_images is not None:
+        write_tiff(out / EVAL_NAMES["volume_proba"], predictor.cell_stack(unlabelled_images))
 
-    write_json(plots / "per_slice.json", per_slice_rows(result, test_ids))
+    write_json(plots / "per_slice.json", per_slice_rows(result, at_validated, test_ids))
     write_json(plots / "thresholds.json", threshold_rows(result))
     write_json(plots / "pr_curve.json", pr_curve_rows(labels, cell_proba, params.pr_points))
     for position in range(min(params.overlays, len(test_ids))):
         panel = overlay_panel(test_images[position], labels[position], cell_proba[position], result.v_rand_threshold)
         write_rgb_png(plots / "overlays" / slice_name(test_ids[position]), panel)
 
-    metrics = summary(result, len(test_ids), predictor.tta)
+    metrics = summary(result, at_validated, len(test_ids), predictor.tta)
     write_json(metrics_path, metrics)
     return metrics

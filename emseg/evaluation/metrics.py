@@ -382,6 +382,7 @@ _PER_SLICE_KEYS = (
     "pixel_error_plain",
     "dice",
     "iou",
+    "pixel_error",
 )
 
 
@@ -543,6 +544,7 @@ def _per_slice_scores(stats: np.ndarray) -> dict[str, np.ndarray]:
             per_slice["pixel_error_plain"][k, i] = (fp + fn) / (tp + fp + fn + tn)
             per_slice["dice"][k, i] = _ratio(2 * tn, 2 * tn + fp + fn)
             per_slice["iou"][k, i] = _ratio(tn, tn + fp + fn)
+            per_slice["pixel_error"][k, i] = 1.0 - _class_f(tp, fp, fn)
     return per_slice
 
 

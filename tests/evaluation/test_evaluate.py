@@ -9,6 +9,7 @@ from PIL import Image
 
 from emseg.dataset import membrane_target
 from emseg.evaluation.evaluate import evaluate, overlay_panel, pr_curve_rows
+from emseg.evaluation.metrics import score
 from emseg.inference.predictor import Predictor
 from emseg.model_file import ModelConfig
 from emseg.networks import build_network
@@ -34,7 +35,7 @@ class OraclePredictor(Predictor):
 def _run(tmp_path: Path, predictor: Predictor, images, labels, unlabelled, **settings) -> dict:
     ids = [10 + i for i in range(len(images))]
     return evaluate(
-        predictor, list(images), list(labels), ids, list(unlabelled),
+        predictor, list(images), list(labels), ids, None if unlabelled is None else list(unlabelled),
         tmp_path / "metrics.json", tmp_path / "plots", tmp_path / "eval", EvaluateParams(**settings),
     )
 
@@ -100,3 +101,19 @@ def test_pr_curve_is_thinned_and_within_bounds() -> None:
     assert all(0.0 <= r["precision"] <= 1.0 and 0.0 <= r["recall"] <= 1.0 for r in rows)
     recalls = [r["recall"] for r in rows]
     assert recalls == sorted(recalls, reverse=True)
+
+
+def test_two_scores_named_apart_the_validated_threshold_and_the_challenges(tmp_path: Path) -> None:
+    """The challenge's V_rand picks its threshold on the scored slices; the validated one comes from the model."""
+    images, labels = synthetic_stack(2, 40, 48, seed=5)
+    model = build_network("unet", TINY_UNET).eval()
+    config = ModelConfig("unet", TINY_UNET, dict(DEFAULT_NORMALIZATION), 32, val_threshold=0.9)
+    predictor = Predictor.from_params(model, config, EvaluateParams(tta=False), torch.device("cpu"))
+    metrics = _run(tmp_path, predictor, images, labels, None, overlays=0)
+    assert metrics["val_threshold"] == 0.9
+    at_validated = score(labels, tifffile.imread(tmp_path / "eval" / "test-proba.tif"), [0.9])
+    assert metrics["v_rand_at_val_threshold"] == at_validated.v_rand and metrics["v_rand"] >= at_validated.v_rand
+    rows = json.loads((tmp_path / "plots" / "per_slice.json").read_text())
+    assert [row["v_rand_at_val_threshold"] for row in rows] == at_validated.per_slice["v_rand"]
+    assert {"v_info_at_val_threshold", "pixel_error_at_val_threshold", "v_rand", "pixel_error"} <= set(rows[0])
+    assert not (tmp_path / "eval" / "test-volume-proba.tif").exists()  # no unlabelled slices given: no volume map
