@@ -9,7 +9,9 @@ fetch, convert, augment, the data set and evaluate all read it from here.
 * ``data/png/``: one lossless PNG per slice, :func:`slice_name`, in the folders of
   :data:`PNG_FOLDERS`; labels stored as :data:`CELL_VALUE` = cell interior, 0 = membrane;
 * ``data/augmented/``: ``images/`` and ``labels/`` pairs named :func:`augmented_name`;
-* ``data/eval/``: the stacks evaluate scored and predicted, :data:`EVAL_NAMES`.
+* ``data/eval/``: the stacks evaluate scored and predicted, :data:`EVAL_NAMES`;
+* ``cv/folds/<k>/``: one cross-validation fold's split, scores and per-slice table,
+  :data:`CV_FOLD_FILES` (cv/dvc.yaml writes them there; a test holds the two equal).
 """
 
 from __future__ import annotations
@@ -44,3 +46,12 @@ def augmented_name(index: int, copy: int) -> str:
 def png_folder(png_root: str | os.PathLike[str], stack: str) -> Path:
     """The folder of one stack's slices under the PNG root."""
     return Path(png_root) / PNG_FOLDERS[stack]
+
+
+#: what a cross-validation fold's folder (cv/folds/<k>/) holds for the aggregate stage
+CV_FOLD_FILES = {"split": "split.json", "metrics": "evaluate.json", "per_slice": "plots/per_slice.json"}
+
+
+def cv_fold_file(folds_root: str | os.PathLike[str], fold: int, kind: str) -> Path:
+    """File ``kind`` (a key of :data:`CV_FOLD_FILES`) of fold ``fold`` under the folder of the folds."""
+    return Path(folds_root) / str(fold) / CV_FOLD_FILES[kind]

@@ -1,12 +1,12 @@
-"""dvc.yaml: each stage depends on exactly the code its script runs.
+"""dvc.yaml and cv/dvc.yaml: each stage depends on exactly the code its script runs.
 
 A stage's code is its script and every ``emseg`` module the script imports, directly or
 through other modules, at any depth and wherever the import stands (a function-level
 import runs too). A module missing from the stage's deps means ``dvc repro`` can keep
 results that the code no longer makes; a dep that no import reaches re-runs the stage for
-nothing. A dep may name a folder, which covers the modules under it. Package faces (an
-``__init__.py`` holding nothing but its docstring and a version string) change no result
-and are not asked for.
+nothing. A dep may name a folder when the stage uses every module under it. Package faces
+(an ``__init__.py`` holding nothing but its docstring and a version string) change no
+result and are not asked for.
 """
 
 from __future__ import annotations
@@ -19,7 +19,20 @@ import yaml
 
 from conftest import REPO_ROOT
 
-STAGES = yaml.safe_load((REPO_ROOT / "dvc.yaml").read_text())["stages"]
+PIPELINES = ("dvc.yaml", "cv/dvc.yaml")
+
+
+def _stages() -> dict[str, tuple[str, dict]]:
+    """``{"<file>:<stage>": (the file's folder relative to the root, the stage)}``, foreach stages by their ``do``."""
+    found = {}
+    for pipeline in PIPELINES:
+        folder = str(Path(pipeline).parent)
+        for name, stage in yaml.safe_load((REPO_ROOT / pipeline).read_text())["stages"].items():
+            found[f"{pipeline}:{name}"] = (folder, stage.get("do", stage))
+    return found
+
+
+STAGES = _stages()
 
 
 def _module_file(name: str) -> Path | None:
@@ -67,26 +80,47 @@ def _is_package_face(path: Path) -> bool:
     )
 
 
-def _code_deps(stage: dict) -> list[str]:
+def _code_deps(stage: dict, folder: str) -> list[str]:
+    """The stage's deps on code, as paths from the repository root."""
     deps = [dep if isinstance(dep, str) else next(iter(dep)) for dep in stage.get("deps", [])]
-    return [dep for dep in deps if dep.split("/")[0] in ("emseg", "stages")]
+    rooted = [str((Path(folder) / dep)).replace("\\", "/") for dep in deps]
+    rooted = [str(Path(p).resolve().relative_to(Path(".").resolve())) if ".." in p else p for p in rooted]
+    return [dep for dep in rooted if dep.split("/")[0] in ("emseg", "stages")]
 
 
 def _covered(module: str, deps: list[str]) -> bool:
     return any(module == dep or module.startswith(dep.rstrip("/") + "/") for dep in deps)
 
 
+def _modules_under(dep: str) -> list[str]:
+    path = REPO_ROOT / dep
+    files = sorted(path.rglob("*.py")) if path.is_dir() else [path]
+    return [str(f.relative_to(REPO_ROOT)) for f in files if "__pycache__" not in f.parts and not _is_package_face(f)]
+
+
 @pytest.mark.parametrize("name", sorted(STAGES))
-def test_stage_deps_are_the_modules_its_script_imports(name: str) -> None:
-    stage = STAGES[name]
-    script = REPO_ROOT / "stages" / f"{name}.py"
-    assert f"stages/{name}.py" in stage["cmd"]
+def test_stage_deps_are_the_modules_its_script_imports(name: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    folder, stage = STAGES[name]
+    monkeypatch.chdir(REPO_ROOT)
+    script_name = next(word for word in stage["cmd"].split() if word.endswith(".py"))
+    script = (REPO_ROOT / folder / script_name).resolve()
     needed = sorted(str(p.relative_to(REPO_ROOT)) for p in import_closure(script) if not _is_package_face(p))
-    deps = _code_deps(stage)
+    deps = _code_deps(stage, folder)
     missing = [module for module in needed if not _covered(module, deps)]
-    assert not missing, f"stage {name}: dvc.yaml deps lack {missing}"
-    unused = [dep for dep in deps if not any(_covered(module, [dep]) for module in needed)]
-    assert not unused, f"stage {name}: dvc.yaml deps that no import reaches: {unused}"
+    assert not missing, f"{name}: deps lack {missing}"
+    unused = [dep for dep in deps if any(module not in needed for module in _modules_under(dep))]
+    assert not unused, f"{name}: deps holding modules that no import reaches: {unused}"
+
+
+def test_the_cv_pipeline_writes_the_fold_files_the_aggregate_stage_reads() -> None:
+    from emseg.layout import CV_FOLD_FILES
+
+    commands = {name.split(":")[1]: stage["cmd"] for name, (_, stage) in STAGES.items() if name.startswith("cv/")}
+    fold = "${paths.folds}/${item}"
+    assert f"--out {fold}/{CV_FOLD_FILES['split']}" in commands["split"]
+    assert f"--metrics {fold}/{CV_FOLD_FILES['metrics']}" in " ".join(commands["evaluate"].split())
+    plots, name = CV_FOLD_FILES["per_slice"].split("/")
+    assert f"--plots {fold}/{plots}" in commands["evaluate"] and name == "per_slice.json"  # what evaluate writes in --plots
 
 
 def test_the_closure_follows_function_level_and_package_imports(tmp_path: Path) -> None:

@@ -87,3 +87,29 @@ def test_architecture_sweep_through_the_dvc_queue_shows_in_exp_show(tiny_repo: P
     table = _run([sys.executable, "benchmarks/arch_table.py", "--prefix", "", "--no-speed"], tiny_repo)
     rows = [line for line in table.splitlines() if line.startswith("| ") and "---" not in line][1:]
     assert sorted(row.split(" | ")[0].strip("| ") for row in rows) == ["attention_unet", "unet"]
+
+
+def test_cross_validation_pipeline_and_a_cross_validated_experiment(tiny_repo: Path) -> None:
+    """`dvc repro cv/dvc.yaml` on the tiny profile's 2 folds, then `dvc exp run cv/dvc.yaml -S ...` and `emseg compare`."""
+    out = _run(["dvc", "repro", "cv/dvc.yaml"], tiny_repo)
+    assert "Running stage 'cv/dvc.yaml:train@1'" in out and "Running stage 'train'" not in out  # the main pipeline's own stages stay
+    metrics = json.loads((tiny_repo / "cv" / "metrics.json").read_text())
+    assert metrics["slices"] == 8 and metrics["folds"] == 2
+    v_rand = metrics["validated"]["v_rand"]
+    assert 0.0 <= v_rand["ci_low"] <= v_rand["mean"] <= v_rand["ci_high"] <= 1.0 and set(v_rand["per_fold"]) == {"0", "1"}
+    rows = json.loads((tiny_repo / "cv" / "per_slice.json").read_text())
+    assert [row["slice"] for row in rows] == list(range(8)) and {row["fold"] for row in rows} == {0, 1}
+    for fold in (0, 1):
+        assert not (tiny_repo / "cv" / "folds" / str(fold) / "eval" / "test-volume-proba.tif").exists()  # labelled test block only
+
+    _run(["git", "add", "-A"], tiny_repo)
+    _run(["git", "-c", "user.name=t", "-c", "user.email=t@t", "commit", "-qm", "cv baseline"], tiny_repo)
+    ran = _run(["dvc", "exp", "run", "cv/dvc.yaml", "-n", "cv-bce", "-S", "train.loss=bce"], tiny_repo)
+    assert "Running stage 'cv/dvc.yaml:split@0'" not in ran and "Running stage 'cv/dvc.yaml:train@0'" in ran  # splits reused
+    shown = json.loads(_run(["dvc", "exp", "show", "--json"], tiny_repo))
+    experiment = next(exp for rev in shown for exp in rev.get("experiments") or [] if exp.get("name") == "cv-bce")
+    data = experiment["revs"][0]["data"]
+    assert data["params"]["params.yaml"]["data"]["train"]["loss"] == "bce"
+    assert "validated" in data["metrics"]["cv/metrics.json"]["data"]
+    compared = _run([str(Path(sys.executable).parent / "emseg"), "compare", "HEAD", "cv-bce"], tiny_repo)
+    assert "v_rand_at_val_threshold" in compared and "B is " in compared

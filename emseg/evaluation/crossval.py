@@ -1,0 +1,84 @@
+"""Cross-validation results over every labelled slice: the per-slice table, and the figures with their intervals.
+
+Each fold's evaluate stage scored its own test block twice (see
+:func:`emseg.evaluation.evaluate.summary`): at the threshold its validation block chose
+(``*_at_val_threshold``: what a user gets, comparable with anything whose settings were
+chosen without the test slices) and at the challenge's best of 11 thresholds on the test
+block itself. Here the folds' per-slice rows become one table over all slices, and the
+figures are the means over all slices with block-bootstrap intervals
+(:mod:`emseg.evaluation.statistics`); the challenge's figures are reported per fold and as
+their slice-weighted mean.
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Any
+
+from emseg.errors import EmsegError
+from emseg.evaluation.evaluate import AT_VAL_THRESHOLD, VALIDATED_KEYS
+from emseg.evaluation.statistics import mean_interval
+from emseg.io import read_json
+from emseg.layout import cv_fold_file
+from emseg.params import CVParams
+
+#: the challenge's figures, as each fold's evaluate.json reports them
+CHALLENGE_KEYS = ("v_rand", "v_info", "pixel_error")
+
+
+def fold_rows(folds_root: str | os.PathLike[str], fold: int) -> tuple[list[dict[str, Any]], dict[str, Any]]:
+    """One fold's per-slice rows (with their fold) and its evaluate metrics, checked against its split."""
+    split = read_json(cv_fold_file(folds_root, fold, "split"))
+    metrics = read_json(cv_fold_file(folds_root, fold, "metrics"))
+    per_slice_path = cv_fold_file(folds_root, fold, "per_slice")
+    rows = read_json(per_slice_path)
+    if not isinstance(rows, list) or [row.get("slice") for row in rows] != split.get("test"):
+        raise EmsegError(f"{per_slice_path}: its slices are not the test slices of fold {fold}'s split {split.get('test')}")
+    return [{"slice": row["slice"], "fold": fold, **{k: v for k, v in row.items() if k != "slice"}} for row in rows], metrics
+
+
+def collect(folds_root: str | os.PathLike[str], params: CVParams) -> tuple[list[dict[str, Any]], dict[int, dict[str, Any]]]:
+    """All folds' rows in slice order, and each fold's metrics; every labelled slice must be tested exactly once."""
+    rows: list[dict[str, Any]] = []
+    metrics: dict[int, dict[str, Any]] = {}
+    for fold in params.folds:
+        fold_table, metrics[fold] = fold_rows(folds_root, fold)
+        rows += fold_table
+    slices = sorted(row["slice"] for row in rows)
+    if slices != list(range(len(slices))):
+        raise EmsegError(f"{folds_root}: the folds' test blocks do not cover the labelled slices exactly once ({slices})")
+    return sorted(rows, key=lambda row: row["slice"]), metrics
+
+
+def summarise(rows: list[dict[str, Any]], metrics: dict[int, dict[str, Any]], params: CVParams) -> dict[str, Any]:
+    """``cv/metrics.json``: the validated-threshold figures with intervals, the challenge's per fold, and the thresholds."""
+    slice_ids = [row["slice"] for row in rows]
+    sizes = {fold: sum(1 for row in rows if row["fold"] == fold) for fold in metrics}
+
+    def validated(key: str) -> dict[str, Any]:
+        name = f"{key}{AT_VAL_THRESHOLD}"
+        interval = mean_interval([row[name] for row in rows], slice_ids, params.block, params.confidence, params.resamples)
+        per_fold = {str(fold): metrics[fold][name] for fold in metrics}
+        return {"mean": interval.mean, "ci_low": interval.low, "ci_high": interval.high, "per_fold": per_fold}
+
+    def challenge(key: str) -> dict[str, Any]:
+        per_fold = {str(fold): metrics[fold][key] for fold in metrics}
+        mean = sum(metrics[fold][key] * sizes[fold] for fold in metrics) / len(rows)
+        return {"mean": mean, "per_fold": per_fold}
+
+    v_rand = mean_interval([row["v_rand"] for row in rows], slice_ids, params.block, params.confidence, params.resamples)
+    return {
+        "slices": len(rows),
+        "folds": len(metrics),
+        "confidence": params.confidence,
+        "block": params.block,
+        "validated": {key: validated(key) for key in VALIDATED_KEYS},
+        "challenge": {
+            **{key: challenge(key) for key in CHALLENGE_KEYS},
+            "v_rand_per_slice_ci": [v_rand.low, v_rand.high],
+        },
+        "threshold": {
+            "validated": {str(fold): metrics[fold]["val_threshold"] for fold in metrics},
+            "challenge": {str(fold): metrics[fold]["threshold"] for fold in metrics},
+        },
+    }

@@ -1,0 +1,57 @@
+"""emseg.evaluation.crossval: the folds' tables as one over every slice, and its figures."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from emseg.errors import EmsegError
+from emseg.evaluation.crossval import collect, summarise
+from emseg.io import write_json
+from emseg.layout import cv_fold_file
+from emseg.params import CVParams
+from emseg.preprocessing.split import cv_split
+
+PARAMS = CVParams(folds=[0, 1], val_size=1, resamples=200)
+
+
+def _write_fold(root: Path, fold: int, test: list[int], score: float, threshold: float = 0.3) -> None:
+    write_json(cv_fold_file(root, fold, "split"), {"fold": fold, **cv_split(8, PARAMS, fold), "test": test})
+    rows = [
+        {"slice": s, "v_rand": score + 0.01, "v_info": score, "v_rand_at_val_threshold": score,
+         "v_info_at_val_threshold": score, "pixel_error_at_val_threshold": 1 - score}
+        for s in test
+    ]
+    write_json(cv_fold_file(root, fold, "per_slice"), rows)
+    metrics = {"v_rand": score + 0.01, "v_info": score, "pixel_error": 1 - score, "threshold": 0.5, "val_threshold": threshold,
+               **{f"{k}_at_val_threshold": v for k, v in (("v_rand", score), ("v_info", score), ("pixel_error", 1 - score))}}
+    write_json(cv_fold_file(root, fold, "metrics"), metrics)
+
+
+def test_folds_become_one_table_and_slice_weighted_figures(tmp_path: Path) -> None:
+    _write_fold(tmp_path, 0, [0, 1, 2, 3], 0.9)
+    _write_fold(tmp_path, 1, [4, 5, 6, 7], 0.8, threshold=0.4)
+    rows, metrics = collect(tmp_path, PARAMS)
+    assert [row["slice"] for row in rows] == list(range(8)) and [row["fold"] for row in rows] == [0] * 4 + [1] * 4
+    summary = summarise(rows, metrics, PARAMS)
+    assert summary["slices"] == 8 and summary["folds"] == 2
+    v_rand = summary["validated"]["v_rand"]
+    assert v_rand["mean"] == pytest.approx(0.85) and v_rand["per_fold"] == {"0": 0.9, "1": 0.8}
+    assert v_rand["ci_low"] <= 0.85 <= v_rand["ci_high"]
+    assert summary["challenge"]["v_rand"]["mean"] == pytest.approx(0.86)
+    assert summary["threshold"] == {"validated": {"0": 0.3, "1": 0.4}, "challenge": {"0": 0.5, "1": 0.5}}
+
+
+def test_folds_that_do_not_test_every_slice_once_are_refused(tmp_path: Path) -> None:
+    _write_fold(tmp_path, 0, [0, 1, 2, 3], 0.9)
+    _write_fold(tmp_path, 1, [3, 4, 5, 6], 0.8)
+    with pytest.raises(EmsegError, match="do not cover the labelled slices exactly once"):
+        collect(tmp_path, PARAMS)
+
+
+def test_a_table_that_is_not_the_folds_test_block_is_refused(tmp_path: Path) -> None:
+    _write_fold(tmp_path, 0, [0, 1, 2, 3], 0.9)
+    write_json(cv_fold_file(tmp_path, 0, "per_slice"), [{"slice": 0}])
+    with pytest.raises(EmsegError, match="per_slice.json: its slices are not the test slices of fold 0"):
+        collect(tmp_path, PARAMS)
