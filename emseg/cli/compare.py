@@ -1,0 +1,156 @@
+"""``emseg compare A B``: is B better than A? Paired differences of per-slice scores, with intervals.
+
+A and B are per-slice result tables of the same slices: a file (JSON rows as the
+pipelines write them, or CSV/TSV with a header), a folder holding ``per_slice.json``
+(``cv/`` of a cross-validation run, ``metrics/plots/`` of an evaluate run), or a git
+revision or ``dvc exp`` name whose commit holds the table (``--table``, default
+``cv/per_slice.json``). For each score: the mean of A and of B, the mean paired
+difference B - A over the slices with its block-bootstrap interval (contiguous slices
+resampled together, as they are correlated), and a verdict: better, worse or not
+distinguishable (the interval holds zero). ``dvc metrics diff`` is the quick look; this
+is the honest one.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import io
+import json
+import subprocess
+from pathlib import Path
+from typing import Any
+
+from emseg.defaults import BLOCK_SLICES, CONFIDENCE
+from emseg.errors import EmsegError
+
+#: compared when present in both tables: the validated-threshold scores first, then the challenge's
+DEFAULT_METRICS = (
+    "v_rand_at_val_threshold",
+    "v_info_at_val_threshold",
+    "pixel_error_at_val_threshold",
+    "v_rand",
+    "v_info",
+)
+DEFAULT_TABLE = "cv/per_slice.json"
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+    parser = subparsers.add_parser(
+        "compare",
+        help="paired comparison of two per-slice result tables, with intervals (better / worse / not distinguishable)",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument("a", metavar="A", help="the baseline: a table file, a folder with per_slice.json, a git revision or dvc exp name")
+    parser.add_argument("b", metavar="B", help="the candidate, of the same kinds")
+    parser.add_argument("--metrics", help=f"comma-separated scores (default: those of {','.join(DEFAULT_METRICS)} in both tables)")
+    parser.add_argument("--table", default=DEFAULT_TABLE, help="the table's path inside a revision (default: %(default)s)")
+    parser.add_argument("--block", type=int, default=BLOCK_SLICES, help="contiguous slices resampled together (default: %(default)s)")
+    parser.add_argument("--confidence", type=float, default=CONFIDENCE, help="confidence level (default: %(default)s)")
+    parser.add_argument("--json", type=Path, metavar="OUT.json", help="also write the comparison as JSON")
+    parser.set_defaults(handler=run)
+
+
+def _parse(text: str, origin: str) -> list[dict[str, Any]]:
+    stripped = text.lstrip()
+    try:
+        if stripped.startswith("["):
+            rows = json.loads(text)
+        else:
+            dialect = "excel-tab" if "\t" in text.splitlines()[0] else "excel"
+            rows = [{k: float(v) for k, v in row.items()} for row in csv.DictReader(io.StringIO(text), dialect=dialect)]
+    except (json.JSONDecodeError, ValueError, IndexError) as exc:
+        raise EmsegError(f"{origin}: not a per-slice table (JSON rows or CSV/TSV with a header: {exc})") from None
+    if not rows or not all(isinstance(row, dict) and "slice" in row for row in rows):
+        raise EmsegError(f"{origin}: not a per-slice table (needs rows with a 'slice' column)")
+    return rows
+
+
+def _git_show(revision: str, table: str) -> str | None:
+    for candidate in (revision, *_experiment_refs(revision)):
+        done = subprocess.run(["git", "show", f"{candidate}:{table}"], capture_output=True, text=True)
+        if done.returncode == 0:
+            return done.stdout
+    return None
+
+
+def _experiment_refs(name: str) -> list[str]:
+    done = subprocess.run(["git", "for-each-ref", "--format=%(refname)", "refs/exps"], capture_output=True, text=True)
+    return [ref for ref in done.stdout.split() if ref.rsplit("/", 1)[-1] == name]
+
+
+def read_table(source: str, table: str = DEFAULT_TABLE) -> list[dict[str, Any]]:
+    """The rows of a per-slice table given as a file, a folder, a git revision or a dvc experiment name."""
+    path = Path(source)
+    if path.is_dir():
+        path = path / "per_slice.json"
+        if not path.is_file():
+            raise EmsegError(f"{source}: folder holds no per_slice.json")
+    if path.is_file():
+        return _parse(path.read_text(), str(path))
+    text = _git_show(source, table)
+    if text is None:
+        raise EmsegError(f"{source}: no such file or folder, and no git revision or dvc experiment holding {table}")
+    return _parse(text, f"{source}:{table}")
+
+
+def paired_columns(a: list[dict[str, Any]], b: list[dict[str, Any]], metrics: list[str] | None) -> tuple[list[int], list[str]]:
+    """The slices (the same in both, in slice order) and the scores to compare; one clear error otherwise."""
+    slices_a, slices_b = sorted(int(r["slice"]) for r in a), sorted(int(r["slice"]) for r in b)
+    if slices_a != slices_b:
+        only = sorted(set(slices_a) ^ set(slices_b))
+        raise EmsegError(f"A and B scored different slices ({len(slices_a)} and {len(slices_b)}; not in both: {only[:10]})")
+    if len(set(slices_a)) != len(slices_a):
+        raise EmsegError("a table lists a slice twice")
+    common = set(a[0]) & set(b[0])
+    chosen = metrics or [m for m in DEFAULT_METRICS if m in common]
+    missing = [m for m in chosen if m not in common]
+    if missing or not chosen:
+        raise EmsegError(f"--metrics: {', '.join(missing) or '(none)'} not in both tables (both have: {', '.join(sorted(common - {'slice'}))})")
+    return slices_a, chosen
+
+
+def compare(a: list[dict[str, Any]], b: list[dict[str, Any]], metrics: list[str] | None, block: int, confidence: float) -> list[dict[str, Any]]:
+    """One result per score: means, the paired difference B - A with its interval, and the verdict."""
+    from emseg.evaluation.statistics import mean_interval, paired_difference, verdict  # scipy: only when comparing
+
+    slices, chosen = paired_columns(a, b, metrics)
+    by_slice_a, by_slice_b = {int(r["slice"]): r for r in a}, {int(r["slice"]): r for r in b}
+    results = []
+    for metric in chosen:
+        values_a = [float(by_slice_a[s][metric]) for s in slices]
+        values_b = [float(by_slice_b[s][metric]) for s in slices]
+        difference = paired_difference(values_a, values_b, slices, block, confidence)
+        results.append({
+            "metric": metric,
+            "a": mean_interval(values_a, slices, block, confidence).mean,
+            "b": mean_interval(values_b, slices, block, confidence).mean,
+            "difference": difference.mean,
+            "ci_low": difference.low,
+            "ci_high": difference.high,
+            "blocks": difference.blocks,
+            "verdict": verdict(metric, difference),
+        })
+    return results
+
+
+def run(args: argparse.Namespace) -> int:
+    if args.block < 1:
+        raise EmsegError(f"--block must be at least 1, got {args.block}")
+    if not 0.0 < args.confidence < 1.0:
+        raise EmsegError(f"--confidence must lie in (0, 1), got {args.confidence:g}")
+    metrics = [m.strip() for m in args.metrics.split(",") if m.strip()] if args.metrics else None
+    a, b = read_table(args.a, args.table), read_table(args.b, args.table)
+    results = compare(a, b, metrics, args.block, args.confidence)
+    level = f"{args.confidence:.0%}"
+    print(f"A: {args.a}   B: {args.b}   ({len(a)} slices, blocks of {args.block}, {level} intervals of B - A)")
+    print(f"{'score':<30} {'A':>8} {'B':>8} {'B - A':>9} {level + ' interval':>22}  verdict")
+    for r in results:
+        interval = f"[{r['ci_low']:+.4f}, {r['ci_high']:+.4f}]"
+        print(f"{r['metric']:<30} {r['a']:8.4f} {r['b']:8.4f} {r['difference']:+9.4f} {interval:>22}  B is {r['verdict']}")
+    if args.json is not None:
+        from emseg.io import write_json
+
+        write_json(args.json, {"a": args.a, "b": args.b, "block": args.block, "confidence": args.confidence, "results": results})
+    return 0
