@@ -158,7 +158,7 @@ def run_bare(data, params, arch: str, seed: int, workdir: Path) -> dict:
 
     trainer = build_trainer(data, ModelParams(arch=arch), params, seed, workdir / "model.pt")
     # a few batches drawn once by the real sampler (same crops, normalisation, flips), then cycled
-    batches = [tuple(t.to(trainer.device) for t in trainer.sampler.sample(params.batch_size)[:2]) + (None,) for _ in range(8)]
+    batches = [trainer.sampler.sample(params.batch_size).to(trainer.device) for _ in range(8)]
     trainer.sampler = _CyclingBatches(batches)
     trainer.model.train()
 

@@ -5,10 +5,12 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass
 from pathlib import Path
+from typing import NamedTuple
 
 import numpy as np
 import torch
 
+from emseg.affinities import Offset, affinity_targets
 from emseg.errors import EmsegError
 from emseg.io import list_images, read_image
 from emseg.layout import AUGMENTED_IMAGES, AUGMENTED_LABELS, png_folder, slice_name
@@ -54,9 +56,28 @@ def read_augmented(aug_root: str | os.PathLike[str]) -> tuple[list[np.ndarray], 
     return read_slices(root / AUGMENTED_IMAGES, names), read_slices(root / AUGMENTED_LABELS, names)
 
 
+class Batch(NamedTuple):
+    """A batch of patches, each (B, C, P, P): image, target, per-pixel loss weights (or None), and for
+    affinities the mask of pixel pairs that exist in the patch (or None)."""
+
+    image: torch.Tensor
+    target: torch.Tensor
+    weights: torch.Tensor | None = None
+    mask: torch.Tensor | None = None
+
+    def to(self, device: torch.device) -> Batch:
+        return Batch(*(None if t is None else t.to(device, non_blocking=True) for t in self))
+
+
 @dataclass
 class PatchSampler:
-    """Random ``patch_size`` crops of normalised slices, with optional random flips and quarter turns."""
+    """Random ``patch_size`` crops of normalised slices, with optional random flips and quarter turns.
+
+    A boundary model's target is the membrane map, cropped with the image. An affinity
+    model's (``offsets`` given) is derived from each patch's label after its flips and
+    turns (:func:`emseg.affinities.affinity_targets`), so that it is the target of the
+    patch the network sees, with the mask of the pairs the patch holds.
+    """
 
     images: list[torch.Tensor]
     targets: list[torch.Tensor]
@@ -65,6 +86,8 @@ class PatchSampler:
     generator: torch.Generator
     #: per-pixel loss weights (e.g. U-Net border weights), cropped with the patches; None = uniform
     weights: list[torch.Tensor] | None = None
+    #: an affinity model's offsets; None for a boundary model
+    offsets: tuple[Offset, ...] | None = None
 
     @classmethod
     def from_arrays(
@@ -75,6 +98,7 @@ class PatchSampler:
         random_dihedral: bool,
         seed: int,
         weights: list[np.ndarray] | None = None,
+        offsets: tuple[Offset, ...] | None = None,
     ) -> PatchSampler:
         if not images:
             raise EmsegError("no training slices: check data/split.json and the augment output")
@@ -84,20 +108,23 @@ class PatchSampler:
                     f"params train.patch_size: {patch_size} is larger than a training slice ({image.shape[0]}x{image.shape[1]})"
                 )
         generator = torch.Generator().manual_seed(seed)
+        # an affinity model keeps the labels themselves: its target is derived patch by patch
+        targets = [torch.from_numpy(l.copy()) if offsets else torch.from_numpy(membrane_target(l)) for l in labels]
         return cls(
             [torch.from_numpy(normalize(i)) for i in images],
-            [torch.from_numpy(membrane_target(l)) for l in labels],
+            targets,
             patch_size,
             random_dihedral,
             generator,
             [torch.from_numpy(w) for w in weights] if weights is not None else None,
+            offsets,
         )
 
     def _randint(self, high: int) -> int:
         return int(torch.randint(high, (1,), generator=self.generator))
 
-    def sample(self, batch_size: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
-        """A batch ``(x, y, w)``: image, target and loss weights (or None), each (B, 1, P, P)."""
+    def sample(self, batch_size: int) -> Batch:
+        """A batch of ``batch_size`` random patches."""
         xs, ys, ws = [], [], []
         size = self.patch_size
         for _ in range(batch_size):
@@ -116,5 +143,10 @@ class PatchSampler:
             ys.append(patches[1])
             if self.weights is not None:
                 ws.append(patches[2])
-        batch = [torch.stack(part)[:, None].contiguous() for part in (xs, ys)]
-        return batch[0], batch[1], torch.stack(ws)[:, None].contiguous() if ws else None
+        x = torch.stack(xs)[:, None].contiguous()
+        weights = torch.stack(ws)[:, None].contiguous() if ws else None
+        if self.offsets is None:
+            return Batch(x, torch.stack(ys)[:, None].contiguous(), weights)
+        pairs = [affinity_targets(label.numpy(), self.offsets) for label in ys]
+        target = torch.from_numpy(np.stack([p[0] for p in pairs]))
+        return Batch(x, target, weights, torch.from_numpy(np.stack([p[1] for p in pairs])))

@@ -1,4 +1,4 @@
-"""Losses keyed by the name used in ``params.yaml: train.loss``; all take membrane logits."""
+"""Losses keyed by the name used in ``params.yaml: train.loss``: for membrane logits, and masked ones for affinities."""
 
 from __future__ import annotations
 
@@ -40,11 +40,48 @@ LOSSES: dict[str, Callable[[], nn.Module]] = {
 }
 
 
-def build_loss(name: str) -> nn.Module:
-    """A loss module ``loss(logits, target)`` for (B, 1, H, W) membrane logits and 0/1 targets."""
-    if name not in LOSSES:
-        raise EmsegError(f"unknown loss {name!r}; registered: {', '.join(sorted(LOSSES))}")
-    return LOSSES[name]()
+class MaskedAffinityLoss(nn.Module):
+    """Soft Dice and/or binary cross-entropy of each affinity channel, over the pixel pairs that exist.
+
+    ``mask`` (like the target, (B, C, H, W)) is 0 where an offset leaves the patch: those
+    pairs have no target and count in neither term. Dice is taken per sample and channel
+    and averaged, as MONAI's ``DiceLoss``; cross-entropy is the mean over the pairs counted.
+    """
+
+    def __init__(self, dice: bool = True, bce: bool = True, smooth: float = 1e-5) -> None:
+        super().__init__()
+        self.dice, self.bce, self.smooth = dice, bce, smooth
+
+    def forward(self, logits: torch.Tensor, target: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        total = logits.new_zeros(())
+        if self.bce:
+            pairs = nn.functional.binary_cross_entropy_with_logits(logits, target, reduction="none")
+            total = total + (pairs * mask).sum() / mask.sum().clamp(min=1.0)
+        if self.dice:
+            proba = torch.sigmoid(logits) * mask
+            kept = target * mask
+            dims = (-2, -1)
+            overlap = (proba * kept).sum(dims)
+            dice = (2 * overlap + self.smooth) / (proba.sum(dims) + kept.sum(dims) + self.smooth)
+            total = total + (1.0 - dice).mean()
+        return total
+
+
+#: the losses of an affinity model, by the same names as their membrane-map counterparts
+AFFINITY_LOSSES: dict[str, Callable[[], nn.Module]] = {
+    "dice_ce": lambda: MaskedAffinityLoss(dice=True, bce=True),
+    "dice": lambda: MaskedAffinityLoss(dice=True, bce=False),
+    "bce": lambda: MaskedAffinityLoss(dice=False, bce=True),
+}
+
+
+def build_loss(name: str, target: str = "boundary") -> nn.Module:
+    """A loss module: ``loss(logits, target)`` for (B, 1, H, W) membrane logits and 0/1 targets, or for an
+    affinity model (``target`` "affinities") ``loss(logits, target, mask)`` over (B, C, H, W)."""
+    registry = AFFINITY_LOSSES if target == "affinities" else LOSSES
+    if name not in registry:
+        raise EmsegError(f"unknown loss {name!r} for {'an affinities' if target == 'affinities' else 'a boundary'} model; registered: {', '.join(sorted(registry))}")
+    return registry[name]()
 
 
 def deep_supervision_weights(n_heads: int) -> list[float]:
@@ -61,13 +98,17 @@ def border_term(logits: torch.Tensor, target: torch.Tensor, pixel_weights: torch
 
 
 def supervised_loss(
-    loss: nn.Module, heads: list[torch.Tensor], target: torch.Tensor, pixel_weights: torch.Tensor | None = None
+    loss: nn.Module,
+    heads: list[torch.Tensor],
+    target: torch.Tensor,
+    pixel_weights: torch.Tensor | None = None,
+    mask: torch.Tensor | None = None,
 ) -> torch.Tensor:
     """The loss of the main prediction, or the weighted sum over deep-supervision heads,
-    plus the border term when per-pixel weights are given."""
+    plus the border term when per-pixel weights are given; ``mask`` for an affinity model's loss."""
 
     def one(head: torch.Tensor) -> torch.Tensor:
-        value = loss(head.float(), target)
+        value = loss(head.float(), target) if mask is None else loss(head.float(), target, mask)
         return value if pixel_weights is None else value + border_term(head.float(), target, pixel_weights)
 
     if len(heads) == 1:

@@ -44,7 +44,9 @@ class ModelConfig:
     patch_size: int
     in_channels: int = IN_CHANNELS
     out_channels: int = OUT_CHANNELS
-    target: str = "membrane"
+    #: "boundary" (one membrane map) or "affinities" (one channel per offset of ``offsets``)
+    target: str = "boundary"
+    offsets: list[list[int]] | None = None
     #: the best V_rand threshold on the validation slices of the kept checkpoint, if training recorded one
     val_threshold: float | None = None
     info: dict[str, Any] = field(default_factory=dict)
@@ -60,10 +62,19 @@ class ModelConfig:
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
 
+    def expected_out_channels(self) -> int:
+        return len(self.offsets or ()) if self.target == "affinities" else OUT_CHANNELS
+
+    def offset_tuples(self) -> tuple[tuple[int, int], ...] | None:
+        """An affinity model's offsets as (dy, dx) tuples; None for a boundary model."""
+        return tuple((int(o[0]), int(o[1])) for o in self.offsets) if self.target == "affinities" and self.offsets else None
+
     @classmethod
     def from_payload(cls, raw: dict[str, Any], version: int) -> ModelConfig:
         """The config of a file of any readable version."""
         raw = dict(raw)
+        if raw.get("target") == "membrane":  # what format 1 called a boundary model
+            raw["target"] = "boundary"
         if version == 1:  # the threshold sat in info.val.threshold
             raw.setdefault("val_threshold", (raw.get("info", {}).get("val") or {}).get("threshold"))
         config = cls(**raw)
@@ -132,13 +143,15 @@ def load_model(path: str | os.PathLike[str], device: torch.device | str = "cpu")
         config = ModelConfig.from_payload(payload["config"], payload["version"])
     except (TypeError, AttributeError) as exc:
         raise EmsegError(f"{path}: malformed model config ({exc})") from None
-    if config.in_channels != IN_CHANNELS or config.out_channels != OUT_CHANNELS:
+    if config.target not in ("boundary", "affinities"):
+        raise EmsegError(f"{path}: unknown model target {config.target!r} (boundary, affinities)")
+    if config.in_channels != IN_CHANNELS or config.out_channels != config.expected_out_channels():
         raise EmsegError(
             f"{path}: model takes {config.in_channels} input / {config.out_channels} output channels; "
-            f"emseg segments {IN_CHANNELS}-channel grey images into {OUT_CHANNELS} membrane map"
+            f"its {config.target} target needs {IN_CHANNELS} input / {config.expected_out_channels()} output channels"
         )
     try:
-        model = build_network(config.arch, config.kwargs)
+        model = build_network(config.arch, config.kwargs, config.out_channels)
     except EmsegError as exc:
         raise EmsegError(f"{path}: {exc}") from None
     try:

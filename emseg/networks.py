@@ -24,6 +24,7 @@ from emseg.errors import EmsegError
 
 SPATIAL_DIMS = 2
 IN_CHANNELS = 1
+#: the output channels of a boundary model: one membrane map
 OUT_CHANNELS = 1
 #: Arguments fixed by the task, not settable from params.
 _FIXED = ("spatial_dims", "in_channels", "out_channels")
@@ -173,12 +174,13 @@ class PadToMultiple(nn.Module):
         return [head[..., :height, :width] for head in output_heads(self.net(x))]
 
 
-def build_network(arch: str, overrides: dict[str, Any] | None = None) -> PadToMultiple:
-    """Construct the registered network ``arch`` for 1-channel 2-D input and 1 output channel."""
+def build_network(arch: str, overrides: dict[str, Any] | None = None, out_channels: int = OUT_CHANNELS) -> PadToMultiple:
+    """Construct the registered network ``arch`` for 1-channel 2-D input and ``out_channels`` outputs
+    (1: the membrane map; an affinity model: one per offset)."""
     kwargs = resolve_kwargs(arch, overrides)
     spec = REGISTRY[arch]
     try:
-        net = spec.constructor(spatial_dims=SPATIAL_DIMS, in_channels=IN_CHANNELS, out_channels=OUT_CHANNELS, **kwargs)
+        net = spec.constructor(spatial_dims=SPATIAL_DIMS, in_channels=IN_CHANNELS, out_channels=out_channels, **kwargs)
     except (TypeError, ValueError, AssertionError, KeyError) as exc:
         raise EmsegError(f"invalid arguments for {spec.constructor.__name__} ({exc})") from None
     return PadToMultiple(net, spec.divisor(kwargs))

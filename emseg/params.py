@@ -20,8 +20,10 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, create_model
 from emseg import defaults
 from emseg.errors import EmsegError
 from emseg.layout import RAW_NAMES
+from emseg.affinities import DEFAULT_OFFSETS, check_offsets
+from emseg.losses import AFFINITY_LOSSES, LOSSES
 from emseg.networks import REGISTRY, check_network, resolve_kwargs
-from emseg.losses import LOSSES
+from emseg.segmentation import METHODS, check_settings, settings_grid
 
 DEFAULT_PARAMS_FILE = "params.yaml"
 
@@ -121,6 +123,15 @@ class _ModelBlock(_Block):
                 raise BlockKeyError(unknown[0], f"not a registered architecture (registered: {', '.join(sorted(REGISTRY))})")
         return raw
 
+    @field_validator("offsets", check_fields=False)
+    @classmethod
+    def _offsets_are_pairs(cls, value: list[list[int]]) -> list[list[int]]:
+        try:
+            check_offsets(value)
+        except EmsegError as exc:
+            raise ValueError(str(exc)) from None
+        return value
+
     @model_validator(mode="after")
     def _arguments_build(self) -> _ModelBlock:
         for arch in REGISTRY:
@@ -138,12 +149,14 @@ class _ModelBlock(_Block):
         return dict(getattr(self, arch or self.arch))
 
 
-#: ``arch``, then one block of constructor arguments per registered network
+#: ``arch``, the target, then one block of constructor arguments per registered network
 ModelParams = create_model(
     "ModelParams",
     __base__=_ModelBlock,
     __doc__=_ModelBlock.__doc__,
     arch=(Literal[tuple(sorted(REGISTRY))], "unet"),  # type: ignore[valid-type]
+    target=(Literal["boundary", "affinities"], Field("boundary", description="what the network predicts: one membrane map, or affinities")),
+    offsets=(list[list[int]], Field([list(o) for o in DEFAULT_OFFSETS], description="affinity offsets [dy, dx]; the nearest neighbours first")),
     **{name: (dict[str, Any], Field(default_factory=dict, description=spec.description)) for name, spec in REGISTRY.items()},
 )
 
@@ -191,6 +204,49 @@ class EvaluateParams(_Block):
     threads: int = Field(0, ge=0, description="torch CPU threads and scoring workers; 0 = all cores")
 
 
+#: the most settings combinations a segment block may ask the evaluate stage to try
+MAX_GRID = 200
+
+
+class _SegmentBlock(_Block):
+    """``method`` picks a registered segmentation method; the block of the same name holds its settings (lists: a grid)."""
+
+    @model_validator(mode="before")
+    @classmethod
+    def _blocks_are_methods(cls, raw: Any) -> Any:
+        if isinstance(raw, dict):
+            unknown = sorted(set(raw) - set(cls.model_fields))
+            if unknown:
+                raise BlockKeyError(unknown[0], f"not a registered segmentation method (registered: {', '.join(METHODS)})")
+        return raw
+
+    @model_validator(mode="after")
+    def _settings_exist(self) -> _SegmentBlock:
+        for method in METHODS:
+            block = getattr(self, method)
+            try:
+                check_settings(method, block)
+            except EmsegError as exc:
+                raise BlockKeyError(method, str(exc)) from None
+            if len(settings_grid(method, block)) > MAX_GRID:
+                raise BlockKeyError(method, f"a grid of {len(settings_grid(method, block))} settings; at most {MAX_GRID}")
+        return self
+
+    def given(self, method: str | None = None) -> dict[str, Any]:
+        """The settings given for ``method`` (default: the chosen one)."""
+        return dict(getattr(self, method or self.method))
+
+
+#: ``method``, ``tune``, then one block of settings per registered segmentation method
+SegmentParams = create_model(
+    "SegmentParams",
+    __base__=_SegmentBlock,
+    __doc__=_SegmentBlock.__doc__,
+    method=(Literal[tuple(METHODS)], "components"),  # type: ignore[valid-type]
+    **{name: (dict[str, Any], Field(default_factory=dict, description=spec.description)) for name, spec in METHODS.items()},
+)
+
+
 class CVParams(_Block):
     """The cross-validation pipeline (cv/dvc.yaml): folds of contiguous test blocks that test every labelled slice once."""
 
@@ -217,7 +273,18 @@ class Params(_Block):
     model: ModelParams = ModelParams()  # type: ignore[valid-type]
     train: TrainParams = TrainParams()
     evaluate: EvaluateParams = EvaluateParams()
+    segment: SegmentParams = SegmentParams()  # type: ignore[valid-type]
     cv: CVParams = CVParams()
+
+    @model_validator(mode="after")
+    def _target_fits_loss_and_segmentation(self) -> Params:
+        if self.model.target == "affinities" and self.train.loss not in AFFINITY_LOSSES:
+            raise BlockKeyError("train.loss", f"{self.train.loss} does not take affinities; use one of {', '.join(AFFINITY_LOSSES)}")
+        if self.model.target == "boundary" and METHODS[self.segment.method].needs_affinities:
+            raise BlockKeyError("segment.method", f"{self.segment.method} needs an affinity model (model.target: affinities)")
+        if self.model.target == "affinities" and self.train.border_weight > 0:
+            raise BlockKeyError("train.border_weight", "the U-Net border weights are for a boundary model (model.target: boundary)")
+        return self
 
 
 def _format_error(path: Path, exc: ValidationError) -> str:
@@ -232,7 +299,8 @@ def _format_error(path: Path, exc: ValidationError) -> str:
         error = first["ctx"]["error"]
         message = str(error)
         if isinstance(error, BlockKeyError):
-            key, message = f"{key}.{error.key}", error.message
+            key = error.key if key == "(top level)" else f"{key}.{error.key}"
+            message = error.message
     more = f" (and {exc.error_count() - 1} more)" if exc.error_count() > 1 else ""
     return f"{path}: {key}: {message}{more}"
 

@@ -4,6 +4,7 @@ import numpy as np
 import pytest
 import torch
 
+from emseg.affinities import affinity_targets
 from emseg.dataset import PatchSampler, count_labelled, membrane_target, read_unlabelled
 from emseg.errors import EmsegError
 from emseg.io import write_png
@@ -20,7 +21,7 @@ def test_membrane_target_is_label_zero() -> None:
 def test_patches_have_the_right_shape_and_stay_paired() -> None:
     images, labels = synthetic_stack(3, 40, 50)
     sampler = PatchSampler.from_arrays(list(images), list(labels), 16, True, seed=0)
-    x, y, w = sampler.sample(8)
+    x, y, w, mask = sampler.sample(8)
     assert x.shape == y.shape == (8, 1, 16, 16) and x.dtype == torch.float32
     assert w is None
     assert set(torch.unique(y).tolist()) <= {0.0, 1.0}
@@ -46,7 +47,7 @@ def test_weights_are_cropped_and_turned_with_their_patch() -> None:
     # weights that encode the target: 2 on membrane, 1 elsewhere
     weights = [np.where(label == 0, 2.0, 1.0).astype(np.float32) for label in labels]
     sampler = PatchSampler.from_arrays(list(images), list(labels), 16, True, seed=1, weights=weights)
-    x, y, w = sampler.sample(6)
+    x, y, w, mask = sampler.sample(6)
     assert w.shape == y.shape
     torch.testing.assert_close(w, 1.0 + y)
 
@@ -62,3 +63,17 @@ def test_unlabelled_slices_must_be_numbered_without_gaps(tmp_path: Path) -> None
     for index in range(2):
         write_png(png_folder(tmp_path, "train_images") / slice_name(index), np.zeros((4, 5), np.uint8))
     assert count_labelled(tmp_path) == 2
+
+
+def test_an_affinity_sampler_derives_the_target_from_the_turned_patch() -> None:
+    images, labels = synthetic_stack(2, 48, 48)
+    offsets = ((-1, 0), (0, -1), (-3, 0), (0, -3))
+    affinity = PatchSampler.from_arrays(list(images), list(labels), 32, True, seed=4, offsets=offsets).sample(6)
+    # the same seed draws the same crops, turns and flips: the boundary target is the turned label patch
+    boundary = PatchSampler.from_arrays(list(images), list(labels), 32, True, seed=4).sample(6)
+    assert affinity.target.shape == affinity.mask.shape == (6, 4, 32, 32)
+    assert torch.equal(affinity.image, boundary.image) and boundary.mask is None
+    for membrane, target, mask in zip(boundary.target, affinity.target, affinity.mask):
+        expected, expected_mask = affinity_targets(np.where(membrane[0].numpy() > 0, 0, 255).astype(np.uint8), offsets)
+        np.testing.assert_array_equal(target.numpy(), expected)
+        np.testing.assert_array_equal(mask.numpy(), expected_mask)

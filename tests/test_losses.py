@@ -1,6 +1,8 @@
+import pytest
 import torch
 
-from emseg.losses import build_loss
+from emseg.errors import EmsegError
+from emseg.losses import AFFINITY_LOSSES, build_loss
 
 
 def _membrane_line() -> torch.Tensor:
@@ -28,3 +30,23 @@ def test_cldice_punishes_a_gap_more_than_the_same_pixels_lost_along_an_edge() ->
 def test_cldice_is_near_zero_for_a_perfect_prediction() -> None:
     target = _membrane_line()
     assert build_loss("dice_ce_cldice")(_logits(target), target) < 0.01
+
+
+@pytest.mark.parametrize("name", sorted(AFFINITY_LOSSES))
+def test_affinity_losses_ignore_the_pairs_the_mask_leaves_out(name: str) -> None:
+    torch.manual_seed(0)
+    logits = torch.randn(2, 3, 8, 8)
+    target = (torch.rand(2, 3, 8, 8) > 0.5).float()
+    mask = torch.ones_like(target)
+    mask[:, :, :2] = 0.0  # pairs that leave the patch
+    loss = build_loss(name, "affinities")
+    changed = logits.clone()
+    changed[:, :, :2] = 50.0  # whatever the network says there
+    assert loss(changed, target, mask) == pytest.approx(float(loss(logits, target, mask)))
+    perfect = (target * 2 - 1) * 20.0
+    assert float(loss(perfect, target, mask)) < 0.01 < float(loss(-perfect, target, mask))
+
+
+def test_a_boundary_only_loss_is_not_offered_for_affinities() -> None:
+    with pytest.raises(EmsegError, match="unknown loss 'dice_focal' for an affinities model; registered: bce, dice, dice_ce"):
+        build_loss("dice_focal", "affinities")

@@ -139,3 +139,28 @@ def test_a_cut_model_file_is_called_damaged(tmp_path: Path) -> None:
     path.write_bytes(path.read_bytes()[:200])
     with pytest.raises(EmsegError, match="model.pt: not a loadable emseg model \\(truncated, damaged"):
         load_model(path)
+
+
+def test_an_affinity_model_file_records_its_target_and_offsets(tmp_path: Path) -> None:
+    kwargs = resolve_kwargs("unet", TINY_UNET)
+    offsets = [[-1, 0], [0, -1], [-3, 0], [0, -3]]
+    path = tmp_path / "aff.pt"
+    config = ModelConfig("unet", kwargs, dict(DEFAULT_NORMALIZATION), 32, out_channels=4, target="affinities", offsets=offsets)
+    save_model(path, build_network("unet", kwargs, 4), config)
+    model, loaded = load_model(path)
+    assert loaded.target == "affinities" and loaded.offsets == offsets and loaded.offset_tuples()[2] == (-3, 0)
+    with torch.no_grad():
+        assert model(torch.zeros(1, 1, 32, 32)).shape == (1, 4, 32, 32)
+    payload = torch.load(path, weights_only=True)
+    payload["config"]["offsets"] = offsets[:3]  # three offsets for four channels
+    torch.save(payload, path)
+    with pytest.raises(EmsegError, match="1 input / 4 output channels; its affinities target needs 1 input / 3 output channels"):
+        load_model(path)
+
+
+def test_format_1_called_a_boundary_model_membrane(tmp_path: Path) -> None:
+    path, _ = _saved(tmp_path)
+    payload = torch.load(path, weights_only=True)
+    payload["config"]["target"] = "membrane"
+    torch.save(payload, path)
+    assert load_model(path)[1].target == "boundary"

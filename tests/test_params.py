@@ -33,7 +33,7 @@ def test_params_file_spells_out_every_key_so_dvc_tracks_it() -> None:
 
 def test_architecture_and_loss_names_come_from_their_registries() -> None:
     assert set(get_args(ModelParams.model_fields["arch"].annotation)) == set(REGISTRY)
-    assert set(ModelParams.model_fields) == {"arch", *REGISTRY}
+    assert set(ModelParams.model_fields) == {"arch", "target", "offsets", *REGISTRY}
     assert set(get_args(TrainParams.model_fields["loss"].annotation)) == set(LOSSES)
 
 
@@ -105,3 +105,25 @@ def test_split_fold_must_be_below_n_folds() -> None:
 def test_thread_and_precision_keys_are_checked(block: str, key: str, value: object, message: str) -> None:
     with pytest.raises(EmsegError, match=message):
         parse_params({block: {key: value}})
+
+
+@pytest.mark.parametrize(
+    ("raw", "message"),
+    [
+        ({"segment": {"method": "mwz"}}, r"^params.yaml: segment.method: Input should be 'components', .*\(got 'mwz'\)$"),
+        ({"segment": {"watershd": {}}}, r"^params.yaml: segment.watershd: not a registered segmentation method"),
+        ({"segment": {"watershed": {"sigma": 1}}}, r"^params.yaml: segment.watershed: sigma not a setting of watershed"),
+        ({"segment": {"gasp": {"beta": [0.1] * 10, "threshold": [0.1] * 5, "linkage": ["mean"] * 5}}}, r"segment.gasp: a grid of 250 settings; at most 200"),
+        ({"segment": {"method": "mws"}}, r"^params.yaml: segment.method: mws needs an affinity model"),
+        ({"model": {"target": "affinities"}, "train": {"loss": "dice_focal"}}, r"^params.yaml: train.loss: dice_focal does not take affinities"),
+        ({"model": {"offsets": [[0, 1], [1, 0]]}}, r"^params.yaml: model.offsets: the first two offsets must be the nearest neighbours"),
+    ],
+)
+def test_segment_and_target_params_are_checked_with_one_line(raw: dict, message: str) -> None:
+    with pytest.raises(EmsegError, match=message):
+        parse_params(raw)
+
+
+def test_an_affinity_model_with_the_mutex_watershed_is_a_valid_profile() -> None:
+    params = parse_params({"model": {"target": "affinities"}, "segment": {"method": "mws", "mws": {"stride": [2, 4]}}})
+    assert params.segment.given() == {"stride": [2, 4]} and params.model.offsets[:2] == [[-1, 0], [0, -1]]

@@ -9,11 +9,13 @@ import numpy as np
 import torch
 from torch import nn
 
+from emseg.affinities import Offset, boundary_from_affinities
 from emseg.defaults import OVERLAP, TILE_BATCH
-from emseg.inference.sliding_window import predict_membrane, predict_membrane_and_logits
+from emseg.inference.sliding_window import predict_affinities, predict_membrane, predict_with_logits
 from emseg.model_file import ModelConfig
 from emseg.params import EvaluateParams
 from emseg.postprocessing import membrane_to_cell
+from emseg.segmentation import Prediction
 
 
 @dataclass(frozen=True)
@@ -21,7 +23,8 @@ class Predictor:
     """``model`` applied by sliding windows of the model's patch size, with its own normalisation.
 
     ``tta`` averages the 8 flips/rotations of every tile; ``amp`` allows mixed precision
-    where the device has it (CUDA).
+    where the device has it (CUDA). A boundary model gives a membrane map; an affinity
+    model (``config.target``) its affinities, and a membrane map made from them.
     """
 
     model: nn.Module
@@ -37,6 +40,10 @@ class Predictor:
         """The evaluate stage's predictor, as ``params.yaml: evaluate`` sets it."""
         return cls(model, config, params.overlap, params.tta, params.batch_size, device, params.amp)
 
+    @property
+    def offsets(self) -> tuple[Offset, ...] | None:
+        return self.config.offset_tuples()
+
     def _window_args(self) -> dict:
         return {
             "patch_size": self.config.patch_size,
@@ -48,13 +55,25 @@ class Predictor:
             "amp": self.amp,
         }
 
+    def _prediction(self, proba: np.ndarray) -> Prediction:
+        if self.offsets is None:
+            return Prediction(proba)
+        return Prediction(boundary_from_affinities(proba), proba, self.offsets)
+
+    def predict(self, image: np.ndarray, progress: Callable[[int], object] | None = None) -> Prediction:
+        """What the model says about one raw slice: the membrane map, and the affinities of an affinity model."""
+        if self.offsets is None:
+            return Prediction(predict_membrane(self.model, image, progress=progress, **self._window_args()))
+        return self._prediction(predict_affinities(self.model, image, offsets=self.offsets, progress=progress, **self._window_args()))
+
+    def predict_with_logits(self, image: np.ndarray) -> tuple[Prediction, torch.Tensor]:
+        """:meth:`predict` and the blended logits (1, C, H, W) of the same pass."""
+        proba, logits = predict_with_logits(self.model, image, offsets=self.offsets, **self._window_args())
+        return self._prediction(proba), logits
+
     def membrane(self, image: np.ndarray, progress: Callable[[int], object] | None = None) -> np.ndarray:
         """Membrane probability (float32, H x W) of one raw slice."""
-        return predict_membrane(self.model, image, progress=progress, **self._window_args())
-
-    def membrane_and_logits(self, image: np.ndarray) -> tuple[np.ndarray, torch.Tensor]:
-        """The membrane map and the blended logits (1, 1, H, W) of the same pass."""
-        return predict_membrane_and_logits(self.model, image, **self._window_args())
+        return self.predict(image, progress).membrane
 
     def cell(self, image: np.ndarray, progress: Callable[[int], object] | None = None) -> np.ndarray:
         """Cell-interior probability (the challenge's convention, high = cell) of one raw slice."""

@@ -3,7 +3,10 @@
 Used by the training validation, the evaluate stage and ``emseg predict``. Test-time
 augmentation is applied per tile batch (the 8 flips/rotations of each tile, averaged
 before blending), so memory grows with the tile batch, not with the slice area times
-the number of variants.
+the number of variants. A boundary model's one channel turns with the tile; an affinity
+model's channels also trade places (an offset along x becomes one along y, and one turned
+to point the other way is the same pixel pair read from its other end): see
+:func:`emseg.affinities.variant_plan`.
 """
 
 from __future__ import annotations
@@ -18,6 +21,7 @@ from monai.inferers import sliding_window_inference
 from monai.inferers.utils import _get_scan_interval
 from torch import nn
 
+from emseg.affinities import Offset, variant_plan
 from emseg.defaults import OVERLAP, TILE_BATCH
 from emseg.device import autocast
 from emseg.normalization import normalize
@@ -34,9 +38,33 @@ def _forward(x: torch.Tensor, k: int, flip: bool, model: nn.Module) -> torch.Ten
     return torch.flip(y, dims=(-1,)) if flip else y
 
 
-class TilePredictor(nn.Module):
-    """Membrane probability of a tile batch, averaged over the dihedral variants when ``tta``.
+def _shift(t: torch.Tensor, offset: Offset) -> torch.Tensor:
+    """``out[..., y, x] = t[..., y + dy, x + dx]``, 0 where that lies outside."""
+    dy, dx = offset
+    out = torch.zeros_like(t)
+    height, width = t.shape[-2:]
+    out[..., max(-dy, 0) : height + min(-dy, 0), max(-dx, 0) : width + min(-dx, 0)] = t[
+        ..., max(dy, 0) : height + min(dy, 0), max(dx, 0) : width + min(dx, 0)
+    ]
+    return out
 
+
+def _remap(variant: torch.Tensor, plan: list[tuple[int, int, Offset | None]]) -> tuple[torch.Tensor, torch.Tensor]:
+    """A variant's affinity channels (already turned back) in the original channels, and the weight of each value."""
+    out = torch.zeros_like(variant)
+    weight = torch.zeros_like(variant)
+    ones = torch.ones_like(variant[:, :1])
+    for source, target, shift in plan:
+        out[:, target : target + 1] += variant[:, source : source + 1] if shift is None else _shift(variant[:, source : source + 1], shift)
+        weight[:, target : target + 1] += ones if shift is None else _shift(ones, shift)
+    return out, weight
+
+
+class TilePredictor(nn.Module):
+    """Probabilities of a tile batch, averaged over the dihedral variants when ``tta``.
+
+    A boundary model (``offsets`` None) gives the membrane probability; an affinity model
+    one channel per offset, each variant's channels mapped back to the original offsets.
     With ``logits``, the mean logit over the variants as well, as a second output: what a
     loss is computed from.
     """
@@ -48,6 +76,7 @@ class TilePredictor(nn.Module):
         amp: bool,
         progress: Callable[[int], object] | None = None,
         logits: bool = False,
+        offsets: tuple[Offset, ...] | None = None,
     ) -> None:
         super().__init__()
         self.model = model
@@ -56,8 +85,15 @@ class TilePredictor(nn.Module):
         #: called with the number of tiles after each batch (e.g. a tqdm bar's ``update``)
         self.progress = progress
         self.logits = logits
+        self.plans = {variant: variant_plan(offsets, *variant) for variant in self.variants} if offsets else None
 
     def forward(self, tiles: torch.Tensor) -> torch.Tensor | tuple[torch.Tensor, torch.Tensor]:
+        proba, logits = self._boundary(tiles) if self.plans is None else self._affinities(tiles)
+        if self.progress is not None:
+            self.progress(int(tiles.shape[0]))
+        return proba if logits is None else (proba, logits)
+
+    def _boundary(self, tiles: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
         total = torch.zeros_like(tiles, dtype=torch.float32)
         total_logits = torch.zeros_like(total) if self.logits else None
         with autocast(tiles.device, self.amp):
@@ -66,11 +102,21 @@ class TilePredictor(nn.Module):
                 total += torch.sigmoid(logits)
                 if total_logits is not None:
                     total_logits += logits
-        if self.progress is not None:
-            self.progress(int(tiles.shape[0]))
-        if total_logits is None:
-            return total / len(self.variants)
-        return total / len(self.variants), total_logits / len(self.variants)
+        return total / len(self.variants), None if total_logits is None else total_logits / len(self.variants)
+
+    def _affinities(self, tiles: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
+        total = total_logits = weights = None
+        with autocast(tiles.device, self.amp):
+            for variant in self.variants:
+                logits = _forward(tiles, *variant, self.model).float()
+                proba, weight = _remap(torch.sigmoid(logits), self.plans[variant])
+                total = proba if total is None else total + proba
+                weights = weight if weights is None else weights + weight
+                if self.logits:
+                    mapped, _ = _remap(logits, self.plans[variant])
+                    total_logits = mapped if total_logits is None else total_logits + mapped
+        weights = weights.clamp_(min=1.0)  # the identity variant covers every pair: only rounding guards here
+        return total / weights, None if total_logits is None else total_logits / weights
 
 
 def _roi_size(shape: tuple[int, int], patch_size: int) -> tuple[int, int]:
@@ -135,11 +181,37 @@ def predict_membrane(
 
 
 @torch.inference_mode()
-def predict_membrane_and_logits(model: nn.Module, image: np.ndarray, patch_size: int, **settings: Any) -> tuple[np.ndarray, torch.Tensor]:
-    """:func:`predict_membrane`'s map (same ``settings``), and the blended logits (1, 1, H, W) of the same pass, for a loss."""
+def predict_with_logits(
+    model: nn.Module, image: np.ndarray, patch_size: int, offsets: tuple[Offset, ...] | None = None, **settings: Any
+) -> tuple[np.ndarray, torch.Tensor]:
+    """The map of :func:`predict_membrane` (``offsets`` None) or :func:`predict_affinities` (same ``settings``),
+    and the blended logits (1, C, H, W) of the same pass, for a loss."""
     window = {"normalization": None, "overlap": OVERLAP, "tta": False, "batch_size": TILE_BATCH, "device": "cpu", "amp": True, **settings}
-    predictor = TilePredictor(model, window["tta"], window["amp"], logits=True)
+    predictor = TilePredictor(model, window["tta"], window["amp"], logits=True, offsets=offsets)
     proba, logits = _sliding_window(
         predictor, image, patch_size, window["normalization"], window["overlap"], window["batch_size"], torch.device(window["device"])
     )
-    return _membrane_map(proba), logits
+    if offsets is None:
+        return _membrane_map(proba), logits
+    return proba[0].clamp_(0.0, 1.0).numpy().astype(np.float32, copy=False), logits
+
+
+@torch.inference_mode()
+def predict_affinities(
+    model: nn.Module,
+    image: np.ndarray,
+    patch_size: int,
+    offsets: tuple[Offset, ...],
+    normalization: dict | None = None,
+    overlap: float = OVERLAP,
+    tta: bool = False,
+    batch_size: int = TILE_BATCH,
+    device: torch.device | str = "cpu",
+    amp: bool = True,
+    *,
+    progress: Callable[[int], object] | None = None,
+) -> np.ndarray:
+    """Affinities (float32, C x H x W, 0..1, one channel per offset; 1 = not the same cell) of one raw slice."""
+    predictor = TilePredictor(model, tta, amp, progress, offsets=offsets)
+    output = _sliding_window(predictor, image, patch_size, normalization, overlap, batch_size, torch.device(device))
+    return output[0].clamp_(0.0, 1.0).numpy().astype(np.float32, copy=False)

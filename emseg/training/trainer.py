@@ -30,6 +30,7 @@ from dvclive import Live
 from torch import nn
 from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
 
+from emseg.affinities import Offset, affinity_targets
 from emseg.allocator import keep_freed_memory
 from emseg.dataset import PatchSampler, membrane_target
 from emseg.device import amp_dtype, autocast, select_device, uses_amp
@@ -88,17 +89,22 @@ def build_optimizer(model: nn.Module, params: TrainParams) -> torch.optim.Optimi
     return optimizer_class(model.parameters(), lr=params.lr, weight_decay=params.weight_decay)
 
 
+def validation_loss(loss_fn: nn.Module, logits: torch.Tensor, label: np.ndarray, offsets: tuple[Offset, ...] | None) -> float:
+    """The loss of one whole slice's blended logits against its label's target (an affinity model's, masked)."""
+    if offsets is None:
+        return float(loss_fn(logits, torch.from_numpy(membrane_target(label))[None, None]))
+    target, mask = affinity_targets(label, offsets)
+    return float(loss_fn(logits, torch.from_numpy(target)[None], torch.from_numpy(mask)[None]))
+
+
 def validate(predictor: Predictor, loss_fn: nn.Module, images: list[np.ndarray], labels: list[np.ndarray]) -> dict[str, float]:
     """Full-slice validation: the loss of the blended logits, and the ISBI metrics of the membrane map
     (with the predictor's ``tta``, averaged over the 8 flips/rotations, the way evaluate predicts)."""
     predictor.model.eval()
-    passes = [predictor.membrane_and_logits(image) for image in images]
+    passes = [predictor.predict_with_logits(image) for image in images]
     predictor.model.train()
-    losses = [
-        float(loss_fn(logits, torch.from_numpy(membrane_target(label))[None, None]))
-        for (_, logits), label in zip(passes, labels)
-    ]
-    result = score(np.stack(labels), membrane_to_cell(np.stack([proba for proba, _ in passes])))
+    losses = [validation_loss(loss_fn, logits, label, predictor.offsets) for (_, logits), label in zip(passes, labels)]
+    result = score(np.stack(labels), membrane_to_cell(np.stack([prediction.membrane for prediction, _ in passes])))
     return {
         "loss": float(np.mean(losses)),
         "v_rand": result.v_rand,
@@ -216,14 +222,11 @@ class Trainer:
         """One optimiser step on a freshly sampled batch; returns the loss (a tensor, not yet synchronised)."""
         for group in self.optimizer.param_groups:
             group["lr"] = self.learning_rate(step)
-        x, y, pixel_weights = self.sampler.sample(self.params.batch_size)
-        x, y = x.to(self.device, non_blocking=True), y.to(self.device, non_blocking=True)
-        if pixel_weights is not None:
-            pixel_weights = pixel_weights.to(self.device, non_blocking=True)
+        batch = self.sampler.sample(self.params.batch_size).to(self.device)
         self.optimizer.zero_grad(set_to_none=True)
         with autocast(self.device, self.params.amp, self.params.cpu_bf16):
-            heads = self.model.forward_heads(x)
-        loss = supervised_loss(self.loss_fn, heads, y, pixel_weights)
+            heads = self.model.forward_heads(batch.image)
+        loss = supervised_loss(self.loss_fn, heads, batch.target, batch.weights, batch.mask)
         self.scaler.scale(loss).backward()
         self.scaler.step(self.optimizer)
         self.scaler.update()
@@ -320,7 +323,7 @@ class Trainer:
             torch.cuda.set_rng_state_all(payload["cuda_rng"])
         self.progress = Progress(int(payload["step"]), dict(payload["best"]), int(payload["best_step"]), dict(payload["best_state"]))
         if self.progress.best_state:
-            best = build_network(self.config.arch, self.config.kwargs)
+            best = build_network(self.config.arch, self.config.kwargs, self.config.out_channels)
             best.load_state_dict(self.progress.best_state)
             save_model(self.model_path, best, self.best_config())
 
@@ -334,6 +337,14 @@ def truncate_live_logs(live_dir: Path, step: int) -> None:
             tmp.write_text("\n".join(kept) + "\n")
 
 
+def model_config(model_params: ModelParams, kwargs: dict[str, Any], patch_size: int) -> ModelConfig:
+    """What the model file says of the network: architecture, arguments, normalisation, patch, target and offsets."""
+    if model_params.target == "affinities":
+        offsets = [list(o) for o in model_params.offsets]
+        return ModelConfig(model_params.arch, kwargs, dict(DEFAULT_NORMALIZATION), patch_size, out_channels=len(offsets), target="affinities", offsets=offsets)
+    return ModelConfig(model_params.arch, kwargs, dict(DEFAULT_NORMALIZATION), patch_size)
+
+
 def build_trainer(
     data: TrainingData, model_params: ModelParams, params: TrainParams, seed: int, model_path: Path, checkpoint: Path | None = None
 ) -> Trainer:
@@ -343,14 +354,15 @@ def build_trainer(
     arch = model_params.arch
     # the full argument set, defaults included, goes into the model file
     kwargs = resolve_kwargs(arch, model_params.overrides())
-    model = build_network(arch, kwargs).to(device)
+    config = model_config(model_params, kwargs, params.patch_size)
+    offsets = config.offset_tuples()
+    model = build_network(arch, kwargs, config.out_channels).to(device)
     weights = None
     if params.border_weight > 0:
         weights = [border_weight_map(label, params.border_weight, params.border_sigma) for label in data.train_labels]
-    sampler = PatchSampler.from_arrays(data.train_images, data.train_labels, params.patch_size, params.random_dihedral, seed, weights)
-    loss_fn = build_loss(params.loss)
+    sampler = PatchSampler.from_arrays(data.train_images, data.train_labels, params.patch_size, params.random_dihedral, seed, weights, offsets)
+    loss_fn = build_loss(params.loss, config.target)
     optimizer = build_optimizer(model, params)
-    config = ModelConfig(arch, kwargs, dict(DEFAULT_NORMALIZATION), params.patch_size)
     # an exponential moving average of the weights: validated, kept and saved in place of
     # the raw weights, it smooths the last steps' noise out of the membrane map
     ema = None

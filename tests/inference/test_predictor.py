@@ -36,6 +36,7 @@ def test_cell_is_one_minus_the_membrane_map_of_the_sliding_window() -> None:
     np.testing.assert_array_equal(predictor.cell(images[0]), 1 - expected)
     stack = predictor.cell_stack(list(images))
     assert stack.shape == (2, 40, 36) and stack.dtype == np.float32
-    proba, logits = predictor.membrane_and_logits(images[1])
+    prediction, logits = predictor.predict_with_logits(images[1])
+    proba = prediction.membrane
     np.testing.assert_array_equal(1 - proba, stack[1])
     assert logits.shape == (1, 1, 40, 36)

@@ -2,7 +2,8 @@ import numpy as np
 import pytest
 import torch
 
-from emseg.inference.sliding_window import DIHEDRAL, TilePredictor, _forward, count_tiles, predict_membrane, predict_membrane_and_logits
+from emseg.affinities import untransform
+from emseg.inference.sliding_window import DIHEDRAL, TilePredictor, _forward, count_tiles, predict_affinities, predict_membrane, predict_with_logits
 
 
 class _Darkness(torch.nn.Module):
@@ -77,8 +78,46 @@ def test_progress_hook_changes_nothing_and_counts_tiles_once_with_tta() -> None:
 def test_the_logits_pass_gives_the_same_map_and_its_logits() -> None:
     image = np.random.default_rng(3).integers(0, 255, size=(40, 52), dtype=np.uint8)
     for tta in (False, True):
-        proba, logits = predict_membrane_and_logits(_Darkness(), image, 32, tta=tta)
+        proba, logits = predict_with_logits(_Darkness(), image, 32, tta=tta)
         np.testing.assert_array_equal(proba, predict_membrane(_Darkness(), image, 32, tta=tta))
         assert logits.shape == (1, 1, 40, 52)
         # an equivariant model: the blended logits are the logits of the image
         np.testing.assert_allclose(torch.sigmoid(logits)[0, 0].numpy(), proba, atol=1e-5)
+
+
+class _PairDifference(torch.nn.Module):
+    """A fixed affinity 'model': each channel is |x(p) - x(p + offset)|, which flips and turns carry along."""
+
+    def __init__(self, offsets) -> None:
+        super().__init__()
+        self.offsets = offsets
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        from emseg.inference.sliding_window import _shift
+
+        return torch.cat([8.0 * (x - _shift(x, offset)).abs() - 4.0 for offset in self.offsets], dim=1)
+
+
+OFFSETS = ((-1, 0), (0, -1), (-3, 0), (0, -3))
+
+
+def test_tta_of_an_equivariant_affinity_model_changes_nothing() -> None:
+    image = np.random.default_rng(5).integers(0, 255, size=(32, 32), dtype=np.uint8)
+    plain = predict_affinities(_PairDifference(OFFSETS), image, 32, OFFSETS, tta=False)
+    tta = predict_affinities(_PairDifference(OFFSETS), image, 32, OFFSETS, tta=True)
+    assert plain.shape == (4, 32, 32)
+    # away from the tile's edge, where a turned tile's pairs reach outside it
+    np.testing.assert_allclose(tta[:, 3:-3, 3:-3], plain[:, 3:-3, 3:-3], atol=1e-5)
+
+
+def test_tta_of_affinities_is_the_mean_of_the_turned_images_predictions_turned_back() -> None:
+    torch.manual_seed(0)
+    model = torch.nn.Conv2d(1, 4, 3, padding=1)
+    image = np.random.default_rng(6).integers(0, 255, size=(32, 32), dtype=np.uint8)
+    tta = predict_affinities(model, image, 32, OFFSETS, tta=True)
+    total, weights = np.zeros((4, 32, 32)), np.zeros((4, 32, 32))
+    for k, flip in DIHEDRAL:
+        variant = np.ascontiguousarray(np.rot90(image[:, ::-1] if flip else image, k))
+        back, weight = untransform(predict_affinities(model, variant, 32, OFFSETS), OFFSETS, k, flip)
+        total, weights = total + back, weights + weight
+    np.testing.assert_allclose(tta, total / weights, atol=1e-5)

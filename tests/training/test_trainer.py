@@ -72,7 +72,7 @@ def test_losses_accept_logits_and_binary_targets(name: str) -> None:
 
 
 def test_unknown_loss() -> None:
-    with pytest.raises(EmsegError, match="unknown loss 'l2'; registered: bce, dice"):
+    with pytest.raises(EmsegError, match="unknown loss 'l2' for a boundary model; registered: bce, dice"):
         build_loss("l2")
 
 
