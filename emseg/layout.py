@@ -30,7 +30,9 @@ CELL_VALUE = 255
 #: an augmented set's two folders
 AUGMENTED_IMAGES, AUGMENTED_LABELS = "images", "labels"
 #: what evaluate writes under ``data/eval/``: the scored test labels and map, the unlabelled volume's map
-EVAL_NAMES = {"labels": "test-labels.tif", "proba": "test-proba.tif", "volume_proba": "test-volume-proba.tif"}
+EVAL_NAMES = {"labels": "test-labels.tif", "proba": "test-proba.tif", "volume_proba": "test-volume-proba.tif", "cells": "test-cells.tif"}
+#: the segmentation the evaluate stage chose on the validation slices, beside the model file
+SEGMENT_FILE = "segment.json"
 
 
 def slice_name(index: int) -> str:

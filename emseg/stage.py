@@ -23,6 +23,7 @@ PATHS = {
     "plots": "folder for plot data and overlay images",
     "eval": "folder for the scored and predicted stacks",
     "preview": "preview grid PNG to write",
+    "segment": "segment.json to write: the segmentation chosen on the validation slices (beside the model)",
 }
 
 

@@ -2,13 +2,15 @@
 
 from emseg.dataset import read_labelled, read_unlabelled
 from emseg.device import select_device
-from emseg.evaluation.evaluate import evaluate
+from pathlib import Path
+
+from emseg.evaluation.evaluate import SegmentJob, evaluate
 from emseg.inference.predictor import Predictor
 from emseg.model_file import load_model
 from emseg.preprocessing.split import read_split
 from emseg.stage import run_stage, stage_parser
 
-parser = stage_parser("evaluate", __doc__, "png", "split", "model", "metrics", "plots", "eval")
+parser = stage_parser("evaluate", __doc__, "png", "split", "model", "metrics", "plots", "eval", "segment")
 parser.add_argument("--labelled-only", action="store_true", help="score the labelled test slices only, no test-volume map (cv/dvc.yaml)")
 
 
@@ -16,12 +18,13 @@ def body(args, params):
     settings = params.evaluate
     device = select_device(settings.device)
     model, config = load_model(args.model, device)
-    test_ids = read_split(args.split)["test"]
-    images, labels = read_labelled(args.png, test_ids)
+    split = read_split(args.split)
+    images, labels = read_labelled(args.png, split["test"])
     predictor = Predictor.from_params(model, config, settings, device)
     unlabelled = None if args.labelled_only else read_unlabelled(args.png)
-    metrics = evaluate(predictor, images, labels, test_ids, unlabelled, args.metrics, args.plots, args.eval, settings)
-    shown = ("v_rand", "v_info", "pixel_error", "threshold", "v_rand_at_val_threshold", "val_threshold")
+    job = SegmentJob(params.segment, *read_labelled(args.png, split["val"]), Path(args.segment))
+    metrics = evaluate(predictor, images, labels, split["test"], unlabelled, args.metrics, args.plots, args.eval, settings, job)
+    shown = ("v_rand", "v_info", "threshold", "v_rand_at_val_threshold", "val_threshold", "segment_v_rand")
     print("  ".join(f"{key} {metrics[key]:.4f}" for key in shown))
 
 

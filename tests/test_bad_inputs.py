@@ -90,6 +90,7 @@ COMMANDS: dict[str, list[str]] = {
     "evaluate": [
         "stages/evaluate.py", "--png", "data/png", "--split", "data/split.json", "--model", "models/model.pt",
         "--metrics", f"{OUT}/evaluate.json", "--plots", f"{OUT}/plots", "--eval", f"{OUT}/eval",
+        "--segment", f"{OUT}/segment.json",
     ],
 }
 
@@ -401,6 +402,14 @@ BESPOKE: list[Bespoke] = [
     Bespoke("split-cv_unknown_fold", "split", "--fold that params cv.folds does not list",
             nothing, r"params cv\.folds: fold 7 is not one of \[0, 1\]", args=("--fold", "7")),
     # stages/train.py
+    Bespoke("evaluate-unknown_segmentation", "evaluate", "unknown segmentation method (segment.method: mwz)",
+            with_params({"segment": {"method": "mwz"}}), r"params\.yaml: segment\.method: Input should be .*\(got 'mwz'\)"),
+    Bespoke("evaluate-mws_of_a_boundary_model", "evaluate", "the Mutex Watershed asked of a boundary model",
+            with_params({"segment": {"method": "mws"}}), r"params\.yaml: segment\.method: mws needs an affinity model"),
+    Bespoke("evaluate-unknown_segment_setting", "evaluate", "a setting the method does not have (segment.gasp.bta)",
+            with_params({"segment": {"gasp": {"bta": 0.5}}}), r"params\.yaml: segment\.gasp: bta not a setting of gasp"),
+    Bespoke("predict-unknown_cells_method", "predict", "--cells naming no method",
+            nothing, r"--cells: unknown method 'mwz'; registered: components", args=("--cells", "mwz")),
     Bespoke("train-missing_augmented", "train", "augmented folder missing",
             removed("data/augmented"), r"data/augmented: augmented slices folder not found"),
     Bespoke("train-zero_steps", "train", "zero step count (train.steps: 0)",

@@ -24,8 +24,10 @@ from typing import Any
 from emseg.defaults import BLOCK_SLICES, CONFIDENCE
 from emseg.errors import EmsegError
 
-#: compared when present in both tables: the validated-threshold scores first, then the challenge's
+#: compared when present in both tables: the segmentation's cells, the validated-threshold scores, then the challenge's
 DEFAULT_METRICS = (
+    "segment_v_rand",
+    "segment_v_info",
     "v_rand_at_val_threshold",
     "v_info_at_val_threshold",
     "pixel_error_at_val_threshold",

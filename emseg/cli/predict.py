@@ -49,6 +49,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[ty
         help="cell where probability > threshold, for membrane and cells (default: the model's best "
         f"V_rand threshold on its validation slices, {FALLBACK_THRESHOLD} for a model without one)",
     )
+    parser.add_argument(
+        "--cells",
+        metavar="METHOD",
+        help="how cells are drawn: components (the thresholded mask's), watershed, multicut, gasp or mws (affinity "
+        "models); default: the method the evaluate stage chose, from segment.json beside the model, else components",
+    )
     parser.add_argument("--tta", action="store_true", help="average the 8 flips/rotations of every tile (8x slower)")
     parser.add_argument("--overlap", type=float, default=OVERLAP, help="overlap of neighbouring tiles, in [0, 1) (default: %(default)s)")
     parser.add_argument("--batch-size", type=int, default=TILE_BATCH, help="tiles per forward pass (default: %(default)s)")
@@ -81,7 +87,8 @@ def run(args: argparse.Namespace) -> int:
     options = PredictOptions(outputs, given, args.overlap, args.tta, args.batch_size, device, not args.no_amp)
     model, config = load_model(args.model, device)
     threshold, threshold_source = config.threshold(args.threshold)
-    options = replace(options, threshold=threshold)
+    method, settings, cells_source = cell_method(args.model, args.cells, config.target)
+    options = replace(options, threshold=threshold, cells=method, cell_settings=settings)
     items = inspect_inputs(discover_inputs(args.inputs))
     check_output_names(items, args.out, options.outputs)
     note = colour_note(items)
@@ -96,5 +103,26 @@ def run(args: argparse.Namespace) -> int:
             progress=bar.update, on_file=lambda item: bar.set_postfix_str(item.path.name, refresh=False),
         )
     if not args.quiet:
-        print(f"{summary.line()} -> {args.out} (threshold {options.threshold:g}: {threshold_source})")
+        print(f"{summary.line()} -> {args.out} (threshold {options.threshold:g}: {threshold_source}; cells: {method}, {cells_source})")
     return 0
+
+
+def cell_method(model_path: Path, asked: str | None, target: str) -> tuple[str, dict, str]:
+    """The segmentation method, its settings and where they come from: segment.json beside the model when it
+    names the method (or none was asked for), else the method's own defaults."""
+    from emseg.io import read_json
+    from emseg.layout import SEGMENT_FILE
+    from emseg.segmentation import METHODS
+
+    chosen_path = model_path.with_name(SEGMENT_FILE)
+    chosen = read_json(chosen_path) if chosen_path.is_file() else None
+    method = asked or (chosen["method"] if chosen else "components")
+    if method not in METHODS:
+        raise EmsegError(f"--cells: unknown method {method!r}; registered: {', '.join(METHODS)}")
+    if METHODS[method].needs_affinities and target != "affinities":
+        raise EmsegError(f"--cells {method} needs an affinity model; {model_path} is a {target} model")
+    if method == "components":
+        return method, {}, "at the mask's threshold"
+    if chosen and chosen.get("method") == method:
+        return method, dict(chosen["settings"]), f"settings from {chosen_path}"
+    return method, {}, "default settings"

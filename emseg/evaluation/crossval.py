@@ -7,7 +7,8 @@ chosen without the test slices) and at the challenge's best of 11 thresholds on 
 block itself. Here the folds' per-slice rows become one table over all slices, and the
 figures are the means over all slices with block-bootstrap intervals
 (:mod:`emseg.evaluation.statistics`); the challenge's figures are reported per fold and as
-their slice-weighted mean.
+their slice-weighted mean; ``segmented`` holds the scores of the segmentation method's
+cells (settings chosen on each fold's validation block).
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ import os
 from typing import Any
 
 from emseg.errors import EmsegError
-from emseg.evaluation.evaluate import AT_VAL_THRESHOLD, VALIDATED_KEYS
+from emseg.evaluation.evaluate import AT_VAL_THRESHOLD, SEGMENTED, SEGMENTED_KEYS, VALIDATED_KEYS
 from emseg.evaluation.statistics import mean_interval
 from emseg.io import read_json
 from emseg.layout import cv_fold_file
@@ -55,8 +56,7 @@ def summarise(rows: list[dict[str, Any]], metrics: dict[int, dict[str, Any]], pa
     slice_ids = [row["slice"] for row in rows]
     sizes = {fold: sum(1 for row in rows if row["fold"] == fold) for fold in metrics}
 
-    def validated(key: str) -> dict[str, Any]:
-        name = f"{key}{AT_VAL_THRESHOLD}"
+    def validated(name: str) -> dict[str, Any]:
         interval = mean_interval([row[name] for row in rows], slice_ids, params.block, params.confidence, params.resamples)
         per_fold = {str(fold): metrics[fold][name] for fold in metrics}
         return {"mean": interval.mean, "ci_low": interval.low, "ci_high": interval.high, "per_fold": per_fold}
@@ -66,13 +66,21 @@ def summarise(rows: list[dict[str, Any]], metrics: dict[int, dict[str, Any]], pa
         mean = sum(metrics[fold][key] * sizes[fold] for fold in metrics) / len(rows)
         return {"mean": mean, "per_fold": per_fold}
 
+    def segmented() -> dict[str, Any]:
+        methods = {str(fold): metrics[fold]["segment_method"] for fold in metrics}
+        return {
+            "method": next(iter(methods.values())) if len(set(methods.values())) == 1 else methods,
+            **{key: validated(f"{SEGMENTED}{key}") for key in SEGMENTED_KEYS},
+            "seconds_per_slice": sum(metrics[fold]["segment_seconds_per_slice"] * sizes[fold] for fold in metrics) / len(rows),
+        }
+
     v_rand = mean_interval([row["v_rand"] for row in rows], slice_ids, params.block, params.confidence, params.resamples)
     return {
         "slices": len(rows),
         "folds": len(metrics),
         "confidence": params.confidence,
         "block": params.block,
-        "validated": {key: validated(key) for key in VALIDATED_KEYS},
+        "validated": {key: validated(f"{key}{AT_VAL_THRESHOLD}") for key in VALIDATED_KEYS},
         "challenge": {
             **{key: challenge(key) for key in CHALLENGE_KEYS},
             "v_rand_per_slice_ci": [v_rand.low, v_rand.high],
@@ -81,4 +89,5 @@ def summarise(rows: list[dict[str, Any]], metrics: dict[int, dict[str, Any]], pa
             "validated": {str(fold): metrics[fold]["val_threshold"] for fold in metrics},
             "challenge": {str(fold): metrics[fold]["threshold"] for fold in metrics},
         },
+        **({"segmented": segmented()} if all(f"{SEGMENTED}v_rand" in m for m in metrics.values()) else {}),
     }

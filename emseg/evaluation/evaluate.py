@@ -9,6 +9,7 @@ unlabelled test volume in the challenge's convention (high = cell interior).
 from __future__ import annotations
 
 import os
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -20,13 +21,18 @@ from emseg.evaluation.metrics import ScoreResult, score
 from emseg.inference.predictor import Predictor
 from emseg.io import write_json, write_tiff
 from emseg.layout import EVAL_NAMES, slice_name
-from emseg.params import EvaluateParams
+from emseg.params import EvaluateParams, SegmentParams
+from emseg.postprocessing import membrane_to_cell
+from emseg.segmentation import Prediction, cell_map, timed_segment, tune
 from emseg.visualization import MEMBRANE_RGB, PREDICTION_RGB, grey_rgb, side_by_side, tint, write_rgb_png
 
 
 #: the scores also taken at the model's validated threshold, under these names + AT_VAL_THRESHOLD
 VALIDATED_KEYS = ("v_rand", "v_info", "pixel_error")
 AT_VAL_THRESHOLD = "_at_val_threshold"
+#: the scores of the segmentation method's cells, under SEGMENTED + these names
+SEGMENTED_KEYS = ("v_rand", "v_info")
+SEGMENTED = "segment_"
 
 
 def summary(result: ScoreResult, at_validated: ScoreResult, n_slices: int, tta: bool) -> dict[str, Any]:
@@ -91,6 +97,40 @@ def overlay_panel(image: np.ndarray, label: np.ndarray, cell_proba: np.ndarray, 
     ])
 
 
+@dataclass(frozen=True)
+class SegmentJob:
+    """The segmentation the evaluate stage chooses on the validation slices and applies to the test slices.
+
+    The settings of ``params``'s method that are lists form a grid; the best of it by V_rand
+    on the validation slices is written to ``path`` (``segment.json`` beside the model), from
+    where ``emseg predict`` takes it too.
+    """
+
+    params: SegmentParams
+    val_images: list[np.ndarray]
+    val_labels: list[np.ndarray]
+    path: Path
+
+
+def choose_segmentation(predictor: Predictor, job: SegmentJob, workers: int | None) -> dict[str, Any]:
+    """Tune ``job``'s method on its validation slices; the content of ``segment.json``."""
+    predictions = [predictor.predict(image) for image in job.val_images]
+    method = job.params.method
+    settings, val_v_rand, tries = tune(
+        method, job.params.given(), predictions, job.val_labels, lambda labels, maps: score(labels, maps, [0.5], workers=workers).v_rand
+    )
+    return {"method": method, "settings": settings, "val_v_rand": val_v_rand, "val_slices": len(job.val_images), "tried": tries}
+
+
+def segmented(predictions: list[Prediction], labels: np.ndarray, chosen: dict[str, Any], workers: int | None) -> tuple[ScoreResult, np.ndarray, float]:
+    """The chosen method's cells of each test slice, their scores, and the mean seconds per slice."""
+    runs = [timed_segment(chosen["method"], prediction, chosen["settings"]) for prediction in predictions]
+    cells = np.stack([labels_ for labels_, _ in runs])
+    # a map with cell borders 0 and interiors 1: every threshold of the scorer gives these cells
+    result = score(labels, np.stack([cell_map(c) for c in cells]), [0.5], workers=workers)
+    return result, cells, float(np.mean([seconds for _, seconds in runs]))
+
+
 def evaluate(
     predictor: Predictor,
     test_images: list[np.ndarray],
@@ -101,35 +141,47 @@ def evaluate(
     plots_dir: str | os.PathLike[str],
     eval_dir: str | os.PathLike[str],
     params: EvaluateParams = EvaluateParams(),
+    segment_job: SegmentJob | None = None,
 ) -> dict[str, Any]:
     """Run the whole stage; return the summary written to ``metrics_path``.
 
     ``params`` gives the threads (torch CPU threads and scoring workers, 0 = all cores),
     the number of overlay panels and of precision-recall points; the predictor was made
     from the same block. ``unlabelled_images`` None: no test-volume map (cross-validation
-    folds score their labelled test block only).
+    folds score their labelled test block only). ``segment_job``: also segment the test
+    slices with a method chosen on the validation slices, and score its cells.
     """
     plots, out = Path(plots_dir), Path(eval_dir)
-    threads = params.threads
-    if threads:
-        torch.set_num_threads(threads)
+    workers = params.threads or None
+    if params.threads:
+        torch.set_num_threads(params.threads)
     labels = np.stack(test_labels)
-    cell_proba = predictor.cell_stack(test_images)
-    result = score(labels, cell_proba, workers=threads or None)
+    predictions = [predictor.predict(image) for image in test_images]
+    cell_proba = np.stack([membrane_to_cell(p.membrane) for p in predictions]).astype(np.float32)
+    result = score(labels, cell_proba, workers=workers)
     val_threshold, _ = predictor.config.threshold()
-    at_validated = score(labels, cell_proba, [val_threshold], workers=threads or None)
+    at_validated = score(labels, cell_proba, [val_threshold], workers=workers)
     write_tiff(out / EVAL_NAMES["labels"], labels)
     write_tiff(out / EVAL_NAMES["proba"], cell_proba)
     if unlabelled_images is not None:
         write_tiff(out / EVAL_NAMES["volume_proba"], predictor.cell_stack(unlabelled_images))
+    metrics = summary(result, at_validated, len(test_ids), predictor.tta)
+    rows = per_slice_rows(result, at_validated, test_ids)
+    if segment_job is not None:
+        chosen = choose_segmentation(predictor, segment_job, workers)
+        write_json(segment_job.path, chosen)
+        seg_result, cells, seconds = segmented(predictions, labels, chosen, workers)
+        write_tiff(out / EVAL_NAMES["cells"], cells)
+        metrics.update({"segment_method": chosen["method"], "segment_seconds_per_slice": seconds})
+        metrics.update({f"{SEGMENTED}{key}": getattr(seg_result, key) for key in SEGMENTED_KEYS})
+        for position, row in enumerate(rows):
+            row.update({f"{SEGMENTED}{key}": float(seg_result.per_slice[key][position]) for key in SEGMENTED_KEYS})
 
-    write_json(plots / "per_slice.json", per_slice_rows(result, at_validated, test_ids))
+    write_json(plots / "per_slice.json", rows)
     write_json(plots / "thresholds.json", threshold_rows(result))
     write_json(plots / "pr_curve.json", pr_curve_rows(labels, cell_proba, params.pr_points))
     for position in range(min(params.overlays, len(test_ids))):
         panel = overlay_panel(test_images[position], labels[position], cell_proba[position], result.v_rand_threshold)
         write_rgb_png(plots / "overlays" / slice_name(test_ids[position]), panel)
-
-    metrics = summary(result, at_validated, len(test_ids), predictor.tta)
     write_json(metrics_path, metrics)
     return metrics

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import signal
 import subprocess
 import sys
@@ -151,7 +152,7 @@ def test_every_input_kind_gives_all_outputs(kind: str, model_path: Path, tmp_pat
     assert len(list(out.iterdir())) == 4 * len(expected)  # and nothing else (no temp files)
     slices = sum(s[0] for s in expected.values())
     assert f"predicted {len(expected)} image(s), {slices} slice(s)" in stdout and "MPix/s" in stdout
-    assert "(threshold 0.5: default)" in stdout  # an untrained model file carries no validated threshold
+    assert "(threshold 0.5: default;" in stdout  # an untrained model file carries no validated threshold
     if kind.startswith("rgb"):
         assert stderr.count("converted to grey") == 1 and "colour" in stderr
     else:
@@ -203,10 +204,10 @@ def test_a_trained_model_predicts(tmp_path: Path, capsys) -> None:
     _, config = load_model(model)
     validated = config.info["val"]["threshold"]
     assert config.val_threshold == validated
-    assert f"(threshold {validated:g}: the model's validated one)" in stdout
+    assert f"(threshold {validated:g}: the model's validated one;" in stdout
     _check_outputs(tmp_path / "out", "test", (2, 56, 52), threshold=validated)
     rc, stdout, _ = _run(capsys, test_image, "--model", model, "--out", tmp_path / "given", "--threshold", "0.25")
-    assert rc == 0 and "(threshold 0.25: given)" in stdout
+    assert rc == 0 and "(threshold 0.25: given;" in stdout
     _check_outputs(tmp_path / "given", "test", (2, 56, 52), threshold=0.25)
 
 
@@ -316,3 +317,28 @@ def test_kill_term_mid_prediction_leaves_no_temporary_file(model_path: Path, tmp
     assert child.returncode == 128 + signal.SIGTERM, stderr
     assert stderr.strip().splitlines()[-1] == "emseg: terminated"
     assert not list(out.iterdir()), sorted(p.name for p in out.iterdir())
+
+
+def test_cells_by_another_method_and_its_bad_names(model_path: Path, tmp_path: Path, capsys) -> None:
+    source, expected = _make_input("odd_67x45", tmp_path)
+    rc, stdout, stderr = _run(capsys, source, "--model", model_path, "--out", tmp_path / "ws", "--cells", "watershed")
+    assert rc == 0, stderr
+    assert "cells: watershed, default settings" in stdout and "s/slice)" in stdout
+    cells = tifffile.imread(tmp_path / "ws" / "odd_cells.tif")
+    assert cells.dtype == np.uint32 and cells.shape == (67, 45)
+    rc, _, stderr = _run(capsys, source, "--model", model_path, "--out", tmp_path / "x", "--cells", "mwz")
+    assert rc == 2 and stderr.strip().startswith("emseg: error: --cells: unknown method 'mwz'; registered: components")
+    rc, _, stderr = _run(capsys, source, "--model", model_path, "--out", tmp_path / "y", "--cells", "mws")
+    assert rc == 2 and "--cells mws needs an affinity model" in stderr
+    assert not (tmp_path / "x").exists() and not (tmp_path / "y").exists()
+
+
+def test_the_method_chosen_by_evaluate_is_the_default(model_path: Path, tmp_path: Path, capsys) -> None:
+    model = tmp_path / "m" / "model.pt"
+    model.parent.mkdir()
+    model.write_bytes(model_path.read_bytes())
+    (model.parent / "segment.json").write_text(json.dumps({"method": "multicut", "settings": {"beta": 0.6, "threshold": 0.3, "sigma_seeds": 1.0, "min_size": 25}}))
+    source, _ = _make_input("odd_67x45", tmp_path)
+    rc, stdout, stderr = _run(capsys, source, "--model", model, "--out", tmp_path / "out")
+    assert rc == 0, stderr
+    assert f"cells: multicut, settings from {model.parent / 'segment.json'}" in stdout

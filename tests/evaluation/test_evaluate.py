@@ -8,13 +8,14 @@ import torch
 from PIL import Image
 
 from emseg.dataset import membrane_target
-from emseg.evaluation.evaluate import evaluate, overlay_panel, pr_curve_rows
+from emseg.evaluation.evaluate import SegmentJob, evaluate, overlay_panel, pr_curve_rows
 from emseg.evaluation.metrics import score
 from emseg.inference.predictor import Predictor
 from emseg.model_file import ModelConfig
 from emseg.networks import build_network
 from emseg.normalization import DEFAULT_NORMALIZATION
-from emseg.params import EvaluateParams
+from emseg.params import EvaluateParams, SegmentParams
+from emseg.segmentation import Prediction
 
 from conftest import TINY_UNET, synthetic_stack
 
@@ -28,8 +29,8 @@ class OraclePredictor(Predictor):
         super().__init__(torch.nn.Identity(), CONFIG, tta=True)
         object.__setattr__(self, "truth", {image.tobytes(): label for image, label in zip(images, labels)})
 
-    def membrane(self, image: np.ndarray, progress=None) -> np.ndarray:  # noqa: ANN001
-        return membrane_target(self.truth[image.tobytes()]).astype(np.float32)
+    def predict(self, image: np.ndarray, progress=None) -> Prediction:  # noqa: ANN001
+        return Prediction(membrane_target(self.truth[image.tobytes()]).astype(np.float32))
 
 
 def _run(tmp_path: Path, predictor: Predictor, images, labels, unlabelled, **settings) -> dict:
@@ -117,3 +118,19 @@ def test_two_scores_named_apart_the_validated_threshold_and_the_challenges(tmp_p
     assert [row["v_rand_at_val_threshold"] for row in rows] == at_validated.per_slice["v_rand"]
     assert {"v_info_at_val_threshold", "pixel_error_at_val_threshold", "v_rand", "pixel_error"} <= set(rows[0])
     assert not (tmp_path / "eval" / "test-volume-proba.tif").exists()  # no unlabelled slices given: no volume map
+
+
+def test_the_segmentation_is_chosen_on_the_validation_slices_and_scored_on_the_test_slices(tmp_path: Path) -> None:
+    images, labels = synthetic_stack(4, 48, 40, seed=12)
+    oracle = OraclePredictor(images, labels)
+    job = SegmentJob(SegmentParams(method="components", components={"threshold": [0.2, 0.8]}), list(images[2:]), list(labels[2:]), tmp_path / "segment.json")
+    ids = [10, 11]
+    metrics = evaluate(oracle, list(images[:2]), list(labels[:2]), ids, None, tmp_path / "m.json", tmp_path / "plots", tmp_path / "eval", EvaluateParams(overlays=0), job)
+    chosen = json.loads((tmp_path / "segment.json").read_text())
+    assert chosen["method"] == "components" and [t["settings"]["threshold"] for t in chosen["tried"]] == [0.2, 0.8]
+    assert metrics["segment_method"] == "components" and metrics["segment_v_rand"] == pytest.approx(1.0)
+    assert metrics["segment_seconds_per_slice"] >= 0
+    rows = json.loads((tmp_path / "plots" / "per_slice.json").read_text())
+    assert [row["segment_v_rand"] for row in rows] == pytest.approx([1.0, 1.0])
+    cells = tifffile.imread(tmp_path / "eval" / "test-cells.tif")
+    assert cells.shape == (2, 48, 40) and cells.dtype == np.uint32
