@@ -32,7 +32,7 @@ from pathlib import Path
 
 import yaml
 
-from emseg.device import machine_info, machine_line
+from emseg.machine import machine_info, machine_line
 from emseg.layout import RAW_NAMES
 from emseg.synthetic import TINY_PROFILE, write_isbi_like_source
 

@@ -62,7 +62,7 @@ from pathlib import Path
 
 import numpy as np
 
-from emseg.device import machine_info, machine_line
+from emseg.machine import machine_info, machine_line
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 DEFAULT_DATA = REPO_ROOT.parent / "shared" / "isbi2012"

@@ -1,4 +1,4 @@
-"""Run every benchmark (score, predict, train, pipeline) and gather their figures.
+"""Run every benchmark (score, segment, predict, train, pipeline) and gather their figures.
 
 Each script runs in its own process with ``--json``; their outputs are collected into one
 JSON (``--json``) and summarised as a markdown table: each figure, its value (median, and
@@ -25,17 +25,18 @@ import tempfile
 import time
 from pathlib import Path
 
-from emseg.device import machine_info
+from emseg.machine import machine_info
 
 HERE = Path(__file__).resolve().parent
 REPO_ROOT = HERE.parent
-BENCHMARKS = ("score", "predict", "train", "pipeline")
+BENCHMARKS = ("score", "segment", "predict", "train", "pipeline")
 THREAD_OPTION = {"score": "--workers", "predict": "--threads", "train": "--threads", "pipeline": "--threads"}
 
 
 def machine_short(info: dict, load: list[float] | None = None) -> str:
     gpu = info["cuda_device"] if info["cuda"] else "no CUDA"
-    text = f"{info['cpu_count']} CPU, {gpu}"
+    cpu = info.get("cpu") or {}
+    text = f"{info['cpu_count']} x {cpu.get('model', 'CPU')} ({'/'.join(cpu.get('flags') or ['no AVX2'])}), {gpu}"
     return f"{text}, load {load[0]:.1f}" if load else text
 
 
@@ -76,7 +77,8 @@ def run_one(name: str, args: argparse.Namespace, env: dict, out_dir: Path) -> di
     """Run ``bench_<name>.py`` with ``--json``; its result, or the error."""
     json_path = out_dir / f"{name}.json"
     json_path.unlink(missing_ok=True)
-    options = (["--quick"] if args.quick else []) + ([THREAD_OPTION[name], str(args.threads)] if args.threads else [])
+    threads = [THREAD_OPTION[name], str(args.threads)] if args.threads and name in THREAD_OPTION else []
+    options = (["--quick"] if args.quick else []) + threads
     command = [sys.executable, str(HERE / f"bench_{name}.py"), *options, "--json", str(json_path)]
     shown = shlex.join(["python", f"benchmarks/bench_{name}.py", *options])
     print(f"\n=== {shown}", flush=True)

@@ -44,24 +44,3 @@ def autocast(device: torch.device, enabled: bool, cpu_bf16: bool = False) -> Ite
             yield
     else:
         yield
-
-
-def machine_info() -> dict:
-    """What a timing was measured on: cores, GPU, torch and Python versions, load average."""
-    import os
-    import sys
-
-    cuda = torch.cuda.is_available()
-    return {
-        "cpu_count": os.cpu_count(),
-        "cuda": cuda,
-        "cuda_device": torch.cuda.get_device_name(0) if cuda else None,
-        "torch": torch.__version__,
-        "python": sys.version.split()[0],
-        "load_average": [round(x, 2) for x in os.getloadavg()],
-    }
-
-
-def machine_line(info: dict) -> str:
-    gpu = f"CUDA {info['cuda_device']}" if info["cuda"] else "no CUDA"
-    return f"{info['cpu_count']} CPU(s), {gpu}, torch {info['torch']}, load average {' '.join(map(str, info['load_average']))}"

@@ -31,7 +31,7 @@ def _positive(x) -> bool:
 @pytest.fixture(scope="module")
 def quick_runs(tmp_path_factory: pytest.TempPathFactory) -> dict:
     out = tmp_path_factory.mktemp("bench")
-    only = "score,predict,train,pipeline" if HAS_ISBI else "predict,train,pipeline"
+    only = "score,segment,predict,train,pipeline" if HAS_ISBI else "segment,predict,train,pipeline"
     env = {**os.environ, "OMP_NUM_THREADS": "1", "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}"}
     command = [sys.executable, str(BENCH / "run_all.py"), "--quick", "--threads", "1", "--only", only,
                "--out-dir", str(out), "--json", str(out / "all.json"), "--markdown", str(out / "table.md")]
@@ -82,6 +82,14 @@ def test_train_quick_writes_rates_of_both_loops_and_their_ratio(quick_runs: dict
         assert s["min"] <= s["median"] <= s["max"], key
     assert result["config"]["patch_size"] == 64 and result["config"]["timed_steps"] > 0
     assert result["config"]["threads"] == 1
+    _check_figures(result)
+
+
+def test_segment_quick_times_every_method(quick_runs: dict) -> None:
+    result = quick_runs["segment"]
+    assert result["benchmark"] == "segment" and set(result["results"]) == {"components", "watershed", "multicut", "gasp", "mws"}
+    assert all(_positive(r["median_s"]) for r in result["results"].values())
+    assert result["machine"]["cpu"]["model"]
     _check_figures(result)
 
 

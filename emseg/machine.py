@@ -1,0 +1,56 @@
+"""What a timing was measured on: the CPU (model and the flags that decide convolution speed), cores, GPU, versions.
+
+Timings differ several-fold between CPUs of the same core count (AVX2 only against
+AVX-512 with native bf16), so every benchmark names the CPU beside its figures.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+
+import torch
+
+#: the CPU features that decide how fast convolutions run: fp32 vector width, native bf16, matrix units
+CPU_FLAGS = ("avx2", "avx512f", "avx512_bf16", "amx_tile", "amx_bf16")
+
+
+def cpu_description() -> dict:
+    """The CPU model, the flags of :data:`CPU_FLAGS` it has, and the kernels torch picked (e.g. AVX2, AVX512)."""
+    model, flags = "unknown", set()
+    try:
+        with open("/proc/cpuinfo") as handle:
+            for line in handle:
+                key, _, value = line.partition(":")
+                if key.strip() == "model name" and model == "unknown":
+                    model = value.strip()
+                elif key.strip() == "flags":
+                    flags = set(value.split())
+                    break
+    except OSError:
+        pass
+    return {"model": model, "flags": [f for f in CPU_FLAGS if f in flags], "torch_capability": torch.backends.cpu.get_cpu_capability()}
+
+
+def machine_info() -> dict:
+    """What a timing was measured on: CPU model and flags, cores, GPU, torch and Python versions, load average."""
+    cuda = torch.cuda.is_available()
+    return {
+        "cpu": cpu_description(),
+        "cpu_count": os.cpu_count(),
+        "cuda": cuda,
+        "cuda_device": torch.cuda.get_device_name(0) if cuda else None,
+        "torch": torch.__version__,
+        "python": sys.version.split()[0],
+        "load_average": [round(x, 2) for x in os.getloadavg()],
+    }
+
+
+def machine_line(info: dict) -> str:
+    gpu = f"CUDA {info['cuda_device']}" if info["cuda"] else "no CUDA"
+    cpu = info.get("cpu") or {}
+    flags = "/".join(cpu.get("flags") or ["no AVX2"])
+    return (
+        f"{info['cpu_count']} x {cpu.get('model', 'CPU')} ({flags}; torch kernels {cpu.get('torch_capability')}), {gpu}, "
+        f"torch {info['torch']}, load average {' '.join(map(str, info['load_average']))}"
+    )
