@@ -88,10 +88,16 @@ def _child(size: int, mode: str, patch: int, batch: int, threads: int, bare_batc
         seconds = time.perf_counter() - start
         assert proba.shape == image.shape and proba.dtype == np.float32
     peak_mib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # Linux: kilobytes
+    from emseg.flops import forward_flops
+    from emseg.networks import resolve_kwargs
+
+    flops = tiles * forward_flops(arch, resolve_kwargs(arch), 1, roi) * (VARIANTS if mode == "tta" else 1)
     return {
         "size": size,
         "mode": mode,
         "tiles": tiles,
+        "gflop": flops / 1e9,
+        "gflop_per_s": flops / 1e9 / seconds,
         "seconds": seconds,
         "mpix_per_s": size * size / 1e6 / seconds,
         "rss_before_mib": rss_before,
@@ -140,10 +146,10 @@ def _summarise(runs: list[dict]) -> dict:
     return summary
 
 
-def _row(r: dict, note: str = "") -> str:
+def _row(r: dict, peak: float, note: str = "") -> str:
     return (
         f"{r['size']:>5}^2  {r['mode']:<5} {r['tiles']:>6} {r['seconds']:>9.1f} {r['mpix_per_s']:>9.4f} "
-        f"{r['peak_rss_mib']:>9.0f} {r['peak_rss_mib'] - r['rss_before_mib']:>9.0f}  {note}"
+        f"{r['gflop_per_s']:>8.1f} {r['gflop_per_s'] / peak:>6.0%} {r['peak_rss_mib']:>9.0f} {r['peak_rss_mib'] - r['rss_before_mib']:>9.0f}  {note}"
     )
 
 
@@ -180,10 +186,16 @@ def main(argv: list[str] | None = None) -> int:
         args.repeats = 1 if args.quick else 3
     if args.repeats < 1:
         parser.error("--repeats must be at least 1")
+    import torch
+
+    from emseg.machine import machine_info, machine_line, sgemm_peak_gflops
+
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    info, peak = machine_info(), sgemm_peak_gflops()
     print(f"predict_membrane, default {args.arch}, random weights, patch {args.patch}, batch {args.batch_size}, device {args.device}")
-    print(f"torch threads: {args.threads or 'default'}")
-    print(f"load average at start: {' '.join(f'{x:.2f}' for x in os.getloadavg())} on {os.cpu_count()} CPU(s)")
-    print(f"{'size':>7}  {'mode':<5} {'tiles':>6} {'seconds':>9} {'MPix/s':>9} {'peak MiB':>9} {'+MiB':>9}  note")
+    print(f"torch threads: {args.threads or 'default'}; machine: {machine_line(info)}; fp32 sgemm peak now {peak:.1f} GFLOP/s")
+    print(f"{'size':>7}  {'mode':<5} {'tiles':>6} {'seconds':>9} {'MPix/s':>9} {'GFLOP/s':>8} {'%peak':>6} {'peak MiB':>9} {'+MiB':>9}  note")
     results, skipped, ratios = [], [], {}
     for size in sizes:
         # plain, TTA and bare runs alternate within each repeat, so that a noisy moment of a
@@ -198,11 +210,11 @@ def main(argv: list[str] | None = None) -> int:
         plain, bare = _summarise(runs["plain"]), _summarise(runs["bare"])
         ratios[size] = _spread([p["mpix_per_s"] / b["mpix_per_s"] for p, b in zip(runs["plain"], runs["bare"])])
         results.append(plain)
-        print(_row(plain), flush=True)
+        print(_row(plain, peak), flush=True)
         if runs["tta"]:
             tta = _summarise(runs["tta"])
             results.append(tta)
-            print(_row(tta, f"x{plain['seconds'] / tta['seconds']:.2f} of plain speed"), flush=True)
+            print(_row(tta, peak, f"x{plain['seconds'] / tta['seconds']:.2f} of plain speed"), flush=True)
         else:
             estimate = plain["seconds"] * VARIANTS
             skipped.append({"size": size, "mode": "tta", "estimated_s": estimate})
@@ -212,7 +224,7 @@ def main(argv: list[str] | None = None) -> int:
         note = f"plain path at {ratios[size]['median']:.0%} of bare forward speed"
         if extrapolated:
             note += f"; timed {bare['timed_batches']} batches, extrapolated"
-        print(_row(bare, note), flush=True)
+        print(_row(bare, peak, note), flush=True)
     print(f"load average at end: {' '.join(f'{x:.2f}' for x in os.getloadavg())}")
     print("peak MiB = ru_maxrss of the measuring subprocess; +MiB = peak minus RSS after model and image were made")
     if args.json:
@@ -220,6 +232,7 @@ def main(argv: list[str] | None = None) -> int:
         for r in results:
             rate = r["mpix_per_s_spread"]
             figures[f"predict: {r['size']}^2 {r['mode']}"] = {"value": rate["median"], "min": rate["min"], "max": rate["max"], "unit": "MPix/s"}
+            figures[f"predict: {r['size']}^2 {r['mode']} GFLOP/s"] = {"value": r["gflop_per_s"], "unit": f"GFLOP/s ({r['gflop_per_s'] / peak:.0%} of sgemm peak)"}
             if r["mode"] != "bare":
                 figures[f"predict: {r['size']}^2 {r['mode']} peak RSS"] = {"value": r["peak_rss_mib"], "unit": "MiB"}
         for size, ratio in ratios.items():
@@ -227,7 +240,8 @@ def main(argv: list[str] | None = None) -> int:
         payload = {
             "benchmark": "predict",
             "command": shlex.join(["python", "benchmarks/bench_predict.py", *(sys.argv[1:] if argv is None else argv)]),
-            "machine": {"cpu_count": os.cpu_count(), "load_average": [round(x, 2) for x in os.getloadavg()]},
+            "machine": info,
+            "sgemm_peak_gflops": peak,
             "config": {"quick": args.quick, "patch": args.patch, "batch_size": args.batch_size, "threads": args.threads,
                        "device": args.device, "arch": args.arch, "repeats": args.repeats, "tta_budget": args.tta_budget, "bare_batches": args.bare_batches},
             "results": results,

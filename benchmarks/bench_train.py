@@ -249,11 +249,17 @@ def main(argv: list[str] | None = None) -> int:
     crop = min(2 * patch, *images.shape[1:])  # the one (untimed) validation runs on a small crop: less waiting
     val_image, val_label = images[N_TRAIN_SLICES][:crop, :crop], labels[N_TRAIN_SLICES][:crop, :crop]
     data = TrainingData(list(train_images), list(train_labels), [val_image], [val_label])
-    info = machine_info()
+    from emseg.flops import train_step_flops
+    from emseg.machine import sgemm_peak_gflops
+    from emseg.networks import resolve_kwargs
+
+    info, peak = machine_info(), sgemm_peak_gflops()
+    patch_gflop = train_step_flops(args.arch, resolve_kwargs(args.arch), 1, args.batch_size, patch) / 1e9 / args.batch_size
     amp = " (AMP)" if device.type == "cuda" and args.amp else (" (bf16 autocast)" if args.cpu_bf16 and device.type == "cpu" else "")
     print(f"train step rate: {args.arch}, patch {patch}, batch {args.batch_size}, loss {args.loss}, device {device}{amp}")
     print(f"{steps} steps per run, first {log_every} (one logging window) warm-up, {steps - log_every} timed; data: {source}")
     print(f"torch threads: {torch.get_num_threads()}; glibc thresholds set: {args.mallopt}; machine: {machine_line(info)}")
+    print(f"one patch's forward and backward: {patch_gflop:.2f} GFLOP (counted); fp32 sgemm peak now {peak:.1f} GFLOP/s")
     print(f"{'repeat':>6} {'real p/s':>9} {'logged p/s':>10} {'bare p/s':>9} {'ratio':>7} {'faults/step real, bare':>23}"
           f" {'sys ms/step real, bare':>23}")
 
@@ -290,6 +296,11 @@ def main(argv: list[str] | None = None) -> int:
     ):
         s = results[name]
         print(f"{label:>17}: median {s['median']:.3f}  (min {s['min']:.3f}, max {s['max']:.3f}) over {args.repeats} repeat(s)")
+    for kind in ("real", "bare"):
+        rate = results[f"{kind}_patches_per_s"]["median"] * patch_gflop
+        results[f"{kind}_gflop_per_s"] = rate
+        print(f"{kind + ' GFLOP/s':>17}: {rate:.1f} ({rate / peak:.0%} of the sgemm peak)")
+    results["patch_gflop"], results["sgemm_peak_gflops"] = patch_gflop, peak
     met = results["ratio"]["median"] >= GOAL_RATIO
     print(f"goal ratio >= {GOAL_RATIO}: {'met' if met else 'NOT met'}")
     print("faults/step: minor page faults per training step (memory the allocator gave back to the kernel and touched again)")
@@ -327,6 +338,7 @@ def main(argv: list[str] | None = None) -> int:
                 "train: real loop": _figure(results["real_patches_per_s"], "patches/s"),
                 "train: bare loop": _figure(results["bare_patches_per_s"], "patches/s"),
                 "train: ratio real/bare": {**_figure(results["ratio"], ""), "goal": f">= {GOAL_RATIO}"},
+                "train: real loop GFLOP/s": {"value": results["real_gflop_per_s"], "unit": f"GFLOP/s ({results['real_gflop_per_s'] / peak:.0%} of sgemm peak)"},
                 "train: page faults/step, real loop": _figure(results["real_minor_faults_per_step"], "faults/step"),
             },
         }

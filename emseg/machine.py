@@ -54,3 +54,17 @@ def machine_line(info: dict) -> str:
         f"{info['cpu_count']} x {cpu.get('model', 'CPU')} ({flags}; torch kernels {cpu.get('torch_capability')}), {gpu}, "
         f"torch {info['torch']}, load average {' '.join(map(str, info['load_average']))}"
     )
+
+
+def sgemm_peak_gflops(size: int = 4096, repeats: int = 5) -> float:
+    """This machine's practical fp32 peak now: the best of ``repeats`` square ``size`` matrix products, GFLOP/s."""
+    import time
+
+    a, b = torch.randn(size, size), torch.randn(size, size)
+    torch.mm(a, b)  # first call: threads and buffers set up
+    best = float("inf")
+    for _ in range(repeats):
+        start = time.perf_counter()
+        torch.mm(a, b)
+        best = min(best, time.perf_counter() - start)
+    return 2 * size**3 / best / 1e9

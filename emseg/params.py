@@ -182,8 +182,17 @@ class TrainParams(_Block):
     resume: bool = Field(True, description="continue from a checkpoint of a killed run with the same params, seed and data")
     device: Literal[defaults.DEVICES] = "auto"  # type: ignore[valid-type]
     amp: bool = Field(True, description="mixed precision on CUDA")
-    cpu_bf16: bool = Field(False, description="train in bf16 autocast on CPU too (fast only with native bf16: AVX-512 BF16, AMX)")
+    cpu_bf16: bool | Literal["auto"] = Field(
+        False, description="train in bf16 autocast on CPU too (fast only with native bf16: AVX-512 BF16, AMX); auto: where the CPU has it"
+    )
     threads: int = Field(0, ge=0, description="torch CPU threads; 0 = all cores")
+
+    @field_validator("cpu_bf16", mode="before")
+    @classmethod
+    def _true_false_or_auto(cls, value: Any) -> Any:
+        if value == "auto" or isinstance(value, bool):
+            return value
+        raise ValueError(f"must be true, false or auto, got {value!r}")
 
     @model_validator(mode="after")
     def _checkpoints_on_log_steps(self) -> TrainParams:

@@ -1,7 +1,7 @@
 import pytest
 import torch
 
-from emseg.device import amp_dtype, autocast, select_device, uses_amp
+from emseg.device import native_bf16, amp_dtype, autocast, select_device, uses_amp
 from emseg.errors import EmsegError
 
 CPU = torch.device("cpu")
@@ -25,6 +25,20 @@ def test_cpu_mixed_precision_only_when_asked_for() -> None:
     assert uses_amp(CPU, True, cpu_bf16=True)
     assert not uses_amp(CPU, False, cpu_bf16=True)
     assert amp_dtype(CPU) == torch.bfloat16
+
+
+@pytest.mark.parametrize("native", [False, True])
+def test_auto_uses_bf16_exactly_where_the_cpu_has_it(native: bool, monkeypatch: pytest.MonkeyPatch) -> None:
+    import emseg.device
+
+    monkeypatch.setattr(emseg.device, "native_bf16", lambda: native)
+    assert uses_amp(CPU, True, cpu_bf16="auto") is native
+    assert not uses_amp(CPU, False, cpu_bf16="auto")
+
+
+def test_native_bf16_reads_the_cpu_flags() -> None:
+    flags = open("/proc/cpuinfo").read()
+    assert native_bf16() == ("avx512_bf16" in flags or "amx_bf16" in flags)
 
 
 @pytest.mark.parametrize("cpu_bf16", [False, True])

@@ -99,7 +99,7 @@ def test_split_fold_must_be_below_n_folds() -> None:
     ("block", "key", "value", "message"),
     [
         ("evaluate", "threads", -1, r"evaluate.threads: Input should be greater than or equal to 0"),
-        ("train", "cpu_bf16", "maybe", r"train.cpu_bf16: Input should be a valid boolean"),
+        ("train", "cpu_bf16", "maybe", r"train.cpu_bf16: must be true, false or auto, got 'maybe'"),
     ],
 )
 def test_thread_and_precision_keys_are_checked(block: str, key: str, value: object, message: str) -> None:
