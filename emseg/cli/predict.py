@@ -11,6 +11,12 @@ Outputs per input, named after it (<stem> = file name without suffix), in DIR
   membrane  <stem>_membrane.png  membrane mask, 255 = membrane (.tif for a stack)
   cells     <stem>_cells.tif     uint32 cell instance labels per slice (0 = 1-pixel outlines)
   overlay   <stem>_overlay.png   membranes (red) and cell outlines (yellow) over the image (middle slice of a stack)
+  measurements  <stem>_cells.csv          one row per cell per slice: area, perimeter, centroid, bounding box, ...
+  summary       <stem>_cells_summary.csv  cell count and median cell area per slice
+
+Lengths and areas are in pixels, and in physical units too (the unit in the column name)
+where the pixel size is known: --pixel-size, or the TIFF's OME metadata, ImageJ unit or
+resolution tags.
 
 Nothing is written unless every input can be read and the model loads; each file appears
 under its final name only once it is complete (also after Ctrl-C or kill -TERM).
@@ -55,6 +61,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[ty
         help="how cells are drawn: components (the thresholded mask's), watershed, multicut, gasp or mws (affinity "
         "models); default: the method the evaluate stage chose, from segment.json beside the model, else components",
     )
+    parser.add_argument("--pixel-size", metavar="SIZE", help="the side of a pixel with its unit, e.g. 4nm (default: what each TIFF says)")
     parser.add_argument("--tta", action="store_true", help="average the 8 flips/rotations of every tile (8x slower)")
     parser.add_argument("--overlap", type=float, default=OVERLAP, help="overlap of neighbouring tiles, in [0, 1) (default: %(default)s)")
     parser.add_argument("--batch-size", type=int, default=TILE_BATCH, help="tiles per forward pass (default: %(default)s)")
@@ -76,7 +83,10 @@ def run(args: argparse.Namespace) -> int:
     from emseg.inference.predict import PredictOptions, check_output_names, predict_files, total_tiles
     from emseg.model_file import load_model
 
+    from emseg.measurements import parse_pixel_size
+
     outputs = parse_outputs(args.outputs)
+    pixel_size = parse_pixel_size(args.pixel_size) if args.pixel_size is not None else None
     device = select_device(args.device)
     if args.threads < 0:
         raise EmsegError(f"--threads must be 0 (one per core) or more, got {args.threads}")
@@ -88,7 +98,7 @@ def run(args: argparse.Namespace) -> int:
     model, config = load_model(args.model, device)
     threshold, threshold_source = config.threshold(args.threshold)
     method, settings, cells_source = cell_method(args.model, args.cells, config.target)
-    options = replace(options, threshold=threshold, cells=method, cell_settings=settings)
+    options = replace(options, threshold=threshold, cells=method, cell_settings=settings, pixel_size=pixel_size)
     items = inspect_inputs(discover_inputs(args.inputs))
     check_output_names(items, args.out, options.outputs)
     note = colour_note(items)

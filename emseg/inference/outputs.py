@@ -7,7 +7,9 @@ without suffix), in the output folder:
 * ``membrane``: ``<stem>_membrane.png`` (single image) or ``<stem>_membrane.tif`` (stack), 255 = membrane;
 * ``cells``: ``<stem>_cells.tif``, uint32 instance labels, numbered per slice, 0 = cell outline lines;
 * ``overlay``: ``<stem>_overlay.png``, membranes (red) and cell outlines (yellow) over the raw
-  image, of the middle slice for a stack.
+  image, of the middle slice for a stack;
+* ``measurements``: ``<stem>_cells.csv``, one row per cell per slice (:mod:`emseg.measurements`);
+* ``summary``: ``<stem>_cells_summary.csv``, cell count and median area per slice.
 """
 
 from __future__ import annotations
@@ -43,7 +45,11 @@ OUTPUTS: dict[str, OutputKind] = {
     "overlay": OutputKind(
         "overlay", np.uint8, single="png", stack="png", description="membranes (red) and cell outlines (yellow) over the image (middle slice of a stack)"
     ),
+    "measurements": OutputKind("cells", np.float64, single="csv", stack="csv", description="one row per cell per slice: area, perimeter, centroid, bounding box, ..."),
+    "summary": OutputKind("cells_summary", np.float64, single="csv", stack="csv", description="cell count and median cell area per slice"),
 }
+#: the kinds that need the cell labels
+NEEDS_CELLS = ("cells", "overlay", "measurements", "summary")
 OUTPUT_KINDS = tuple(OUTPUTS)
 
 

@@ -11,10 +11,12 @@ interrupt never leaves a partial file behind. The kinds of output are those of
 from __future__ import annotations
 
 import contextlib
+import csv
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import tifffile
@@ -25,10 +27,11 @@ from torch import nn
 from emseg.defaults import FALLBACK_THRESHOLD, OVERLAP, TILE_BATCH
 from emseg.errors import EmsegError
 from emseg.inference.inputs import InputImage
-from emseg.inference.outputs import OUTPUT_KINDS, OUTPUTS, check_outputs, output_paths
+from emseg.inference.outputs import NEEDS_CELLS, OUTPUT_KINDS, OUTPUTS, check_outputs, output_paths
 from emseg.inference.predictor import Predictor
 from emseg.inference.sliding_window import count_tiles
 from emseg.io import atomic_output
+from emseg.measurements import PixelSize, cell_columns, cell_rows, summary_columns, summary_row, tiff_pixel_size
 from emseg.model_file import ModelConfig
 from emseg.postprocessing import instance_labels, membrane_to_cell
 from emseg.segmentation import check_settings, segment
@@ -47,6 +50,8 @@ class PredictOptions:
     #: how the cells are drawn: a method of emseg.segmentation, and its settings
     cells: str = "components"
     cell_settings: dict = field(default_factory=dict)
+    #: the pixel size of every input (--pixel-size); None: each input's own, if its file says
+    pixel_size: PixelSize | None = None
 
     def __post_init__(self) -> None:
         check_outputs(self.outputs)
@@ -108,17 +113,26 @@ class _OutputFiles:
     """The open temporary files of one input's outputs, written slice by slice.
 
     Stacks and the probability and cell maps stream into multi-page TIFFs (the layout of
-    ``emseg.io.write_tiff``); a single slice's membrane mask and the overlay are PNGs.
+    ``emseg.io.write_tiff``); a single slice's membrane mask and the overlay are PNGs; the
+    measurements are CSV tables with their header written first.
     """
 
-    def __init__(self, tmps: dict[str, Path], is_stack: bool, exits: contextlib.ExitStack) -> None:
+    def __init__(self, tmps: dict[str, Path], is_stack: bool, exits: contextlib.ExitStack, pixel_size: PixelSize | None) -> None:
         self.tmps = tmps
+        self.pixel_size = pixel_size
         self.tiffs: dict[str, tifffile.TiffWriter] = {}
+        self.tables: dict[str, Any] = {}
         for kind, tmp in tmps.items():
-            if OUTPUTS[kind].file_name("", is_stack).endswith(".tif"):
+            name = OUTPUTS[kind].file_name("", is_stack)
+            if name.endswith(".tif"):
                 dtype = np.dtype(OUTPUTS[kind].dtype)
                 self.tiffs[kind] = tifffile.TiffWriter(tmp, imagej=dtype in (np.uint8, np.uint16, np.float32))
                 exits.callback(self.tiffs[kind].close)  # runs before the rename (LIFO)
+            elif name.endswith(".csv"):
+                handle = exits.enter_context(open(tmp, "w", newline=""))
+                self.tables[kind] = csv.writer(handle)
+                header = cell_columns(pixel_size) if kind == "measurements" else summary_columns(pixel_size)
+                self.tables[kind].writerow(header)
 
     def wants(self, kind: str) -> bool:
         return kind in self.tmps
@@ -129,10 +143,14 @@ class _OutputFiles:
         else:
             Image.fromarray(page).save(self.tmps[kind], format="PNG")
 
+    def write_rows(self, kind: str, rows: list[list[float]]) -> None:
+        self.tables[kind].writerows(rows)
+
 
 def _predict_slice(
     predictor: Predictor,
     raw: np.ndarray,
+    index: int,
     files: _OutputFiles,
     options: PredictOptions,
     with_overlay: bool,
@@ -149,7 +167,7 @@ def _predict_slice(
     if files.wants("membrane"):
         files.write("membrane", (~cell_mask).view(np.uint8) * np.uint8(255))
     seconds = 0.0
-    if files.wants("cells") or with_overlay:
+    if any(files.wants(kind) for kind in NEEDS_CELLS if kind != "overlay") or with_overlay:
         start = time.perf_counter()
         # components at the mask's own threshold: the cells the ISBI scores of this mask judge
         labels = instance_labels(cell_mask) if options.cells == "components" else segment(options.cells, prediction, options.cell_settings)
@@ -158,6 +176,10 @@ def _predict_slice(
             files.write("cells", labels)
         if with_overlay:
             files.write("overlay", overlay(raw, ~cell_mask, labels))
+        if files.wants("measurements"):
+            files.write_rows("measurements", cell_rows(labels, raw, index, files.pixel_size))
+        if files.wants("summary"):
+            files.write_rows("summary", [summary_row(labels, index, files.pixel_size)])
     return seconds
 
 
@@ -175,11 +197,13 @@ def predict_file(
     predictor = options.predictor(model, config)
     with contextlib.ExitStack() as exits:
         # entered before any slice is predicted: a failure anywhere removes every temp file
-        files = _OutputFiles({kind: exits.enter_context(atomic_output(path)) for kind, path in targets.items()}, item.is_stack, exits)
+        pixel_size = options.pixel_size or tiff_pixel_size(item.path)
+        tmps = {kind: exits.enter_context(atomic_output(path)) for kind, path in targets.items()}
+        files = _OutputFiles(tmps, item.is_stack, exits, pixel_size)
         seconds = 0.0
         for index, raw in enumerate(stack):
             with_overlay = files.wants("overlay") and index == stack.shape[0] // 2
-            seconds += _predict_slice(predictor, raw, files, options, with_overlay, progress)
+            seconds += _predict_slice(predictor, raw, index, files, options, with_overlay, progress)
     return list(targets.values()), seconds
 
 

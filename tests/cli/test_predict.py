@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import csv
 import json
 import signal
 import subprocess
@@ -16,6 +17,7 @@ import torch
 from PIL import Image
 
 from emseg.cli.main import main
+from emseg.inference.outputs import OUTPUT_KINDS
 from emseg.io import read_stack
 from emseg.model_file import ModelConfig, load_model, save_model
 from emseg.networks import build_network, resolve_kwargs
@@ -90,7 +92,7 @@ def _make_input(kind: str, folder: Path) -> tuple[Path, dict[str, tuple[int, int
 
 
 def _check_outputs(
-    out: Path, stem: str, shape: tuple[int, int, int], outputs=("proba", "membrane", "cells", "overlay"), threshold: float = 0.5
+    out: Path, stem: str, shape: tuple[int, int, int], outputs=("proba", "membrane", "cells", "overlay", "measurements", "summary"), threshold: float = 0.5
 ) -> None:
     n, h, w = shape
     stack = n > 1
@@ -99,6 +101,8 @@ def _check_outputs(
         "membrane": f"{stem}_membrane.{'tif' if stack else 'png'}",
         "cells": f"{stem}_cells.tif",
         "overlay": f"{stem}_overlay.png",
+        "measurements": f"{stem}_cells.csv",
+        "summary": f"{stem}_cells_summary.csv",
     }
     for kind, name in expected.items():
         assert (out / name).is_file() == (kind in outputs), name
@@ -123,6 +127,13 @@ def _check_outputs(
     if "overlay" in outputs:
         with Image.open(out / expected["overlay"]) as img:
             assert img.mode == "RGB" and img.size == (w, h)
+    if "measurements" in outputs and "cells" in outputs:
+        rows = list(csv.DictReader((out / expected["measurements"]).open()))
+        cells = tifffile.imread(out / expected["cells"]).reshape(n, h, w)
+        assert sum(float(r["area_px"]) for r in rows) == (cells > 0).sum()  # every cell pixel, once
+        assert {int(r["slice"]) for r in rows} <= set(range(n))
+    if "summary" in outputs:
+        assert len(list(csv.DictReader((out / expected["summary"]).open()))) == n
 
 
 INPUT_KINDS = [
@@ -149,7 +160,7 @@ def test_every_input_kind_gives_all_outputs(kind: str, model_path: Path, tmp_pat
     assert rc == 0, stderr
     for stem, shape in expected.items():
         _check_outputs(out, stem, shape)
-    assert len(list(out.iterdir())) == 4 * len(expected)  # and nothing else (no temp files)
+    assert len(list(out.iterdir())) == len(OUTPUT_KINDS) * len(expected)  # and nothing else (no temp files)
     slices = sum(s[0] for s in expected.values())
     assert f"predicted {len(expected)} image(s), {slices} slice(s)" in stdout and "MPix/s" in stdout
     assert "(threshold 0.5: default;" in stdout  # an untrained model file carries no validated threshold
@@ -342,3 +353,17 @@ def test_the_method_chosen_by_evaluate_is_the_default(model_path: Path, tmp_path
     rc, stdout, stderr = _run(capsys, source, "--model", model, "--out", tmp_path / "out")
     assert rc == 0, stderr
     assert f"cells: multicut, settings from {model.parent / 'segment.json'}" in stdout
+
+
+def test_a_resolution_tag_gives_physical_columns_and_a_bad_pixel_size_is_one_error(model_path: Path, tmp_path: Path, capsys) -> None:
+    stack, _ = synthetic_stack(2, 40, 36, seed=8)
+    source = tmp_path / "sized.tif"
+    tifffile.imwrite(source, stack, imagej=True, resolution=(250, 250), metadata={"unit": "um", "axes": "ZYX"})
+    rc, _, stderr = _run(capsys, source, "--model", model_path, "--out", tmp_path / "out", "--outputs", "cells,measurements,summary")
+    assert rc == 0, stderr
+    rows = list(csv.DictReader((tmp_path / "out" / "sized_cells.csv").open()))
+    assert rows and float(rows[0]["area_nm2"]) == pytest.approx(float(rows[0]["area_px"]) * 16)
+    rc, _, stderr = _run(capsys, source, "--model", model_path, "--out", tmp_path / "out2", "--pixel-size=-4nm")
+    assert rc == 2 and stderr.startswith("emseg: error: --pixel-size '-4nm'") and not (tmp_path / "out2").exists()
+    rc, _, _ = _run(capsys, source, "--model", model_path, "--out", tmp_path / "out3", "--pixel-size", "5 um", "--outputs", "summary")
+    assert rc == 0 and "median_area_um2" in (tmp_path / "out3" / "sized_cells_summary.csv").read_text()

@@ -20,9 +20,11 @@ def test_output_paths_follow_the_input_kind(tmp_path: Path) -> None:
     assert output_paths("two", True, tmp_path, ("overlay",))["overlay"].name == "two_overlay.png"
 
 
-def test_every_kind_names_its_file_after_itself() -> None:
-    for kind, spec in OUTPUTS.items():
-        assert spec.file_name("x", True).startswith(f"x_{kind}.")
+def test_every_kind_has_its_own_file_and_the_tables_sit_beside_the_cells() -> None:
+    names = {kind: spec.file_name("x", True) for kind, spec in OUTPUTS.items()}
+    assert len(set(names.values())) == len(names)
+    assert all(names[kind].startswith(f"x_{kind}.") for kind in ("proba", "membrane", "cells", "overlay"))
+    assert names["measurements"] == "x_cells.csv" and names["summary"] == "x_cells_summary.csv"
     assert np.dtype(OUTPUTS["cells"].dtype) == np.uint32
 
 

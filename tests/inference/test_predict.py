@@ -55,7 +55,7 @@ def test_predict_file_streams_a_stack(tmp_path: Path) -> None:
     ticks: list[int] = []
     options = PredictOptions(threshold=0.4)
     written, _ = predict_file(_Darkness(), CONFIG, item, tmp_path / "out", options, ticks.append)
-    assert sorted(p.name for p in written) == ["s_cells.tif", "s_membrane.tif", "s_overlay.png", "s_proba.tif"]
+    assert sorted(p.name for p in written) == ["s_cells.csv", "s_cells.tif", "s_cells_summary.csv", "s_membrane.tif", "s_overlay.png", "s_proba.tif"]
     assert sum(ticks) == total_tiles([item], 32, 0.5)
     proba = tifffile.imread(tmp_path / "out" / "s_proba.tif")
     membrane = tifffile.imread(tmp_path / "out" / "s_membrane.tif")
