@@ -44,6 +44,7 @@ from emseg.normalization import DEFAULT_NORMALIZATION
 from emseg.params import ModelParams, TrainParams
 from emseg.postprocessing import membrane_to_cell
 from emseg.training.border_weights import border_weight_map
+from emseg.training.progress import TrainingProgress
 from emseg.losses import build_loss, supervised_loss
 
 
@@ -178,6 +179,7 @@ class Trainer:
         ema: AveragedModel | None = None,
         checkpoint: Path | None = None,
         seed: int = 0,
+        progress: TrainingProgress | None = None,
     ) -> None:
         self.model, self.loss_fn, self.optimizer, self.sampler = model, loss_fn, optimizer, sampler
         self.data, self.params, self.config, self.logger = data, params, config, logger
@@ -186,6 +188,8 @@ class Trainer:
         self.scaler = torch.amp.GradScaler(device.type, enabled=self.use_amp and amp_dtype(device) == torch.float16)
         self.progress = Progress()
         self._window = _Window()
+        #: reports how far training has got (a bar, or a line every few percent); None: silent
+        self.reporter = progress
 
     @property
     def evaluated(self) -> nn.Module:
@@ -257,6 +261,8 @@ class Trainer:
         self.logger.step = done
         for name, value in figures.items():
             self.logger.log_metric(name, value)
+        if self.reporter is not None:
+            self.reporter.update(done, figures["train/loss"], None if metrics is None else metrics["v_rand"])
         if metrics is not None:
             for name, value in metrics.items():
                 self.logger.log_metric(f"val/{name}", value)
@@ -407,7 +413,11 @@ def train(
         with Live(dir=str(staging), resume=resuming, dvcyaml=None, save_dvc_exp=False, monitor_system=trainer.device.type == "cuda") as live:
             trainer.logger = live
             live.log_params({"arch": model_params.arch, "parameters": count_parameters(trainer.model), "device": str(trainer.device), "amp": trainer.use_amp})
-            progress = trainer.run()
+            trainer.reporter = TrainingProgress(params.steps, trainer.progress.step)
+            try:
+                progress = trainer.run()
+            finally:
+                trainer.reporter.close()
     if checkpoint:
         checkpoint.unlink(missing_ok=True)
     return {"best_step": progress.best_step, "best_val": progress.best, "parameters": count_parameters(trainer.model), "device": str(trainer.device)}
