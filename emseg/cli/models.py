@@ -29,11 +29,27 @@ def describe() -> list[dict]:
     ]
 
 
+def bundled() -> dict | None:
+    """The bundled model's description, if this installation has one."""
+    from emseg.bundled import BUNDLED_MODEL, bundled_info
+
+    info = bundled_info()
+    return None if info is None else {"path": str(BUNDLED_MODEL), **info}
+
+
 def run(args: argparse.Namespace) -> int:
-    rows = describe()
+    rows, model = describe(), bundled()
     if args.json:
-        print(json.dumps(rows, indent=2))
+        print(json.dumps({"architectures": rows, "bundled_model": model}, indent=2))
         return 0
+    if model is not None:
+        scores = model["test_scores"]
+        print(f"bundled model: {model['name']}, {model['path']}")
+        print(f"  held-out test slices 25-29: V_rand {scores['v_rand']:.4f} (challenge's threshold), "
+              f"{scores.get('v_rand_at_val_threshold', float('nan')):.4f} (validated threshold {scores.get('val_threshold', float('nan')):g}), "
+              f"V_info {scores['v_info']:.4f}")
+        print(f"  made by: {model['made_by']} at commit {model['commit']} on {model['cpu']['model']}")
+        print()
     for row in rows:
         print(f"{row['name']:<15} {row['parameters']:>11,} params  {row['constructor']}  - {row['description']}")
         print(f"{'':<15} defaults: {json.dumps(row['defaults'])}")

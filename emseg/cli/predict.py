@@ -45,7 +45,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[ty
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     parser.add_argument("inputs", type=Path, nargs="+", metavar="INPUT", help="TIFF/PNG/JPEG files or folders of them")
-    parser.add_argument("--model", type=Path, default=Path("models/model.pt"), help="emseg model file (default: %(default)s)")
+    parser.add_argument(
+        "--model", type=Path, default=None,
+        help="emseg model file (default: models/model.pt when the pipeline has made one, else the bundled ISBI 2012 model)",
+    )
     parser.add_argument("--out", type=Path, required=True, metavar="DIR", help="output folder (created if missing)")
     parser.add_argument("--outputs", default=",".join(OUTPUT_KINDS), metavar="LIST", help="comma-separated subset of %(default)s (default: all)")
     parser.add_argument(
@@ -95,9 +98,12 @@ def run(args: argparse.Namespace) -> int:
     # everything that can be refused is refused here, before the first output file exists
     given = FALLBACK_THRESHOLD if args.threshold is None else args.threshold
     options = PredictOptions(outputs, given, args.overlap, args.tta, args.batch_size, device, not args.no_amp)
-    model, config = load_model(args.model, device)
+    from emseg.bundled import default_model
+
+    model_path, model_source = default_model(args.model)
+    model, config = load_model(model_path, device)
     threshold, threshold_source = config.threshold(args.threshold)
-    method, settings, cells_source = cell_method(args.model, args.cells, config.target)
+    method, settings, cells_source = cell_method(model_path, args.cells, config.target)
     options = replace(options, threshold=threshold, cells=method, cell_settings=settings, pixel_size=pixel_size)
     items = inspect_inputs(discover_inputs(args.inputs))
     check_output_names(items, args.out, options.outputs)
@@ -113,7 +119,10 @@ def run(args: argparse.Namespace) -> int:
             progress=bar.update, on_file=lambda item: bar.set_postfix_str(item.path.name, refresh=False),
         )
     if not args.quiet:
-        print(f"{summary.line()} -> {args.out} (threshold {options.threshold:g}: {threshold_source}; cells: {method}, {cells_source})")
+        print(
+            f"{summary.line()} -> {args.out} (model {model_path}: {model_source}; threshold {options.threshold:g}: "
+            f"{threshold_source}; cells: {method}, {cells_source})"
+        )
     return 0
 
 

@@ -8,7 +8,7 @@ from emseg.networks import available
 
 def test_models_lists_every_registered_name_with_counts(capsys) -> None:
     assert main(["models", "--json"]) == 0
-    rows = json.loads(capsys.readouterr().out)
+    rows = json.loads(capsys.readouterr().out)["architectures"]
     assert [row["name"] for row in rows] == available()
     assert all(row["parameters"] > 10_000 and isinstance(row["defaults"], dict) for row in rows)
 
@@ -18,3 +18,17 @@ def test_models_table(capsys) -> None:
     out = capsys.readouterr().out
     for name in available():
         assert name in out
+
+
+def test_the_bundled_model_is_listed_with_its_scores_and_its_command(capsys) -> None:
+    from emseg.bundled import BUNDLED_MODEL
+
+    assert BUNDLED_MODEL.is_file(), "the package ships a model (python -m emseg.bundled makes it)"
+    assert main(["models", "--json"]) == 0
+    model = json.loads(capsys.readouterr().out)["bundled_model"]
+    assert model["path"] == str(BUNDLED_MODEL) and 0.9 < model["test_scores"]["v_rand"] <= 1.0
+    assert "dvc repro" in model["made_by"] and model["commit"]
+    check = model["fp16_check"]
+    assert abs(check["fp16_weights"]["v_rand"] - check["fp32_weights"]["v_rand"]) < 1e-3  # fp16 weights keep the scores
+    assert main(["models"]) == 0
+    assert "bundled model: ISBI 2012 CPU profile" in capsys.readouterr().out

@@ -1,0 +1,64 @@
+"""`emseg export --bioimageio`: a package bioimageio.core validates and runs, whose output is emseg predict's."""
+
+from __future__ import annotations
+
+import zipfile
+from pathlib import Path
+
+import numpy as np
+import pytest
+import tifffile
+import torch
+
+from emseg.cli.main import main
+from emseg.export import TOLERANCE
+from emseg.model_file import ModelConfig, save_model
+from emseg.networks import build_network, resolve_kwargs
+from emseg.normalization import DEFAULT_NORMALIZATION
+
+from conftest import TINY_UNET, synthetic_slice, tif
+
+
+@pytest.fixture(scope="module")
+def model_path(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    torch.manual_seed(1)
+    kwargs = resolve_kwargs("unet", TINY_UNET)
+    path = tmp_path_factory.mktemp("model") / "model.pt"
+    save_model(path, build_network("unet", kwargs).eval(), ModelConfig("unet", kwargs, dict(DEFAULT_NORMALIZATION), 32, val_threshold=0.4))
+    return path
+
+
+@pytest.mark.filterwarnings("ignore:`torch.jit.load` is deprecated:DeprecationWarning")  # inside bioimageio.core
+def test_the_package_passes_bioimageio_test_and_reproduces_emseg_predict(model_path: Path, tmp_path: Path, capsys) -> None:
+    from bioimageio.core import test_model
+
+    image = tif(tmp_path / "slice.tif", synthetic_slice(80, 72, 3)[0])
+    out = tmp_path / "model.zip"
+    assert main(["export", str(model_path), "--bioimageio", str(out), "--image", str(image)]) == 0, capsys.readouterr().err
+    names = set(zipfile.ZipFile(out).namelist())
+    assert {"rdf.yaml", "weights.pt", "weights.torchscript.pt", "test_input.npy", "test_output.npy", "cover.png", "README.md"} <= names
+    summary = test_model(out)
+    assert summary.status == "passed", [(d.name, [e.msg for e in d.errors]) for d in summary.details if d.status != "passed"]
+    # the package's test input, predicted by emseg predict, gives the package's test output
+    with zipfile.ZipFile(out) as package:
+        package.extractall(tmp_path / "unzipped")
+    test_input = np.load(tmp_path / "unzipped" / "test_input.npy")[0, 0]
+    expected = np.load(tmp_path / "unzipped" / "test_output.npy")[0, 0]
+    tif(tmp_path / "crop.tif", test_input.astype(np.uint8))
+    assert main(["predict", str(tmp_path / "crop.tif"), "--model", str(model_path), "--out", str(tmp_path / "pred"), "--outputs", "proba"]) == 0
+    np.testing.assert_allclose(tifffile.imread(tmp_path / "pred" / "crop_proba.tif"), expected, atol=TOLERANCE)
+
+
+@pytest.mark.parametrize(("case", "message"), [("not_a_model", "not an emseg model file"), ("missing_folder", "folder"), ("not_a_zip", "the package is a .zip file")])
+def test_bad_exports_are_one_error_and_write_nothing(case: str, message: str, model_path: Path, tmp_path: Path, capsys) -> None:
+    model, out = model_path, tmp_path / "out.zip"
+    if case == "not_a_model":
+        model = tif(tmp_path / "image.tif", np.zeros((8, 8), np.uint8))
+    elif case == "missing_folder":
+        out = tmp_path / "no-such-folder" / "out.zip"
+    else:
+        out = tmp_path / "out.tar"
+    assert main(["export", str(model), "--bioimageio", str(out)]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("emseg: error:") and message in err and len(err.splitlines()) == 1
+    assert sorted(p.name for p in tmp_path.iterdir()) == (["image.tif"] if case == "not_a_model" else [])
