@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import json
+import re
+import shutil
+import subprocess
 import sys
 import time
 from pathlib import Path
@@ -113,3 +116,23 @@ def test_cross_validation_pipeline_and_a_cross_validated_experiment(tiny_repo: P
     assert "validated" in data["metrics"]["cv/metrics.json"]["data"]
     compared = _run([str(Path(sys.executable).parent / "emseg"), "compare", "HEAD", "cv-bce"], tiny_repo)
     assert "v_rand_at_val_threshold" in compared and "B is " in compared
+
+    # the report opens offline: every declared plot of both pipelines draws, Vega inlined (.dvc/config)
+    _run(["dvc", "plots", "show"], tiny_repo)
+    declared, drawn = _drawn_plots(tiny_repo / "dvc_plots" / "index.html", tiny_repo / ".chromium")
+    assert declared >= 14 and drawn == declared, (declared, drawn)
+
+
+def _drawn_plots(html: Path, profile: Path) -> tuple[int, int]:
+    """How many Vega plots the page declares, and how many drew marks in headless Chromium with no network."""
+    browser = shutil.which("chromium") or shutil.which("chromium-browser")
+    if browser is None:
+        pytest.skip("no chromium here (.ci/run installs Debian's chromium)")
+    command = [
+        browser, "--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
+        "--disable-sync", "--no-first-run", f"--user-data-dir={profile}", "--virtual-time-budget=20000", "--dump-dom", html.as_uri(),
+    ]
+    dom = subprocess.run(command, capture_output=True, text=True, timeout=180).stdout
+    declared = html.read_text().count("vegaEmbed('#")
+    drawn = len([w for w in re.findall(r'<canvas width="(\d+)" height="\d+" class="marks"', dom) if int(w) > 0])
+    return declared, drawn
