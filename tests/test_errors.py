@@ -30,6 +30,15 @@ def test_debug_shows_the_traceback() -> None:
 
 @pytest.mark.parametrize(("signum", "status", "word"), [(signal.SIGINT, 130, "interrupted"), (signal.SIGTERM, 143, "terminated")])
 def test_a_signal_unwinds_the_body_and_removes_its_temporary_output(signum: int, status: int, word: str, tmp_path: Path, capsys) -> None:
+    # Python's own SIGINT handler, whatever an earlier test or library put in its place
+    previous = signal.signal(signal.SIGINT, signal.default_int_handler)
+    try:
+        _signal_body_case(signum, status, word, tmp_path, capsys)
+    finally:
+        signal.signal(signal.SIGINT, previous)
+
+
+def _signal_body_case(signum: int, status: int, word: str, tmp_path: Path, capsys) -> None:
     def body() -> int:
         with atomic_output(tmp_path / "out.tif") as tmp:
             tmp.write_bytes(b"half")

@@ -71,7 +71,6 @@ def summarise(rows: list[dict[str, Any]], metrics: dict[int, dict[str, Any]], pa
         return {
             "method": next(iter(methods.values())) if len(set(methods.values())) == 1 else methods,
             **{key: validated(f"{SEGMENTED}{key}") for key in SEGMENTED_KEYS},
-            "seconds_per_slice": sum(metrics[fold]["segment_seconds_per_slice"] * sizes[fold] for fold in metrics) / len(rows),
         }
 
     v_rand = mean_interval([row["v_rand"] for row in rows], slice_ids, params.block, params.confidence, params.resamples)

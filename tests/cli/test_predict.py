@@ -163,7 +163,7 @@ def test_every_input_kind_gives_all_outputs(kind: str, model_path: Path, tmp_pat
     assert len(list(out.iterdir())) == len(OUTPUT_KINDS) * len(expected)  # and nothing else (no temp files)
     slices = sum(s[0] for s in expected.values())
     assert f"predicted {len(expected)} image(s), {slices} slice(s)" in stdout and "MPix/s" in stdout
-    assert "(threshold 0.5: default;" in stdout  # an untrained model file carries no validated threshold
+    assert "; threshold 0.5: default;" in stdout  # an untrained model file carries no validated threshold
     if kind.startswith("rgb"):
         assert stderr.count("converted to grey") == 1 and "colour" in stderr
     else:
@@ -215,10 +215,10 @@ def test_a_trained_model_predicts(tmp_path: Path, capsys) -> None:
     _, config = load_model(model)
     validated = config.info["val"]["threshold"]
     assert config.val_threshold == validated
-    assert f"(threshold {validated:g}: the model's validated one;" in stdout
+    assert f"; threshold {validated:g}: the model's validated one;" in stdout
     _check_outputs(tmp_path / "out", "test", (2, 56, 52), threshold=validated)
     rc, stdout, _ = _run(capsys, test_image, "--model", model, "--out", tmp_path / "given", "--threshold", "0.25")
-    assert rc == 0 and "(threshold 0.25: given;" in stdout
+    assert rc == 0 and "; threshold 0.25: given;" in stdout
     _check_outputs(tmp_path / "given", "test", (2, 56, 52), threshold=0.25)
 
 
