@@ -20,6 +20,21 @@ resolution tags.
 
 Nothing is written unless every input can be read and the model loads; each file appears
 under its final name only once it is complete (also after Ctrl-C or kill -TERM).
+
+Volumes bigger than memory: an OME-Zarr (v0.4 or v0.5), an HDF5 dataset (file.h5:/raw), or a
+TIFF of over 1 GiB (or any TIFF when --workers/--scheduler is given) is read a block at a
+time and predicted block by block (--block-size), into chunked OME-Zarr stores with a
+multiscale pyramid that napari and neuroglancer open directly:
+
+  proba     <stem>_proba.ome.zarr     float32 cell-interior probability
+  membrane  <stem>_membrane.ome.zarr  uint8 membrane mask, 255 = membrane
+  cells     <stem>_cells.ome.zarr     uint32 cells, numbered across the whole volume (components only)
+
+The pixel size of the input (OME metadata, HDF5 element_size_um, TIFF tags) goes into
+their metadata. Blocks run in this process, on a local Dask cluster (--workers N), or on a
+running one (--scheduler tcp://HOST:8786; the model and the stores must be on a file
+system its workers share). An interrupted volume run keeps its unfinished stores under
+hidden staging names: the same command again skips the blocks already done.
 """
 
 from __future__ import annotations
@@ -32,6 +47,9 @@ from pathlib import Path
 from emseg.defaults import DEVICES, FALLBACK_THRESHOLD, OVERLAP, TILE_BATCH
 from emseg.errors import EmsegError
 from emseg.inference.outputs import OUTPUT_KINDS, parse_outputs
+
+#: emseg.volume.predict.BLOCK_SIZE, repeated here so that building the parser imports no zarr (tests check they agree)
+VOLUME_BLOCK = 4096
 
 # torch and MONAI are imported in run(), not here: every `emseg` command builds this
 # parser, and `emseg score` / `emseg --help` should not pay their 2-3 s import.
@@ -50,7 +68,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[ty
         help="emseg model file (default: models/model.pt when the pipeline has made one, else the bundled ISBI 2012 model)",
     )
     parser.add_argument("--out", type=Path, required=True, metavar="DIR", help="output folder (created if missing)")
-    parser.add_argument("--outputs", default=",".join(OUTPUT_KINDS), metavar="LIST", help="comma-separated subset of %(default)s (default: all)")
+    parser.add_argument(
+        "--outputs", metavar="LIST",
+        help=f"comma-separated subset of {','.join(OUTPUT_KINDS)} (default: all; for volumes all of proba,membrane,cells)",
+    )
     parser.add_argument(
         "--threshold",
         type=float,
@@ -74,6 +95,14 @@ def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[ty
     )
     parser.add_argument("--no-amp", action="store_true", help="full precision on CUDA (AMP is on by default there)")
     parser.add_argument("--quiet", action="store_true", help="no progress bar and no summary line")
+    volumes = parser.add_argument_group("volumes bigger than memory (OME-Zarr, HDF5, large TIFF)")
+    volumes.add_argument("--workers", type=int, metavar="N", help="run the blocks on a local Dask cluster of N processes")
+    volumes.add_argument("--scheduler", metavar="ADDRESS", help="run the blocks on a running Dask cluster, e.g. tcp://HOST:8786")
+    volumes.add_argument(
+        "--block-size", type=int, default=VOLUME_BLOCK, metavar="PX",
+        help="side of a block in pixels (default %(default)s: whole slices up to that size)",
+    )
+    volumes.add_argument("--ome-version", default="0.4", choices=("0.4", "0.5"), help="OME-Zarr version of the outputs (default %(default)s)")
     parser.set_defaults(handler=run)
 
 
@@ -88,7 +117,7 @@ def run(args: argparse.Namespace) -> int:
 
     from emseg.measurements import parse_pixel_size
 
-    outputs = parse_outputs(args.outputs)
+    outputs = parse_outputs(args.outputs or ",".join(OUTPUT_KINDS))
     pixel_size = parse_pixel_size(args.pixel_size) if args.pixel_size is not None else None
     device = select_device(args.device)
     if args.threads < 0:
@@ -105,13 +134,20 @@ def run(args: argparse.Namespace) -> int:
     threshold, threshold_source = config.threshold(args.threshold)
     method, settings, cells_source = cell_method(model_path, args.cells, config.target)
     options = replace(options, threshold=threshold, cells=method, cell_settings=settings, pixel_size=pixel_size)
-    items = inspect_inputs(discover_inputs(args.inputs))
+    show_bar = not args.quiet and sys.stderr.isatty()
+    image_paths, volumes = split_volumes(args)
+    if volumes:
+        jobs = plan_volumes(volumes, model_path, options, method, args)
+    items = inspect_inputs(discover_inputs(image_paths)) if image_paths else []
     check_output_names(items, args.out, options.outputs)
     note = colour_note(items)
     if note:
         print(f"emseg predict: note: {note}", file=sys.stderr)
+    if volumes:
+        run_volumes(jobs, args, show_bar)
+    if not items:
+        return 0
 
-    show_bar = not args.quiet and sys.stderr.isatty()
     total = total_tiles(items, config.patch_size, options.overlap)
     with tqdm(total=total, unit="tile", desc="predict", file=sys.stderr, disable=not show_bar, dynamic_ncols=True) as bar:
         summary = predict_files(
@@ -145,3 +181,72 @@ def cell_method(model_path: Path, asked: str | None, target: str) -> tuple[str, 
     if chosen and chosen.get("method") == method:
         return method, dict(chosen["settings"]), f"settings from {chosen_path}"
     return method, {}, "default settings"
+
+
+def split_volumes(args: argparse.Namespace) -> tuple[list[Path], list]:
+    """The inputs read whole (images) and those predicted block by block (opened lazily: metadata only)."""
+    from emseg.volume.predict import tiff_is_volume
+    from emseg.volume.sources import is_volume_spec, open_volume
+
+    cluster = args.workers is not None or bool(args.scheduler)
+    images, volumes = [], []
+    for given in args.inputs:
+        text = str(given)
+        is_tiff = given.suffix.lower() in (".tif", ".tiff") and given.is_file()
+        if is_volume_spec(text):
+            volumes.append(open_volume(text))
+        elif is_tiff and (cluster or tiff_is_volume(given)):
+            volumes.append(open_volume(text, tiff=True))
+        else:
+            images.append(given)
+    if cluster and not volumes:
+        raise EmsegError("--workers / --scheduler run volume inputs (OME-Zarr, HDF5, TIFF); none was given")
+    return images, volumes
+
+
+def plan_volumes(volumes: list, model_path: Path, options, method: str, args: argparse.Namespace) -> list:
+    """Every volume's job, checked before anything is written."""
+    from emseg.volume.predict import VOLUME_OUTPUTS, VolumeRequest, plan_volume
+
+    if method != "components":
+        raise EmsegError(f"--cells {method}: volume inputs are segmented block-wise with components only")
+    request = VolumeRequest(
+        tuple(options.outputs), options.threshold, options.overlap, options.tta, options.batch_size,
+        str(options.device), options.amp, args.block_size, args.ome_version,
+    )
+    dropped = [kind for kind in options.outputs if kind not in VOLUME_OUTPUTS]
+    if dropped and args.outputs and not args.quiet:  # asked for by name, so say why they are not written
+        print(f"emseg predict: note: volume inputs get {', '.join(k for k in options.outputs if k in VOLUME_OUTPUTS)} "
+              f"as OME-Zarr, not {', '.join(dropped)}", file=sys.stderr)
+    if options.pixel_size is not None:  # --pixel-size is the side of a pixel: y and x; z stays what the input says
+        from dataclasses import replace as changed
+
+        from emseg.volume.sources import ome_unit
+
+        size = options.pixel_size
+        volumes = [changed(v, scale=(v.scale[0] if v.unit else 1.0, size.value, size.value), unit=ome_unit(size.unit)) for v in volumes]
+    jobs = [(plan_volume(source, model_path, request, args.out), args.ome_version) for source in volumes]
+    names = [path for (job, finals), _ in jobs for path in finals.values()]
+    if len(set(names)) != len(names):
+        raise EmsegError("two volume inputs would write the same output store; rename one or predict them separately")
+    return jobs
+
+
+def run_volumes(jobs: list, args: argparse.Namespace, show_bar: bool) -> None:
+    from emseg.volume.engine import make_engine
+    from emseg.volume.predict import run_volume
+
+    engine = make_engine(args.workers, args.scheduler)
+    try:
+        for (job, finals), version in jobs:
+            summary = run_volume(job, finals, engine, version, show_bar)
+            if not args.quiet:
+                resumed = f", {summary.skipped} of {summary.blocks} blocks done before" if summary.skipped else ""
+                print(
+                    f"predicted {job.source.spec}: {summary.slices} slice(s), {summary.megapixels:.1f} MPix in "
+                    f"{summary.blocks} blocks on {engine.workers} worker(s){resumed}, {summary.seconds:.1f} s "
+                    f"({summary.megapixels / max(summary.seconds, 1e-9):.3f} MPix/s), {summary.cells} cells -> "
+                    f"{', '.join(str(p) for p in finals.values())}"
+                )
+    finally:
+        engine.close()
