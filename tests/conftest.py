@@ -15,7 +15,10 @@ import yaml
 
 from emseg.synthetic import TINY_PROFILE, synthetic_slice, synthetic_stack, write_isbi_like_source
 
-__all__ = ["ISBI_DIR", "REPO_ROOT", "TINY_PROFILE", "TINY_UNET", "copy_checkout", "merge", "run", "synthetic_slice", "synthetic_stack", "tif"]
+__all__ = [
+    "ISBI_DIR", "REPO_ROOT", "TINY_PROFILE", "TINY_UNET", "copy_checkout", "merge", "run", "synthetic_slice", "synthetic_stack", "tif",
+    "tiny_model_file",
+]
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 ISBI_DIR = REPO_ROOT.parent / "shared" / "isbi2012"
@@ -28,6 +31,20 @@ def tif(path: Path, array: np.ndarray, **kwargs) -> Path:
     """Write ``array`` as a grey TIFF (its parent made) and return the path."""
     path.parent.mkdir(parents=True, exist_ok=True)
     tifffile.imwrite(path, array, **{"photometric": "minisblack", **kwargs})
+    return path
+
+
+def tiny_model_file(path: Path, patch: int = 32) -> Path:
+    """A tiny untrained UNet (seed 0) saved the way training saves it."""
+    import torch
+
+    from emseg.model_file import ModelConfig, save_model
+    from emseg.networks import build_network, resolve_kwargs
+    from emseg.normalization import DEFAULT_NORMALIZATION
+
+    torch.manual_seed(0)
+    kwargs = resolve_kwargs("unet", TINY_UNET)
+    save_model(path, build_network("unet", kwargs).eval(), ModelConfig("unet", kwargs, dict(DEFAULT_NORMALIZATION), patch))
     return path
 
 

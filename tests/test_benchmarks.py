@@ -116,3 +116,21 @@ def test_run_all_gathers_every_figure_into_one_json_and_table(quick_runs: dict) 
             assert f"| {figure} |" in table
         assert f"`{run['command']}`" in table
 
+
+
+@pytest.mark.skipif(not HAS_ISBI, reason="ISBI data not beside the repository")
+def test_volume_quick_finds_the_block_path_equal_to_the_in_memory_one(tmp_path: Path) -> None:
+    out = tmp_path / "volume.json"
+    done = subprocess.run([sys.executable, str(BENCH / "bench_volume.py"), "all", "--quick", "--json", str(out)],
+                          cwd=REPO_ROOT, capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr[-4000:]
+    result = json.loads(out.read_text())
+    assert result["command"].startswith("python benchmarks/bench_volume.py") and "--quick" in result["command"]
+    memory, *volumes = result["equivalence"]
+    assert memory["path"] == "in memory (TIFF)" and _positive(memory["mpix_per_s"])
+    for row in volumes:
+        assert row["cells_equal"] and row["cell_counts_equal"] and row["max_abs_proba_diff"] <= 1e-5
+        assert _positive(row["mpix_per_s"]) and _positive(row["client_rss_mib"])
+    assert {row["workers"] for row in volumes} == {"in-process", 2}
+    assert all(row["largest_child_rss_mib"] > 0 for row in volumes if row["workers"] == 2)
+    assert _positive(result["scaling"][0]["mpix_per_s"])

@@ -53,6 +53,28 @@ WORK_MASK = "emseg_work_mask"
 
 
 @dataclass(frozen=True)
+class VolumeRequest:
+    """The volume-side settings of one ``emseg predict`` run."""
+
+    outputs: tuple[str, ...]
+    threshold: float
+    overlap: float
+    tta: bool
+    batch_size: int
+    device: str
+    amp: bool
+    block_size: int = BLOCK_SIZE
+    version: str = "0.4"
+
+    def __post_init__(self) -> None:
+        check_block_size(self.block_size)
+        if self.version not in omezarr.VERSIONS:
+            raise EmsegError(f"--ome-version must be one of {', '.join(omezarr.VERSIONS)}, got {self.version!r}")
+        if not any(kind in VOLUME_OUTPUTS for kind in self.outputs):
+            raise EmsegError(f"--outputs: a volume input writes {', '.join(VOLUME_OUTPUTS)}; none of them was asked for")
+
+
+@dataclass(frozen=True)
 class VolumeJob:
     """One volume run, as every worker needs it (picklable: paths and numbers only)."""
 
@@ -61,13 +83,7 @@ class VolumeJob:
     model_sha256: str
     #: kind -> the staging store it is written into
     stores: dict[str, str]
-    threshold: float
-    overlap: float
-    tta: bool
-    batch_size: int
-    device: str
-    amp: bool
-    block_size: int
+    request: VolumeRequest
     chunk: int
     halo: int = LABEL_HALO
     #: torch threads per task process (0: torch's default)
@@ -75,7 +91,8 @@ class VolumeJob:
 
     def fingerprint(self) -> dict[str, Any]:
         """What makes two runs the same run: a restart continues only a run with this fingerprint."""
-        settings = {k: v for k, v in asdict(self).items() if k not in ("stores", "threads", "model_path", "source", "device")}
+        settings = {k: v for k, v in asdict(self).items() if k not in ("stores", "threads", "model_path", "source", "request")}
+        settings.update({k: v for k, v in asdict(self.request).items() if k not in ("device", "outputs")})
         settings["source"] = {"spec": self.source.spec, "shape": list(self.source.shape), "dtype": self.source.dtype}
         settings["outputs"] = sorted(self.stores)
         return settings
@@ -117,18 +134,22 @@ _LOADED: dict[tuple, Any] = {}
 
 
 def _tiles(job: VolumeJob) -> tuple[Any, Any]:
-    key = (job.model_path, job.model_sha256, job.device, job.tta, job.amp)
+    key = (job.model_path, job.model_sha256, job.request.device, job.request.tta, job.request.amp)
     if key not in _LOADED:
         import torch
 
+        from emseg.allocator import keep_freed_memory
         from emseg.inference.sliding_window import TilePredictor
         from emseg.model_file import load_model
 
+        # a Dask nanny starts its workers with MALLOC_TRIM_THRESHOLD_ set, which turns off glibc's
+        # adaptive mmap threshold: every tile buffer would be mapped, faulted in and unmapped again
+        keep_freed_memory()
         if job.threads:
             torch.set_num_threads(job.threads)
-        model, config = load_model(job.model_path, job.device)
+        model, config = load_model(job.model_path, job.request.device)
         _LOADED.clear()
-        _LOADED[key] = (TilePredictor(model, job.tta, job.amp, offsets=config.offset_tuples()), config)
+        _LOADED[key] = (TilePredictor(model, job.request.tta, job.request.amp, offsets=config.offset_tuples()), config)
     return _LOADED[key]
 
 
@@ -178,8 +199,8 @@ def predict_task(item: tuple[VolumeJob, Block, tuple[float, float]]) -> int:
     job, block, stats = item
     tiles, config = _tiles(job)
     membrane = predict_block(
-        tiles, _reader(job.source, block.z), job.source.shape[1:], block, config.patch_size, job.overlap,
-        job.batch_size, stats, config.normalization, torch.device(job.device),
+        tiles, _reader(job.source, block.z), job.source.shape[1:], block, config.patch_size, job.request.overlap,
+        job.request.batch_size, stats, config.normalization, torch.device(job.request.device),
     )
     if config.offset_tuples() is not None:  # an affinity model: its boundary map, as the in-memory path draws it
         from emseg.affinities import boundary_from_affinities
@@ -192,7 +213,7 @@ def predict_task(item: tuple[VolumeJob, Block, tuple[float, float]]) -> int:
     if "proba" in job.stores:
         omezarr.open_level(Path(job.stores["proba"]), 0)[where] = cell
     mask_store, mask_path = job.mask_store
-    membrane_mask = (~(cell > np.float32(job.threshold))).view(np.uint8) * np.uint8(255)
+    membrane_mask = (~(cell > np.float32(job.request.threshold))).view(np.uint8) * np.uint8(255)
     _open(mask_store, mask_path)[where] = membrane_mask
     _mark_done(job, "predict", block)
     return block.index
@@ -302,7 +323,7 @@ def predict_volume(
     """
     start = time.perf_counter()
     source = job.source
-    blocks = block_grid(source.shape, job.block_size)
+    blocks = block_grid(source.shape, job.request.block_size)
     resumed = _prepare_stores(job, version, len(blocks))
 
     def run(name: str, fn: Callable[[Any], Any], items: list[Any]) -> list[Any]:
@@ -393,28 +414,6 @@ def tiff_is_volume(path: Path) -> bool:
         return False
 
 
-@dataclass(frozen=True)
-class VolumeRequest:
-    """The volume-side settings of one ``emseg predict`` run."""
-
-    outputs: tuple[str, ...]
-    threshold: float
-    overlap: float
-    tta: bool
-    batch_size: int
-    device: str
-    amp: bool
-    block_size: int = BLOCK_SIZE
-    version: str = "0.4"
-
-    def __post_init__(self) -> None:
-        check_block_size(self.block_size)
-        if self.version not in omezarr.VERSIONS:
-            raise EmsegError(f"--ome-version must be one of {', '.join(omezarr.VERSIONS)}, got {self.version!r}")
-        if not any(kind in VOLUME_OUTPUTS for kind in self.outputs):
-            raise EmsegError(f"--outputs: a volume input writes {', '.join(VOLUME_OUTPUTS)}; none of them was asked for")
-
-
 def plan_volume(source: VolumeSource, model_path: Path, request: VolumeRequest, out_dir: Path) -> tuple[VolumeJob, dict[str, Path]]:
     """The job of one volume input and its final store paths (nothing is written yet)."""
     finals = {kind: out_dir / name for kind, name in store_names(source.stem, request.outputs).items()}
@@ -423,13 +422,7 @@ def plan_volume(source: VolumeSource, model_path: Path, request: VolumeRequest, 
         model_path=str(Path(model_path).resolve()),
         model_sha256=sha256_of(model_path),
         stores=staging_stores(finals),
-        threshold=request.threshold,
-        overlap=request.overlap,
-        tta=request.tta,
-        batch_size=request.batch_size,
-        device=request.device,
-        amp=request.amp,
-        block_size=request.block_size,
+        request=request,
         chunk=chunk_for(request.block_size),
     )
     return job, finals

@@ -19,13 +19,11 @@ from PIL import Image
 from emseg.cli.main import main
 from emseg.inference.outputs import OUTPUT_KINDS
 from emseg.io import read_stack
-from emseg.model_file import ModelConfig, load_model, save_model
-from emseg.networks import build_network, resolve_kwargs
-from emseg.normalization import DEFAULT_NORMALIZATION
+from emseg.model_file import load_model
 from emseg.params import ModelParams, TrainParams
 from emseg.training.trainer import TrainingData, train
 
-from conftest import TINY_UNET, synthetic_slice, synthetic_stack, tif
+from conftest import TINY_UNET, synthetic_slice, synthetic_stack, tif, tiny_model_file
 
 PATCH = 32
 
@@ -33,11 +31,7 @@ PATCH = 32
 @pytest.fixture(scope="module")
 def model_path(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A tiny untrained UNet saved the way training saves it (patch 32)."""
-    torch.manual_seed(0)
-    kwargs = resolve_kwargs("unet", TINY_UNET)
-    path = tmp_path_factory.mktemp("model") / "model.pt"
-    save_model(path, build_network("unet", kwargs).eval(), ModelConfig("unet", kwargs, dict(DEFAULT_NORMALIZATION), PATCH))
-    return path
+    return tiny_model_file(tmp_path_factory.mktemp("model") / "model.pt", PATCH)
 
 
 def _run(capsys, *argv: str) -> tuple[int, str, str]:

@@ -9,20 +9,16 @@ from pathlib import Path
 import h5py
 import numpy as np
 import pytest
-import torch
 import zarr
 
 from emseg.cli.main import main
 from emseg.io import read_stack
-from emseg.model_file import ModelConfig, save_model
-from emseg.networks import build_network, resolve_kwargs
-from emseg.normalization import DEFAULT_NORMALIZATION
 from emseg.volume import omezarr
 from emseg.volume.engine import DaskEngine, InProcess, local_cluster
 from emseg.volume.predict import BLOCK_SIZE, VolumeRequest, plan_volume, predict_volume
 from emseg.volume.sources import open_volume
 
-from conftest import TINY_UNET, synthetic_stack, tif
+from conftest import synthetic_stack, tif, tiny_model_file
 
 PATCH = 32
 SHAPE = (3, 70, 90)
@@ -30,11 +26,7 @@ SHAPE = (3, 70, 90)
 
 @pytest.fixture(scope="module")
 def model_path(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    torch.manual_seed(0)
-    kwargs = resolve_kwargs("unet", TINY_UNET)
-    path = tmp_path_factory.mktemp("model") / "model.pt"
-    save_model(path, build_network("unet", kwargs).eval(), ModelConfig("unet", kwargs, dict(DEFAULT_NORMALIZATION), PATCH))
-    return path
+    return tiny_model_file(tmp_path_factory.mktemp("model") / "model.pt", PATCH)
 
 
 @pytest.fixture(scope="module")
@@ -157,7 +149,7 @@ def test_a_restart_with_other_settings_is_refused(tmp_path, model_path, stack) -
     from emseg.errors import EmsegError
 
     with pytest.raises(EmsegError, match="unfinished run with other"):
-        predict_volume(replace(job, threshold=0.3), finals, InProcess())
+        predict_volume(replace(job, request=replace(job.request, threshold=0.3)), finals, InProcess())
 
 
 @pytest.mark.e2e
