@@ -406,8 +406,10 @@ def tiff_is_volume(path: Path) -> bool:
     """True for a TIFF too big to read whole (its pixel bytes from the header, nothing decoded)."""
     import tifffile
 
+    from emseg.io import _tifffile_warnings
+
     try:
-        with tifffile.TiffFile(path) as tif:
+        with _tifffile_warnings(), tifffile.TiffFile(path) as tif:  # a damaged file's warnings: the reader's to report
             series = tif.series[0]
             return int(np.prod(series.shape)) * np.dtype(series.dtype).itemsize > TIFF_VOLUME_BYTES
     except Exception:  # unreadable: the in-memory path's checks name the problem

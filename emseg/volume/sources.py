@@ -379,8 +379,10 @@ def _open_tiff(spec: str, text: str) -> VolumeSource:
     if not path.is_file():
         raise EmsegError(f"{spec}: no such file")
     _forget("tiff", str(path))
+    from emseg.io import _tifffile_warnings
+
     try:
-        with tifffile.TiffFile(path) as tif:
+        with _tifffile_warnings(), tifffile.TiffFile(path) as tif:  # a broken file: this error line, not tifffile's log
             series = tif.series[0]
             axes, shape = series.axes.upper(), tuple(int(d) for d in series.shape)
             photometric = tif.pages[0].photometric
