@@ -392,10 +392,6 @@ def discard_staging(job: VolumeJob) -> None:
         shutil.rmtree(path, ignore_errors=True)
 
 
-def with_threads(job: VolumeJob, threads: int) -> VolumeJob:
-    return replace(job, threads=threads)
-
-
 # -- what `emseg predict` calls -------------------------------------------------------------------
 
 #: a TIFF with more pixel bytes than this goes the block-wise way (it would not fit in memory whole)
