@@ -186,6 +186,9 @@ class TrainParams(_Block):
         False, description="train in bf16 autocast on CPU too (fast only with native bf16: AVX-512 BF16, AMX); auto: where the CPU has it"
     )
     threads: int = Field(0, ge=0, description="torch CPU threads; 0 = all cores")
+    processes: int = Field(
+        1, ge=1, description="DDP processes per node under torchrun (one per GPU on CUDA); batch_size is the global batch split over them"
+    )
 
     @field_validator("cpu_bf16", mode="before")
     @classmethod
@@ -199,6 +202,12 @@ class TrainParams(_Block):
         # a resumed run restarts its logging window at the checkpoint: keep windows aligned
         if self.checkpoint_every % self.log_every:
             raise ValueError(f"checkpoint_every ({self.checkpoint_every}) must be a multiple of log_every ({self.log_every})")
+        return self
+
+    @model_validator(mode="after")
+    def _batch_splits_over_processes(self) -> TrainParams:
+        if self.batch_size % self.processes:
+            raise BlockKeyError("batch_size", f"{self.batch_size} patches cannot be split evenly over {self.processes} processes (processes)")
         return self
 
 

@@ -1,26 +1,44 @@
-"""Stage train: train the network named in params model on the training (+ augmented) slices."""
+"""Stage train: train the network named in params model on the training (+ augmented) slices.
 
+With ``train.processes`` > 1 the stage starts itself again as that many torchrun workers
+(DDP), after checking its inputs once here.
+"""
+
+import sys
 import time
 
 from emseg.dataset import read_augmented, read_labelled
 from emseg.preprocessing.split import read_split
 from emseg.stage import run_stage, stage_parser
+from emseg.training.distributed import launch, needs_launch, worker_exits
 from emseg.training.trainer import TrainingData, train
 
 parser = stage_parser("train", __doc__, "png", "split", "augmented", "model", "live", "checkpoints")
 
 
-def body(args, params):
+def read_data(args) -> TrainingData:
     split = read_split(args.split)
     train_images, train_labels = read_labelled(args.png, split["train"])
     aug_images, aug_labels = read_augmented(args.augmented)
     val_images, val_labels = read_labelled(args.png, split["val"])
-    data = TrainingData(train_images + aug_images, train_labels + aug_labels, val_images, val_labels)
+    return TrainingData(train_images + aug_images, train_labels + aug_labels, val_images, val_labels)
+
+
+def body(args, params):
+    data = read_data(args)
+    if needs_launch(params.train.processes):
+        del data  # checked here once, so that bad input is one line; each worker reads its own
+        launch(params.train, sys.argv)
+        return
     started = time.perf_counter()
-    result = train(data, params.model, params.train, params.base.seed, args.model, args.live, args.checkpoints)
+    with worker_exits():
+        result = train(data, params.model, params.train, params.base.seed, args.model, args.live, args.checkpoints)
+    if result["rank"] != 0:
+        return
     best = result["best_val"]
+    on = result["device"] if result["processes"] == 1 else f"{result['processes']} processes ({result['device']})"
     print(
-        f"trained {params.model.arch} ({result['parameters']:,} parameters) on {result['device']} "
+        f"trained {params.model.arch} ({result['parameters']:,} parameters) on {on} "
         f"in {(time.perf_counter() - started) / 60:.1f} min: "
         f"best validation V_rand {best['v_rand']:.4f} at step {result['best_step']}"
     )

@@ -134,3 +134,15 @@ def test_volume_quick_finds_the_block_path_equal_to_the_in_memory_one(tmp_path: 
     assert {row["workers"] for row in volumes} == {"in-process", 2}
     assert all(row["largest_child_rss_mib"] > 0 for row in volumes if row["workers"] == 2)
     assert _positive(result["scaling"][0]["mpix_per_s"])
+
+
+def test_ddp_quick_measures_one_and_two_processes(tmp_path: Path) -> None:
+    out = tmp_path / "ddp.json"
+    done = subprocess.run([sys.executable, str(BENCH / "bench_ddp.py"), "--quick", "--json", str(out)],
+                          cwd=REPO_ROOT, capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr[-4000:]
+    result = json.loads(out.read_text())
+    assert result["command"] == "python benchmarks/bench_ddp.py --quick --json " + str(out)
+    one, two = result["runs"]
+    assert (one["processes"], two["processes"]) == (1, 2) and one["scaling_efficiency"] == 1.0
+    assert _positive(two["patches_per_s"]) and len(two["rank_patches_per_s"]) == 2 and all(map(_positive, two["rank_patches_per_s"]))

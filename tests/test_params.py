@@ -100,11 +100,18 @@ def test_split_fold_must_be_below_n_folds() -> None:
     [
         ("evaluate", "threads", -1, r"evaluate.threads: Input should be greater than or equal to 0"),
         ("train", "cpu_bf16", "maybe", r"train.cpu_bf16: must be true, false or auto, got 'maybe'"),
+        ("train", "processes", 0, r"train.processes: Input should be greater than or equal to 1"),
     ],
 )
 def test_thread_and_precision_keys_are_checked(block: str, key: str, value: object, message: str) -> None:
     with pytest.raises(EmsegError, match=message):
         parse_params({block: {key: value}})
+
+
+def test_the_global_batch_must_split_evenly_over_the_processes() -> None:
+    with pytest.raises(EmsegError, match=r"^params.yaml: train.batch_size: 4 patches cannot be split evenly over 3 processes"):
+        parse_params({"train": {"processes": 3}})
+    assert parse_params({"train": {"processes": 2}}).train.processes == 2
 
 
 @pytest.mark.parametrize(

@@ -9,6 +9,11 @@ is kept. The logger is dvclive's ``Live`` in the train stage (loss, validation m
 learning rate, throughput, and on CUDA the GPU memory and utilisation through dvclive's
 own system monitor); anything with ``log_metric``, ``step``, ``next_step`` and
 ``summary`` will do.
+
+Under torchrun (``train.processes`` > 1, :mod:`emseg.training.distributed`) every rank
+trains its share of the global batch through ``DistributedDataParallel``; rank 0 alone
+validates, logs, keeps the best model and writes the checkpoint, which holds every rank's
+patch stream so that a resumed run continues each of them.
 """
 
 from __future__ import annotations
@@ -44,6 +49,7 @@ from emseg.normalization import DEFAULT_NORMALIZATION
 from emseg.params import ModelParams, TrainParams
 from emseg.postprocessing import membrane_to_cell
 from emseg.training.border_weights import border_weight_map
+from emseg.training.distributed import SINGLE_PROCESS, ProcessGroup, data_parallel, join, leave, rank_device, rank_seed
 from emseg.training.progress import TrainingProgress
 from emseg.losses import build_loss, supervised_loss
 
@@ -57,6 +63,20 @@ class Logger(Protocol):
     def log_metric(self, name: str, val: float) -> None: ...
 
     def next_step(self) -> None: ...
+
+
+class SilentLogger:
+    """The logger of the ranks other than 0: rank 0 logs for the whole job."""
+
+    def __init__(self) -> None:
+        self.step = 0
+        self.summary: dict[str, Any] = {}
+
+    def log_metric(self, name: str, val: float) -> None:
+        pass
+
+    def next_step(self) -> None:
+        pass
 
 
 @dataclass
@@ -117,13 +137,17 @@ def validate(predictor: Predictor, loss_fn: nn.Module, images: list[np.ndarray],
     }
 
 
-def run_fingerprint(data: TrainingData, model_params: ModelParams, params: TrainParams, seed: int) -> str:
-    """A digest of everything that decides a training run: params, seed and the data itself.
+def run_fingerprint(data: TrainingData, model_params: ModelParams, params: TrainParams, seed: int, world_size: int = 1) -> str:
+    """A digest of everything that decides a training run: params, seed, the number of processes
+    (all nodes' together) and the data itself.
 
     A checkpoint is resumed only by a run with the same fingerprint.
     """
     digest = hashlib.sha256()
-    settings = {"model": model_params.model_dump(), "train": params.model_dump(exclude={"resume", "checkpoint_every", "threads"}), "seed": seed}
+    train = params.model_dump(exclude={"resume", "checkpoint_every", "threads", "processes"})
+    settings: dict[str, Any] = {"model": model_params.model_dump(), "train": train, "seed": seed}
+    if world_size > 1:
+        settings["world_size"] = world_size
     digest.update(json.dumps(settings, sort_keys=True, default=str).encode())
     for array in (*data.train_images, *data.train_labels, *data.val_images, *data.val_labels):
         digest.update(str(array.shape).encode())
@@ -160,7 +184,9 @@ class Trainer:
 
     ``ema`` (an ``AveragedModel``), when given, is what gets validated, kept and saved;
     ``config`` describes the model for the saved file at ``model_path``; ``checkpoint``
-    is the resumable checkpoint's path (None: no checkpoints).
+    is the resumable checkpoint's path (None: no checkpoints). Under DDP, ``group`` is this
+    rank's place in the job and ``parallel`` the model's ``DistributedDataParallel`` wrapper,
+    through which the training steps run.
     """
 
     def __init__(
@@ -180,6 +206,8 @@ class Trainer:
         checkpoint: Path | None = None,
         seed: int = 0,
         progress: TrainingProgress | None = None,
+        group: ProcessGroup = SINGLE_PROCESS,
+        parallel: nn.Module | None = None,
     ) -> None:
         self.model, self.loss_fn, self.optimizer, self.sampler = model, loss_fn, optimizer, sampler
         self.data, self.params, self.config, self.logger = data, params, config, logger
@@ -190,6 +218,9 @@ class Trainer:
         self._window = _Window()
         #: reports how far training has got (a bar, or a line every few percent); None: silent
         self.reporter = progress
+        self.group, self.parallel = group, parallel
+        #: this rank's share of the global batch ``params.batch_size``
+        self.local_batch = params.batch_size // group.world_size
 
     @property
     def evaluated(self) -> nn.Module:
@@ -205,9 +236,12 @@ class Trainer:
         for step in range(self.progress.step, self.params.steps):
             self._window.add(self.train_step(step))
             done = step + 1
-            if done % self.params.log_every == 0 or self._is_validation_step(done):
+            validating = self._is_validation_step(done)
+            if done % self.params.log_every == 0 or validating:
                 figures = self.training_figures(done)  # before validating: its time is not training time
-                self.log(done, figures, self.validate() if self._is_validation_step(done) else None)
+                self.log(done, figures, self.validate() if validating and self.group.is_main else None)
+                if validating:
+                    self.group.barrier()  # the other ranks wait for rank 0's validation
             if done % self.params.checkpoint_every == 0 and done < self.params.steps:
                 self.checkpoint(done)
         self.logger.summary["best_step"] = self.progress.best_step
@@ -226,10 +260,10 @@ class Trainer:
         """One optimiser step on a freshly sampled batch; returns the loss (a tensor, not yet synchronised)."""
         for group in self.optimizer.param_groups:
             group["lr"] = self.learning_rate(step)
-        batch = self.sampler.sample(self.params.batch_size).to(self.device)
+        batch = self.sampler.sample(self.local_batch).to(self.device)
         self.optimizer.zero_grad(set_to_none=True)
         with autocast(self.device, self.params.amp, self.params.cpu_bf16):
-            heads = self.model.forward_heads(batch.image)
+            heads = self.model.forward_heads(batch.image) if self.parallel is None else self.parallel(batch.image)
         loss = supervised_loss(self.loss_fn, heads, batch.target, batch.weights, batch.mask)
         self.scaler.scale(loss).backward()
         self.scaler.step(self.optimizer)
@@ -244,16 +278,27 @@ class Trainer:
         return validate(predictor, self.loss_fn, self.data.val_images, self.data.val_labels)
 
     def training_figures(self, done: int) -> dict[str, float]:
-        """Loss, learning rate and throughput of the steps since the last log line (and GPU memory on CUDA)."""
-        window = self._window
+        """Loss, learning rate and throughput of the steps since the last log line (and GPU memory on CUDA).
+
+        Under DDP: the loss is the mean over the ranks, the throughput the whole job's, and
+        each rank's own throughput (and GPU memory) is logged beside them.
+        """
+        window, group = self._window, self.group
         elapsed = time.perf_counter() - window.start
         figures = {
-            "train/loss": window.loss / window.count,
+            "train/loss": group.mean(window.loss / window.count),
             "train/lr": self.learning_rate(done - 1),
             "train/patches_per_s": window.count * self.params.batch_size / max(elapsed, 1e-9),
         }
         if self.device.type == "cuda":
             figures["gpu/max_allocated_gib"] = torch.cuda.max_memory_allocated(self.device) / 2**30
+        if group.distributed:
+            own = {"patches_per_s": window.count * self.local_batch / max(elapsed, 1e-9)}
+            if self.device.type == "cuda":
+                own["max_allocated_gib"] = figures.pop("gpu/max_allocated_gib")
+            for rank, ranks_figures in enumerate(group.gather(own)):
+                for name, value in ranks_figures.items():
+                    figures[f"{'gpu' if name == 'max_allocated_gib' else 'train'}/rank{rank}/{name}"] = value
         return figures
 
     def log(self, done: int, figures: dict[str, float], metrics: dict[str, float] | None = None) -> None:
@@ -285,27 +330,42 @@ class Trainer:
         return config
 
     def checkpoint(self, done: int) -> None:
-        """Write the resumable checkpoint (if the trainer has a path for one) as of step ``done``."""
+        """Write the resumable checkpoint (if the trainer has a path for one) as of step ``done``.
+
+        Under DDP every rank hands rank 0 its random streams, rank 0 writes, the others wait.
+        """
         if self.checkpoint_path is None:
             return
         self.progress.step = done
-        with atomic_output(self.checkpoint_path) as tmp:
-            torch.save(self.state_dict(), tmp)
+        streams = self.group.gather(self.random_streams())
+        if self.group.is_main:
+            with atomic_output(self.checkpoint_path) as tmp:
+                torch.save(self.state_dict(streams), tmp)
+        self.group.barrier()
 
-    def state_dict(self) -> dict[str, Any]:
+    def random_streams(self) -> dict[str, Any]:
+        """This rank's random generators: its patch stream, torch's, CUDA's."""
+        return {
+            "sampler_rng": self.sampler.generator.get_state(),
+            "torch_rng": torch.get_rng_state(),
+            "cuda_rng": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else [],
+        }
+
+    def state_dict(self, streams: list[dict[str, Any]] | None = None) -> dict[str, Any]:
         """Everything to continue bit-for-bit: weights, optimiser, AMP scaler, RNG states, progress.
 
-        Only tensors and plain values, so it loads with ``weights_only=True``.
+        ``streams``: every rank's :meth:`random_streams` (a DDP run's); a single process's are
+        its own. Only tensors and plain values, so it loads with ``weights_only=True``.
         """
         progress = self.progress
+        streams = streams or [self.random_streams()]
         return {
             "model": self.model.state_dict(),
             "ema": self.ema.state_dict() if self.ema is not None else {},
             "optimizer": self.optimizer.state_dict(),
             "scaler": self.scaler.state_dict(),
-            "sampler_rng": self.sampler.generator.get_state(),
-            "torch_rng": torch.get_rng_state(),
-            "cuda_rng": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else [],
+            **streams[0],
+            "rank_streams": streams[1:],
             "step": progress.step,
             "best": progress.best,
             "best_step": progress.best_step,
@@ -323,12 +383,14 @@ class Trainer:
         except Exception as exc:
             raise EmsegError(f"{path}: cannot resume from this checkpoint ({type(exc).__name__}); delete it to start afresh") from None
         self.scaler.load_state_dict(payload["scaler"])
-        self.sampler.generator.set_state(payload["sampler_rng"])
-        torch.set_rng_state(payload["torch_rng"])
-        if payload["cuda_rng"] and torch.cuda.is_available():
-            torch.cuda.set_rng_state_all(payload["cuda_rng"])
+        rank = self.group.rank
+        streams = payload if rank == 0 else payload["rank_streams"][rank - 1]
+        self.sampler.generator.set_state(streams["sampler_rng"])
+        torch.set_rng_state(streams["torch_rng"])
+        if streams["cuda_rng"] and torch.cuda.is_available():
+            torch.cuda.set_rng_state_all(streams["cuda_rng"])
         self.progress = Progress(int(payload["step"]), dict(payload["best"]), int(payload["best_step"]), dict(payload["best_state"]))
-        if self.progress.best_state:
+        if self.progress.best_state and self.group.is_main:
             best = build_network(self.config.arch, self.config.kwargs, self.config.out_channels)
             best.load_state_dict(self.progress.best_state)
             save_model(self.model_path, best, self.best_config())
@@ -352,10 +414,21 @@ def model_config(model_params: ModelParams, kwargs: dict[str, Any], patch_size: 
 
 
 def build_trainer(
-    data: TrainingData, model_params: ModelParams, params: TrainParams, seed: int, model_path: Path, checkpoint: Path | None = None
+    data: TrainingData,
+    model_params: ModelParams,
+    params: TrainParams,
+    seed: int,
+    model_path: Path,
+    checkpoint: Path | None = None,
+    group: ProcessGroup = SINGLE_PROCESS,
 ) -> Trainer:
-    """The parts of a training run made from params, seeded, in the order that fixes its random streams."""
-    device = select_device(params.device)
+    """The parts of a training run made from params, seeded, in the order that fixes its random streams.
+
+    Every rank of a DDP job builds the same network from the same seed; each samples its
+    patches from a stream of its own (rank 0's is the single-process stream), and only
+    rank 0 keeps the EMA it validates and saves.
+    """
+    device = rank_device(select_device(params.device), group)
     seed_everything(seed)
     arch = model_params.arch
     # the full argument set, defaults included, goes into the model file
@@ -366,17 +439,20 @@ def build_trainer(
     weights = None
     if params.border_weight > 0:
         weights = [border_weight_map(label, params.border_weight, params.border_sigma) for label in data.train_labels]
-    sampler = PatchSampler.from_arrays(data.train_images, data.train_labels, params.patch_size, params.random_dihedral, seed, weights, offsets)
+    sampler = PatchSampler.from_arrays(
+        data.train_images, data.train_labels, params.patch_size, params.random_dihedral, rank_seed(seed, group.rank), weights, offsets
+    )
     loss_fn = build_loss(params.loss, config.target)
     optimizer = build_optimizer(model, params)
     # an exponential moving average of the weights: validated, kept and saved in place of
     # the raw weights, it smooths the last steps' noise out of the membrane map
     ema = None
-    if params.ema_decay > 0:
+    if params.ema_decay > 0 and group.is_main:
         ema = AveragedModel(model, multi_avg_fn=get_ema_multi_avg_fn(params.ema_decay), use_buffers=True)
+    parallel = data_parallel(model, group, device) if group.distributed else None
     return Trainer(
         model, loss_fn, optimizer, sampler, data, params, config,
-        device=device, model_path=Path(model_path), ema=ema, checkpoint=checkpoint, seed=seed,
+        device=device, model_path=Path(model_path), ema=ema, checkpoint=checkpoint, seed=seed, group=group, parallel=parallel,
     )
 
 
@@ -396,28 +472,63 @@ def train(
     ``checkpoint_dir``, a resumable checkpoint is written atomically every
     ``params.checkpoint_every`` steps and removed when training completes; a run with the
     same params, seed and data finds it and continues from it (when ``params.resume``).
+    In a torchrun worker the run is one rank of a DDP job (:func:`emseg.training.distributed.join`).
     """
+    group = join(params)
+    try:
+        return _train(data, model_params, params, seed, Path(model_path), Path(live_dir), checkpoint_dir, group)
+    finally:
+        leave(group)
+
+
+def _train(
+    data: TrainingData,
+    model_params: ModelParams,
+    params: TrainParams,
+    seed: int,
+    model_path: Path,
+    live_dir: Path,
+    checkpoint_dir: str | os.PathLike[str] | None,
+    group: ProcessGroup,
+) -> dict[str, Any]:
     if params.threads:
         torch.set_num_threads(params.threads)
     keep_freed_memory()
     checkpoint = None
     if checkpoint_dir is not None:
-        checkpoint = Path(checkpoint_dir) / f"train-{run_fingerprint(data, model_params, params, seed)}.pt"
+        checkpoint = Path(checkpoint_dir) / f"train-{run_fingerprint(data, model_params, params, seed, group.world_size)}.pt"
     resuming = bool(checkpoint and params.resume and checkpoint.is_file())
-    trainer = build_trainer(data, model_params, params, seed, Path(model_path), checkpoint)
-    with staged_directory(live_dir, fresh=not resuming, keep_partial=True) as staging:
+    trainer = build_trainer(data, model_params, params, seed, model_path, checkpoint, group)
+    if not group.is_main:
         if resuming:
             trainer.resume(checkpoint)
-            truncate_live_logs(staging, trainer.progress.step)
-            print(f"resuming training from step {trainer.progress.step} ({checkpoint})")
-        with Live(dir=str(staging), resume=resuming, dvcyaml=None, save_dvc_exp=False, monitor_system=trainer.device.type == "cuda") as live:
-            trainer.logger = live
-            live.log_params({"arch": model_params.arch, "parameters": count_parameters(trainer.model), "device": str(trainer.device), "amp": trainer.use_amp})
-            trainer.reporter = TrainingProgress(params.steps, trainer.progress.step)
-            try:
-                progress = trainer.run()
-            finally:
-                trainer.reporter.close()
-    if checkpoint:
+        trainer.logger = SilentLogger()
+        progress = trainer.run()
+    else:
+        with staged_directory(live_dir, fresh=not resuming, keep_partial=True) as staging:
+            if resuming:
+                trainer.resume(checkpoint)
+                truncate_live_logs(staging, trainer.progress.step)
+                print(f"resuming training from step {trainer.progress.step} ({checkpoint})")
+            with Live(dir=str(staging), resume=resuming, dvcyaml=None, save_dvc_exp=False, monitor_system=trainer.device.type == "cuda") as live:
+                trainer.logger = live
+                run_params = {"arch": model_params.arch, "parameters": count_parameters(trainer.model), "device": str(trainer.device), "amp": trainer.use_amp}
+                if group.distributed:
+                    run_params["processes"] = group.world_size
+                live.log_params(run_params)
+                trainer.reporter = TrainingProgress(params.steps, trainer.progress.step)
+                try:
+                    progress = trainer.run()
+                finally:
+                    trainer.reporter.close()
+    group.barrier()  # no rank removes the checkpoint or leaves before all are done
+    if checkpoint and group.is_main:
         checkpoint.unlink(missing_ok=True)
-    return {"best_step": progress.best_step, "best_val": progress.best, "parameters": count_parameters(trainer.model), "device": str(trainer.device)}
+    return {
+        "best_step": progress.best_step,
+        "best_val": progress.best,
+        "parameters": count_parameters(trainer.model),
+        "device": str(trainer.device),
+        "rank": group.rank,
+        "processes": group.world_size,
+    }
