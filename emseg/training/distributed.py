@@ -72,12 +72,6 @@ class ProcessGroup:
         dist.all_gather_object(values, value)
         return values
 
-    def mean(self, value: float) -> float:
-        """The mean of ``value`` over the ranks."""
-        if not self.distributed:
-            return value
-        return float(np.mean(self.gather(value)))
-
 
 SINGLE_PROCESS = ProcessGroup()
 

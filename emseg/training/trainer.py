@@ -285,20 +285,23 @@ class Trainer:
         """
         window, group = self._window, self.group
         elapsed = time.perf_counter() - window.start
+        own = {"loss": window.loss / window.count, "patches_per_s": window.count * self.local_batch / max(elapsed, 1e-9)}
+        if self.device.type == "cuda":
+            own["max_allocated_gib"] = torch.cuda.max_memory_allocated(self.device) / 2**30
+        ranks = group.gather(own)  # one collective per log line, whatever is logged
         figures = {
-            "train/loss": group.mean(window.loss / window.count),
+            "train/loss": float(np.mean([r["loss"] for r in ranks])),
             "train/lr": self.learning_rate(done - 1),
             "train/patches_per_s": window.count * self.params.batch_size / max(elapsed, 1e-9),
         }
-        if self.device.type == "cuda":
-            figures["gpu/max_allocated_gib"] = torch.cuda.max_memory_allocated(self.device) / 2**30
-        if group.distributed:
-            own = {"patches_per_s": window.count * self.local_batch / max(elapsed, 1e-9)}
-            if self.device.type == "cuda":
-                own["max_allocated_gib"] = figures.pop("gpu/max_allocated_gib")
-            for rank, ranks_figures in enumerate(group.gather(own)):
-                for name, value in ranks_figures.items():
-                    figures[f"{'gpu' if name == 'max_allocated_gib' else 'train'}/rank{rank}/{name}"] = value
+        if not group.distributed:
+            if "max_allocated_gib" in own:
+                figures["gpu/max_allocated_gib"] = own["max_allocated_gib"]
+            return figures
+        for rank, figures_of_rank in enumerate(ranks):
+            figures[f"train/rank{rank}/patches_per_s"] = figures_of_rank["patches_per_s"]
+            if "max_allocated_gib" in figures_of_rank:
+                figures[f"gpu/rank{rank}/max_allocated_gib"] = figures_of_rank["max_allocated_gib"]
         return figures
 
     def log(self, done: int, figures: dict[str, float], metrics: dict[str, float] | None = None) -> None:
