@@ -155,3 +155,30 @@ def _drawn_plots(html: Path, profile: Path) -> dict[str, bool]:
         block = re.search(rf'<div id="{re.escape(name)}".*?<canvas width="(\d+)"', dom, re.S)
         drawn[name] = bool(block and int(block.group(1)) > 0)
     return drawn
+
+
+def test_affinity_model_through_dvc_repro_then_emseg_predict(tiny_repo: Path, tmp_path: Path) -> None:
+    """model.target=affinities with segment.method=mws runs the real train/evaluate stages and `emseg predict`."""
+    params = yaml.safe_load((tiny_repo / "params.yaml").read_text())
+    params["model"]["target"] = "affinities"
+    params["model"]["offsets"] = [[-1, 0], [0, -1], [-4, 0], [0, -4]]
+    params["segment"]["method"] = "mws"
+    (tiny_repo / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+    _run(["dvc", "repro"], tiny_repo)
+
+    from emseg.model_file import load_model
+
+    _, config = load_model(tiny_repo / "models" / "model.pt")
+    assert config.target == "affinities" and config.offsets == params["model"]["offsets"]
+    metrics = json.loads((tiny_repo / "metrics" / "evaluate.json").read_text())
+    assert metrics["segment_method"] == "mws" and 0.0 <= metrics["segment_v_rand"] <= 1.0
+    tuned = json.loads((tiny_repo / "models" / "segment.json").read_text())
+    assert tuned["method"] == "mws"
+
+    cells = tmp_path / "cells"
+    emseg = str(Path(sys.executable).parent / "emseg")
+    out = run([emseg, "predict", str(tiny_repo / "data" / "png" / "test" / "images"), "--model", str(tiny_repo / "models" / "model.pt"),
+               "--out", str(cells), "--threads", "1"], tiny_repo).stdout
+    images = sorted(path.stem for path in (tiny_repo / "data" / "png" / "test" / "images").glob("*.png"))
+    assert "cells: mws" in out, out  # segment.json beside the model picks the method
+    assert sorted(path.name for path in cells.glob("*_cells.tif")) == [f"{stem}_cells.tif" for stem in images]
