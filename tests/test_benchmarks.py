@@ -146,3 +146,16 @@ def test_ddp_quick_measures_one_and_two_processes(tmp_path: Path) -> None:
     one, two = result["runs"]
     assert (one["processes"], two["processes"]) == (1, 2) and one["scaling_efficiency"] == 1.0
     assert _positive(two["patches_per_s"]) and len(two["rank_patches_per_s"]) == 2 and all(map(_positive, two["rank_patches_per_s"]))
+
+
+@pytest.mark.skipif(not HAS_ISBI, reason="ISBI data not beside the repository")
+def test_window_quick_compares_a_larger_window_with_the_default(tmp_path: Path) -> None:
+    out = tmp_path / "window.json"
+    done = subprocess.run([sys.executable, str(BENCH / "bench_window.py"), "--quick", "--threads", "1", "--json", str(out)],
+                          cwd=REPO_ROOT, capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr[-4000:]
+    default, larger = json.loads(out.read_text())["results"]
+    assert (default["window"], default["overlap"], default["tiles"]) == (256, 0.5, 9) and (larger["window"], larger["tiles"]) == (512, 1)
+    assert default["max_abs_diff"] == 0.0 and 0.0 < larger["mean_abs_diff"] < 0.1  # the reference is itself; one window is not nine
+    assert larger["gflop"] < default["gflop"] and all(_positive(row["gflop_per_s"]) for row in (default, larger))
+    assert 0.9 < default["v_rand_at_val_threshold"] <= 1.0 and 0.9 < larger["v_rand_at_val_threshold"] <= 1.0

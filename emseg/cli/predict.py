@@ -88,6 +88,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[ty
     parser.add_argument("--pixel-size", metavar="SIZE", help="the side of a pixel with its unit, e.g. 4nm (default: what each TIFF says)")
     parser.add_argument("--tta", action="store_true", help="average the 8 flips/rotations of every tile (8x slower)")
     parser.add_argument("--overlap", type=float, default=OVERLAP, help="overlap of neighbouring tiles, in [0, 1) (default: %(default)s)")
+    parser.add_argument(
+        "--tile", type=int, metavar="PX",
+        help="side of the sliding window (default: the model's training patch size); the network is fully convolutional, "
+        "and larger windows or a smaller --overlap recompute fewer pixels (README: Performance, the window's layout)",
+    )
     parser.add_argument("--batch-size", type=int, default=TILE_BATCH, help="tiles per forward pass (default: %(default)s)")
     parser.add_argument("--device", choices=DEVICES, default="auto", help="(default: %(default)s)")
     parser.add_argument(
@@ -126,7 +131,7 @@ def run(args: argparse.Namespace) -> int:
         torch.set_num_threads(args.threads)
     # everything that can be refused is refused here, before the first output file exists
     given = FALLBACK_THRESHOLD if args.threshold is None else args.threshold
-    options = PredictOptions(outputs, given, args.overlap, args.tta, args.batch_size, device, not args.no_amp)
+    options = PredictOptions(outputs, given, args.overlap, args.tta, args.batch_size, device, not args.no_amp, tile=args.tile)
     from emseg.bundled import default_model
 
     model_path, model_source = default_model(args.model)
@@ -148,7 +153,7 @@ def run(args: argparse.Namespace) -> int:
     if not items:
         return 0
 
-    total = total_tiles(items, config.patch_size, options.overlap)
+    total = total_tiles(items, options.tile or config.patch_size, options.overlap)
     with tqdm(total=total, unit="tile", desc="predict", file=sys.stderr, disable=not show_bar, dynamic_ncols=True) as bar:
         summary = predict_files(
             model, config, items, args.out, options,
@@ -212,7 +217,7 @@ def plan_volumes(volumes: list, model_path: Path, options, method: str, args: ar
         raise EmsegError(f"--cells {method}: volume inputs are segmented block-wise with components only")
     request = VolumeRequest(
         tuple(options.outputs), options.threshold, options.overlap, options.tta, options.batch_size,
-        str(options.device), options.amp, args.block_size, args.ome_version,
+        str(options.device), options.amp, args.block_size, args.ome_version, options.tile,
     )
     dropped = [kind for kind in options.outputs if kind not in VOLUME_OUTPUTS]
     if dropped and args.outputs and not args.quiet:  # asked for by name, so say why they are not written

@@ -38,6 +38,15 @@ from emseg.segmentation import check_settings, segment
 from emseg.visualization import overlay
 
 
+#: the smallest sliding window --tile takes: a U-Net's coarsest level needs a few pixels
+MIN_TILE = 16
+
+
+def check_tile(tile: int | None) -> None:
+    if tile is not None and tile < MIN_TILE:
+        raise EmsegError(f"--tile must be at least {MIN_TILE} pixels, got {tile}")
+
+
 @dataclass(frozen=True)
 class PredictOptions:
     outputs: tuple[str, ...] = OUTPUT_KINDS
@@ -52,6 +61,8 @@ class PredictOptions:
     cell_settings: dict = field(default_factory=dict)
     #: the pixel size of every input (--pixel-size); None: each input's own, if its file says
     pixel_size: PixelSize | None = None
+    #: the sliding window's side (--tile); None: the model's training patch size
+    tile: int | None = None
 
     def __post_init__(self) -> None:
         check_outputs(self.outputs)
@@ -62,9 +73,10 @@ class PredictOptions:
             raise EmsegError(f"--overlap must lie in [0, 1), got {self.overlap:g}")
         if self.batch_size < 1:
             raise EmsegError(f"--batch-size must be at least 1, got {self.batch_size}")
+        check_tile(self.tile)
 
     def predictor(self, model: nn.Module, config: ModelConfig) -> Predictor:
-        return Predictor(model, config, self.overlap, self.tta, self.batch_size, self.device, self.amp)
+        return Predictor(model, config, self.overlap, self.tta, self.batch_size, self.device, self.amp, self.tile)
 
 
 @dataclass

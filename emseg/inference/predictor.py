@@ -24,7 +24,9 @@ class Predictor:
 
     ``tta`` averages the 8 flips/rotations of every tile; ``amp`` allows mixed precision
     where the device has it (CUDA). A boundary model gives a membrane map; an affinity
-    model (``config.target``) its affinities, and a membrane map made from them.
+    model (``config.target``) its affinities, and a membrane map made from them. ``tile``
+    sets another window side than the patch size the model was trained on (the network is
+    fully convolutional): larger windows recompute fewer overlapping pixels.
     """
 
     model: nn.Module
@@ -34,6 +36,12 @@ class Predictor:
     batch_size: int = TILE_BATCH
     device: torch.device = torch.device("cpu")
     amp: bool = True
+    tile: int | None = None
+
+    @property
+    def window(self) -> int:
+        """The side of the sliding window: ``tile``, else the model's training patch size."""
+        return self.tile or self.config.patch_size
 
     @classmethod
     def from_params(cls, model: nn.Module, config: ModelConfig, params: EvaluateParams, device: torch.device) -> Predictor:
@@ -46,7 +54,7 @@ class Predictor:
 
     def _window_args(self) -> dict:
         return {
-            "patch_size": self.config.patch_size,
+            "patch_size": self.window,
             "normalization": self.config.normalization,
             "overlap": self.overlap,
             "tta": self.tta,

@@ -196,6 +196,16 @@ def test_threshold_tta_and_options(model_path: Path, tmp_path: Path, capsys) -> 
     np.testing.assert_array_equal(mask == 255, ~(tta > np.float32(0.3)))
 
 
+def test_tile_sets_the_sliding_window(model_path: Path, tmp_path: Path, capsys) -> None:
+    source = tif(tmp_path / "big.tif", synthetic_slice(96, 80, 5)[0])
+    maps = {}
+    for name, extra in [("default", []), ("patch", ["--tile", str(PATCH)]), ("whole", ["--tile", "96"])]:
+        assert _run(capsys, source, "--model", model_path, "--outputs", "proba", "--out", tmp_path / name, *extra)[0] == 0
+        maps[name] = tifffile.imread(tmp_path / name / "big_proba.tif")
+    np.testing.assert_array_equal(maps["patch"], maps["default"])  # the default window is the model's patch
+    assert maps["whole"].shape == (96, 80) and not np.array_equal(maps["whole"], maps["default"])  # one 96x80 window
+
+
 def test_a_trained_model_predicts(tmp_path: Path, capsys) -> None:
     images, labels = synthetic_stack(4, 48, 48)
     data = TrainingData(list(images[:3]), list(labels[:3]), [images[3]], [labels[3]])
@@ -283,6 +293,7 @@ def test_bad_options_and_name_clash(model_path: Path, tmp_path: Path, capsys) ->
         (["--threshold", "2"], "--threshold"),
         (["--overlap", "1"], "--overlap"),
         (["--batch-size", "0"], "--batch-size"),
+        (["--tile", "8"], "--tile must be at least 16"),
     ]:
         rc, _, stderr = _run(capsys, good, "--model", model_path, "--out", out, *extra)
         assert rc == 2 and message in stderr and len(stderr.splitlines()) == 1

@@ -90,6 +90,15 @@ def test_an_ome_zarr_volume_equals_the_in_memory_prediction(tmp_path, model_path
         assert opened.scale == (50.0, 4.0, 4.0) and opened.unit == "nanometer"
 
 
+def test_a_larger_tile_gives_the_in_memory_prediction_with_that_tile(tmp_path, model_path, stack) -> None:
+    options = ["--model", str(model_path), "--quiet", "--outputs", "proba,membrane,cells", "--threshold", "0.5", "--tile", "48"]
+    assert main(["predict", str(tif(tmp_path / "vol.tif", stack)), "--out", str(tmp_path / "flat"), *options]) == 0
+    expected = {kind: read_stack(tmp_path / "flat" / f"vol_{kind}.tif") for kind in ("proba", "membrane", "cells")}
+    source = _ome(tmp_path / "vol.ome.zarr", stack)
+    assert main(["predict", str(source), "--out", str(tmp_path / "out"), "--block-size", "32", *options]) == 0
+    _check_equal(tmp_path / "out", "vol", expected)
+
+
 def test_hdf5_and_lazy_tiff_inputs(tmp_path, model_path, stack, in_memory) -> None:
     with h5py.File(tmp_path / "vol.h5", "w") as handle:
         handle.create_dataset("em/raw", data=stack, chunks=(1, 32, 32))
