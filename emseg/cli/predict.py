@@ -142,7 +142,12 @@ def run(args: argparse.Namespace) -> int:
     show_bar = not args.quiet and sys.stderr.isatty()
     image_paths, volumes = split_volumes(args)
     if volumes:
-        jobs = plan_volumes(volumes, model_path, options, method, args)
+        volume_method = method
+        if method != "components" and args.cells is None:  # the evaluate stage's choice, not the user's: no refusal
+            print(f"emseg predict: note: volume inputs are segmented block-wise with components; {method} ({cells_source}) "
+                  "draws the cells of the images read whole", file=sys.stderr)
+            volume_method = "components"
+        jobs = plan_volumes(volumes, model_path, options, volume_method, args)
     items = inspect_inputs(discover_inputs(image_paths)) if image_paths else []
     check_output_names(items, args.out, options.outputs)
     note = colour_note(items)

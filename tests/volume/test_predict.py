@@ -99,6 +99,18 @@ def test_a_larger_tile_gives_the_in_memory_prediction_with_that_tile(tmp_path, m
     _check_equal(tmp_path / "out", "vol", expected)
 
 
+def test_a_model_whose_evaluate_chose_gasp_segments_a_volume_with_components(tmp_path, model_path, stack, in_memory, capsys) -> None:
+    model = tmp_path / "models" / "model.pt"
+    model.parent.mkdir()
+    model.write_bytes(model_path.read_bytes())
+    (model.parent / "segment.json").write_text('{"method": "gasp", "settings": {"beta": 0.5}}')
+    source = _ome(tmp_path / "vol.ome.zarr", stack)
+    assert main(["predict", str(source), "--model", str(model), "--out", str(tmp_path / "out"), "--quiet", "--threshold", "0.5"]) == 0
+    assert "segmented block-wise with components; gasp" in capsys.readouterr().err
+    _check_equal(tmp_path / "out", "vol", in_memory)
+    assert main(["predict", str(source), "--model", str(model), "--out", str(tmp_path / "asked"), "--cells", "gasp"]) == 2  # asked for: refused
+
+
 def test_hdf5_and_lazy_tiff_inputs(tmp_path, model_path, stack, in_memory) -> None:
     with h5py.File(tmp_path / "vol.h5", "w") as handle:
         handle.create_dataset("em/raw", data=stack, chunks=(1, 32, 32))
