@@ -170,12 +170,12 @@ class TrainParams(_Block):
     weight_decay: float = Field(0.0, ge=0.0)
     schedule: Literal["cosine", "constant", "poly"] = "cosine"
     warmup_steps: int = Field(0, ge=0)
-    steps: int = Field(5000, gt=0)
+    steps: int = Field(2250, gt=0)
     batch_size: int = Field(4, gt=0)
     patch_size: int = Field(256, ge=16)
     random_dihedral: bool = Field(True, description="random flips/90-degree rotations of each patch, on the fly")
     ema_decay: float = Field(0.999, ge=0.0, lt=1.0, description="exponential moving average of the weights (0 = off)")
-    val_every: int = Field(500, gt=0)
+    val_every: int = Field(250, gt=0)
     val_tta: bool = Field(False, description="validate with the 8 flips/rotations, as evaluate predicts")
     log_every: int = Field(25, gt=0)
     checkpoint_every: int = Field(250, gt=0, description="steps between resumable checkpoints; a multiple of log_every")
@@ -183,7 +183,7 @@ class TrainParams(_Block):
     device: Literal[defaults.DEVICES] = "auto"  # type: ignore[valid-type]
     amp: bool = Field(True, description="mixed precision on CUDA")
     cpu_bf16: bool | Literal["auto"] = Field(
-        False, description="train in bf16 autocast on CPU too (fast only with native bf16: AVX-512 BF16, AMX); auto: where the CPU has it"
+        "auto", description="train in bf16 autocast on CPU too (fast only with native bf16: AVX-512 BF16, AMX); auto: where the CPU has it"
     )
     threads: int = Field(0, ge=0, description="torch CPU threads; 0 = all cores")
     processes: int = Field(
@@ -260,7 +260,7 @@ SegmentParams = create_model(
     "SegmentParams",
     __base__=_SegmentBlock,
     __doc__=_SegmentBlock.__doc__,
-    method=(Literal[tuple(METHODS)], "components"),  # type: ignore[valid-type]
+    method=(Literal[tuple(METHODS)], "gasp"),  # type: ignore[valid-type]
     **{name: (dict[str, Any], Field(default_factory=dict, description=spec.description)) for name, spec in METHODS.items()},
 )
 
