@@ -163,7 +163,7 @@ def test_a_trainer_without_logger_says_so(tmp_path: Path) -> None:
 def test_bf16_training_on_cpu_keeps_fp32_weights_and_is_seeded(tmp_path: Path) -> None:
     a, path_a = _tiny_train(tmp_path, "bf16_a", cpu_bf16=True, device="cpu")
     b, path_b = _tiny_train(tmp_path, "bf16_b", cpu_bf16=True, device="cpu")
-    plain, plain_path = _tiny_train(tmp_path, "fp32", device="cpu")
+    plain, plain_path = _tiny_train(tmp_path, "fp32", cpu_bf16=False, device="cpu")
     state_a = torch.load(path_a, weights_only=True)["state_dict"]
     state_b = torch.load(path_b, weights_only=True)["state_dict"]
     state_plain = torch.load(plain_path, weights_only=True)["state_dict"]
