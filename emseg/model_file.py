@@ -59,6 +59,10 @@ class ModelConfig:
             return self.val_threshold, "the model's validated one"
         return FALLBACK_THRESHOLD, "default"
 
+    def window(self, tile: int | None = None) -> int:
+        """The sliding window's side: ``tile`` when given (``emseg predict --tile``), else the training patch size."""
+        return tile or self.patch_size
+
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
 

@@ -158,7 +158,7 @@ def run(args: argparse.Namespace) -> int:
     if not items:
         return 0
 
-    total = total_tiles(items, options.tile or config.patch_size, options.overlap)
+    total = total_tiles(items, config.window(options.tile), options.overlap)
     with tqdm(total=total, unit="tile", desc="predict", file=sys.stderr, disable=not show_bar, dynamic_ncols=True) as bar:
         summary = predict_files(
             model, config, items, args.out, options,

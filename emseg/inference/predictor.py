@@ -41,7 +41,7 @@ class Predictor:
     @property
     def window(self) -> int:
         """The side of the sliding window: ``tile``, else the model's training patch size."""
-        return self.tile or self.config.patch_size
+        return self.config.window(self.tile)
 
     @classmethod
     def from_params(cls, model: nn.Module, config: ModelConfig, params: EvaluateParams, device: torch.device) -> Predictor:

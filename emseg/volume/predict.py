@@ -201,7 +201,7 @@ def predict_task(item: tuple[VolumeJob, Block, tuple[float, float]]) -> int:
     job, block, stats = item
     tiles, config = _tiles(job)
     membrane = predict_block(
-        tiles, _reader(job.source, block.z), job.source.shape[1:], block, job.request.tile or config.patch_size, job.request.overlap,
+        tiles, _reader(job.source, block.z), job.source.shape[1:], block, config.window(job.request.tile), job.request.overlap,
         job.request.batch_size, stats, config.normalization, torch.device(job.request.device),
     )
     if config.offset_tuples() is not None:  # an affinity model: its boundary map, as the in-memory path draws it
