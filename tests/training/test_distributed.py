@@ -23,7 +23,7 @@ from emseg.training.distributed import ProcessGroup, check_processes, describe_f
 
 # a training run of a few hundred steps on 48x48 synthetic slices, one rank of a job under torchrun
 SCRIPT = """
-import json, sys
+import json, pathlib, sys
 sys.path.insert(0, {tests!r})
 from conftest import synthetic_stack
 from emseg.params import ModelParams, TrainParams
@@ -36,7 +36,7 @@ params = TrainParams(steps={steps}, batch_size=4, patch_size=32, val_every=60, l
                      processes=int(sys.argv[2]))
 out = sys.argv[1]
 result = train(data, model, params, 11, out + "/model.pt", out + "/live", out + "/checkpoints")
-print(json.dumps(result))
+pathlib.Path(out, "result_rank{{}}.json".format(result["rank"])).write_text(json.dumps(result))
 """
 
 
@@ -64,7 +64,8 @@ def test_two_processes_follow_the_loss_curve_of_one_with_the_same_global_batch(t
     assert len(one) == len(two) == 12
     assert np.max(np.abs(two - one) / one) < 0.05, (one, two)
     assert not np.array_equal(one, two)  # the second rank's patches are its own
-    ranks = [json.loads(line) for line in double.stdout.splitlines() if line.startswith("{")]
+    # one file per rank: the ranks share torchrun's stdout, where their lines can interleave
+    ranks = [json.loads(path.read_text()) for path in sorted((tmp_path / "two").glob("result_rank*.json"))]
     assert sorted((r["rank"], r["processes"]) for r in ranks) == [(0, 2), (1, 2)]
     metrics = tmp_path / "two" / "live" / "plots" / "metrics"
     for rank in (0, 1):
