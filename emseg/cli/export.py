@@ -3,9 +3,10 @@
 The package opens in ilastik, deepImageJ and QuPath (and runs with bioimageio.core): the
 network with its weights (pytorch_state_dict with the MONAI architecture, and
 torchscript), the per-slice z-score as preprocessing, sigmoid and 1 - p as
-postprocessing (its output is the cell-interior probability emseg predict writes), tile
-and halo sizes, a test input and its expected output, a cover image, documentation and
-the data set's citations. The test input is a patch-sized crop of --image (default: the
+postprocessing (its output is the cell-interior probability emseg predict writes; an
+affinity model's package outputs its affinities, one channel per offset, with the
+offsets in its config), tile and halo sizes, a test input and its expected output, a
+cover image, documentation and the data set's citations. The test input is a patch-sized crop of --image (default: the
 first slice of the ISBI test volume beside the repository, else a synthetic EM-like slice).
 """
 

@@ -1,4 +1,5 @@
-"""`emseg export --bioimageio`: a package bioimageio.core validates and runs, whose output is emseg predict's."""
+"""`emseg export --bioimageio`: a package bioimageio.core validates and runs, whose output is emseg's own,
+for a boundary model and an affinity model."""
 
 from __future__ import annotations
 
@@ -9,10 +10,12 @@ import numpy as np
 import pytest
 import tifffile
 import torch
+import yaml
 
 from emseg.cli.main import main
 from emseg.export import TOLERANCE
-from emseg.model_file import ModelConfig, save_model
+from emseg.inference.predictor import Predictor
+from emseg.model_file import ModelConfig, load_model, save_model
 from emseg.networks import build_network, resolve_kwargs
 from emseg.normalization import DEFAULT_NORMALIZATION
 
@@ -28,25 +31,59 @@ def model_path(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return path
 
 
-@pytest.mark.filterwarnings("ignore:`torch.jit.load` is deprecated:DeprecationWarning")  # inside bioimageio.core
-def test_the_package_passes_bioimageio_test_and_reproduces_emseg_predict(model_path: Path, tmp_path: Path, capsys) -> None:
+OFFSETS = [[-1, 0], [0, -1], [-3, 0], [0, -3]]
+
+
+@pytest.fixture(scope="module")
+def affinity_model_path(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    torch.manual_seed(2)
+    kwargs = resolve_kwargs("unet", TINY_UNET)
+    path = tmp_path_factory.mktemp("affinity_model") / "model.pt"
+    config = ModelConfig("unet", kwargs, dict(DEFAULT_NORMALIZATION), 32, out_channels=len(OFFSETS), target="affinities", offsets=OFFSETS, val_threshold=0.4)
+    save_model(path, build_network("unet", kwargs, len(OFFSETS)).eval(), config)
+    return path
+
+
+def _export_and_test(model: Path, tmp_path: Path, capsys) -> tuple[dict, np.ndarray, np.ndarray]:
+    """Export ``model``, run bioimageio.core's test of the package; its rdf, test input (H, W) and test output (C, H, W)."""
     from bioimageio.core import test_model
 
     image = tif(tmp_path / "slice.tif", synthetic_slice(80, 72, 3)[0])
     out = tmp_path / "model.zip"
-    assert main(["export", str(model_path), "--bioimageio", str(out), "--image", str(image)]) == 0, capsys.readouterr().err
+    assert main(["export", str(model), "--bioimageio", str(out), "--image", str(image)]) == 0, capsys.readouterr().err
     names = set(zipfile.ZipFile(out).namelist())
     assert {"rdf.yaml", "weights.pt", "weights.torchscript.pt", "test_input.npy", "test_output.npy", "cover.png", "README.md"} <= names
     summary = test_model(out)
     assert summary.status == "passed", [(d.name, [e.msg for e in d.errors]) for d in summary.details if d.status != "passed"]
-    # the package's test input, predicted by emseg predict, gives the package's test output
     with zipfile.ZipFile(out) as package:
         package.extractall(tmp_path / "unzipped")
-    test_input = np.load(tmp_path / "unzipped" / "test_input.npy")[0, 0]
-    expected = np.load(tmp_path / "unzipped" / "test_output.npy")[0, 0]
+    rdf = yaml.safe_load((tmp_path / "unzipped" / "rdf.yaml").read_text())
+    return rdf, np.load(tmp_path / "unzipped" / "test_input.npy")[0, 0], np.load(tmp_path / "unzipped" / "test_output.npy")[0]
+
+
+@pytest.mark.filterwarnings("ignore:`torch.jit.load` is deprecated:DeprecationWarning")  # inside bioimageio.core
+def test_the_package_passes_bioimageio_test_and_reproduces_emseg_predict(model_path: Path, tmp_path: Path, capsys) -> None:
+    rdf, test_input, expected = _export_and_test(model_path, tmp_path, capsys)
+    assert [axis.get("channel_names") for axis in rdf["outputs"][0]["axes"] if axis["type"] == "channel"] == [["cell"]]
+    assert [step["id"] for step in rdf["outputs"][0]["postprocessing"]][:2] == ["sigmoid", "scale_linear"]
+    # the package's test input, predicted by emseg predict, gives the package's test output
     tif(tmp_path / "crop.tif", test_input.astype(np.uint8))
     assert main(["predict", str(tmp_path / "crop.tif"), "--model", str(model_path), "--out", str(tmp_path / "pred"), "--outputs", "proba"]) == 0
-    np.testing.assert_allclose(tifffile.imread(tmp_path / "pred" / "crop_proba.tif"), expected, atol=TOLERANCE)
+    np.testing.assert_allclose(tifffile.imread(tmp_path / "pred" / "crop_proba.tif"), expected[0], atol=TOLERANCE)
+
+
+@pytest.mark.filterwarnings("ignore:`torch.jit.load` is deprecated:DeprecationWarning")  # inside bioimageio.core
+def test_an_affinity_package_outputs_one_channel_per_offset_and_names_them(affinity_model_path: Path, tmp_path: Path, capsys) -> None:
+    rdf, test_input, expected = _export_and_test(affinity_model_path, tmp_path, capsys)
+    output = rdf["outputs"][0]
+    steps = [step["id"] for step in output["postprocessing"]]
+    assert output["id"] == "affinities" and "sigmoid" in steps and "scale_linear" not in steps  # no 1 - p: high = different cells
+    assert [axis["channel_names"] for axis in output["axes"] if axis["type"] == "channel"] == [["dym1_dx0", "dy0_dxm1", "dym3_dx0", "dy0_dxm3"]]
+    assert rdf["config"]["mws"]["offsets"] == rdf["config"]["emseg"]["offsets"] == OFFSETS
+    assert expected.shape == (len(OFFSETS), *test_input.shape)
+    model, config = load_model(affinity_model_path)
+    np.testing.assert_allclose(Predictor(model, config, amp=False).predict(test_input).affinities, expected, atol=TOLERANCE)
+    assert 0.0 <= expected.min() and expected.max() <= 1.0
 
 
 @pytest.mark.parametrize(("case", "message"), [("not_a_model", "not an emseg model file"), ("missing_folder", "folder"), ("not_a_zip", "the package is a .zip file")])
