@@ -155,7 +155,7 @@ ModelParams = create_model(
     __base__=_ModelBlock,
     __doc__=_ModelBlock.__doc__,
     arch=(Literal[tuple(sorted(REGISTRY))], "unet"),  # type: ignore[valid-type]
-    target=(Literal["boundary", "affinities"], Field("boundary", description="what the network predicts: one membrane map, or affinities")),
+    target=(Literal["boundary", "affinities"], Field("affinities", description="what the network predicts: one membrane map, or affinities")),
     offsets=(list[list[int]], Field([list(o) for o in DEFAULT_OFFSETS], description="affinity offsets [dy, dx]; the nearest neighbours first")),
     **{name: (dict[str, Any], Field(default_factory=dict, description=spec.description)) for name, spec in REGISTRY.items()},
 )
@@ -170,7 +170,7 @@ class TrainParams(_Block):
     weight_decay: float = Field(0.0, ge=0.0)
     schedule: Literal["cosine", "constant", "poly"] = "cosine"
     warmup_steps: int = Field(0, ge=0)
-    steps: int = Field(2250, gt=0)
+    steps: int = Field(2100, gt=0)
     batch_size: int = Field(4, gt=0)
     patch_size: int = Field(256, ge=16)
     random_dihedral: bool = Field(True, description="random flips/90-degree rotations of each patch, on the fly")

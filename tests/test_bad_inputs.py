@@ -405,7 +405,7 @@ BESPOKE: list[Bespoke] = [
     Bespoke("evaluate-unknown_segmentation", "evaluate", "unknown segmentation method (segment.method: mwz)",
             with_params({"segment": {"method": "mwz"}}), r"params\.yaml: segment\.method: Input should be .*\(got 'mwz'\)"),
     Bespoke("evaluate-mws_of_a_boundary_model", "evaluate", "the Mutex Watershed asked of a boundary model",
-            with_params({"segment": {"method": "mws"}}), r"params\.yaml: segment\.method: mws needs an affinity model"),
+            with_params({"model": {"target": "boundary"}, "segment": {"method": "mws"}}), r"params\.yaml: segment\.method: mws needs an affinity model"),
     Bespoke("evaluate-unknown_segment_setting", "evaluate", "a setting the method does not have (segment.gasp.bta)",
             with_params({"segment": {"gasp": {"bta": 0.5}}}), r"params\.yaml: segment\.gasp: bta not a setting of gasp"),
     Bespoke("predict-pixel_size_without_unit", "predict", "--pixel-size without a unit",

@@ -121,7 +121,7 @@ def test_the_global_batch_must_split_evenly_over_the_processes() -> None:
         ({"segment": {"watershd": {}}}, r"^params.yaml: segment.watershd: not a registered segmentation method"),
         ({"segment": {"watershed": {"sigma": 1}}}, r"^params.yaml: segment.watershed: sigma not a setting of watershed"),
         ({"segment": {"gasp": {"beta": [0.1] * 10, "threshold": [0.1] * 5, "linkage": ["mean"] * 5}}}, r"segment.gasp: a grid of 250 settings; at most 200"),
-        ({"segment": {"method": "mws"}}, r"^params.yaml: segment.method: mws needs an affinity model"),
+        ({"model": {"target": "boundary"}, "segment": {"method": "mws"}}, r"^params.yaml: segment.method: mws needs an affinity model"),
         ({"model": {"target": "affinities"}, "train": {"loss": "dice_focal"}}, r"^params.yaml: train.loss: dice_focal does not take affinities"),
         ({"model": {"offsets": [[0, 1], [1, 0]]}}, r"^params.yaml: model.offsets: the first two offsets must be the nearest neighbours"),
     ],
