@@ -39,21 +39,16 @@ from emseg.evaluation.statistics import paired_difference, verdict
 from emseg.inference.predictor import Predictor
 from emseg.model_file import load_model
 from emseg.params import EvaluateParams
-from emseg.segmentation import Prediction, cell_map, segment
+from emseg.segmentation import METHODS, Prediction, _fragments, cell_map, segment
 
 BETAS = [0.3, 0.4, 0.5, 0.6, 0.7]
-#: the profile's fragments (emseg.segmentation's gasp defaults)
-DISTANCE = {"threshold": 0.3, "sigma_seeds": 1.0, "min_size": 25}
+#: the profile's fragments: emseg.segmentation's gasp defaults
+DISTANCE = METHODS["gasp"].defaults
 
 
 def distance_fragments(prediction: Prediction) -> np.ndarray:
-    from elf.segmentation.watershed import distance_transform_watershed
-
-    fragments, _ = distance_transform_watershed(
-        prediction.membrane.astype(np.float32), DISTANCE["threshold"], DISTANCE["sigma_seeds"], sigma_weights=2.0,
-        min_size=DISTANCE["min_size"], alpha=0.9,
-    )
-    return fragments.astype(np.uint32)
+    """The profile's fragments, as emseg.segmentation's gasp makes them."""
+    return _fragments(prediction, DISTANCE["threshold"], DISTANCE["sigma_seeds"], 2.0, 0.9, DISTANCE["min_size"])
 
 
 def minima_fragments(prediction: Prediction, sigma: float = 1.5) -> np.ndarray:
