@@ -39,7 +39,7 @@ from emseg.evaluation.statistics import paired_difference, verdict
 from emseg.inference.predictor import Predictor
 from emseg.model_file import load_model
 from emseg.params import EvaluateParams
-from emseg.segmentation import METHODS, Prediction, _fragments, cell_map, segment
+from emseg.segmentation import METHODS, Prediction, cell_map, fragments, segment
 
 BETAS = [0.3, 0.4, 0.5, 0.6, 0.7]
 #: the profile's fragments: emseg.segmentation's gasp defaults
@@ -48,7 +48,7 @@ DISTANCE = METHODS["gasp"].defaults
 
 def distance_fragments(prediction: Prediction) -> np.ndarray:
     """The profile's fragments, as emseg.segmentation's gasp makes them."""
-    return _fragments(prediction, DISTANCE["threshold"], DISTANCE["sigma_seeds"], 2.0, 0.9, DISTANCE["min_size"])
+    return fragments(prediction, DISTANCE["threshold"], DISTANCE["sigma_seeds"], DISTANCE["min_size"])
 
 
 def minima_fragments(prediction: Prediction, sigma: float = 1.5) -> np.ndarray:

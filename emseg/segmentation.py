@@ -49,56 +49,72 @@ def _components(prediction: Prediction, threshold: float) -> np.ndarray:
     return instance_labels(membrane_to_cell(prediction.membrane) > np.float32(threshold))
 
 
-def _fragments(prediction: Prediction, threshold: float, sigma_seeds: float, sigma_weights: float, alpha: float, min_size: int) -> np.ndarray:
+#: how the seeded watershed weighs the membrane map against the distance transform; the graph methods' fragments use these
+WATERSHED_WEIGHTING = {"sigma_weights": 2.0, "alpha": 0.9}
+
+
+def fragments(
+    prediction: Prediction,
+    threshold: float,
+    sigma_seeds: float,
+    min_size: int,
+    sigma_weights: float = WATERSHED_WEIGHTING["sigma_weights"],
+    alpha: float = WATERSHED_WEIGHTING["alpha"],
+) -> np.ndarray:
+    """The seeded watershed's over-segmentation (uint32), the fragments that multicut and GASP agglomerate.
+
+    Seeds at the maxima of the distance to the membranes thresholded at ``threshold``, smoothed by
+    ``sigma_seeds``; fragments under ``min_size`` pixels are merged (elf's ``distance_transform_watershed``).
+    """
     from elf.segmentation.watershed import distance_transform_watershed
 
-    fragments, _ = distance_transform_watershed(
+    pieces, _ = distance_transform_watershed(
         prediction.membrane.astype(np.float32), threshold, sigma_seeds, sigma_weights=sigma_weights, min_size=min_size, alpha=alpha
     )
-    return fragments.astype(np.uint32)
+    return pieces.astype(np.uint32)
 
 
 def _watershed(prediction: Prediction, threshold: float, sigma_seeds: float, sigma_weights: float, alpha: float, min_size: int) -> np.ndarray:
-    return _fragments(prediction, threshold, sigma_seeds, sigma_weights, alpha, min_size)
+    return fragments(prediction, threshold, sigma_seeds, min_size, sigma_weights, alpha)
 
 
-def _graph(prediction: Prediction, fragments: np.ndarray) -> tuple[Any, np.ndarray, np.ndarray]:
+def _graph(prediction: Prediction, pieces: np.ndarray) -> tuple[Any, np.ndarray, np.ndarray]:
     """The fragments' region adjacency graph, each edge's mean membrane probability and its length."""
     from elf.segmentation.features import compute_boundary_features, compute_rag
 
-    rag = compute_rag(fragments, n_threads=1)
-    features = compute_boundary_features(rag, fragments, prediction.membrane.astype(np.float32), n_threads=1)
+    rag = compute_rag(pieces, n_threads=1)
+    features = compute_boundary_features(rag, pieces, prediction.membrane.astype(np.float32), n_threads=1)
     return rag, features[:, 0], features[:, -1]
 
 
-def _relabel(rag: Any, fragments: np.ndarray, node_labels: np.ndarray) -> np.ndarray:
+def _relabel(rag: Any, pieces: np.ndarray, node_labels: np.ndarray) -> np.ndarray:
     from elf.segmentation.features import project_node_labels_to_pixels
 
-    return project_node_labels_to_pixels(rag, fragments, node_labels, n_threads=1).astype(np.uint32)
+    return project_node_labels_to_pixels(rag, pieces, node_labels, n_threads=1).astype(np.uint32)
 
 
 def _multicut(prediction: Prediction, beta: float, threshold: float, sigma_seeds: float, min_size: int) -> np.ndarray:
     from elf.segmentation.multicut import compute_edge_costs, multicut_kernighan_lin
 
-    fragments = _fragments(prediction, threshold, sigma_seeds, 2.0, 0.9, min_size)
-    rag, mean, size = _graph(prediction, fragments)
+    pieces = fragments(prediction, threshold, sigma_seeds, min_size)
+    rag, mean, size = _graph(prediction, pieces)
     if len(mean) == 0:
-        return fragments
+        return pieces
     costs = compute_edge_costs(mean, edge_sizes=size, beta=beta, weighting_scheme="all")
-    return _relabel(rag, fragments, multicut_kernighan_lin(rag, costs))
+    return _relabel(rag, pieces, multicut_kernighan_lin(rag, costs))
 
 
 def _gasp(prediction: Prediction, beta: float, linkage: str, threshold: float, sigma_seeds: float, min_size: int) -> np.ndarray:
     from elf.segmentation.gasp import run_GASP
     from elf.segmentation.multicut import compute_edge_costs
 
-    fragments = _fragments(prediction, threshold, sigma_seeds, 2.0, 0.9, min_size)
-    rag, mean, size = _graph(prediction, fragments)
+    pieces = fragments(prediction, threshold, sigma_seeds, min_size)
+    rag, mean, size = _graph(prediction, pieces)
     if len(mean) == 0:
-        return fragments
+        return pieces
     signed = compute_edge_costs(mean, beta=beta)  # log-odds of merging: > 0 attract, < 0 repel
     node_labels, _ = run_GASP(rag, signed, linkage_criteria=linkage, edge_sizes=size, verbose=False)
-    return _relabel(rag, fragments, node_labels)
+    return _relabel(rag, pieces, node_labels)
 
 
 def _mws(prediction: Prediction, stride: int, min_size: int) -> np.ndarray:
@@ -143,7 +159,7 @@ METHODS: dict[str, Method] = {
     ),
     "watershed": Method(
         _watershed,
-        {"threshold": 0.5, "sigma_seeds": 2.0, "sigma_weights": 2.0, "alpha": 0.9, "min_size": 50},
+        {"threshold": 0.5, "sigma_seeds": 2.0, **WATERSHED_WEIGHTING, "min_size": 50},
         "seeded watershed from distance-transform maxima (elf)",
         grid={"threshold": [0.3, 0.5, 0.7], "sigma_seeds": [1.0, 2.0, 3.0]},
     ),

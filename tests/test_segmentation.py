@@ -9,7 +9,7 @@ from scipy import ndimage
 from emseg.affinities import DEFAULT_OFFSETS, affinity_targets, boundary_from_affinities
 from emseg.errors import EmsegError
 from emseg.evaluation.metrics import score, segmentation_scores
-from emseg.segmentation import METHODS, Prediction, cell_map, segment, settings_grid, tune
+from emseg.segmentation import METHODS, Prediction, cell_map, fragments, segment, settings_grid, tune
 
 
 def _two_cells_with_a_gap() -> tuple[np.ndarray, np.ndarray]:
@@ -37,6 +37,18 @@ def test_agglomeration_keeps_the_two_cells_apart(method: str, whole: bool) -> No
     assert not set(np.unique(left)) & set(np.unique(right))
     if whole:  # the seeded watershed leaves fragments; multicut and GASP join them into the two cells
         assert segmentation_scores(ndimage.label(label > 0)[0], cells)["v_rand"] > 0.95
+
+
+@pytest.mark.parametrize("method", ["multicut", "gasp"])
+def test_the_graph_methods_join_the_watersheds_fragments_and_never_split_one(method: str) -> None:
+    _, membrane = _two_cells_with_a_gap()
+    prediction = Prediction(membrane)
+    settings = METHODS[method].defaults
+    pieces = fragments(prediction, settings["threshold"], settings["sigma_seeds"], settings["min_size"])
+    cells = segment(method, prediction)
+    assert len(np.unique(pieces)) > len(np.unique(cells))  # something was joined
+    for piece in np.unique(pieces):
+        assert len(np.unique(cells[pieces == piece])) == 1
 
 
 def test_the_mutex_watershed_keeps_the_cells_apart_where_short_range_affinities_join_them() -> None:
