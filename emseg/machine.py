@@ -15,21 +15,31 @@ import torch
 CPU_FLAGS = ("avx2", "avx512f", "avx512_bf16", "amx_tile", "amx_bf16")
 
 
-def cpu_description() -> dict:
-    """The CPU model, the flags of :data:`CPU_FLAGS` it has, and the kernels torch picked (e.g. AVX2, AVX512)."""
-    model, flags = "unknown", set()
+def cpu_description(cpuinfo: str = "/proc/cpuinfo") -> dict:
+    """The CPU model, its CPUID family and model numbers, the flags of :data:`CPU_FLAGS` it has, and the kernels
+    torch picked (e.g. AVX2, AVX512).
+
+    The numbers tell generations apart where the model name does not: a virtual machine may
+    report only "AMD EPYC" for Zen 3 (family 25 model 1), Zen 4 (25/17) and Zen 5 (26/2).
+    """
+    first: dict[str, str] = {}
     try:
-        with open("/proc/cpuinfo") as handle:
+        with open(cpuinfo) as handle:
             for line in handle:
                 key, _, value = line.partition(":")
-                if key.strip() == "model name" and model == "unknown":
-                    model = value.strip()
-                elif key.strip() == "flags":
-                    flags = set(value.split())
+                first.setdefault(key.strip(), value.strip())
+                if key.strip() == "flags":
                     break
     except OSError:
         pass
-    return {"model": model, "flags": [f for f in CPU_FLAGS if f in flags], "torch_capability": torch.backends.cpu.get_cpu_capability()}
+    flags = set(first.get("flags", "").split())
+    return {
+        "model": first.get("model name", "unknown"),
+        "family": first.get("cpu family"),
+        "model_number": first.get("model"),
+        "flags": [f for f in CPU_FLAGS if f in flags],
+        "torch_capability": torch.backends.cpu.get_cpu_capability(),
+    }
 
 
 def machine_info() -> dict:
@@ -50,8 +60,9 @@ def machine_line(info: dict) -> str:
     gpu = f"CUDA {info['cuda_device']}" if info["cuda"] else "no CUDA"
     cpu = info.get("cpu") or {}
     flags = "/".join(cpu.get("flags") or ["no AVX2"])
+    cpuid = f"family {cpu['family']} model {cpu['model_number']}; " if cpu.get("family") and cpu.get("model_number") else ""
     return (
-        f"{info['cpu_count']} x {cpu.get('model', 'CPU')} ({flags}; torch kernels {cpu.get('torch_capability')}), {gpu}, "
+        f"{info['cpu_count']} x {cpu.get('model', 'CPU')} ({cpuid}{flags}; torch kernels {cpu.get('torch_capability')}), {gpu}, "
         f"torch {info['torch']}, load average {' '.join(map(str, info['load_average']))}"
     )
 
