@@ -58,6 +58,7 @@ import statistics
 import sys
 import tempfile
 import time
+import typing
 from pathlib import Path
 
 import numpy as np
@@ -123,11 +124,10 @@ class _CyclingBatches:
         return batch
 
 
-def run_real(data, params, arch: str, seed: int, workdir: Path) -> dict:
+def run_real(data, params, model, seed: int, workdir: Path) -> dict:
     """One ``Trainer.run`` with dvclive's ``Live`` as its logger; the real rate between the first and the last logged window."""
     from dvclive import Live
 
-    from emseg.params import ModelParams
     from emseg.training.trainer import build_trainer
 
     stamps: list[tuple[int, tuple[float, int, float]]] = []
@@ -140,7 +140,7 @@ def run_real(data, params, arch: str, seed: int, workdir: Path) -> dict:
                 logged.append(float(val))
             return super().log_metric(name, val, timestamp, plot)
 
-    trainer = build_trainer(data, ModelParams(arch=arch), params, seed, workdir / "model.pt")
+    trainer = build_trainer(data, model, params, seed, workdir / "model.pt")
     with TimedLive(dir=str(workdir / "live"), dvcyaml=None, save_dvc_exp=False) as live:
         trainer.logger = live
         trainer.run()
@@ -149,14 +149,13 @@ def run_real(data, params, arch: str, seed: int, workdir: Path) -> dict:
     return {**_rates(first, last, last_step - first_step, params.batch_size), "logged_patches_per_s": statistics.harmonic_mean(logged[1:])}
 
 
-def run_bare(data, params, arch: str, seed: int, workdir: Path) -> dict:
+def run_bare(data, params, model, seed: int, workdir: Path) -> dict:
     """The same ``Trainer.train_step`` on batches held in memory on the device: the model-only rate."""
     import torch
 
-    from emseg.params import ModelParams
     from emseg.training.trainer import build_trainer
 
-    trainer = build_trainer(data, ModelParams(arch=arch), params, seed, workdir / "model.pt")
+    trainer = build_trainer(data, model, params, seed, workdir / "model.pt")
     # a few batches drawn once by the real sampler (same crops, normalisation, flips), then cycled
     batches = [trainer.sampler.sample(params.batch_size).to(trainer.device) for _ in range(8)]
     trainer.sampler = _CyclingBatches(batches)
@@ -180,6 +179,40 @@ def run_bare(data, params, arch: str, seed: int, workdir: Path) -> dict:
     return _rates(start, end, timed, params.batch_size)
 
 
+def loss_ms(params, model, device, repeats: int = 20) -> float:
+    """Milliseconds of the loss alone, forward and backward in fp32, on one batch of random logits of the model's shape.
+
+    Element-wise work the FLOP count leaves out (it counts the network's convolutions);
+    for an affinity model it is a masked Dice + BCE over every channel.
+    """
+    import torch
+
+    from emseg.flops import out_channels
+    from emseg.losses import build_loss
+
+    loss_fn = build_loss(params.loss, model.target)
+    shape = (params.batch_size, out_channels(model), params.patch_size, params.patch_size)
+    generator = torch.Generator().manual_seed(0)
+    logits = torch.randn(shape, generator=generator).to(device).requires_grad_()
+    target = (torch.rand(shape, generator=generator) > 0.8).float().to(device)
+    extra = (torch.ones_like(target),) if model.target == "affinities" else ()
+
+    def once() -> None:
+        loss_fn(logits, target, *extra).backward()
+        logits.grad = None
+
+    for _ in range(3):
+        once()
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+    start = time.perf_counter()
+    for _ in range(repeats):
+        once()
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+    return (time.perf_counter() - start) / repeats * 1e3
+
+
 def tune_malloc() -> bool:
     """The fix under test (``--mallopt``): keep glibc from handing freed tensor memory back
     to the kernel between steps.  Returns False where there is no glibc mallopt."""
@@ -191,9 +224,15 @@ def tune_malloc() -> bool:
 
 
 def main(argv: list[str] | None = None) -> int:
+    from emseg.params import ModelParams
+
+    targets = typing.get_args(ModelParams.model_fields["target"].annotation)
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="patch 64, 40 steps, log every 8 (< 1 min)")
     parser.add_argument("--arch", default="unet", help="registered network (default unet)")
+    parser.add_argument(
+        "--target", default=None, choices=targets, help="model.target (default: the profile's, emseg.params)"
+    )
     parser.add_argument("--steps", type=int, default=None, help="steps per run, warm-up window included (default 150, 40 with --quick)")
     parser.add_argument("--log-every", type=int, default=None, help="train.log_every: window length (default 25, 8 with --quick)")
     parser.add_argument("--batch-size", type=int, default=4)
@@ -244,19 +283,21 @@ def main(argv: list[str] | None = None) -> int:
         cpu_bf16=args.cpu_bf16,
         threads=args.threads,
     )
+    model = ModelParams(arch=args.arch, **({"target": args.target} if args.target else {}))
     images, labels, source = load_slices(args.data)
     train_images, train_labels = images[:N_TRAIN_SLICES], labels[:N_TRAIN_SLICES]
     crop = min(2 * patch, *images.shape[1:])  # the one (untimed) validation runs on a small crop: less waiting
     val_image, val_label = images[N_TRAIN_SLICES][:crop, :crop], labels[N_TRAIN_SLICES][:crop, :crop]
     data = TrainingData(list(train_images), list(train_labels), [val_image], [val_label])
-    from emseg.flops import train_step_flops
+    from emseg.flops import out_channels, train_step_flops
     from emseg.machine import sgemm_peak_gflops
     from emseg.networks import resolve_kwargs
 
     info, peak = machine_info(), sgemm_peak_gflops()
-    patch_gflop = train_step_flops(args.arch, resolve_kwargs(args.arch), 1, args.batch_size, patch) / 1e9 / args.batch_size
+    patch_gflop = train_step_flops(args.arch, resolve_kwargs(args.arch), out_channels(model), args.batch_size, patch) / 1e9 / args.batch_size
     amp = " (AMP)" if device.type == "cuda" and args.amp else (" (bf16 autocast)" if args.cpu_bf16 and device.type == "cpu" else "")
-    print(f"train step rate: {args.arch}, patch {patch}, batch {args.batch_size}, loss {args.loss}, device {device}{amp}")
+    print(f"train step rate: {args.arch} ({model.target}, {out_channels(model)} output channel(s)), patch {patch}, "
+          f"batch {args.batch_size}, loss {args.loss}, device {device}{amp}")
     print(f"{steps} steps per run, first {log_every} (one logging window) warm-up, {steps - log_every} timed; data: {source}")
     print(f"torch threads: {torch.get_num_threads()}; glibc thresholds set: {args.mallopt}; machine: {machine_line(info)}")
     print(f"one patch's forward and backward: {patch_gflop:.2f} GFLOP (counted); fp32 sgemm peak now {peak:.1f} GFLOP/s")
@@ -268,9 +309,9 @@ def main(argv: list[str] | None = None) -> int:
         for r in range(args.repeats):
             for kind in ("real", "bare") if r % 2 == 0 else ("bare", "real"):
                 if kind == "real":
-                    real.append(run_real(data, params, args.arch, args.seed, Path(tmp) / f"real{r}"))
+                    real.append(run_real(data, params, model, args.seed, Path(tmp) / f"real{r}"))
                 else:
-                    bare.append(run_bare(data, params, args.arch, args.seed, Path(tmp) / f"bare{r}"))
+                    bare.append(run_bare(data, params, model, args.seed, Path(tmp) / f"bare{r}"))
             a, b = real[-1], bare[-1]
             print(
                 f"{r + 1:>6} {a['patches_per_s']:>9.2f} {a['logged_patches_per_s']:>10.2f} {b['patches_per_s']:>9.2f} "
@@ -301,6 +342,10 @@ def main(argv: list[str] | None = None) -> int:
         results[f"{kind}_gflop_per_s"] = rate
         print(f"{kind + ' GFLOP/s':>17}: {rate:.1f} ({rate / peak:.0%} of the sgemm peak)")
     results["patch_gflop"], results["sgemm_peak_gflops"] = patch_gflop, peak
+    results["loss_ms_per_step"] = loss_ms(params, model, device)
+    bare_step_ms = args.batch_size / results["bare_patches_per_s"]["median"] * 1e3
+    print(f"{'loss alone':>17}: {results['loss_ms_per_step']:.1f} ms forward and backward per step "
+          f"({results['loss_ms_per_step'] / bare_step_ms:.0%} of a bare step, {bare_step_ms:.0f} ms)")
     met = results["ratio"]["median"] >= GOAL_RATIO
     print(f"goal ratio >= {GOAL_RATIO}: {'met' if met else 'NOT met'}")
     print("faults/step: minor page faults per training step (memory the allocator gave back to the kernel and touched again)")
@@ -317,6 +362,8 @@ def main(argv: list[str] | None = None) -> int:
             "machine": info,
             "config": {
                 "arch": args.arch,
+                "target": model.target,
+                "out_channels": out_channels(model),
                 "steps": steps,
                 "log_every": log_every,
                 "timed_steps": steps - log_every,
@@ -340,6 +387,7 @@ def main(argv: list[str] | None = None) -> int:
                 "train: ratio real/bare": {**_figure(results["ratio"], ""), "goal": f">= {GOAL_RATIO}"},
                 "train: real loop GFLOP/s": {"value": results["real_gflop_per_s"], "unit": f"GFLOP/s ({results['real_gflop_per_s'] / peak:.0%} of sgemm peak)"},
                 "train: page faults/step, real loop": _figure(results["real_minor_faults_per_step"], "faults/step"),
+                "train: loss forward and backward": {"value": results["loss_ms_per_step"], "unit": "ms/step"},
             },
         }
         args.json.parent.mkdir(parents=True, exist_ok=True)

@@ -23,6 +23,11 @@ from emseg.networks import build_network, resolve_kwargs
 from emseg.params import Params
 
 
+def out_channels(model: Any) -> int:
+    """The network's output channels for a ``model`` params block: one per offset for affinities, else one map."""
+    return len(model.offsets) if model.target == "affinities" else 1
+
+
 def train_step_flops(arch: str, kwargs: dict[str, Any], out_channels: int, batch: int, patch: int) -> int:
     """Forward and backward of one batch of ``batch`` x ``patch``^2 through the network."""
     with torch.random.fork_rng(devices=[]):
@@ -70,9 +75,9 @@ def pipeline_flops(params: Params, slice_shape: tuple[int, int], val_slices: int
     """
     model, train = params.model, params.train
     kwargs = resolve_kwargs(model.arch, model.overrides())
-    out_channels = len(model.offsets) if model.target == "affinities" else 1
-    step = train_step_flops(model.arch, kwargs, out_channels, train.batch_size, train.patch_size)
-    tile = forward_flops(model.arch, kwargs, out_channels, min(train.patch_size, *slice_shape))
+    channels = out_channels(model)
+    step = train_step_flops(model.arch, kwargs, channels, train.batch_size, train.patch_size)
+    tile = forward_flops(model.arch, kwargs, channels, min(train.patch_size, *slice_shape))
     validations = math.ceil(train.steps / train.val_every)
     val_tiles = count_tiles(slice_shape, train.patch_size, OVERLAP) * (8 if train.val_tta else 1)
     eval_tiles = count_tiles(slice_shape, train.patch_size, params.evaluate.overlap) * (8 if params.evaluate.tta else 1)
