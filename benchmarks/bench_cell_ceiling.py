@@ -41,7 +41,8 @@ from emseg.model_file import load_model
 from emseg.params import EvaluateParams
 from emseg.segmentation import METHODS, Prediction, cell_map, fragments, segment
 
-BETAS = [0.3, 0.4, 0.5, 0.6, 0.7]
+#: the betas emseg.segmentation searches for gasp
+BETAS = METHODS["gasp"].grid["beta"]
 #: the profile's fragments: emseg.segmentation's gasp defaults
 DISTANCE = METHODS["gasp"].defaults
 
