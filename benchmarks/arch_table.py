@@ -34,7 +34,7 @@ import sys
 import tempfile
 from pathlib import Path
 
-from emseg.experiments import finished_experiments, training_seconds
+from emseg.evaluation.experiments import finished_experiments, training_seconds
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 COLUMNS = (
@@ -83,9 +83,10 @@ def _child_step(arch: str, kwargs: dict, batch: int, patch: int, threads: int) -
 
     import torch
 
-    from emseg.params import ModelParams, TrainParams
-    from emseg.synthetic import synthetic_stack
-    from emseg.training.trainer import TrainingData, build_trainer
+    from emseg.config.params import ModelParams, TrainParams
+    from emseg.io.synthetic import synthetic_stack
+    from emseg.training.build import build_trainer
+    from emseg.training.sampler import TrainingData
 
     if threads:
         torch.set_num_threads(threads)
@@ -109,7 +110,7 @@ def row_for(name: str, found: dict, measure_speed: bool, threads: int) -> dict:
     live = data["metrics"].get("dvclive/metrics.json", {}).get("data", {})
     tsv = _run(["git", "show", f"{found['rev']}:dvclive/plots/metrics/train/patches_per_s.tsv"])
     seconds, rate = training_seconds(tsv, int(params["train"]["batch_size"]))
-    from emseg.networks import build_network, count_parameters
+    from emseg.networks.architectures import build_network, count_parameters
 
     kwargs = params["model"].get(arch) or {}
     batch, patch = int(params["train"]["batch_size"]), int(params["train"]["patch_size"])

@@ -4,7 +4,7 @@ For each fold of ``cv/`` (its ``split.json`` and ``model.pt``), predict the fold
 and test slices as the evaluate stage does (8x TTA), then for each variant choose its
 settings on the validation slices (best V_rand of the cells) and score the test slices.
 Prints each variant's mean over all test slices and the paired difference against the
-profile's method (``gasp`` as ``emseg.segmentation`` runs it) with a 95% block-bootstrap
+profile's method (``gasp`` as ``emseg.segmentation.methods`` runs it) with a 95% block-bootstrap
 interval (``emseg.evaluation.statistics``), and the **oracle** ceiling of each fragment
 kind: every fragment given the ground-truth cell it overlaps most, the best any
 agglomeration of those fragments can do.
@@ -32,23 +32,24 @@ import numpy as np
 import torch
 from scipy import ndimage
 
-from emseg.affinities import cell_instances
-from emseg.dataset import read_labelled
+from emseg.config.params import EvaluateParams
 from emseg.evaluation.metrics import score
 from emseg.evaluation.statistics import paired_difference, verdict
 from emseg.inference.predictor import Predictor
-from emseg.model_file import load_model
-from emseg.params import EvaluateParams
-from emseg.segmentation import METHODS, Prediction, cell_map, fragments, segment
+from emseg.io.dataset import read_labelled
+from emseg.networks.affinities import cell_instances
+from emseg.networks.model_file import load_model
+from emseg.networks.prediction import Prediction
+from emseg.segmentation.methods import METHODS, cell_map, fragments, segment
 
-#: the betas emseg.segmentation searches for gasp
+#: the betas emseg.segmentation.methods searches for gasp
 BETAS = METHODS["gasp"].grid["beta"]
-#: the profile's fragments: emseg.segmentation's gasp defaults
+#: the profile's fragments: emseg.segmentation.methods's gasp defaults
 DISTANCE = METHODS["gasp"].defaults
 
 
 def distance_fragments(prediction: Prediction) -> np.ndarray:
-    """The profile's fragments, as emseg.segmentation's gasp makes them."""
+    """The profile's fragments, as emseg.segmentation.methods's gasp makes them."""
     return fragments(prediction, DISTANCE["threshold"], DISTANCE["sigma_seeds"], DISTANCE["min_size"])
 
 

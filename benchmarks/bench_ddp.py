@@ -1,6 +1,6 @@
 """Training throughput of the real train loop on 1 and N DDP processes under torchrun.
 
-Each run is ``emseg.training.trainer.train`` (the train stage's own call) under
+Each run is ``emseg.training.run.train`` (the train stage's own call) under
 ``torch.distributed.run --standalone --nproc-per-node N``, the way ``train.processes: N``
 launches it: the same global batch ``--batch-size`` split over the ranks, gloo on CPU
 (each rank computing on its share of the cores, as the stage gives it), NCCL with one
@@ -36,7 +36,7 @@ from pathlib import Path
 REPO_ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO_ROOT))
 
-from emseg.machine import machine_info, machine_line  # noqa: E402
+from emseg.runtime.machine import machine_info, machine_line  # noqa: E402
 
 DEFAULT_DATA = REPO_ROOT.parent / "shared" / "isbi2012"
 
@@ -44,8 +44,9 @@ WORKER = """
 import json, sys
 from pathlib import Path
 import numpy as np
-from emseg.params import ModelParams, TrainParams
-from emseg.training.trainer import TrainingData, train
+from emseg.config.params import ModelParams, TrainParams
+from emseg.training.run import train
+from emseg.training.sampler import TrainingData
 
 settings = json.loads(sys.argv[1])
 folder = Path(settings["data"])
@@ -53,7 +54,7 @@ if (folder / "train-volume.tif").is_file():
     import tifffile
     images, labels = tifffile.imread(folder / "train-volume.tif"), tifffile.imread(folder / "train-labels.tif")
 else:
-    from emseg.synthetic import synthetic_stack
+    from emseg.io.synthetic import synthetic_stack
     images, labels = synthetic_stack(23, 512, 512, cells=40)
 crop = slice(0, 256)
 data = TrainingData(list(images[:22]), list(labels[:22]), [images[22][crop, crop]], [labels[22][crop, crop]])

@@ -1,4 +1,4 @@
-"""The FLOPs of a whole pipeline run, counted: the same on every machine (emseg.flops).
+"""The FLOPs of a whole pipeline run, counted: the same on every machine (emseg.evaluation.flops).
 
 Training (steps x one batch forward and backward), the validations, and the evaluate
 stage's tiles (validation slices for the segmentation's settings, test slices, the
@@ -20,9 +20,9 @@ from pathlib import Path
 
 import yaml
 
-from emseg.flops import pipeline_flops
-from emseg.machine import machine_info, machine_line, sgemm_peak_gflops
-from emseg.params import parse_params
+from emseg.config.params import parse_params
+from emseg.evaluation.flops import pipeline_flops
+from emseg.runtime.machine import machine_info, machine_line, sgemm_peak_gflops
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 

@@ -9,7 +9,7 @@ again, ``--repeats`` times: nothing changed, so nothing may run (checked); the p
 goal for this no-op is under 5 s.
 
     python benchmarks/bench_pipeline.py                  # params.yaml as is (the CPU profile; README: Performance)
-    python benchmarks/bench_pipeline.py --quick          # emseg.synthetic's tiny profile on its synthetic stacks
+    python benchmarks/bench_pipeline.py --quick          # emseg.io.synthetic's tiny profile on its synthetic stacks
     python benchmarks/bench_pipeline.py --quick --threads 1   # on a busy machine
 
 ``--threads N`` sets ``train.threads`` and ``OMP_NUM_THREADS``/``MKL_NUM_THREADS``/
@@ -32,9 +32,9 @@ from pathlib import Path
 
 import yaml
 
-from emseg.machine import machine_info, machine_line
-from emseg.layout import RAW_NAMES
-from emseg.synthetic import TINY_PROFILE, write_isbi_like_source
+from emseg.config.layout import RAW_NAMES
+from emseg.io.synthetic import TINY_PROFILE, write_isbi_like_source
+from emseg.runtime.machine import machine_info, machine_line
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 DEFAULT_DATA = REPO_ROOT.parent / "shared" / "isbi2012"
@@ -84,7 +84,7 @@ def dvc_repro(repo: Path, env: dict) -> tuple[float, str, list[tuple[str, float]
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--quick", action="store_true", help="emseg.synthetic's tiny profile on its tiny synthetic stacks")
+    parser.add_argument("--quick", action="store_true", help="emseg.io.synthetic's tiny profile on its tiny synthetic stacks")
     parser.add_argument("--repeats", type=int, default=3, help="no-op dvc repro runs (default 3)")
     parser.add_argument("--data", type=Path, default=DEFAULT_DATA, help="ISBI folder for the full run (default ../shared/isbi2012)")
     parser.add_argument("--threads", type=int, default=0, help="train.threads and OMP/MKL/NUMBA threads of every stage (0 = as is)")

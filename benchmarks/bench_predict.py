@@ -55,7 +55,7 @@ def _child(size: int, mode: str, patch: int, batch: int, threads: int, bare_batc
     import torch
 
     from emseg.inference.sliding_window import count_tiles, predict_membrane
-    from emseg.networks import build_network
+    from emseg.networks.architectures import build_network
 
     if threads:
         torch.set_num_threads(threads)
@@ -88,8 +88,8 @@ def _child(size: int, mode: str, patch: int, batch: int, threads: int, bare_batc
         seconds = time.perf_counter() - start
         assert proba.shape == image.shape and proba.dtype == np.float32
     peak_mib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # Linux: kilobytes
-    from emseg.flops import forward_flops
-    from emseg.networks import resolve_kwargs
+    from emseg.evaluation.flops import forward_flops
+    from emseg.networks.architectures import resolve_kwargs
 
     flops = tiles * forward_flops(arch, resolve_kwargs(arch), 1, roi) * (VARIANTS if mode == "tta" else 1)
     return {
@@ -188,7 +188,7 @@ def main(argv: list[str] | None = None) -> int:
         parser.error("--repeats must be at least 1")
     import torch
 
-    from emseg.machine import machine_info, machine_line, sgemm_peak_gflops
+    from emseg.runtime.machine import machine_info, machine_line, sgemm_peak_gflops
 
     if args.threads:
         torch.set_num_threads(args.threads)

@@ -1,4 +1,4 @@
-"""Wall time per slice of each segmentation method (emseg.segmentation) on 512x512 ISBI slices.
+"""Wall time per slice of each segmentation method (emseg.segmentation.methods) on 512x512 ISBI slices.
 
 The maps segmented are made from the ISBI labels of slices 25-29 (``--labels``): the
 membrane as a Gaussian-blurred mask with noise (what a network's map looks like, to the
@@ -24,11 +24,12 @@ from pathlib import Path
 import numpy as np
 from scipy import ndimage
 
-from emseg.affinities import DEFAULT_OFFSETS, affinity_targets
-from emseg.io import read_tiff
-from emseg.machine import machine_info, machine_line
-from emseg.segmentation import METHODS, Prediction, segment
-from emseg.synthetic import synthetic_stack
+from emseg.io.images import read_tiff
+from emseg.io.synthetic import synthetic_stack
+from emseg.networks.affinities import DEFAULT_OFFSETS, affinity_targets
+from emseg.networks.prediction import Prediction
+from emseg.runtime.machine import machine_info, machine_line
+from emseg.segmentation.methods import METHODS, segment
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 DEFAULT_LABELS = REPO_ROOT.parent / "shared" / "isbi2012" / "train-labels.tif"

@@ -1,6 +1,6 @@
 """Training step rate of the train stage's real loop against the same step on batches held in memory.
 
-Both loops are the trainer's own code (``emseg.training.trainer.build_trainer``, the
+Both loops are the trainer's own code (``emseg.training.build.build_trainer``, the
 same network, loss, optimiser, LR schedule, EMA and AMP switch, seeded alike). The
 *real* loop is ``Trainer.run``: ``PatchSampler`` crops of the normalised slices, random
 dihedral augmentation on the fly, one loss sync per step and dvclive logging every
@@ -63,7 +63,7 @@ from pathlib import Path
 
 import numpy as np
 
-from emseg.machine import machine_info, machine_line
+from emseg.runtime.machine import machine_info, machine_line
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 DEFAULT_DATA = REPO_ROOT.parent / "shared" / "isbi2012"
@@ -80,7 +80,7 @@ def load_slices(folder: Path) -> tuple[np.ndarray, np.ndarray, str]:
         import tifffile
 
         return tifffile.imread(volume), tifffile.imread(labels), f"ISBI ({folder})"
-    from emseg.synthetic import synthetic_stack
+    from emseg.io.synthetic import synthetic_stack
 
     images, labels = synthetic_stack(N_TRAIN_SLICES + 1, 512, 512, cells=40)
     return images, labels, "synthetic (ISBI slices not found)"
@@ -128,7 +128,7 @@ def run_real(data, params, model, seed: int, workdir: Path) -> dict:
     """One ``Trainer.run`` with dvclive's ``Live`` as its logger; the real rate between the first and the last logged window."""
     from dvclive import Live
 
-    from emseg.training.trainer import build_trainer
+    from emseg.training.build import build_trainer
 
     stamps: list[tuple[int, tuple[float, int, float]]] = []
     logged: list[float] = []
@@ -153,7 +153,7 @@ def run_bare(data, params, model, seed: int, workdir: Path) -> dict:
     """The same ``Trainer.train_step`` on batches held in memory on the device: the model-only rate."""
     import torch
 
-    from emseg.training.trainer import build_trainer
+    from emseg.training.build import build_trainer
 
     trainer = build_trainer(data, model, params, seed, workdir / "model.pt")
     # a few batches drawn once by the real sampler (same crops, normalisation, flips), then cycled
@@ -187,8 +187,8 @@ def loss_ms(params, model, device, repeats: int = 20) -> float:
     """
     import torch
 
-    from emseg.flops import out_channels
-    from emseg.losses import build_loss
+    from emseg.evaluation.flops import out_channels
+    from emseg.training.losses import build_loss
 
     loss_fn = build_loss(params.loss, model.target)
     shape = (params.batch_size, out_channels(model), params.patch_size, params.patch_size)
@@ -224,14 +224,14 @@ def tune_malloc() -> bool:
 
 
 def main(argv: list[str] | None = None) -> int:
-    from emseg.params import ModelParams
+    from emseg.config.params import ModelParams
 
     targets = typing.get_args(ModelParams.model_fields["target"].annotation)
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="patch 64, 40 steps, log every 8 (< 1 min)")
     parser.add_argument("--arch", default="unet", help="registered network (default unet)")
     parser.add_argument(
-        "--target", default=None, choices=targets, help="model.target (default: the profile's, emseg.params)"
+        "--target", default=None, choices=targets, help="model.target (default: the profile's, emseg.config.params)"
     )
     parser.add_argument("--steps", type=int, default=None, help="steps per run, warm-up window included (default 150, 40 with --quick)")
     parser.add_argument("--log-every", type=int, default=None, help="train.log_every: window length (default 25, 8 with --quick)")
@@ -258,9 +258,9 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     import torch
 
-    from emseg.device import select_device
-    from emseg.params import TrainParams
-    from emseg.training.trainer import TrainingData
+    from emseg.config.params import TrainParams
+    from emseg.runtime.device import select_device
+    from emseg.training.sampler import TrainingData
 
     steps = args.steps or (40 if args.quick else 150)
     log_every = args.log_every or (8 if args.quick else 25)
@@ -289,9 +289,9 @@ def main(argv: list[str] | None = None) -> int:
     crop = min(2 * patch, *images.shape[1:])  # the one (untimed) validation runs on a small crop: less waiting
     val_image, val_label = images[N_TRAIN_SLICES][:crop, :crop], labels[N_TRAIN_SLICES][:crop, :crop]
     data = TrainingData(list(train_images), list(train_labels), [val_image], [val_label])
-    from emseg.flops import out_channels, train_step_flops
-    from emseg.machine import sgemm_peak_gflops
-    from emseg.networks import resolve_kwargs
+    from emseg.evaluation.flops import out_channels, train_step_flops
+    from emseg.networks.architectures import resolve_kwargs
+    from emseg.runtime.machine import sgemm_peak_gflops
 
     info, peak = machine_info(), sgemm_peak_gflops()
     patch_gflop = train_step_flops(args.arch, resolve_kwargs(args.arch), out_channels(model), args.batch_size, patch) / 1e9 / args.batch_size

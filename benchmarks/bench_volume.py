@@ -91,7 +91,7 @@ def _emseg(*argv: str) -> list[str]:
 
 
 def _write_ome(path: Path, stack_or_slices, shape: tuple[int, int, int], dtype, chunk: int = 1024) -> None:
-    from emseg.volume import omezarr
+    from emseg.inference.volume import omezarr
 
     omezarr.create_ome_zarr(path, shape, dtype, chunk, (50.0, 4.0, 4.0), "nanometer")
     level = omezarr.open_level(path, 0)
@@ -122,8 +122,8 @@ def equivalence(
 ) -> list[dict]:
     import tifffile
 
-    from emseg.io import read_stack
-    from emseg.volume import omezarr
+    from emseg.inference.volume import omezarr
+    from emseg.io.images import read_stack
 
     stack = mosaic(tifffile.imread(ISBI_TEST)[:slices], doublings)
     tif = work / "isbi.tif"
@@ -157,9 +157,9 @@ def equivalence(
 def _cheap_model(path: Path) -> None:
     import torch
 
-    from emseg.model_file import ModelConfig, save_model
-    from emseg.networks import build_network, resolve_kwargs
-    from emseg.normalization import DEFAULT_NORMALIZATION
+    from emseg.networks.architectures import build_network, resolve_kwargs
+    from emseg.networks.model_file import ModelConfig, save_model
+    from emseg.preprocessing.normalization import DEFAULT_NORMALIZATION
 
     torch.manual_seed(0)
     kwargs = resolve_kwargs("unet", {"channels": [2, 2], "strides": [2], "num_res_units": 0})
@@ -207,7 +207,7 @@ def main() -> None:
     args = parser.parse_args()
     if args.quick:
         args.slices, args.blocks, args.gib, args.workers = 2, [256], [0.02], [0]
-    from emseg.machine import machine_info, machine_line
+    from emseg.runtime.machine import machine_info, machine_line
 
     info = machine_info()
     print(f"machine: {machine_line(info)}", flush=True)

@@ -5,7 +5,7 @@ large slice is computed about 4 times. A smaller overlap or a larger window (the
 is fully convolutional: ``emseg predict --tile``) recomputes less. This script measures,
 for each layout, on the real ISBI data with a trained model (default: the bundled one):
 
-- the work: tiles, FLOPs counted (``emseg.flops``), seconds, GFLOP/s and the fraction of
+- the work: tiles, FLOPs counted (``emseg.evaluation.flops``), seconds, GFLOP/s and the fraction of
   the machine's fp32 sgemm peak measured in the same run;
 - what changes against the default layout (256 px, overlap 0.5): the largest and the mean
   absolute difference of the membrane probability, and the pixels whose membrane mask
@@ -34,15 +34,15 @@ import numpy as np
 import tifffile
 import torch
 
-from emseg.bundled import BUNDLED_MODEL
+from emseg.config.layout import CELL_VALUE
+from emseg.evaluation.flops import forward_flops
 from emseg.evaluation.metrics import score
-from emseg.flops import forward_flops
 from emseg.inference.predictor import Predictor
 from emseg.inference.sliding_window import count_tiles
-from emseg.layout import CELL_VALUE
-from emseg.machine import machine_info, machine_line, sgemm_peak_gflops
-from emseg.model_file import load_model
-from emseg.postprocessing import membrane_to_cell
+from emseg.networks.model_file import load_model
+from emseg.runtime.machine import machine_info, machine_line, sgemm_peak_gflops
+from emseg.segmentation.thinning import membrane_to_cell
+from emseg.sharing.bundled import BUNDLED_MODEL
 
 REPO = Path(__file__).resolve().parents[1]
 #: (window side, overlap); the first is today's default and the reference of every difference

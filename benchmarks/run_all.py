@@ -25,7 +25,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from emseg.machine import machine_info
+from emseg.runtime.machine import machine_info
 
 HERE = Path(__file__).resolve().parent
 REPO_ROOT = HERE.parent

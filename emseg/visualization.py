@@ -12,7 +12,7 @@ import os
 import numpy as np
 from PIL import Image
 
-from emseg.io import atomic_output
+from emseg.io.atomic import atomic_output
 
 #: ground-truth or predicted membrane, tinted over the image
 MEMBRANE_RGB = (255, 40, 40)

@@ -1,9 +1,9 @@
 """Stage aggregate (cv/dvc.yaml): the folds' per-slice scores as one table over all labelled slices, and the
 cross-validated figures with their intervals."""
 
+from emseg.cli.stage import run_stage, stage_parser
 from emseg.evaluation.crossval import collect, summarise
-from emseg.io import write_json
-from emseg.stage import run_stage, stage_parser
+from emseg.io.atomic import write_json
 
 parser = stage_parser("aggregate", __doc__, "metrics", out="per-slice table (JSON) to write")
 parser.add_argument("--folds", required=True, help="folder of the folds' folders (cv/folds)")

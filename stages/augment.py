@@ -1,10 +1,10 @@
 """Stage augment: materialise seeded augmented copies of the training slices, plus a preview grid."""
 
-from emseg.dataset import read_labelled
+from emseg.cli.stage import run_stage, stage_parser
+from emseg.io.atomic import staged_directory
+from emseg.io.dataset import read_labelled
 from emseg.preprocessing.augment import augment_slices, write_augmented, write_preview
-from emseg.io import staged_directory
 from emseg.preprocessing.split import read_split
-from emseg.stage import run_stage, stage_parser
 
 parser = stage_parser("augment", __doc__, "png", "split", "preview", out="folder for the augmented slices")
 

@@ -1,7 +1,7 @@
 """Stage convert: each raw TIFF stack -> one lossless PNG per slice, verified."""
 
+from emseg.cli.stage import run_stage, stage_parser
 from emseg.preprocessing.convert import convert
-from emseg.stage import run_stage, stage_parser
 
 parser = stage_parser("convert", __doc__, "raw", out="folder for the PNG slices")
 

@@ -1,14 +1,15 @@
 """Stage evaluate: score the held-out test slices the ISBI way; plots; test-volume probabilities."""
 
-from emseg.dataset import read_labelled, read_unlabelled
-from emseg.device import select_device
 from pathlib import Path
 
+from emseg.cli.stage import run_stage, stage_parser
 from emseg.evaluation.evaluate import SegmentJob, evaluate
 from emseg.inference.predictor import Predictor
-from emseg.model_file import load_model
+from emseg.io.dataset import read_labelled, read_unlabelled
+from emseg.networks.model_file import load_model
 from emseg.preprocessing.split import read_split
-from emseg.stage import run_stage, stage_parser
+from emseg.runtime.device import select_device
+from emseg.segmentation.methods import check_segment_params
 
 parser = stage_parser("evaluate", __doc__, "png", "split", "model", "metrics", "plots", "eval", "segment")
 parser.add_argument("--labelled-only", action="store_true", help="score the labelled test slices only, no test-volume map (cv/dvc.yaml)")
@@ -29,4 +30,4 @@ def body(args, params):
 
 
 if __name__ == "__main__":
-    run_stage(parser, body)
+    run_stage(parser, body, checks=(check_segment_params,))

@@ -1,7 +1,7 @@
 """Stage fetch: fill data/raw/ with the three TIFF stacks named in params data."""
 
+from emseg.cli.stage import run_stage, stage_parser
 from emseg.preprocessing.fetch import fetch
-from emseg.stage import run_stage, stage_parser
 
 parser = stage_parser("fetch", __doc__, out="folder for the raw stacks")
 

@@ -1,9 +1,9 @@
 """Stage split: train / validation / test lists of the labelled slices, seeded (with --fold: a cross-validation fold's)."""
 
-from emseg.dataset import count_labelled
-from emseg.io import write_json
+from emseg.cli.stage import run_stage, stage_parser
+from emseg.io.atomic import write_json
+from emseg.io.dataset import count_labelled
 from emseg.preprocessing.split import cv_split, make_split
-from emseg.stage import run_stage, stage_parser
 
 parser = stage_parser("split", __doc__, "png", out="the split JSON file to write")
 parser.add_argument("--fold", type=int, help="the cross-validation fold of params cv to write (cv/dvc.yaml)")

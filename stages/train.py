@@ -7,11 +7,14 @@ With ``train.processes`` > 1 the stage starts itself again as that many torchrun
 import sys
 import time
 
-from emseg.dataset import read_augmented, read_labelled
+from emseg.cli.stage import run_stage, stage_parser
+from emseg.io.dataset import read_augmented, read_labelled
+from emseg.networks.architectures import check_model_params
 from emseg.preprocessing.split import read_split
-from emseg.stage import run_stage, stage_parser
 from emseg.training.distributed import launch, needs_launch, worker_exits
-from emseg.training.trainer import TrainingData, train
+from emseg.training.losses import check_loss_params
+from emseg.training.run import train
+from emseg.training.sampler import TrainingData
 
 parser = stage_parser("train", __doc__, "png", "split", "augmented", "model", "live", "checkpoints")
 
@@ -45,4 +48,4 @@ def body(args, params):
 
 
 if __name__ == "__main__":
-    run_stage(parser, body)
+    run_stage(parser, body, checks=(check_model_params, check_loss_params))

@@ -13,11 +13,11 @@ import pytest
 import tifffile
 import yaml
 
-from emseg.synthetic import TINY_PROFILE, synthetic_slice, synthetic_stack, write_isbi_like_source
+from emseg.io.synthetic import TINY_PROFILE, synthetic_slice, synthetic_stack, write_isbi_like_source
 
 __all__ = [
     "ISBI_DIR", "REPO_ROOT", "TINY_PROFILE", "TINY_UNET", "copy_checkout", "merge", "run", "synthetic_slice", "synthetic_stack", "tif",
-    "tiny_model_file",
+    "tiny_model_file", "tiny_training_data",
 ]
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
@@ -34,13 +34,21 @@ def tif(path: Path, array: np.ndarray, **kwargs) -> Path:
     return path
 
 
+def tiny_training_data():
+    """Three 48x48 synthetic training slices and one validation slice (emseg.training.sampler.TrainingData)."""
+    from emseg.training.sampler import TrainingData
+
+    images, labels = synthetic_stack(4, 48, 48)
+    return TrainingData(list(images[:3]), list(labels[:3]), [images[3]], [labels[3]])
+
+
 def tiny_model_file(path: Path, patch: int = 32) -> Path:
     """A tiny untrained UNet (seed 0) saved the way training saves it."""
     import torch
 
-    from emseg.model_file import ModelConfig, save_model
-    from emseg.networks import build_network, resolve_kwargs
-    from emseg.normalization import DEFAULT_NORMALIZATION
+    from emseg.networks.architectures import build_network, resolve_kwargs
+    from emseg.networks.model_file import ModelConfig, save_model
+    from emseg.preprocessing.normalization import DEFAULT_NORMALIZATION
 
     torch.manual_seed(0)
     kwargs = resolve_kwargs("unet", TINY_UNET)

@@ -1,12 +1,11 @@
 """A slow, literal transcription of Fiji's Java scorer (WatershedTransform2D, RandError,
 VariationOfInformation, PixelError, ClassificationStatistics): the reference oracle that
-the tests of :mod:`emseg.postprocessing` and :mod:`emseg.evaluation.metrics` hold the fast
+the tests of :mod:`emseg.segmentation.thinning` and :mod:`emseg.evaluation.metrics` hold the fast
 code against.
 """
 
 from __future__ import annotations
 
-import math
 from collections import deque
 
 import numpy as np

@@ -48,17 +48,17 @@ import torch
 import yaml
 
 from emseg.cli.main import main as emseg_main
+from emseg.config.layout import AUGMENTED_IMAGES, AUGMENTED_LABELS, RAW_NAMES, slice_name
+from emseg.config.params import parse_params
 from emseg.errors import EmsegError
-from emseg.io import write_json
-from emseg.layout import AUGMENTED_IMAGES, AUGMENTED_LABELS, RAW_NAMES, slice_name
-from emseg.model_file import ModelConfig, save_model
-from emseg.networks import build_network, resolve_kwargs
-from emseg.normalization import DEFAULT_NORMALIZATION
-from emseg.params import parse_params
+from emseg.io.atomic import write_json
+from emseg.io.synthetic import write_isbi_like_source
+from emseg.networks.architectures import build_network, resolve_kwargs
+from emseg.networks.model_file import ModelConfig, save_model
 from emseg.preprocessing.convert import convert
 from emseg.preprocessing.fetch import fetch
+from emseg.preprocessing.normalization import DEFAULT_NORMALIZATION
 from emseg.preprocessing.split import make_split
-from emseg.synthetic import write_isbi_like_source
 
 from conftest import REPO_ROOT, TINY_PROFILE, TINY_UNET, merge, run, synthetic_stack, tif
 

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from emseg.errors import EmsegError, Terminated, run_with_clean_errors, terminate_as_exception
-from emseg.io import atomic_output
+from emseg.io.atomic import atomic_output
 
 
 def test_emseg_error_becomes_one_line_and_status_2(capsys) -> None:

@@ -50,7 +50,7 @@ def _imported_names(path: Path) -> set[str]:
             names.update(alias.name for alias in node.names)
         elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
             names.add(node.module)
-            names.update(f"{node.module}.{alias.name}" for alias in node.names)  # `from emseg import defaults`
+            names.update(f"{node.module}.{alias.name}" for alias in node.names)  # `from emseg.config import defaults`
     return {name for name in names if name.split(".")[0] == "emseg"}
 
 
@@ -113,7 +113,7 @@ def test_stage_deps_are_the_modules_its_script_imports(name: str, monkeypatch: p
 
 
 def test_the_cv_pipeline_writes_the_fold_files_the_aggregate_stage_reads() -> None:
-    from emseg.layout import CV_FOLD_FILES
+    from emseg.config.layout import CV_FOLD_FILES
 
     commands = {name.split(":")[1]: stage["cmd"] for name, (_, stage) in STAGES.items() if name.startswith("cv/")}
     fold = "${paths.folds}/${item}"
@@ -126,7 +126,7 @@ def test_the_cv_pipeline_writes_the_fold_files_the_aggregate_stage_reads() -> No
 def test_the_closure_follows_function_level_and_package_imports(tmp_path: Path) -> None:
     """The walk itself: a lazy import inside a function counts, and so does ``from emseg import x``."""
     script = tmp_path / "script.py"
-    script.write_text("from emseg import defaults\n\ndef later():\n    from emseg.device import select_device\n")
+    script.write_text("from emseg.config import defaults\n\ndef later():\n    from emseg.runtime.device import select_device\n")
     found = {str(p.relative_to(REPO_ROOT)) for p in import_closure(script) if p != script}
-    assert {"emseg/defaults.py", "emseg/device.py", "emseg/__init__.py", "emseg/errors.py"} <= found
+    assert {"emseg/config/defaults.py", "emseg/runtime/device.py", "emseg/__init__.py", "emseg/errors.py"} <= found
     assert _is_package_face(REPO_ROOT / "emseg" / "__init__.py")

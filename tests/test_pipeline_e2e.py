@@ -166,7 +166,7 @@ def test_affinity_model_through_dvc_repro_then_emseg_predict(tiny_repo: Path, tm
     (tiny_repo / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
     _run(["dvc", "repro"], tiny_repo)
 
-    from emseg.model_file import load_model
+    from emseg.networks.model_file import load_model
 
     _, config = load_model(tiny_repo / "models" / "model.pt")
     assert config.target == "affinities" and config.offsets == params["model"]["offsets"]

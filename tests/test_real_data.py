@@ -6,9 +6,9 @@ import numpy as np
 import pytest
 import tifffile
 
+from emseg.config.layout import RAW_NAMES, png_folder
 from emseg.evaluation.metrics import score
-from emseg.io import read_stack
-from emseg.layout import RAW_NAMES, png_folder
+from emseg.io.images import read_stack
 from emseg.preprocessing.convert import convert
 from emseg.preprocessing.fetch import fetch, sha256_of
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from emseg.postprocessing import instance_labels
+from emseg.segmentation.thinning import instance_labels
 from emseg.visualization import (
     MEMBRANE_RGB,
     OUTLINE_RGB,

@@ -21,7 +21,7 @@ import subprocess
 from pathlib import Path
 from typing import Any
 
-from emseg.defaults import BLOCK_SLICES, CONFIDENCE
+from emseg.config.defaults import BLOCK_SLICES, CONFIDENCE
 from emseg.errors import EmsegError
 
 #: compared when present in both tables: the segmentation's cells, the validated-threshold scores, then the challenge's
@@ -152,7 +152,7 @@ def run(args: argparse.Namespace) -> int:
         interval = f"[{r['ci_low']:+.4f}, {r['ci_high']:+.4f}]"
         print(f"{r['metric']:<30} {r['a']:8.4f} {r['b']:8.4f} {r['difference']:+9.4f} {interval:>22}  B is {r['verdict']}")
     if args.json is not None:
-        from emseg.io import write_json
+        from emseg.io.atomic import write_json
 
         write_json(args.json, {"a": args.a, "b": args.b, "block": args.block, "confidence": args.confidence, "results": results})
     return 0

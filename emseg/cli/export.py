@@ -28,12 +28,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[ty
 
 
 def run(args: argparse.Namespace) -> int:
+    from emseg.config.layout import RAW_NAMES
     from emseg.errors import EmsegError
-    from emseg.export import export_bioimageio
-    from emseg.io import read_stack
-    from emseg.layout import RAW_NAMES
-    from emseg.model_file import read_model_file
-    from emseg.synthetic import synthetic_slice
+    from emseg.io.images import read_stack
+    from emseg.io.synthetic import synthetic_slice
+    from emseg.networks.model_file import read_model_file
+    from emseg.sharing.bioimageio import export_bioimageio
 
     read_model_file(args.model)  # refuse a file that is no emseg model before anything else
     if not args.bioimageio.parent.is_dir():

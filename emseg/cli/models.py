@@ -15,7 +15,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[ty
 def describe() -> list[dict]:
     """One row per registered architecture, with the parameter count of its defaults."""
     # imported here: every `emseg` command builds this parser, and MONAI takes seconds to import
-    from emseg.networks import REGISTRY, build_network, count_parameters
+    from emseg.networks.architectures import REGISTRY, build_network, count_parameters
 
     return [
         {
@@ -31,7 +31,7 @@ def describe() -> list[dict]:
 
 def bundled() -> dict | None:
     """The bundled model's description, if this installation has one."""
-    from emseg.bundled import BUNDLED_MODEL, bundled_info
+    from emseg.sharing.bundled import BUNDLED_MODEL, bundled_info
 
     info = bundled_info()
     return None if info is None else {"path": str(BUNDLED_MODEL), **info}

@@ -44,11 +44,11 @@ import sys
 from dataclasses import replace
 from pathlib import Path
 
-from emseg.defaults import DEVICES, FALLBACK_THRESHOLD, OVERLAP, TILE_BATCH
+from emseg.config.defaults import DEVICES, FALLBACK_THRESHOLD, OVERLAP, TILE_BATCH
 from emseg.errors import EmsegError
 from emseg.inference.outputs import OUTPUT_KINDS, parse_outputs
 
-#: emseg.volume.predict.BLOCK_SIZE, repeated here so that building the parser imports no zarr (tests check they agree)
+#: emseg.inference.volume.blockwise.BLOCK_SIZE, repeated here so that building the parser imports no zarr (tests check they agree)
 VOLUME_BLOCK = 4096
 
 # torch and MONAI are imported in run(), not here: every `emseg` command builds this
@@ -115,12 +115,11 @@ def run(args: argparse.Namespace) -> int:
     import torch
     from tqdm import tqdm
 
-    from emseg.device import select_device
+    from emseg.inference.in_memory import PredictOptions, check_output_names, predict_files, total_tiles
     from emseg.inference.inputs import colour_note, discover_inputs, inspect_inputs
-    from emseg.inference.predict import PredictOptions, check_output_names, predict_files, total_tiles
-    from emseg.model_file import load_model
-
-    from emseg.measurements import parse_pixel_size
+    from emseg.networks.model_file import load_model
+    from emseg.runtime.device import select_device
+    from emseg.segmentation.measurements import parse_pixel_size
 
     outputs = parse_outputs(args.outputs or ",".join(OUTPUT_KINDS))
     pixel_size = parse_pixel_size(args.pixel_size) if args.pixel_size is not None else None
@@ -132,7 +131,7 @@ def run(args: argparse.Namespace) -> int:
     # everything that can be refused is refused here, before the first output file exists
     given = FALLBACK_THRESHOLD if args.threshold is None else args.threshold
     options = PredictOptions(outputs, given, args.overlap, args.tta, args.batch_size, device, not args.no_amp, tile=args.tile)
-    from emseg.bundled import default_model
+    from emseg.sharing.bundled import default_model
 
     model_path, model_source = default_model(args.model)
     model, config = load_model(model_path, device)
@@ -175,9 +174,9 @@ def run(args: argparse.Namespace) -> int:
 def cell_method(model_path: Path, asked: str | None, target: str) -> tuple[str, dict, str]:
     """The segmentation method, its settings and where they come from: segment.json beside the model when it
     names the method (or none was asked for), else the method's own defaults."""
-    from emseg.io import read_json
-    from emseg.layout import SEGMENT_FILE
-    from emseg.segmentation import METHODS
+    from emseg.config.layout import SEGMENT_FILE
+    from emseg.io.atomic import read_json
+    from emseg.segmentation.methods import METHODS
 
     chosen_path = model_path.with_name(SEGMENT_FILE)
     chosen = read_json(chosen_path) if chosen_path.is_file() else None
@@ -195,8 +194,8 @@ def cell_method(model_path: Path, asked: str | None, target: str) -> tuple[str, 
 
 def split_volumes(args: argparse.Namespace) -> tuple[list[Path], list]:
     """The inputs read whole (images) and those predicted block by block (opened lazily: metadata only)."""
-    from emseg.volume.predict import tiff_is_volume
-    from emseg.volume.sources import is_volume_spec, open_volume
+    from emseg.inference.volume.blockwise import tiff_is_volume
+    from emseg.inference.volume.sources import is_volume_spec, open_volume
 
     cluster = args.workers is not None or bool(args.scheduler)
     images, volumes = [], []
@@ -216,7 +215,7 @@ def split_volumes(args: argparse.Namespace) -> tuple[list[Path], list]:
 
 def plan_volumes(volumes: list, model_path: Path, options, method: str, args: argparse.Namespace) -> list:
     """Every volume's job, checked before anything is written."""
-    from emseg.volume.predict import VOLUME_OUTPUTS, VolumeRequest, plan_volume
+    from emseg.inference.volume.blockwise import VOLUME_OUTPUTS, VolumeRequest, plan_volume
 
     if method != "components":
         raise EmsegError(f"--cells {method}: volume inputs are segmented block-wise with components only")
@@ -231,7 +230,7 @@ def plan_volumes(volumes: list, model_path: Path, options, method: str, args: ar
     if options.pixel_size is not None:  # --pixel-size is the side of a pixel: y and x; z stays what the input says
         from dataclasses import replace as changed
 
-        from emseg.volume.sources import ome_unit
+        from emseg.inference.volume.sources import ome_unit
 
         size = options.pixel_size
         volumes = [changed(v, scale=(v.scale[0] if v.unit else 1.0, size.value, size.value), unit=ome_unit(size.unit)) for v in volumes]
@@ -243,8 +242,8 @@ def plan_volumes(volumes: list, model_path: Path, options, method: str, args: ar
 
 
 def run_volumes(jobs: list, args: argparse.Namespace, show_bar: bool) -> None:
-    from emseg.volume.engine import make_engine
-    from emseg.volume.predict import run_volume
+    from emseg.inference.volume.blockwise import run_volume
+    from emseg.inference.volume.engine import make_engine
 
     engine = make_engine(args.workers, args.scheduler)
     try:

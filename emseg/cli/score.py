@@ -16,8 +16,9 @@ import numpy as np
 
 from emseg.errors import EmsegError
 from emseg.evaluation.metrics import ScoreResult, score
-from emseg.io import read_stack, write_json
-from emseg.postprocessing import membrane_to_cell
+from emseg.io.atomic import write_json
+from emseg.io.images import read_stack
+from emseg.segmentation.thinning import membrane_to_cell
 
 #: below this share of cell pixels, labels look like membrane maps (ISBI labels are ~78% cell)
 INVERTED_CELL_FRACTION = 0.5

@@ -16,12 +16,12 @@ from __future__ import annotations
 import os
 from typing import Any
 
+from emseg.config.layout import cv_fold_file
+from emseg.config.params import CVParams
 from emseg.errors import EmsegError
 from emseg.evaluation.evaluate import AT_VAL_THRESHOLD, SEGMENTED, SEGMENTED_KEYS, VALIDATED_KEYS
 from emseg.evaluation.statistics import mean_interval
-from emseg.io import read_json
-from emseg.layout import cv_fold_file
-from emseg.params import CVParams
+from emseg.io.atomic import read_json
 
 #: the challenge's figures, as each fold's evaluate.json reports them
 CHALLENGE_KEYS = ("v_rand", "v_info", "pixel_error")

@@ -17,16 +17,17 @@ import numpy as np
 import torch
 from sklearn.metrics import precision_recall_curve
 
+from emseg.config.layout import EVAL_NAMES, slice_name
+from emseg.config.params import EvaluateParams, SegmentParams
 from emseg.evaluation.metrics import ScoreResult, score
 from emseg.inference.predictor import Predictor
-from emseg.io import write_json, write_tiff
-from emseg.layout import EVAL_NAMES, slice_name
-from emseg.machine import machine_info, machine_line
-from emseg.params import EvaluateParams, SegmentParams
-from emseg.postprocessing import membrane_to_cell
-from emseg.segmentation import Prediction, cell_map, timed_segment, tune
+from emseg.io.atomic import write_json
+from emseg.io.images import write_tiff
+from emseg.networks.prediction import Prediction
+from emseg.runtime.machine import machine_info, machine_line
+from emseg.segmentation.methods import cell_map, timed_segment, tune
+from emseg.segmentation.thinning import membrane_to_cell
 from emseg.visualization import MEMBRANE_RGB, PREDICTION_RGB, grey_rgb, side_by_side, tint, write_rgb_png
-
 
 #: the scores also taken at the model's validated threshold, under these names + AT_VAL_THRESHOLD
 VALIDATED_KEYS = ("v_rand", "v_info", "pixel_error")

@@ -13,7 +13,7 @@ plain extras (pixel error at the chosen threshold, membrane Dice/IoU).
 
 Conventions: a label slice has cell interior > 0 and membrane 0; a proposal
 ("proba_cell") is a map in [0, 1] where HIGH means cell interior.  Our models
-predict membrane probability; :func:`emseg.postprocessing.membrane_to_cell` is the
+predict membrane probability; :func:`emseg.segmentation.thinning.membrane_to_cell` is the
 one place where that is turned around.
 
 What the Java does, and therefore what this module does, per threshold ``t``
@@ -22,7 +22,7 @@ What the Java does, and therefore what this module does, per threshold ``t``
 * proposal: a pixel is cell when ``(double) p > t`` (p as a float32 value);
   the non-cell pixels ("borders") are thinned by the classic Vincent-Soille
   watershed (``WatershedTransform2D``, 4-connectivity) of the binary image
-  (cell 0, border 255), :func:`emseg.postprocessing.flood_watershed`: a border
+  (cell 0, border 255), :func:`emseg.segmentation.thinning.flood_watershed`: a border
   pixel reached from two different regions becomes a watershed (label 0) pixel.
   A slice that is all cell or all border is one single region (label 1).
 * ground truth: 4-connected components of ``label > t`` (Fiji binarises the
@@ -49,7 +49,7 @@ import numpy as np
 from numba import njit
 
 from emseg.errors import EmsegError
-from emseg.postprocessing import flood_watershed
+from emseg.segmentation.thinning import flood_watershed
 
 __all__ = [
     "ISBI_THRESHOLDS",
@@ -588,7 +588,7 @@ def score(
 
     ``labels`` and ``proba_cell`` are (H, W) or (N, H, W); labels 0 = membrane, > 0 = cell;
     ``proba_cell`` float in [0, 1], high = cell (use
-    :func:`~emseg.postprocessing.membrane_to_cell` for membrane maps).  ``labels_name`` /
+    :func:`~emseg.segmentation.thinning.membrane_to_cell` for membrane maps).  ``labels_name`` /
     ``proba_name`` name the inputs in error messages.  Raises :class:`EmsegError` on shape
     mismatch, NaN, or values outside [0, 1].
     """

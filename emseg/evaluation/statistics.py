@@ -18,7 +18,7 @@ from dataclasses import dataclass
 import numpy as np
 from scipy import stats
 
-from emseg.defaults import BLOCK_SLICES, CONFIDENCE
+from emseg.config.defaults import BLOCK_SLICES, CONFIDENCE
 from emseg.errors import EmsegError
 
 #: resamples of an interval unless told otherwise

@@ -15,7 +15,7 @@ from pathlib import Path
 import numpy as np
 
 from emseg.errors import ColourImageError, EmsegError
-from emseg.io import IMAGE_SUFFIXES, list_images, read_stack
+from emseg.io.images import IMAGE_SUFFIXES, list_images, read_stack
 
 #: inputs read during validation are kept for the prediction pass up to this many bytes
 CACHE_BYTES = 256 * 2**20

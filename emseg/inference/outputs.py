@@ -8,7 +8,7 @@ without suffix), in the output folder:
 * ``cells``: ``<stem>_cells.tif``, uint32 instance labels, numbered per slice, 0 = cell outline lines;
 * ``overlay``: ``<stem>_overlay.png``, membranes (red) and cell outlines (yellow) over the raw
   image, of the middle slice for a stack;
-* ``measurements``: ``<stem>_cells.csv``, one row per cell per slice (:mod:`emseg.measurements`);
+* ``measurements``: ``<stem>_cells.csv``, one row per cell per slice (:mod:`emseg.segmentation.measurements`);
 * ``summary``: ``<stem>_cells_summary.csv``, cell count and median area per slice.
 """
 

@@ -9,13 +9,13 @@ import numpy as np
 import torch
 from torch import nn
 
-from emseg.affinities import Offset, boundary_from_affinities
-from emseg.defaults import OVERLAP, TILE_BATCH
+from emseg.config.defaults import OVERLAP, TILE_BATCH
+from emseg.config.params import EvaluateParams
 from emseg.inference.sliding_window import predict_affinities, predict_membrane, predict_with_logits
-from emseg.model_file import ModelConfig
-from emseg.params import EvaluateParams
-from emseg.postprocessing import membrane_to_cell
-from emseg.segmentation import Prediction
+from emseg.networks.affinities import Offset, boundary_from_affinities
+from emseg.networks.model_file import ModelConfig
+from emseg.networks.prediction import Prediction
+from emseg.segmentation.thinning import membrane_to_cell
 
 
 @dataclass(frozen=True)

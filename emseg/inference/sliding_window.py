@@ -6,7 +6,7 @@ before blending), so memory grows with the tile batch, not with the slice area t
 the number of variants. A boundary model's one channel turns with the tile; an affinity
 model's channels also trade places (an offset along x becomes one along y, and one turned
 to point the other way is the same pixel pair read from its other end): see
-:func:`emseg.affinities.variant_plan`.
+:func:`emseg.networks.affinities.variant_plan`.
 """
 
 from __future__ import annotations
@@ -21,10 +21,10 @@ from monai.inferers import sliding_window_inference
 from monai.inferers.utils import _get_scan_interval
 from torch import nn
 
-from emseg.affinities import Offset, variant_plan
-from emseg.defaults import OVERLAP, TILE_BATCH
-from emseg.device import autocast
-from emseg.normalization import normalize
+from emseg.config.defaults import OVERLAP, TILE_BATCH
+from emseg.networks.affinities import Offset, variant_plan
+from emseg.preprocessing.normalization import normalize
+from emseg.runtime.device import autocast
 
 #: (quarter turns, flip) pairs: the 8 symmetries of the square.
 DIHEDRAL = tuple((k, flip) for flip in (False, True) for k in range(4))

@@ -26,9 +26,9 @@ from monai.transforms import (
 )
 from monai.transforms.transform import MapTransform, Transform
 
-from emseg.io import write_png
-from emseg.layout import AUGMENTED_IMAGES, AUGMENTED_LABELS, augmented_name
-from emseg.params import AugmentParams
+from emseg.config.layout import AUGMENTED_IMAGES, AUGMENTED_LABELS, augmented_name
+from emseg.config.params import AugmentParams
+from emseg.io.images import write_png
 from emseg.visualization import MEMBRANE_RGB, grey_rgb, resized, side_by_side, stacked, tint, write_rgb_png
 
 IMAGE, LABEL = "image", "label"

@@ -7,9 +7,10 @@ from pathlib import Path
 
 import numpy as np
 
+from emseg.config.layout import CELL_VALUE, PNG_FOLDERS, RAW_NAMES, slice_name
 from emseg.errors import EmsegError
-from emseg.io import read_image, read_tiff, staged_directory, write_png
-from emseg.layout import CELL_VALUE, PNG_FOLDERS, RAW_NAMES, slice_name
+from emseg.io.atomic import staged_directory
+from emseg.io.images import read_image, read_tiff, write_png
 from emseg.preprocessing.fetch import check_binary_labels
 
 PNG_DTYPES = (np.uint8, np.uint16)

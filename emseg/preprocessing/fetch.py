@@ -18,9 +18,11 @@ from pathlib import Path
 
 import numpy as np
 
+from emseg.config.layout import RAW_NAMES
 from emseg.errors import EmsegError
-from emseg.io import atomic_output, read_tiff, staged_directory
-from emseg.layout import RAW_NAMES
+from emseg.io.atomic import atomic_output, staged_directory
+from emseg.io.images import read_tiff
+
 DOWNLOAD_TIMEOUT_S = 60
 _CHUNK = 1 << 20
 
@@ -111,7 +113,7 @@ def validate_raw(images: Path, labels: Path, test_images: Path) -> dict[str, Sta
 
 
 def fetch(source: str, out_dir: str | os.PathLike[str], names: dict[str, str], sha256: dict[str, str] | None = None) -> dict[str, StackInfo]:
-    """Fill ``out_dir`` with the three stacks named by ``names`` (keys as in :data:`~emseg.layout.RAW_NAMES`).
+    """Fill ``out_dir`` with the three stacks named by ``names`` (keys as in :data:`~emseg.config.layout.RAW_NAMES`).
 
     On any failure ``out_dir`` is left as it was.
     """

@@ -19,9 +19,9 @@ from __future__ import annotations
 import numpy as np
 from sklearn.model_selection import KFold, train_test_split
 
+from emseg.config.params import CVParams, SplitParams
 from emseg.errors import EmsegError
-from emseg.io import read_json
-from emseg.params import CVParams, SplitParams
+from emseg.io.atomic import read_json
 
 
 def make_split(n_slices: int, params: SplitParams, seed: int) -> dict[str, list[int]]:

@@ -27,9 +27,9 @@ import torch
 import torch.distributed as dist
 from torch import nn
 
-from emseg.device import select_device
+from emseg.config.params import TrainParams
 from emseg.errors import EmsegError, Terminated
-from emseg.params import TrainParams
+from emseg.runtime.device import select_device
 
 #: what torchrun sets in each worker's environment
 TORCHRUN_ENV = ("RANK", "WORLD_SIZE", "LOCAL_RANK", "LOCAL_WORLD_SIZE")

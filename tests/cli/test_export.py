@@ -13,11 +13,11 @@ import torch
 import yaml
 
 from emseg.cli.main import main
-from emseg.export import TOLERANCE
 from emseg.inference.predictor import Predictor
-from emseg.model_file import ModelConfig, load_model, save_model
-from emseg.networks import build_network, resolve_kwargs
-from emseg.normalization import DEFAULT_NORMALIZATION
+from emseg.networks.architectures import build_network, resolve_kwargs
+from emseg.networks.model_file import ModelConfig, load_model, save_model
+from emseg.preprocessing.normalization import DEFAULT_NORMALIZATION
+from emseg.sharing.bioimageio import TOLERANCE
 
 from conftest import TINY_UNET, synthetic_slice, tif
 

@@ -1,9 +1,7 @@
 import json
 
-import pytest
-
 from emseg.cli.main import main
-from emseg.networks import available
+from emseg.networks.architectures import available
 
 
 def test_models_lists_every_registered_name_with_counts(capsys) -> None:
@@ -21,9 +19,9 @@ def test_models_table(capsys) -> None:
 
 
 def test_the_bundled_model_is_listed_with_its_scores_and_its_command(capsys) -> None:
-    from emseg.bundled import BUNDLED_MODEL
+    from emseg.sharing.bundled import BUNDLED_MODEL
 
-    assert BUNDLED_MODEL.is_file(), "the package ships a model (python -m emseg.bundled makes it)"
+    assert BUNDLED_MODEL.is_file(), "the package ships a model (python -m emseg.sharing.bundled makes it)"
     assert main(["models", "--json"]) == 0
     model = json.loads(capsys.readouterr().out)["bundled_model"]
     assert model["path"] == str(BUNDLED_MODEL) and 0.9 < model["test_scores"]["v_rand"] <= 1.0

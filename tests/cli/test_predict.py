@@ -17,11 +17,12 @@ import torch
 from PIL import Image
 
 from emseg.cli.main import main
+from emseg.config.params import ModelParams, TrainParams
 from emseg.inference.outputs import OUTPUT_KINDS
-from emseg.io import read_stack
-from emseg.model_file import load_model
-from emseg.params import ModelParams, TrainParams
-from emseg.training.trainer import TrainingData, train
+from emseg.io.images import read_stack
+from emseg.networks.model_file import load_model
+from emseg.training.run import train
+from emseg.training.sampler import TrainingData
 
 from conftest import TINY_UNET, synthetic_slice, synthetic_stack, tif, tiny_model_file
 

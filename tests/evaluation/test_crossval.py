@@ -6,11 +6,11 @@ from pathlib import Path
 
 import pytest
 
+from emseg.config.layout import cv_fold_file
+from emseg.config.params import CVParams
 from emseg.errors import EmsegError
 from emseg.evaluation.crossval import collect, summarise
-from emseg.io import write_json
-from emseg.layout import cv_fold_file
-from emseg.params import CVParams
+from emseg.io.atomic import write_json
 from emseg.preprocessing.split import cv_split
 
 PARAMS = CVParams(folds=[0, 1], val_size=1, resamples=200)

@@ -7,15 +7,15 @@ import tifffile
 import torch
 from PIL import Image
 
-from emseg.dataset import membrane_target
+from emseg.config.params import EvaluateParams, SegmentParams
 from emseg.evaluation.evaluate import SegmentJob, evaluate, overlay_panel, pr_curve_rows
 from emseg.evaluation.metrics import score
 from emseg.inference.predictor import Predictor
-from emseg.model_file import ModelConfig
-from emseg.networks import build_network
-from emseg.normalization import DEFAULT_NORMALIZATION
-from emseg.params import EvaluateParams, SegmentParams
-from emseg.segmentation import Prediction
+from emseg.networks.architectures import build_network
+from emseg.networks.model_file import ModelConfig
+from emseg.networks.prediction import Prediction
+from emseg.preprocessing.normalization import DEFAULT_NORMALIZATION
+from emseg.training.sampler import membrane_target
 
 from conftest import TINY_UNET, synthetic_stack
 

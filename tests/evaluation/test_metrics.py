@@ -18,7 +18,7 @@ from skimage.metrics import contingency_table
 
 from emseg.errors import EmsegError
 from emseg.evaluation.metrics import ISBI_THRESHOLDS, fiji_thresholds, score, segmentation_scores
-from emseg.postprocessing import thin_borders
+from emseg.segmentation.thinning import thin_borders
 
 from fiji_reference import java_max, java_scores
 

@@ -5,11 +5,11 @@ from __future__ import annotations
 import numpy as np
 import torch
 
+from emseg.config.params import EvaluateParams
 from emseg.inference.predictor import Predictor
 from emseg.inference.sliding_window import predict_membrane
-from emseg.model_file import ModelConfig
-from emseg.normalization import DEFAULT_NORMALIZATION
-from emseg.params import EvaluateParams
+from emseg.networks.model_file import ModelConfig
+from emseg.preprocessing.normalization import DEFAULT_NORMALIZATION
 
 
 class _Darkness(torch.nn.Module):

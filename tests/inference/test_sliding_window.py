@@ -2,8 +2,8 @@ import numpy as np
 import pytest
 import torch
 
-from emseg.affinities import untransform
 from emseg.inference.sliding_window import DIHEDRAL, TilePredictor, _forward, count_tiles, predict_affinities, predict_membrane, predict_with_logits
+from emseg.networks.affinities import untransform
 
 
 class _Darkness(torch.nn.Module):

@@ -1,8 +1,8 @@
 import numpy as np
 
-from emseg.params import AugmentParams, ElasticParams
+from emseg.config.params import AugmentParams, ElasticParams
+from emseg.io.images import read_image
 from emseg.preprocessing.augment import augment_slices, write_augmented, write_preview
-from emseg.io import read_image
 
 from conftest import synthetic_stack
 

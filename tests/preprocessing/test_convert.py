@@ -3,9 +3,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from emseg.config.layout import RAW_NAMES, png_folder, slice_name
 from emseg.errors import EmsegError
-from emseg.io import read_image
-from emseg.layout import RAW_NAMES, png_folder, slice_name
+from emseg.io.images import read_image
 from emseg.preprocessing.convert import convert
 
 from conftest import synthetic_stack, tif

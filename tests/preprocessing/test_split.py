@@ -1,7 +1,7 @@
 import pytest
 
+from emseg.config.params import CVParams, SplitParams
 from emseg.errors import EmsegError
-from emseg.params import CVParams, SplitParams
 from emseg.preprocessing.split import cv_split, make_split
 
 

@@ -15,19 +15,21 @@ import pytest
 import torch
 import yaml
 
-from conftest import REPO_ROOT, TINY_PROFILE, copy_checkout, merge, run
+from emseg.config.params import TrainParams
 from emseg.errors import EmsegError
-from emseg.params import TrainParams
 from emseg.training import distributed
 from emseg.training.distributed import ProcessGroup, check_processes, describe_failure, join, needs_launch, rank_seed
+
+from conftest import REPO_ROOT, TINY_PROFILE, copy_checkout, merge, run
 
 # a training run of a few hundred steps on 48x48 synthetic slices, one rank of a job under torchrun
 SCRIPT = """
 import json, pathlib, sys
 sys.path.insert(0, {tests!r})
 from conftest import synthetic_stack
-from emseg.params import ModelParams, TrainParams
-from emseg.training.trainer import TrainingData, train
+from emseg.config.params import ModelParams, TrainParams
+from emseg.training.run import train
+from emseg.training.sampler import TrainingData
 
 images, labels = synthetic_stack(4, 48, 48)
 data = TrainingData(list(images[:3]), list(labels[:3]), [images[3]], [labels[3]])

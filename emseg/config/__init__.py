@@ -1,0 +1,1 @@
+"""Configuration: the params.yaml schema, the defaults several layers share, and where the pipeline keeps its data."""

@@ -1,0 +1,434 @@
+"""The schema of ``params.yaml``: one typed block per stage plus a shared base.
+
+Every key is validated (unknown keys too) so that a typo fails at once with one line
+naming the key, before any data is loaded: types, ranges, ``[low, high]`` pairs in order,
+and the rules between keys. The defaults here are the CPU profile, the source of every
+default; ``params.yaml`` spells them out so that DVC tracks them (a test holds the two equal).
+
+The schema imports no registry, so that every stage can load it without depending on the
+networks, losses or cell methods it does not run. Names that live in a registry
+(``model.arch`` and the ``model.<arch>`` blocks, ``train.loss``, ``segment.method`` and the
+``segment.<method>`` blocks) are checked by the registry itself, in the stages that use it:
+each registry offers a check of :data:`ParamsCheck` type that :func:`load_params` runs
+after the schema's own validation, reporting a bad name the same way, one line naming the key.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+import yaml
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from emseg.config import defaults
+from emseg.config.layout import RAW_NAMES
+from emseg.errors import EmsegError
+
+DEFAULT_PARAMS_FILE = "params.yaml"
+
+
+class BlockKeyError(ValueError):
+    """A block validator's complaint about one of its keys, reported under that key's full name."""
+
+    def __init__(self, key: str, message: str) -> None:
+        super().__init__(f"{key}: {message}")
+        self.key = key
+        self.message = message
+
+
+class ParamsKeyError(EmsegError):
+    """A registry's complaint about a params key (``key`` its full dotted name), raised by a :data:`ParamsCheck`.
+
+    :func:`load_params` reports it as ``<params file>: <key>: <message>``.
+    """
+
+    def __init__(self, key: str, message: str) -> None:
+        super().__init__(f"{key}: {message}")
+        self.key = key
+        self.message = message
+
+
+def one_of(names: Iterable[str], got: Any) -> str:
+    """The message for a name outside ``names``, worded as the schema words its own choices."""
+    quoted = [repr(name) for name in names]
+    listed = quoted[0] if len(quoted) == 1 else f"{', '.join(quoted[:-1])} or {quoted[-1]}"
+    return f"Input should be {listed} (got {got!r})"
+
+
+@dataclass(frozen=True)
+class Bounds:
+    """The bound on both ends of a :func:`interval` pair (shown in the parameter reference)."""
+
+    above: float | None = None
+    at_least: float | None = None
+
+    def __str__(self) -> str:
+        bound = f"> {self.above:g}" if self.above is not None else f">= {self.at_least:g}" if self.at_least is not None else ""
+        return f"[low, high], low <= high{', both ' + bound if bound else ''}"
+
+
+def interval(*, above: float | None = None, at_least: float | None = None) -> Any:
+    """The type of a ``[low, high]`` pair: low <= high, both ends ``above`` (or ``at_least``) a bound."""
+
+    def check(value: tuple[float, float]) -> tuple[float, float]:
+        low, high = value
+        pair = f"[{low:g}, {high:g}]"
+        if low > high:
+            raise ValueError(f"{pair} must be [low, high] with low <= high")
+        if above is not None and low <= above:
+            raise ValueError(f"{pair}: both ends must be above {above:g}")
+        if at_least is not None and low < at_least:
+            raise ValueError(f"{pair}: both ends must be at least {at_least:g}")
+        return value
+
+    return Annotated[tuple[float, float], AfterValidator(check), Bounds(above, at_least)]
+
+
+def check_offsets(offsets: Sequence[Sequence[int]]) -> tuple[tuple[int, int], ...]:
+    """Offsets as a tuple of (dy, dx); the first two must be the nearest neighbours (-1, 0) and (0, -1)."""
+    if any(len(o) != 2 for o in offsets):
+        raise EmsegError(f"offsets must be [dy, dx] pairs, got {list(offsets)}")
+    out = tuple((int(o[0]), int(o[1])) for o in offsets)
+    if out[:2] != ((-1, 0), (0, -1)):
+        raise EmsegError(f"the first two offsets must be the nearest neighbours [-1, 0] and [0, -1], got {[list(o) for o in out[:2]]}")
+    if len(set(out)) != len(out) or any(o == (0, 0) for o in out):
+        raise EmsegError(f"offsets must be distinct and non-zero, got {[list(o) for o in out]}")
+    return out
+
+
+class _Block(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class BaseParams(_Block):
+    """What several stages share."""
+
+    seed: int = Field(42, ge=0, description="seed of the split (random strategy), augmentation, patch sampling and initialisation")
+
+
+class DataParams(_Block):
+    """Where the fetch stage finds the three stacks (an ISBI-style data set) and what they are called there."""
+
+    source: str = Field("../shared/isbi2012", description="local folder or http(s) base URL holding the three TIFFs")
+    train_images: str = Field(RAW_NAMES["train_images"], description="the labelled slices' images at the source (a multi-page TIFF)")
+    train_labels: str = Field(RAW_NAMES["train_labels"], description="their labels: binary, 0 = membrane, one positive value = cell")
+    test_images: str = Field(RAW_NAMES["test_images"], description="the unlabelled slices the evaluate stage predicts")
+    sha256: dict[str, str] = Field(default_factory=dict, description="optional {file name: sha256} checked on fetch")
+
+    def source_names(self) -> dict[str, str]:
+        """The file name of each stack at the source, keyed as :data:`~emseg.config.layout.RAW_NAMES`."""
+        return {stack: getattr(self, stack) for stack in RAW_NAMES}
+
+
+class SplitParams(_Block):
+    """How the labelled slices are split into training, validation and test (seeded)."""
+
+    strategy: Literal["contiguous", "random", "kfold"] = Field(
+        "contiguous",
+        description="contiguous: held-out blocks of neighbouring slices; random: a seeded shuffle; "
+        "kfold: a contiguous test block, validation fold `fold` of `n_folds` over the rest",
+    )
+    test_size: int = Field(5, ge=1, description="slices held out for test (ISBI: 25-29, the last block)")
+    val_size: int = Field(3, ge=1, description="slices held out for validation (the block before the test slices)")
+    n_folds: int = Field(5, ge=2, description="kfold only: folds over the slices left after the test block")
+    fold: int = Field(0, ge=0, description="kfold only: the fold that validates")
+
+    @model_validator(mode="after")
+    def _fold_in_range(self) -> SplitParams:
+        if self.fold >= self.n_folds:
+            raise ValueError(f"fold {self.fold} must be below n_folds {self.n_folds}")
+        return self
+
+
+class GammaParams(_Block):
+    """A random gamma (contrast curve) change."""
+
+    prob: float = Field(0.3, ge=0.0, le=1.0, description="probability per augmented copy")
+    range: interval(above=0.0) = Field((0.7, 1.5), description="gamma exponents [low, high], above 0")  # type: ignore[valid-type]
+
+
+class ContrastParams(_Block):
+    """A random contrast scaling around the mean."""
+
+    prob: float = Field(0.3, ge=0.0, le=1.0, description="probability per augmented copy")
+    range: interval(above=0.0) = Field((0.8, 1.2), description="contrast factors around the mean [low, high], above 0")  # type: ignore[valid-type]
+
+
+class BlurParams(_Block):
+    """A random Gaussian blur."""
+
+    prob: float = Field(0.15, ge=0.0, le=1.0, description="probability per augmented copy")
+    range: interval(at_least=0.0) = Field((0.5, 1.0), description="Gaussian blur sigmas [low, high], pixels")  # type: ignore[valid-type]
+
+
+class NoiseParams(_Block):
+    """Random Gaussian noise."""
+
+    prob: float = Field(0.15, ge=0.0, le=1.0, description="probability per augmented copy")
+    std: float = Field(0.03, ge=0.0, description="noise std is drawn from [0, std] (image range 0..1)")
+
+
+class ElasticParams(_Block):
+    """Elastic deformation as in the U-Net paper: a coarse grid of random displacements, smoothly interpolated."""
+
+    prob: float = Field(0.9, ge=0.0, le=1.0, description="probability per augmented copy")
+    grid_spacing: int = Field(96, ge=8, description="pixels between control points of the displacement grid")
+    magnitude: interval(at_least=0.0) = Field((5.0, 15.0), description="displacement std range [low, high] of control points, pixels")  # type: ignore[valid-type]
+    rotate_range: float = Field(0.0, ge=0.0, description="max random rotation, radians, applied with the deformation")
+    scale_range: float = Field(0.0, ge=0.0, description="max relative zoom, applied with the deformation")
+
+
+class AugmentParams(_Block):
+    """The augmented training set that the augment stage materialises (seeded MONAI transforms, image and label together)."""
+
+    copies: int = Field(8, ge=0, description="augmented copies materialised per training slice")
+    elastic: ElasticParams = ElasticParams()
+    flip_prob: float = Field(0.5, ge=0.0, le=1.0, description="probability of a flip, along each axis")
+    rotate90_prob: float = Field(0.75, ge=0.0, le=1.0, description="probability of a random quarter turn")
+    gamma: GammaParams = GammaParams()
+    contrast: ContrastParams = ContrastParams()
+    noise: NoiseParams = NoiseParams()
+    blur: BlurParams = BlurParams()
+    preview_samples: int = Field(4, ge=1, le=16, description="rows of the preview grid (original beside augmented)")
+
+
+def _mappings(raw: dict[str, Any], what: str) -> None:
+    for name, value in raw.items():
+        if not isinstance(value, dict):
+            raise BlockKeyError(name, f"must be a mapping of {what} ({{}} for the defaults), got {value!r}")
+
+
+class ModelParams(_Block):
+    """``arch`` picks a registered network; the block of the same name (``model.<arch>``) holds its arguments.
+
+    The blocks are extra keys, one per network named: the network registry checks their
+    names and arguments (:func:`emseg.networks.architectures.check_model_params`).
+    """
+
+    model_config = ConfigDict(extra="allow", frozen=True)
+
+    arch: str = Field("unet", description="a registered network (`emseg models` lists them)")
+    target: Literal["boundary", "affinities"] = Field("affinities", description="what the network predicts: one membrane map, or affinities")
+    offsets: list[list[int]] = Field(
+        [list(o) for o in defaults.DEFAULT_OFFSETS], description="affinity offsets [dy, dx]; the nearest neighbours first"
+    )
+
+    @field_validator("offsets")
+    @classmethod
+    def _offsets_are_pairs(cls, value: list[list[int]]) -> list[list[int]]:
+        try:
+            check_offsets(value)
+        except EmsegError as exc:
+            raise ValueError(str(exc)) from None
+        return value
+
+    @model_validator(mode="after")
+    def _blocks_are_mappings(self) -> ModelParams:
+        _mappings(self.blocks(), "constructor arguments")
+        return self
+
+    def blocks(self) -> dict[str, dict[str, Any]]:
+        """The ``model.<arch>`` blocks given, by network name."""
+        return dict(self.model_extra or {})
+
+    def overrides(self, arch: str | None = None) -> dict[str, Any]:
+        """The constructor arguments given for ``arch`` (default: the chosen one)."""
+        return dict(self.blocks().get(arch or self.arch) or {})
+
+
+class TrainParams(_Block):
+    """The train stage: loss, optimiser, schedule, patches, validation, checkpoints and where it runs."""
+
+    loss: str = Field("dice_ce", description="a registered loss (emseg.training.losses)")
+    border_weight: float = Field(0.0, ge=0.0, description="U-Net border weighting w0 (0 = off)")
+    border_sigma: float = Field(5.0, gt=0.0, description="U-Net border weighting sigma, pixels")
+    optimizer: Literal["adam", "adamw"] = Field("adam", description="the optimiser")
+    lr: float = Field(1e-3, gt=0.0, description="base learning rate")
+    weight_decay: float = Field(0.0, ge=0.0, description="weight decay (decoupled with adamw)")
+    schedule: Literal["cosine", "constant", "poly"] = Field("cosine", description="learning-rate schedule after the warm-up")
+    warmup_steps: int = Field(0, ge=0, description="steps of linear learning-rate warm-up")
+    steps: int = Field(2100, gt=0, description="optimiser steps: the training budget")
+    batch_size: int = Field(4, gt=0, description="patches per step (under DDP the global batch, split over the processes)")
+    patch_size: int = Field(256, ge=16, description="square patch side, pixels; also the inference window of the model")
+    random_dihedral: bool = Field(True, description="random flips/90-degree rotations of each patch, on the fly")
+    ema_decay: float = Field(0.999, ge=0.0, lt=1.0, description="exponential moving average of the weights (0 = off)")
+    val_every: int = Field(250, gt=0, description="steps between validations on the whole validation slices")
+    val_tta: bool = Field(False, description="validate with the 8 flips/rotations, as evaluate predicts")
+    log_every: int = Field(25, gt=0, description="steps between log lines (dvclive rows)")
+    checkpoint_every: int = Field(250, gt=0, description="steps between resumable checkpoints; a multiple of log_every")
+    resume: bool = Field(True, description="continue from a checkpoint of a killed run with the same params, seed and data")
+    device: Literal[defaults.DEVICES] = Field("auto", description="where training runs; auto: CUDA when present")  # type: ignore[valid-type]
+    amp: bool = Field(True, description="mixed precision on CUDA")
+    cpu_bf16: bool | Literal["auto"] = Field(
+        "auto", description="train in bf16 autocast on CPU too (fast only with native bf16: AVX-512 BF16, AMX); auto: where the CPU has it"
+    )
+    threads: int = Field(0, ge=0, description="torch CPU threads; 0 = all cores")
+    processes: int = Field(
+        1, ge=1, description="DDP processes per node under torchrun (one per GPU on CUDA); batch_size is the global batch split over them"
+    )
+
+    @field_validator("cpu_bf16", mode="before")
+    @classmethod
+    def _true_false_or_auto(cls, value: Any) -> Any:
+        if value == "auto" or isinstance(value, bool):
+            return value
+        raise ValueError(f"must be true, false or auto, got {value!r}")
+
+    @model_validator(mode="after")
+    def _checkpoints_on_log_steps(self) -> TrainParams:
+        # a resumed run restarts its logging window at the checkpoint: keep windows aligned
+        if self.checkpoint_every % self.log_every:
+            raise ValueError(f"checkpoint_every ({self.checkpoint_every}) must be a multiple of log_every ({self.log_every})")
+        return self
+
+    @model_validator(mode="after")
+    def _batch_splits_over_processes(self) -> TrainParams:
+        if self.batch_size % self.processes:
+            raise BlockKeyError("batch_size", f"{self.batch_size} patches cannot be split evenly over {self.processes} processes (processes)")
+        return self
+
+
+class EvaluateParams(_Block):
+    """The evaluate stage: how it predicts the test slices and what it writes besides the scores."""
+
+    tta: bool = Field(True, description="average the 8 flips/rotations")
+    overlap: float = Field(defaults.OVERLAP, ge=0.0, lt=1.0, description="sliding-window overlap")
+    batch_size: int = Field(defaults.TILE_BATCH, gt=0, description="tiles per forward pass")
+    device: Literal[defaults.DEVICES] = Field("auto", description="where evaluate predicts; auto: CUDA when present")  # type: ignore[valid-type]
+    amp: bool = Field(True, description="mixed precision on CUDA")
+    overlays: int = Field(3, ge=0, description="overlay panels written (image, ground truth, prediction)")
+    pr_points: int = Field(200, ge=10, description="points kept on the membrane precision-recall curve")
+    threads: int = Field(0, ge=0, description="torch CPU threads and scoring workers; 0 = all cores")
+
+
+class SegmentParams(_Block):
+    """``method`` picks a registered cell method; the block of the same name (``segment.<method>``) holds its
+    settings, a list being a grid the evaluate stage searches.
+
+    The blocks are extra keys, one per method named: the cell-method registry checks their
+    names and settings (:func:`emseg.segmentation.methods.check_segment_params`).
+    """
+
+    model_config = ConfigDict(extra="allow", frozen=True)
+
+    method: str = Field("gasp", description="a registered cell method: how cells are drawn from the prediction")
+
+    @model_validator(mode="after")
+    def _blocks_are_mappings(self) -> SegmentParams:
+        _mappings(self.blocks(), "settings")
+        return self
+
+    def blocks(self) -> dict[str, dict[str, Any]]:
+        """The ``segment.<method>`` blocks given, by method name."""
+        return dict(self.model_extra or {})
+
+    def given(self, method: str | None = None) -> dict[str, Any]:
+        """The settings given for ``method`` (default: the chosen one)."""
+        return dict(self.blocks().get(method or self.method) or {})
+
+
+class CVParams(_Block):
+    """The cross-validation pipeline (cv/dvc.yaml): folds of contiguous test blocks that test every labelled slice once."""
+
+    folds: list[int] = Field([0, 1, 2, 3, 4], description="the folds, 0..n-1 (a list: DVC's foreach runs one stage per entry)")
+    guard: int = Field(1, ge=0, description="slices on each side of a test block kept out of its training and validation")
+    val_size: int = Field(3, ge=1, description="slices of each fold's validation block")
+    block: int = Field(defaults.BLOCK_SLICES, ge=1, description="contiguous slices resampled together by the bootstrap")
+    confidence: float = Field(defaults.CONFIDENCE, gt=0.0, lt=1.0, description="confidence level of the intervals")
+    resamples: int = Field(9999, ge=100, description="bootstrap resamples")
+
+    @field_validator("folds")
+    @classmethod
+    def _folds_count_from_zero(cls, value: list[int]) -> list[int]:
+        if value != list(range(len(value))) or len(value) < 2:
+            raise ValueError(f"{value} must be the fold numbers 0, 1, ..., n-1 of at least 2 folds")
+        return value
+
+
+class Params(_Block):
+    """All of ``params.yaml``: one block per stage, and the shared base."""
+
+    base: BaseParams = BaseParams()
+    data: DataParams = DataParams()
+    split: SplitParams = SplitParams()
+    augment: AugmentParams = AugmentParams()
+    model: ModelParams = ModelParams()
+    train: TrainParams = TrainParams()
+    evaluate: EvaluateParams = EvaluateParams()
+    segment: SegmentParams = SegmentParams()
+    cv: CVParams = CVParams()
+
+    @model_validator(mode="after")
+    def _target_fits_border_weights(self) -> Params:
+        if self.model.target == "affinities" and self.train.border_weight > 0:
+            raise BlockKeyError("train.border_weight", "the U-Net border weights are for a boundary model (model.target: boundary)")
+        return self
+
+
+def _format_error(path: Path, exc: ValidationError) -> str:
+    first = exc.errors()[0]
+    key = ".".join(str(part) for part in first["loc"]) or "(top level)"
+    message = first["msg"]
+    if first["type"] == "extra_forbidden":
+        message = "unknown key"
+    elif first["type"] == "literal_error":
+        message = f"{message} (got {first['input']!r})"
+    elif first["type"] == "value_error":
+        error = first["ctx"]["error"]
+        message = str(error)
+        if isinstance(error, BlockKeyError):
+            key = error.key if key == "(top level)" else f"{key}.{error.key}"
+            message = error.message
+    more = f" (and {exc.error_count() - 1} more)" if exc.error_count() > 1 else ""
+    return f"{path}: {key}: {message}{more}"
+
+
+#: a registry's check of the params it reads: raises :class:`ParamsKeyError` naming the key
+ParamsCheck = Callable[["Params"], None]
+
+
+def parse_params(raw: Any, path: str | os.PathLike[str] = DEFAULT_PARAMS_FILE, checks: Sequence[ParamsCheck] = ()) -> Params:
+    """Validate an already-loaded params mapping, then run the registries' ``checks`` on it.
+
+    Args:
+        raw: the mapping read from the params file (None: every default).
+        path: the file it came from, named in errors.
+        checks: registry checks (:data:`ParamsCheck`) of the blocks the caller uses.
+
+    Raises:
+        EmsegError: one line, ``<path>: <key>: <what is wrong>``.
+    """
+    path = Path(path)
+    if raw is None:
+        raw = {}
+    if not isinstance(raw, dict):
+        raise EmsegError(f"{path}: must hold a mapping of params blocks")
+    try:
+        params = Params.model_validate(raw)
+    except ValidationError as exc:
+        raise EmsegError(_format_error(path, exc)) from None
+    for check in checks:
+        try:
+            check(params)
+        except ParamsKeyError as exc:
+            raise EmsegError(f"{path}: {exc.key}: {exc.message}") from None
+    return params
+
+
+def load_params(path: str | os.PathLike[str] = DEFAULT_PARAMS_FILE, checks: Sequence[ParamsCheck] = ()) -> Params:
+    """Read ``params.yaml`` with safe YAML loading, validate every key and run the registries' ``checks``
+    (see :func:`parse_params`)."""
+    path = Path(path)
+    try:
+        text = path.read_text()
+    except FileNotFoundError:
+        raise EmsegError(f"{path}: params file not found") from None
+    try:
+        raw = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        raise EmsegError(f"{path}: not valid YAML ({str(exc).splitlines()[0]})") from None
+    return parse_params(raw, path, checks)

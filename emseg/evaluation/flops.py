@@ -1,0 +1,90 @@
+"""FLOPs counted, not timed: what a training step, a tile and a whole pipeline run cost on any machine.
+
+A time depends on the CPU (the same 2-core size has been an AVX-512 BF16 machine and an
+AVX2-only one, 3.6x apart); the floating-point operations of the same work do not. They
+are counted by ``torch.utils.flop_counter`` on the network itself (convolutions and
+matrix products, forward and backward; the loss and the optimiser add under 1%), and
+the pipeline's total follows from its params: training steps, the validations, and the
+tiles the evaluate stage predicts.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+from torch.utils.flop_counter import FlopCounterMode
+
+from emseg.config.defaults import OVERLAP
+from emseg.config.params import Params
+from emseg.inference.sliding_window import count_tiles
+from emseg.networks.architectures import build_network, resolve_kwargs
+
+
+def out_channels(model: Any) -> int:
+    """The network's output channels for a ``model`` params block: one per offset for affinities, else one map."""
+    return len(model.offsets) if model.target == "affinities" else 1
+
+
+def train_step_flops(arch: str, kwargs: dict[str, Any], out_channels: int, batch: int, patch: int) -> int:
+    """Forward and backward of one batch of ``batch`` x ``patch``^2 through the network."""
+    with torch.random.fork_rng(devices=[]):
+        model = build_network(arch, kwargs, out_channels).train()
+    x = torch.zeros(batch, 1, patch, patch)
+    with FlopCounterMode(display=False) as counter:
+        model(x).sum().backward()
+    return int(counter.get_total_flops())
+
+
+def forward_flops(arch: str, kwargs: dict[str, Any], out_channels: int, tile: int) -> int:
+    """One forward pass of one ``tile``^2 tile (inference)."""
+    with torch.random.fork_rng(devices=[]):
+        model = build_network(arch, kwargs, out_channels).eval()
+    with torch.no_grad(), FlopCounterMode(display=False) as counter:
+        model(torch.zeros(1, 1, tile, tile))
+    return int(counter.get_total_flops())
+
+
+@dataclass(frozen=True)
+class PipelineFlops:
+    """A pipeline run's FLOPs by part."""
+
+    train: int
+    validation: int
+    evaluate: int
+    per_train_step: int
+    per_tile: int
+
+    @property
+    def total(self) -> int:
+        return self.train + self.validation + self.evaluate
+
+    def as_dict(self) -> dict[str, float]:
+        return {"train_tflop": self.train / 1e12, "validation_tflop": self.validation / 1e12, "evaluate_tflop": self.evaluate / 1e12,
+                "total_tflop": self.total / 1e12, "train_step_gflop": self.per_train_step / 1e9, "tile_gflop": self.per_tile / 1e9}
+
+
+def pipeline_flops(params: Params, slice_shape: tuple[int, int], val_slices: int, test_slices: int, unlabelled_slices: int) -> PipelineFlops:
+    """The FLOPs of one ``dvc repro`` of ``params`` on slices of ``slice_shape``.
+
+    Validation predicts ``val_slices`` every ``val_every`` steps (and after the last);
+    evaluate predicts the validation slices (to choose the segmentation), the test slices
+    and the unlabelled ones; TTA multiplies a tile by 8.
+    """
+    model, train = params.model, params.train
+    kwargs = resolve_kwargs(model.arch, model.overrides())
+    channels = out_channels(model)
+    step = train_step_flops(model.arch, kwargs, channels, train.batch_size, train.patch_size)
+    tile = forward_flops(model.arch, kwargs, channels, min(train.patch_size, *slice_shape))
+    validations = math.ceil(train.steps / train.val_every)
+    val_tiles = count_tiles(slice_shape, train.patch_size, OVERLAP) * (8 if train.val_tta else 1)
+    eval_tiles = count_tiles(slice_shape, train.patch_size, params.evaluate.overlap) * (8 if params.evaluate.tta else 1)
+    return PipelineFlops(
+        train=train.steps * step,
+        validation=validations * val_slices * val_tiles * tile,
+        evaluate=(val_slices + test_slices + unlabelled_slices) * eval_tiles * tile,
+        per_train_step=step,
+        per_tile=tile,
+    )

@@ -1,0 +1,255 @@
+"""``emseg predict`` as a library: run the model over checked inputs and write their outputs.
+
+Every output name is checked for clashes before the first output file is written, so a
+bad input fails the whole run cleanly (:mod:`emseg.inference.inputs` checks the inputs).
+Each input's outputs are streamed slice by slice into temporary files that are renamed
+onto their final names only once the whole input has been predicted, so an error or an
+interrupt never leaves a partial file behind. The kinds of output are those of
+:mod:`emseg.inference.outputs`.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import csv
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import tifffile
+import torch
+from PIL import Image
+from torch import nn
+
+from emseg.config.defaults import FALLBACK_THRESHOLD, OVERLAP, TILE_BATCH
+from emseg.errors import EmsegError
+from emseg.inference.inputs import InputImage
+from emseg.inference.outputs import NEEDS_CELLS, OUTPUT_KINDS, OUTPUTS, check_outputs, output_paths
+from emseg.inference.predictor import Predictor
+from emseg.inference.sliding_window import count_tiles
+from emseg.io.atomic import atomic_output
+from emseg.networks.model_file import ModelConfig
+from emseg.segmentation.measurements import PixelSize, cell_columns, cell_rows, summary_columns, summary_row, tiff_pixel_size
+from emseg.segmentation.methods import check_settings, segment
+from emseg.segmentation.thinning import instance_labels, membrane_to_cell
+from emseg.visualization import overlay
+
+#: the smallest sliding window --tile takes: a U-Net's coarsest level needs a few pixels
+MIN_TILE = 16
+
+
+def check_tile(tile: int | None) -> None:
+    if tile is not None and tile < MIN_TILE:
+        raise EmsegError(f"--tile must be at least {MIN_TILE} pixels, got {tile}")
+
+
+@dataclass(frozen=True)
+class PredictOptions:
+    outputs: tuple[str, ...] = OUTPUT_KINDS
+    threshold: float = FALLBACK_THRESHOLD
+    overlap: float = OVERLAP
+    tta: bool = False
+    batch_size: int = TILE_BATCH
+    device: torch.device = torch.device("cpu")
+    amp: bool = True
+    #: how the cells are drawn: a method of emseg.segmentation.methods, and its settings
+    cells: str = "components"
+    cell_settings: dict = field(default_factory=dict)
+    #: the pixel size of every input (--pixel-size); None: each input's own, if its file says
+    pixel_size: PixelSize | None = None
+    #: the sliding window's side (--tile); None: the model's training patch size
+    tile: int | None = None
+
+    def __post_init__(self) -> None:
+        check_outputs(self.outputs)
+        check_settings(self.cells, self.cell_settings)
+        if not 0.0 <= self.threshold <= 1.0:
+            raise EmsegError(f"--threshold must lie in [0, 1], got {self.threshold:g}")
+        if not 0.0 <= self.overlap < 1.0:
+            raise EmsegError(f"--overlap must lie in [0, 1), got {self.overlap:g}")
+        if self.batch_size < 1:
+            raise EmsegError(f"--batch-size must be at least 1, got {self.batch_size}")
+        check_tile(self.tile)
+
+    def predictor(self, model: nn.Module, config: ModelConfig) -> Predictor:
+        return Predictor(model, config, self.overlap, self.tta, self.batch_size, self.device, self.amp, self.tile)
+
+
+@dataclass
+class PredictSummary:
+    images: int
+    slices: int
+    megapixels: float
+    seconds: float
+    written: list[Path]
+    #: the seconds spent drawing cells, over all slices
+    cell_seconds: float = 0.0
+
+    @property
+    def mpix_per_s(self) -> float:
+        return self.megapixels / self.seconds if self.seconds > 0 else float("inf")
+
+    def line(self) -> str:
+        return (
+            f"predicted {self.images} image(s), {self.slices} slice(s), {self.megapixels:.2f} MPix "
+            f"in {self.seconds:.1f} s ({self.mpix_per_s:.3f} MPix/s; cells {self.cell_seconds / max(self.slices, 1):.2f} s/slice)"
+        )
+
+
+def item_outputs(item: InputImage, out_dir: Path, outputs: Sequence[str]) -> dict[str, Path]:
+    """The output files of one input."""
+    return output_paths(item.stem, item.is_stack, out_dir, outputs)
+
+
+def check_output_names(items: Sequence[InputImage], out_dir: Path, outputs: Sequence[str]) -> None:
+    """Refuse two inputs writing the same output file, or an output overwriting an input."""
+    if out_dir.exists() and not out_dir.is_dir():
+        raise EmsegError(f"{out_dir}: exists and is not a folder (--out names the output folder)")
+    inputs = {item.path.resolve(): item.path for item in items}
+    owner: dict[Path, Path] = {}
+    for item in items:
+        for path in item_outputs(item, out_dir, outputs).values():
+            key = path.resolve()
+            if key in owner:
+                raise EmsegError(f"{item.path} and {owner[key]} would both write {path}; rename one or predict them separately")
+            if key in inputs:
+                raise EmsegError(f"{path}: output of {item.path} would overwrite an input; choose another --out")
+            owner[key] = item.path
+
+
+class _OutputFiles:
+    """The open temporary files of one input's outputs, written slice by slice.
+
+    Stacks and the probability and cell maps stream into multi-page TIFFs (the layout of
+    ``emseg.io.images.write_tiff``); a single slice's membrane mask and the overlay are PNGs; the
+    measurements are CSV tables with their header written first.
+    """
+
+    def __init__(self, tmps: dict[str, Path], is_stack: bool, exits: contextlib.ExitStack, pixel_size: PixelSize | None) -> None:
+        self.tmps = tmps
+        self.pixel_size = pixel_size
+        self.tiffs: dict[str, tifffile.TiffWriter] = {}
+        self.tables: dict[str, Any] = {}
+        for kind, tmp in tmps.items():
+            name = OUTPUTS[kind].file_name("", is_stack)
+            if name.endswith(".tif"):
+                dtype = np.dtype(OUTPUTS[kind].dtype)
+                self.tiffs[kind] = tifffile.TiffWriter(tmp, imagej=dtype in (np.uint8, np.uint16, np.float32))
+                exits.callback(self.tiffs[kind].close)  # runs before the rename (LIFO)
+            elif name.endswith(".csv"):
+                handle = exits.enter_context(open(tmp, "w", newline=""))
+                self.tables[kind] = csv.writer(handle)
+                header = cell_columns(pixel_size) if kind == "measurements" else summary_columns(pixel_size)
+                self.tables[kind].writerow(header)
+
+    def wants(self, kind: str) -> bool:
+        return kind in self.tmps
+
+    def write(self, kind: str, page: np.ndarray) -> None:
+        if kind in self.tiffs:
+            self.tiffs[kind].write(page, contiguous=True, photometric="minisblack")
+        else:
+            Image.fromarray(page).save(self.tmps[kind], format="PNG")
+
+    def write_rows(self, kind: str, rows: list[list[float]]) -> None:
+        self.tables[kind].writerows(rows)
+
+
+def _predict_slice(
+    predictor: Predictor,
+    raw: np.ndarray,
+    index: int,
+    files: _OutputFiles,
+    options: PredictOptions,
+    with_overlay: bool,
+    progress: Callable[[int], object] | None,
+) -> float:
+    """Write one slice's outputs; the seconds spent drawing its cells."""
+    prediction = predictor.predict(raw, progress)
+    cell = membrane_to_cell(prediction.membrane)
+    if files.wants("proba"):
+        files.write("proba", cell)
+    # Fiji's convention (cell where p > t); the membrane mask is its exact complement
+    cell_mask = cell > np.float32(options.threshold)
+    del cell
+    if files.wants("membrane"):
+        files.write("membrane", (~cell_mask).view(np.uint8) * np.uint8(255))
+    seconds = 0.0
+    if any(files.wants(kind) for kind in NEEDS_CELLS if kind != "overlay") or with_overlay:
+        start = time.perf_counter()
+        # components at the mask's own threshold: the cells the ISBI scores of this mask judge
+        labels = instance_labels(cell_mask) if options.cells == "components" else segment(options.cells, prediction, options.cell_settings)
+        seconds = time.perf_counter() - start
+        if files.wants("cells"):
+            files.write("cells", labels)
+        if with_overlay:
+            files.write("overlay", overlay(raw, ~cell_mask, labels))
+        if files.wants("measurements"):
+            files.write_rows("measurements", cell_rows(labels, raw, index, files.pixel_size))
+        if files.wants("summary"):
+            files.write_rows("summary", [summary_row(labels, index, files.pixel_size)])
+    return seconds
+
+
+def predict_file(
+    model: nn.Module,
+    config: ModelConfig,
+    item: InputImage,
+    out_dir: Path,
+    options: PredictOptions,
+    progress: Callable[[int], object] | None = None,
+) -> tuple[list[Path], float]:
+    """Predict every slice of one input and write its outputs; the files written and the seconds spent on cells."""
+    stack = item.read()
+    targets = item_outputs(item, out_dir, options.outputs)
+    predictor = options.predictor(model, config)
+    with contextlib.ExitStack() as exits:
+        # entered before any slice is predicted: a failure anywhere removes every temp file
+        pixel_size = options.pixel_size or tiff_pixel_size(item.path)
+        tmps = {kind: exits.enter_context(atomic_output(path)) for kind, path in targets.items()}
+        files = _OutputFiles(tmps, item.is_stack, exits, pixel_size)
+        seconds = 0.0
+        for index, raw in enumerate(stack):
+            with_overlay = files.wants("overlay") and index == stack.shape[0] // 2
+            seconds += _predict_slice(predictor, raw, index, files, options, with_overlay, progress)
+    return list(targets.values()), seconds
+
+
+def total_tiles(items: Sequence[InputImage], patch_size: int, overlap: float) -> int:
+    return sum(item.shape[0] * count_tiles(item.shape[1:], patch_size, overlap) for item in items)
+
+
+def predict_files(
+    model: nn.Module,
+    config: ModelConfig,
+    items: Sequence[InputImage],
+    out_dir: Path,
+    options: PredictOptions,
+    progress: Callable[[int], object] | None = None,
+    on_file: Callable[[InputImage], object] | None = None,
+) -> PredictSummary:
+    """Predict checked inputs one after the other (call :func:`check_output_names` first)."""
+    start = time.perf_counter()
+    written: list[Path] = []
+    cell_seconds = 0.0
+    for item in items:
+        if on_file is not None:
+            on_file(item)
+        try:
+            files, seconds = predict_file(model, config, item, out_dir, options, progress)
+            written += files
+            cell_seconds += seconds
+        except OSError as exc:  # disk full, no permission: one clear line, not a traceback
+            raise EmsegError(f"{exc.filename or out_dir}: cannot write outputs of {item.path} ({exc.strerror or exc})") from exc
+        item.array = None  # the cache has served its purpose
+    return PredictSummary(
+        images=len(items),
+        slices=sum(item.shape[0] for item in items),
+        megapixels=sum(item.pixels for item in items) / 1e6,
+        seconds=time.perf_counter() - start,
+        written=written,
+        cell_seconds=cell_seconds,
+    )

@@ -1,0 +1,171 @@
+"""Block-wise prediction whose block cores equal the whole-slice prediction.
+
+A block is a rectangle of one slice (its *core*). It is predicted with the tile layout of
+the *whole slice* (MONAI's window grid for the slice's shape and the overlap), restricted
+to the windows that touch the core, blended with the same Gaussian weights in the same
+window order, and normalised with the whole slice's statistics. Every window that covers
+a core pixel is therefore among the block's windows, added in the same order as in
+:func:`emseg.inference.sliding_window.predict_membrane`, so the core is the whole-slice
+prediction up to the network's own float noise across tile batches of different
+composition (measured in the tests: at most 1e-5). The read region (the halo) is the
+bounding box of those windows: at most one patch beyond the core on each side.
+
+Only the model's tiles are shared with the in-memory path (:class:`TilePredictor`: the
+same TTA and affinity remapping); memory is bounded by the block, not the slice.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+from monai.data.utils import compute_importance_map, dense_patch_slices
+from monai.inferers.utils import _get_scan_interval
+
+from emseg.errors import EmsegError
+from emseg.inference.sliding_window import TilePredictor, _roi_size
+from emseg.preprocessing.normalization import _EPS, ZSCORE_PER_SLICE, _mean_std
+
+#: MONAI's sliding_window_inference default, which the in-memory path uses
+SIGMA_SCALE = 0.125
+
+Window = tuple[slice, slice]
+#: reads rows x cols of one slice
+RegionReader = Callable[[slice, slice], np.ndarray]
+
+
+@dataclass(frozen=True)
+class Block:
+    """The core of one block: rows ``[y0, y1)`` and columns ``[x0, x1)`` of slice ``z``."""
+
+    index: int
+    z: int
+    y0: int
+    y1: int
+    x0: int
+    x1: int
+
+    @property
+    def rows(self) -> slice:
+        return slice(self.y0, self.y1)
+
+    @property
+    def cols(self) -> slice:
+        return slice(self.x0, self.x1)
+
+    @property
+    def pixels(self) -> int:
+        return (self.y1 - self.y0) * (self.x1 - self.x0)
+
+
+def block_grid(shape: tuple[int, int, int], block_size: int) -> list[Block]:
+    """The blocks of a (Z, Y, X) volume: one slice deep, ``block_size`` square (smaller at the far edges).
+
+    ``block_size`` should be a multiple of the output chunk side, so that no two blocks
+    write the same chunk (a chunk written by two processes at once would lose one write).
+    """
+    if block_size < 1:
+        raise EmsegError(f"--block-size must be at least 1, got {block_size}")
+    depth, height, width = shape
+    blocks = []
+    for z in range(depth):
+        for y0 in range(0, height, block_size):
+            for x0 in range(0, width, block_size):
+                blocks.append(Block(len(blocks), z, y0, min(y0 + block_size, height), x0, min(x0 + block_size, width)))
+    return blocks
+
+
+def slice_windows(shape: tuple[int, int], patch_size: int, overlap: float) -> list[Window]:
+    """The windows MONAI's sliding window visits on a whole slice of ``shape``, in its order."""
+    shape = (int(shape[0]), int(shape[1]))
+    roi = _roi_size(shape, patch_size)
+    return [(w[0], w[1]) for w in dense_patch_slices(shape, roi, _get_scan_interval(shape, roi, 2, (overlap, overlap)))]
+
+
+def _touches(window: Window, block: Block) -> bool:
+    rows, cols = window
+    return rows.start < block.y1 and rows.stop > block.y0 and cols.start < block.x1 and cols.stop > block.x0
+
+
+def block_windows(windows: list[Window], block: Block) -> list[Window]:
+    """The windows of the slice's layout that cover a pixel of the block's core, in layout order."""
+    return [w for w in windows if _touches(w, block)]
+
+
+def halo_region(windows: list[Window]) -> Window:
+    """The bounding box of ``windows``: the region a block reads."""
+    return (
+        slice(min(w[0].start for w in windows), max(w[0].stop for w in windows)),
+        slice(min(w[1].start for w in windows), max(w[1].stop for w in windows)),
+    )
+
+
+class SliceStats:
+    """The whole slice's mean and std, from bands of rows read one at a time.
+
+    The bands are those of :func:`emseg.preprocessing.normalization._mean_std`, which this calls, so the
+    statistics (and the normalised tiles) are bit-for-bit those of the in-memory path.
+    """
+
+    def __init__(self, read: RegionReader, shape: tuple[int, int]) -> None:
+        self._read = read
+        self.shape = shape
+        self.size = shape[0] * shape[1]
+
+    def __getitem__(self, rows: slice) -> np.ndarray:
+        return self._read(rows, slice(0, self.shape[1]))
+
+    def mean_std(self) -> tuple[float, float]:
+        return _mean_std(self)  # type: ignore[arg-type]
+
+
+def normalize_with(region: np.ndarray, mean: float, std: float, spec: dict | None) -> np.ndarray:
+    """``region`` normalised with its slice's statistics, as :func:`emseg.preprocessing.normalization.normalize` does the slice."""
+    if spec and spec.get("kind") != ZSCORE_PER_SLICE:
+        raise EmsegError(f"unknown normalisation {spec.get('kind')!r} in the model file")
+    out = region.astype(np.float32)
+    out -= mean
+    out /= max(std, _EPS)
+    return out
+
+
+@torch.inference_mode()
+def predict_block(
+    tiles: TilePredictor,
+    read: RegionReader,
+    slice_shape: tuple[int, int],
+    block: Block,
+    patch_size: int,
+    overlap: float,
+    batch_size: int,
+    stats: tuple[float, float],
+    normalization: dict | None = None,
+    device: torch.device = torch.device("cpu"),
+) -> np.ndarray:
+    """The model's blended output (C, core rows, core cols), float32, of one block's core."""
+    windows = block_windows(slice_windows(slice_shape, patch_size, overlap), block)
+    rows, cols = halo_region(windows)
+    x = torch.from_numpy(normalize_with(read(rows, cols), *stats, normalization))[None, None]
+    roi = _roi_size(slice_shape, patch_size)
+    importance = compute_importance_map(roi, mode="gaussian", sigma_scale=SIGMA_SCALE, device=device, dtype=torch.float32)[None, None]
+    local = [(slice(r.start - rows.start, r.stop - rows.start), slice(c.start - cols.start, c.stop - cols.start)) for r, c in windows]
+    count = torch.zeros((1, 1, rows.stop - rows.start, cols.stop - cols.start), dtype=torch.float32)
+    for r, c in local:  # MONAI sums the weights of every window first, in layout order
+        count[..., r, c] += importance.cpu()
+    output: torch.Tensor | None = None
+    for start in range(0, len(local), batch_size):
+        group = local[start : start + batch_size]
+        batch = torch.cat([x[..., r, c] for r, c in group]).to(device)
+        result = tiles(batch)
+        result = result[0] if isinstance(result, tuple) else result
+        result = (result * importance).cpu()
+        if output is None:
+            output = torch.zeros((1, result.shape[1], *count.shape[2:]), dtype=torch.float32)
+        for (r, c), tile in zip(group, result):
+            output[0, :, r, c] += tile
+    assert output is not None
+    output /= count
+    core = output[0, :, block.y0 - rows.start : block.y1 - rows.start, block.x0 - cols.start : block.x1 - cols.start]
+    return core.clamp_(0.0, 1.0).numpy().astype(np.float32, copy=False)

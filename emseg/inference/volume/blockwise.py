@@ -1,0 +1,450 @@
+"""``emseg predict`` for a volume: block-wise, restartable, into OME-Zarr stores, on any engine.
+
+The passes, each a set of independent block tasks (:mod:`emseg.inference.volume.engine` runs them):
+
+1. ``stats``: each slice's mean and std (the model's per-slice normalisation), band by band;
+2. ``predict``: each block's probability and membrane mask (:func:`emseg.inference.volume.blocks.predict_block`),
+   written straight into level 0 of the output stores; a block is marked done in the
+   store only after its pixels are written;
+3. ``faces`` / ``cells``: each block's cells with a halo, joined across block borders
+   (:mod:`emseg.inference.volume.stitching`), then written with their volume-wide numbers;
+4. ``pyramid``: the lower-resolution levels, each from the one above.
+
+The stores are built under staging names (:func:`emseg.io.images.partial_folder`) and renamed
+onto their final names only when every pass has finished, so a store under its final
+name is always complete. An interrupted run (Ctrl-C, kill, a lost cluster) leaves the
+staging stores with their done marks; the same command started again checks that they
+come from the same run (same input, model and settings) and skips the blocks marked done.
+Blocks are aligned to the output chunks, so no two tasks ever write the same chunk.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+import sys
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import asdict, dataclass, field, replace
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from emseg.errors import EmsegError
+from emseg.inference.volume import omezarr
+from emseg.inference.volume.blocks import Block, SliceStats, block_grid, predict_block
+from emseg.inference.volume.sources import VolumeSource
+from emseg.inference.volume.stitching import LABEL_HALO, BlockFaces, block_labels, faces, relabel_tables
+from emseg.io.atomic import partial_folder
+
+#: the kinds a volume run writes, and the pixel type of each (the TIFF path's kinds of the same name)
+VOLUME_OUTPUTS = {"proba": np.float32, "membrane": np.uint8, "cells": np.uint32}
+#: the default block side: a whole slice up to this size, else tiles of it (memory per worker stays well under 2 GiB)
+BLOCK_SIZE = 4096
+#: the largest chunk side of the output stores (viewers fetch chunks: ~1-4 MB each)
+CHUNK = 1024
+#: the done marks of each pass, an array of the first output store
+DONE_GROUP = "emseg_done"
+#: where the cells pass reads the mask from when no membrane store is asked for
+WORK_MASK = "emseg_work_mask"
+
+
+@dataclass(frozen=True)
+class VolumeRequest:
+    """The volume-side settings of one ``emseg predict`` run."""
+
+    outputs: tuple[str, ...]
+    threshold: float
+    overlap: float
+    tta: bool
+    batch_size: int
+    device: str
+    amp: bool
+    block_size: int = BLOCK_SIZE
+    version: str = "0.4"
+    #: the sliding window's side; None: the model's training patch size
+    tile: int | None = None
+
+    def __post_init__(self) -> None:
+        check_block_size(self.block_size)
+        if self.version not in omezarr.VERSIONS:
+            raise EmsegError(f"--ome-version must be one of {', '.join(omezarr.VERSIONS)}, got {self.version!r}")
+        if not any(kind in VOLUME_OUTPUTS for kind in self.outputs):
+            raise EmsegError(f"--outputs: a volume input writes {', '.join(VOLUME_OUTPUTS)}; none of them was asked for")
+
+
+@dataclass(frozen=True)
+class VolumeJob:
+    """One volume run, as every worker needs it (picklable: paths and numbers only)."""
+
+    source: VolumeSource
+    model_path: str
+    model_sha256: str
+    #: kind -> the staging store it is written into
+    stores: dict[str, str]
+    request: VolumeRequest
+    chunk: int
+    halo: int = LABEL_HALO
+    #: torch threads per task process (0: torch's default)
+    threads: int = 0
+
+    def fingerprint(self) -> dict[str, Any]:
+        """What makes two runs the same run: a restart continues only a run with this fingerprint."""
+        settings = {k: v for k, v in asdict(self).items() if k not in ("stores", "threads", "model_path", "source", "request")}
+        settings.update({k: v for k, v in asdict(self.request).items() if k not in ("device", "outputs")})
+        settings["source"] = {"spec": self.source.spec, "shape": list(self.source.shape), "dtype": self.source.dtype}
+        settings["outputs"] = sorted(self.stores)
+        return settings
+
+    @property
+    def first_store(self) -> Path:
+        return Path(next(iter(self.stores.values())))
+
+    @property
+    def mask_store(self) -> tuple[Path, str]:
+        """Where the membrane mask lives (store, array path): the membrane store's level 0, or a work array."""
+        if "membrane" in self.stores:
+            return Path(self.stores["membrane"]), "0"
+        return self.first_store, WORK_MASK
+
+
+@dataclass
+class VolumeSummary:
+    blocks: int
+    skipped: int
+    slices: int
+    megapixels: float
+    seconds: float
+    cells: int
+    written: list[Path] = field(default_factory=list)
+
+
+def sha256_of(path: str | os.PathLike[str]) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for chunk in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+# -- per-process model cache: each worker loads the model once --------------------------------
+
+_LOADED: dict[tuple, Any] = {}
+
+
+def _tiles(job: VolumeJob) -> tuple[Any, Any]:
+    key = (job.model_path, job.model_sha256, job.request.device, job.request.tta, job.request.amp)
+    if key not in _LOADED:
+        import torch
+
+        from emseg.inference.sliding_window import TilePredictor
+        from emseg.networks.model_file import load_model
+        from emseg.runtime.allocator import keep_freed_memory
+
+        # a Dask nanny starts its workers with MALLOC_TRIM_THRESHOLD_ set, which turns off glibc's
+        # adaptive mmap threshold: every tile buffer would be mapped, faulted in and unmapped again
+        keep_freed_memory()
+        if job.threads:
+            torch.set_num_threads(job.threads)
+        model, config = load_model(job.model_path, job.request.device)
+        _LOADED.clear()
+        _LOADED[key] = (TilePredictor(model, job.request.tta, job.request.amp, offsets=config.offset_tuples()), config)
+    return _LOADED[key]
+
+
+# -- the block tasks (module-level functions: Dask pickles them by name) -------------------------
+
+
+def _reader(source: VolumeSource, z: int) -> Callable[[slice, slice], np.ndarray]:
+    return lambda rows, cols: source.read(z, rows, cols)
+
+
+def _check_finite(region: np.ndarray, source: VolumeSource, z: int) -> np.ndarray:
+    if np.issubdtype(region.dtype, np.floating) and not np.isfinite(region).all():
+        raise EmsegError(f"{source.spec}: slice {z} contains NaN or infinite values")
+    return region
+
+
+def stats_task(item: tuple[VolumeJob, int]) -> tuple[int, float, float]:
+    job, z = item
+    read = _reader(job.source, z)
+    mean, std = SliceStats(lambda r, c: _check_finite(read(r, c), job.source, z), job.source.shape[1:]).mean_std()
+    return z, mean, std
+
+
+def _new_array(store: Path, path: str, shape: tuple[int, ...], chunks: tuple[int, ...], dtype: str) -> None:
+    """An array inside an existing store, in the store's own zarr format."""
+    import zarr
+
+    group = zarr.open_group(store, mode="r+")
+    parent, _, name = path.rpartition("/")
+    if parent:
+        group = group.require_group(parent)
+    group.create_array(name, shape=shape, chunks=chunks, dtype=dtype, fill_value=0, overwrite=True)
+
+
+def _done(job: VolumeJob, stage: str, mode: str = "r") -> Any:
+    return _open(job.first_store, f"{DONE_GROUP}/{stage}", mode)
+
+
+def _mark_done(job: VolumeJob, stage: str, block: Block) -> None:
+    # one chunk per block: concurrent marks never share a file
+    _done(job, stage, "r+")[block.index] = 1
+
+
+def predict_task(item: tuple[VolumeJob, Block, tuple[float, float]]) -> int:
+    import torch
+
+    job, block, stats = item
+    tiles, config = _tiles(job)
+    membrane = predict_block(
+        tiles, _reader(job.source, block.z), job.source.shape[1:], block, config.window(job.request.tile), job.request.overlap,
+        job.request.batch_size, stats, config.normalization, torch.device(job.request.device),
+    )
+    if config.offset_tuples() is not None:  # an affinity model: its boundary map, as the in-memory path draws it
+        from emseg.networks.affinities import boundary_from_affinities
+
+        membrane = boundary_from_affinities(membrane)
+    else:
+        membrane = membrane[0]
+    cell = (1 - membrane).astype(np.float32)
+    where = (block.z, block.rows, block.cols)
+    if "proba" in job.stores:
+        omezarr.open_level(Path(job.stores["proba"]), 0)[where] = cell
+    mask_store, mask_path = job.mask_store
+    membrane_mask = (~(cell > np.float32(job.request.threshold))).view(np.uint8) * np.uint8(255)
+    _open(mask_store, mask_path)[where] = membrane_mask
+    _mark_done(job, "predict", block)
+    return block.index
+
+
+def _open(store: Path, path: str, mode: str = "r+") -> Any:
+    import zarr
+
+    return zarr.open_array(store, path=path, mode=mode)
+
+
+def _mask_reader(job: VolumeJob, z: int) -> Callable[[slice, slice], np.ndarray]:
+    store, path = job.mask_store
+    array = _open(store, path)
+    return lambda rows, cols: array[z, rows, cols] == 0
+
+
+def faces_task(item: tuple[VolumeJob, Block]) -> BlockFaces:
+    job, block = item
+    return faces(block, block_labels(_mask_reader(job, block.z), job.source.shape[1:], block, job.halo))
+
+
+def cells_task(item: tuple[VolumeJob, Block, np.ndarray]) -> int:
+    job, block, table = item
+    local = block_labels(_mask_reader(job, block.z), job.source.shape[1:], block, job.halo)
+    omezarr.open_level(Path(job.stores["cells"]), 0)[block.z, block.rows, block.cols] = table[local]
+    _mark_done(job, "cells", block)
+    return block.index
+
+
+def pyramid_task(item: tuple[str, str, int, int, int, int, int]) -> None:
+    store, kind, level, z, y0, x0, size = item
+    upper = omezarr.open_level(Path(store), level - 1, mode="r")
+    target = omezarr.open_level(Path(store), level)
+    y1, x1 = min(y0 + size, target.shape[1]), min(x0 + size, target.shape[2])
+    region = upper[z : z + 1, 2 * y0 : 2 * y1, 2 * x0 : 2 * x1]
+    target[z : z + 1, y0:y1, x0:x1] = omezarr.downsample_2x(region, mean=kind == "proba").astype(target.dtype)
+
+
+# -- the run ------------------------------------------------------------------------------------
+
+
+def chunk_for(block_size: int) -> int:
+    """The chunk side of the output stores: ``CHUNK``, or the block side when blocks are smaller."""
+    return min(CHUNK, block_size)
+
+
+def check_block_size(block_size: int) -> None:
+    if block_size < 16:
+        raise EmsegError(f"--block-size must be at least 16 pixels, got {block_size}")
+    if block_size > CHUNK and block_size % CHUNK:
+        raise EmsegError(f"--block-size must be a multiple of {CHUNK} above {CHUNK} (so blocks never share a chunk), got {block_size}")
+
+
+def store_names(stem: str, outputs: Sequence[str]) -> dict[str, str]:
+    return {kind: f"{stem}_{kind}.ome.zarr" for kind in VOLUME_OUTPUTS if kind in outputs}
+
+
+def _prepare_stores(job: VolumeJob, version: str, blocks: int) -> bool:
+    """Create the staging stores, or check that existing ones belong to this run; True when resuming."""
+    fingerprint = job.fingerprint()
+    existing = [Path(p) for p in job.stores.values() if Path(p).exists()]
+    if existing:
+        for path in existing:
+            try:
+                found = omezarr.get_attrs(path).get("run")
+            except Exception:
+                found = None
+            if found != json.loads(json.dumps(fingerprint)):
+                raise EmsegError(
+                    f"{path}: an unfinished run with other inputs or settings is there; remove it to start again"
+                )
+        if len(existing) == len(job.stores):
+            return True
+        for path in existing:  # some stores missing: nothing can be trusted, start over
+            shutil.rmtree(path)
+    source = job.source
+    for kind, path in job.stores.items():
+        omezarr.create_ome_zarr(
+            Path(path), source.shape, VOLUME_OUTPUTS[kind], job.chunk, source.scale, source.unit,
+            labels=kind == "cells", version=version, name=f"{source.stem} {kind}",
+        )
+        omezarr.set_attrs(Path(path), run=fingerprint, complete=False)
+    if "membrane" not in job.stores:
+        _new_array(job.first_store, WORK_MASK, source.shape, (1, job.chunk, job.chunk), "uint8")
+    for stage in ("predict", "cells"):
+        _new_array(job.first_store, f"{DONE_GROUP}/{stage}", (blocks,), (1,), "uint8")
+    return False
+
+
+def _pending(job: VolumeJob, stage: str, blocks: list[Block]) -> list[Block]:
+    done = np.asarray(_done(job, stage)[:])
+    return [block for block in blocks if not done[block.index]]
+
+
+def predict_volume(
+    job: VolumeJob,
+    finals: dict[str, Path],
+    engine: Any,
+    *,
+    version: str = "0.4",
+    progress: Callable[[str, int, int], object] | None = None,
+) -> VolumeSummary:
+    """Run every pass of ``job`` on ``engine`` and move its stores onto ``finals`` (kind -> final path).
+
+    ``progress(pass_name, done, total)`` is called after each block task.
+    """
+    start = time.perf_counter()
+    source = job.source
+    blocks = block_grid(source.shape, job.request.block_size)
+    resumed = _prepare_stores(job, version, len(blocks))
+
+    def run(name: str, fn: Callable[[Any], Any], items: list[Any]) -> list[Any]:
+        results = []
+        for done, result in enumerate(engine.map(fn, items), start=1):
+            results.append(result)
+            if progress is not None:
+                progress(name, done, len(items))
+        return results
+
+    to_predict = _pending(job, "predict", blocks)
+    skipped = len(blocks) - len(to_predict)
+    if to_predict:
+        slices = sorted({block.z for block in to_predict})
+        stats = {z: (mean, std) for z, mean, std in run("stats", stats_task, [(job, z) for z in slices])}
+        run("predict", predict_task, [(job, block, stats[block.z]) for block in to_predict])
+    cells = 0
+    if "cells" in job.stores:
+        found = run("faces", faces_task, [(job, block) for block in blocks])
+        tables = relabel_tables(found)
+        cells = int(max((int(t.max(initial=0)) for t in tables.values()), default=0))
+        pending = _pending(job, "cells", blocks)
+        run("cells", cells_task, [(job, block, tables[block.index]) for block in pending])
+    for kind, path in job.stores.items():
+        for level in range(1, omezarr.level_count(Path(path))):
+            shape = omezarr.open_level(Path(path), level, mode="r").shape
+            size = job.chunk * max(1, BLOCK_SIZE // job.chunk)  # whole chunks of this level, as for the blocks
+            regions = [
+                (path, kind, level, z, y0, x0, size)
+                for z in range(shape[0])
+                for y0 in range(0, shape[1], size)
+                for x0 in range(0, shape[2], size)
+            ]
+            run(f"pyramid {kind} {level}", pyramid_task, regions)
+    import zarr
+
+    group = zarr.open_group(job.first_store, mode="r+")
+    for name in (DONE_GROUP, WORK_MASK):
+        if name in group:
+            del group[name]
+    written = []
+    for kind, path in job.stores.items():
+        omezarr.set_attrs(Path(path), complete=True, cells=cells if kind == "cells" else None)
+        final = finals[kind]
+        shutil.rmtree(final, ignore_errors=True)
+        os.replace(path, final)
+        written.append(final)
+    return VolumeSummary(
+        blocks=len(blocks),
+        skipped=skipped if resumed else 0,
+        slices=source.shape[0],
+        megapixels=source.shape[0] * source.shape[1] * source.shape[2] / 1e6,
+        seconds=time.perf_counter() - start,
+        cells=cells,
+        written=written,
+    )
+
+
+def staging_stores(finals: dict[str, Path]) -> dict[str, str]:
+    return {kind: str(partial_folder(path)) for kind, path in finals.items()}
+
+
+def discard_staging(job: VolumeJob) -> None:
+    """Remove the staging stores (after a failure that a restart cannot mend)."""
+    for path in job.stores.values():
+        shutil.rmtree(path, ignore_errors=True)
+
+
+# -- what `emseg predict` calls -------------------------------------------------------------------
+
+#: a TIFF with more pixel bytes than this goes the block-wise way (it would not fit in memory whole)
+TIFF_VOLUME_BYTES = 2**30
+
+
+def tiff_is_volume(path: Path) -> bool:
+    """True for a TIFF too big to read whole (its pixel bytes from the header, nothing decoded)."""
+    import tifffile
+
+    from emseg.io.images import _tifffile_warnings
+
+    try:
+        with _tifffile_warnings(), tifffile.TiffFile(path) as tif:  # a damaged file's warnings: the reader's to report
+            series = tif.series[0]
+            return int(np.prod(series.shape)) * np.dtype(series.dtype).itemsize > TIFF_VOLUME_BYTES
+    except Exception:  # unreadable: the in-memory path's checks name the problem
+        return False
+
+
+def plan_volume(source: VolumeSource, model_path: Path, request: VolumeRequest, out_dir: Path) -> tuple[VolumeJob, dict[str, Path]]:
+    """The job of one volume input and its final store paths (nothing is written yet)."""
+    finals = {kind: out_dir / name for kind, name in store_names(source.stem, request.outputs).items()}
+    job = VolumeJob(
+        source=source,
+        model_path=str(Path(model_path).resolve()),
+        model_sha256=sha256_of(model_path),
+        stores=staging_stores(finals),
+        request=request,
+        chunk=chunk_for(request.block_size),
+    )
+    return job, finals
+
+
+def run_volume(job: VolumeJob, finals: dict[str, Path], engine: Any, version: str, show_bar: bool) -> VolumeSummary:
+    """:func:`predict_volume` with a progress bar over the blocks of each pass; a bad block removes the staging."""
+    from tqdm import tqdm
+
+    with tqdm(total=0, unit="block", file=sys.stderr, disable=not show_bar, dynamic_ncols=True) as bar:
+
+        current = [""]
+
+        def progress(name: str, done: int, total: int) -> None:
+            if current[0] != name:
+                current[0] = name
+                bar.reset(total=total)
+                bar.set_description(name, refresh=False)
+            bar.update(1)
+
+        try:
+            return predict_volume(replace(job, threads=getattr(engine, "threads_per_worker", 0)), finals, engine, version=version, progress=progress)
+        except EmsegError:
+            discard_staging(job)  # bad data: a restart would meet it again
+            raise

@@ -1,0 +1,1 @@
+"""Networks: the registry of MONAI architectures, affinity targets, and the model file."""

@@ -1,0 +1,220 @@
+"""The registry of 2-D MONAI segmentation networks, keyed by the name used in ``params.yaml``.
+
+``build_network(arch, kwargs)`` is the only way the pipeline makes a model: it checks the
+name and every argument against the constructor before anything else runs, fills in the
+defaults chosen for 512x512 EM slices (1 input channel, 1 output channel: membrane
+logits), and wraps the network so that any input size works (padded to the network's
+divisibility, cropped back).
+"""
+
+from __future__ import annotations
+
+import inspect
+import math
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from monai.networks import nets
+from torch import nn
+
+from emseg.config.params import Params, ParamsKeyError, one_of
+from emseg.errors import EmsegError
+
+SPATIAL_DIMS = 2
+IN_CHANNELS = 1
+#: the output channels of a boundary model: one membrane map
+OUT_CHANNELS = 1
+#: Arguments fixed by the task, not settable from params.
+_FIXED = ("spatial_dims", "in_channels", "out_channels")
+
+
+@dataclass(frozen=True)
+class NetworkSpec:
+    constructor: Callable[..., nn.Module]
+    defaults: dict[str, Any]
+    #: input sizes must be multiples of this, computed from the final arguments
+    divisor: Callable[[dict[str, Any]], int]
+    description: str = ""
+    fixed: dict[str, Any] = field(default_factory=dict)
+
+
+def _stride_product(kwargs: dict[str, Any]) -> int:
+    return int(math.prod(int(s) for s in kwargs["strides"]))
+
+
+REGISTRY: dict[str, NetworkSpec] = {
+    "unet": NetworkSpec(
+        nets.UNet,
+        {"channels": [16, 32, 64, 128, 256], "strides": [2, 2, 2, 2], "num_res_units": 2, "dropout": 0.0},
+        _stride_product,
+        "MONAI UNet with residual units (Kerfoot et al. 2018)",
+    ),
+    "basic_unet": NetworkSpec(
+        nets.BasicUNet,
+        {"features": [16, 16, 32, 64, 128, 16], "dropout": 0.0},
+        lambda kw: 16,
+        "the original U-Net layout (two 3x3 convs per level, max-pool down)",
+    ),
+    "attention_unet": NetworkSpec(
+        nets.AttentionUnet,
+        {"channels": [16, 32, 64, 128, 256], "strides": [2, 2, 2, 2], "dropout": 0.0},
+        _stride_product,
+        "U-Net with attention gates on the skip connections (Oktay et al. 2018)",
+    ),
+    "segresnet": NetworkSpec(
+        nets.SegResNet,
+        {"init_filters": 16, "blocks_down": [1, 2, 2, 4], "blocks_up": [1, 1, 1], "dropout_prob": None},
+        lambda kw: 2 ** (len(kw["blocks_down"]) - 1),
+        "residual encoder-decoder (Myronenko 2018)",
+    ),
+    "dynunet": NetworkSpec(
+        nets.DynUNet,
+        {
+            "kernel_size": [3, 3, 3, 3, 3],
+            "strides": [1, 2, 2, 2, 2],
+            "upsample_kernel_size": [2, 2, 2, 2],
+            "filters": [16, 32, 64, 128, 256],
+            "res_block": True,
+            "deep_supervision": False,
+            "deep_supr_num": 2,
+        },
+        _stride_product,
+        "nnU-Net-style dynamic U-Net (Isensee et al. 2021); deep_supervision adds weighted loss heads",
+    ),
+    "swin_unetr": NetworkSpec(
+        nets.SwinUNETR,
+        {"feature_size": 12, "depths": [2, 2, 2, 2], "num_heads": [3, 6, 12, 24], "window_size": 8, "use_v2": False},
+        # patch embedding (2) and four patch-merging stages halve the size five times; one
+        # more factor 2 keeps the bottleneck at least 2x2, which its instance norm needs
+        lambda kw: int(kw.get("patch_size", 2)) * 32,
+        "Swin-transformer encoder with a convolutional decoder (Hatamizadeh et al. 2022), 2-D",
+    ),
+    "flexible_unet": NetworkSpec(
+        nets.FlexibleUNet,
+        # pretrained weights cannot be downloaded here: the backbone is trained from scratch
+        {"backbone": "resnet10", "pretrained": False, "decoder_channels": [128, 64, 32, 16, 8]},
+        lambda kw: 32,
+        "U-Net decoder on a ResNet/EfficientNet encoder, trained from scratch",
+    ),
+    "unetplusplus": NetworkSpec(
+        nets.BasicUNetPlusPlus,
+        {"features": [16, 16, 32, 64, 128, 16], "deep_supervision": False},
+        lambda kw: 16,
+        "UNet++ nested skip pathways (Zhou et al. 2018); deep_supervision adds weighted loss heads",
+    ),
+}
+
+
+def available() -> list[str]:
+    return sorted(REGISTRY)
+
+
+def resolve_kwargs(arch: str, overrides: dict[str, Any] | None = None) -> dict[str, Any]:
+    """The registry defaults updated by ``overrides``, every name checked against the constructor.
+
+    Raises :class:`EmsegError` with a message the caller prefixes with where the
+    arguments came from (a params key, a model file).
+    """
+    if arch not in REGISTRY:
+        raise EmsegError(f"unknown architecture {arch!r}; registered: {', '.join(available())}")
+    spec = REGISTRY[arch]
+    overrides = dict(overrides or {})
+    accepted = [name for name in inspect.signature(spec.constructor).parameters if name not in ("self", *_FIXED)]
+    bad = sorted(set(overrides) - set(accepted))
+    if bad:
+        raise EmsegError(f"{', '.join(bad)} not accepted by {spec.constructor.__name__}; valid: {', '.join(accepted)}")
+    return {**spec.defaults, **overrides}
+
+
+def output_heads(out: torch.Tensor | list[torch.Tensor] | tuple[torch.Tensor, ...]) -> list[torch.Tensor]:
+    """A network's outputs as a list, the main (finest) prediction first.
+
+    DynUNet with deep supervision stacks its heads on dim 1 in training mode, main first;
+    BasicUNetPlusPlus returns a list whose *last* element is the main output.
+    """
+    if isinstance(out, (list, tuple)):
+        return list(reversed(out))
+    if out.ndim == 5:
+        return list(out.unbind(dim=1))
+    return [out]
+
+
+class PadToMultiple(nn.Module):
+    """Pad the input (reflect) up to a multiple of ``divisor``, at least two of them, and crop the output back.
+
+    At a single multiple the coarsest level of a U-Net is 1x1, where instance norm has
+    no statistics to take; two multiples keep it at least 2x2, so inputs of any size,
+    down to a single pixel, work. ``forward`` returns the main prediction;
+    ``forward_heads`` every deep-supervision head (main first), for the loss.
+    """
+
+    def __init__(self, net: nn.Module, divisor: int) -> None:
+        super().__init__()
+        self.net = net
+        self.divisor = int(divisor)
+
+    def padded_size(self, size: int) -> int:
+        """The side the network sees for an input side of ``size`` pixels."""
+        return max(-(-size // self.divisor), 2) * self.divisor
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.forward_heads(x)[0]
+
+    def forward_heads(self, x: torch.Tensor) -> list[torch.Tensor]:
+        if x.ndim != 4:
+            raise ValueError(f"expected a (batch, channel, height, width) tensor, got shape {tuple(x.shape)}")
+        height, width = x.shape[-2:]
+        pad_h = self.padded_size(height) - height
+        pad_w = self.padded_size(width) - width
+        if pad_h or pad_w:
+            mode = "reflect" if pad_h < height and pad_w < width else "replicate"
+            x = F.pad(x, (0, pad_w, 0, pad_h), mode=mode)
+        return [head[..., :height, :width] for head in output_heads(self.net(x))]
+
+
+def build_network(arch: str, overrides: dict[str, Any] | None = None, out_channels: int = OUT_CHANNELS) -> PadToMultiple:
+    """Construct the registered network ``arch`` for 1-channel 2-D input and ``out_channels`` outputs
+    (1: the membrane map; an affinity model: one per offset)."""
+    kwargs = resolve_kwargs(arch, overrides)
+    spec = REGISTRY[arch]
+    try:
+        net = spec.constructor(spatial_dims=SPATIAL_DIMS, in_channels=IN_CHANNELS, out_channels=out_channels, **kwargs)
+    except (TypeError, ValueError, AssertionError, KeyError) as exc:
+        raise EmsegError(f"invalid arguments for {spec.constructor.__name__} ({exc})") from None
+    return PadToMultiple(net, spec.divisor(kwargs))
+
+
+def check_network(arch: str, overrides: dict[str, Any] | None = None) -> None:
+    """Raise :class:`EmsegError` unless ``arch`` builds with ``overrides``; the random state is left as it was."""
+    with torch.random.fork_rng(devices=[]):
+        build_network(arch, overrides)
+
+
+def check_model_params(params: Params) -> None:
+    """The network registry's check of ``params.model``: ``arch`` registered, every ``model.<name>`` block
+    naming a registered network, and the chosen network (and every block given) building with its arguments.
+
+    Raises:
+        ParamsKeyError: naming the key, e.g. ``model.unett: not a registered architecture (...)``.
+    """
+    model = params.model
+    if model.arch not in REGISTRY:
+        raise ParamsKeyError("model.arch", one_of(available(), model.arch))
+    for name in model.blocks():
+        if name not in REGISTRY:
+            raise ParamsKeyError(f"model.{name}", f"not a registered architecture (registered: {', '.join(available())})")
+    for arch in REGISTRY:
+        block = model.overrides(arch)
+        if block or arch == model.arch:
+            try:
+                resolve_kwargs(arch, block)
+                check_network(arch, block)
+            except EmsegError as exc:
+                raise ParamsKeyError(f"model.{arch}", str(exc)) from None
+
+
+def count_parameters(model: nn.Module) -> int:
+    return sum(p.numel() for p in model.parameters())

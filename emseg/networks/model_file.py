@@ -1,0 +1,165 @@
+"""The emseg model file: weights plus everything needed to apply them.
+
+It holds only tensors and plain Python values, so it loads with
+``torch.load(..., weights_only=True)``: a file that would need arbitrary unpickling
+(and so could run code) is refused.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import os
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from emseg.config.defaults import FALLBACK_THRESHOLD
+from emseg.errors import EmsegError
+from emseg.io.atomic import atomic_output
+from emseg.networks.architectures import IN_CHANNELS, OUT_CHANNELS, build_network
+
+FORMAT = "emseg-model"
+#: 2: the validated threshold is a field of the config (version 1 kept it in ``info.val``)
+FORMAT_VERSION = 2
+READABLE_VERSIONS = (1, 2)
+#: the first bytes of files that ``--model`` is sometimes pointed at by mistake
+_NOT_MODELS = {
+    b"II*\x00": "a TIFF image",
+    b"MM\x00*": "a TIFF image",
+    b"\x89PNG": "a PNG image",
+    b"\xff\xd8\xff": "a JPEG image",
+    b"{": "a JSON or text file",
+}
+
+
+@dataclass
+class ModelConfig:
+    arch: str
+    kwargs: dict[str, Any]
+    normalization: dict[str, Any]
+    patch_size: int
+    in_channels: int = IN_CHANNELS
+    out_channels: int = OUT_CHANNELS
+    #: "boundary" (one membrane map) or "affinities" (one channel per offset of ``offsets``)
+    target: str = "boundary"
+    offsets: list[list[int]] | None = None
+    #: the best V_rand threshold on the validation slices of the kept checkpoint, if training recorded one
+    val_threshold: float | None = None
+    info: dict[str, Any] = field(default_factory=dict)
+
+    def threshold(self, given: float | None = None) -> tuple[float, str]:
+        """The cell/membrane threshold to apply and where it came from: given, validated or fallback."""
+        if given is not None:
+            return float(given), "given"
+        if self.val_threshold is not None:
+            return self.val_threshold, "the model's validated one"
+        return FALLBACK_THRESHOLD, "default"
+
+    def window(self, tile: int | None = None) -> int:
+        """The sliding window's side: ``tile`` when given (``emseg predict --tile``), else the training patch size."""
+        return tile or self.patch_size
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    def expected_out_channels(self) -> int:
+        return len(self.offsets or ()) if self.target == "affinities" else OUT_CHANNELS
+
+    def offset_tuples(self) -> tuple[tuple[int, int], ...] | None:
+        """An affinity model's offsets as (dy, dx) tuples; None for a boundary model."""
+        return tuple((int(o[0]), int(o[1])) for o in self.offsets) if self.target == "affinities" and self.offsets else None
+
+    @classmethod
+    def from_payload(cls, raw: dict[str, Any], version: int) -> ModelConfig:
+        """The config of a file of any readable version."""
+        raw = dict(raw)
+        if raw.get("target") == "membrane":  # what format 1 called a boundary model
+            raw["target"] = "boundary"
+        if version == 1:  # the threshold sat in info.val.threshold
+            raw.setdefault("val_threshold", (raw.get("info", {}).get("val") or {}).get("threshold"))
+        config = cls(**raw)
+        value = config.val_threshold
+        if not (isinstance(value, (int, float)) and not isinstance(value, bool) and 0.0 <= value <= 1.0):
+            config.val_threshold = None
+        return config
+
+
+def save_model(path: str | os.PathLike[str], model: nn.Module, config: ModelConfig) -> None:
+    state = {key: value.detach().cpu() for key, value in model.state_dict().items()}
+    # JSON round trip: the config holds only plain values (numpy scalars become floats),
+    # which is what lets the file load with weights_only=True
+    plain_config = json.loads(json.dumps(config.to_dict(), default=float))
+    payload = {"format": FORMAT, "version": FORMAT_VERSION, "config": plain_config, "state_dict": state}
+    # through a buffer: saved to a path, torch names the zip's root folder after the (random)
+    # temporary file name, and the same weights would give a different file
+    buffer = io.BytesIO()
+    torch.save(payload, buffer)
+    with atomic_output(path) as tmp:
+        tmp.write_bytes(buffer.getvalue())
+
+
+def _not_a_model(path: Path) -> str | None:
+    """What the file is instead, when its first bytes say it is no PyTorch file at all."""
+    with path.open("rb") as handle:
+        head = handle.read(4)
+    if head == b"PK\x03\x04" or head[:1] == b"\x80":  # torch.save's zip (also a cut one), or a legacy pickle
+        return None
+    return next((what for magic, what in _NOT_MODELS.items() if head.startswith(magic)), "not a PyTorch file")
+
+
+def read_model_file(path: str | os.PathLike[str]) -> dict[str, Any]:
+    """Load the raw payload safely and check it is an emseg model."""
+    path = Path(path)
+    if not path.is_file():
+        raise EmsegError(f"{path}: model file not found")
+    if path.stat().st_size == 0:
+        raise EmsegError(f"{path}: model file is empty")
+    instead = _not_a_model(path)
+    if instead is not None:
+        raise EmsegError(f"{path}: not an emseg model file ({instead})")
+    try:
+        payload = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:  # weights_only refusals are UnpicklingError; corrupt files vary
+        reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        if "weights_only" in str(exc) or "Unsupported global" in str(exc):
+            reason = "it holds objects other than tensors and plain values, refused for safety"
+        else:  # torch's own words for a cut file ("[Errno 22] Invalid argument") say little
+            reason = f"truncated, damaged or not a PyTorch file: {reason}"
+        raise EmsegError(f"{path}: not a loadable emseg model ({reason})") from None
+    if not isinstance(payload, dict) or payload.get("format") != FORMAT:
+        raise EmsegError(f"{path}: not an emseg model file (no '{FORMAT}' header)")
+    if payload.get("version") not in READABLE_VERSIONS:
+        raise EmsegError(
+            f"{path}: emseg model format version {payload.get('version')} is not supported "
+            f"(this emseg reads {', '.join(map(str, READABLE_VERSIONS))})"
+        )
+    return payload
+
+
+def load_model(path: str | os.PathLike[str], device: torch.device | str = "cpu") -> tuple[nn.Module, ModelConfig]:
+    """Rebuild the network from the file's config and load its weights, in eval mode."""
+    payload = read_model_file(path)
+    try:
+        config = ModelConfig.from_payload(payload["config"], payload["version"])
+    except (TypeError, AttributeError) as exc:
+        raise EmsegError(f"{path}: malformed model config ({exc})") from None
+    if config.target not in ("boundary", "affinities"):
+        raise EmsegError(f"{path}: unknown model target {config.target!r} (boundary, affinities)")
+    if config.in_channels != IN_CHANNELS or config.out_channels != config.expected_out_channels():
+        raise EmsegError(
+            f"{path}: model takes {config.in_channels} input / {config.out_channels} output channels; "
+            f"its {config.target} target needs {IN_CHANNELS} input / {config.expected_out_channels()} output channels"
+        )
+    try:
+        model = build_network(config.arch, config.kwargs, config.out_channels)
+    except EmsegError as exc:
+        raise EmsegError(f"{path}: {exc}") from None
+    try:
+        model.load_state_dict(payload["state_dict"])
+    except RuntimeError as exc:
+        raise EmsegError(f"{path}: weights do not fit architecture {config.arch!r} ({str(exc).splitlines()[0]})") from None
+    return model.to(device).eval(), config

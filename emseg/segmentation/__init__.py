@@ -1,0 +1,1 @@
+"""Cells from a prediction: border thinning, the registry of cell methods, per-cell measurements."""

@@ -1,0 +1,1 @@
+"""Model sharing: the model bundled in the package, and BioImage Model Zoo packages."""

@@ -1,0 +1,85 @@
+"""The parts of a training run, made from params and seeded in the order that fixes its random streams."""
+
+from __future__ import annotations
+
+import random
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
+
+from emseg.config.params import ModelParams, TrainParams
+from emseg.networks.architectures import build_network, resolve_kwargs
+from emseg.networks.model_file import ModelConfig
+from emseg.preprocessing.normalization import DEFAULT_NORMALIZATION
+from emseg.runtime.device import select_device
+from emseg.training.border_weights import border_weight_map
+from emseg.training.distributed import SINGLE_PROCESS, ProcessGroup, data_parallel, rank_device, rank_seed
+from emseg.training.loop import Trainer
+from emseg.training.losses import build_loss
+from emseg.training.sampler import PatchSampler, TrainingData
+
+
+def seed_everything(seed: int) -> None:
+    random.seed(seed)
+    np.random.seed(seed)
+    torch.manual_seed(seed)
+
+
+def build_optimizer(model: nn.Module, params: TrainParams) -> torch.optim.Optimizer:
+    optimizer_class = {"adam": torch.optim.Adam, "adamw": torch.optim.AdamW}[params.optimizer]
+    return optimizer_class(model.parameters(), lr=params.lr, weight_decay=params.weight_decay)
+
+
+def model_config(model_params: ModelParams, kwargs: dict[str, Any], patch_size: int) -> ModelConfig:
+    """What the model file says of the network: architecture, arguments, normalisation, patch, target and offsets."""
+    if model_params.target == "affinities":
+        offsets = [list(o) for o in model_params.offsets]
+        return ModelConfig(model_params.arch, kwargs, dict(DEFAULT_NORMALIZATION), patch_size, out_channels=len(offsets), target="affinities", offsets=offsets)
+    return ModelConfig(model_params.arch, kwargs, dict(DEFAULT_NORMALIZATION), patch_size)
+
+
+def build_trainer(
+    data: TrainingData,
+    model_params: ModelParams,
+    params: TrainParams,
+    seed: int,
+    model_path: Path,
+    checkpoint: Path | None = None,
+    group: ProcessGroup = SINGLE_PROCESS,
+) -> Trainer:
+    """The parts of a training run made from params, seeded, in the order that fixes its random streams.
+
+    Every rank of a DDP job builds the same network from the same seed; each samples its
+    patches from a stream of its own (rank 0's is the single-process stream), and only
+    rank 0 keeps the EMA it validates and saves.
+    """
+    device = rank_device(select_device(params.device), group)
+    seed_everything(seed)
+    arch = model_params.arch
+    # the full argument set, defaults included, goes into the model file
+    kwargs = resolve_kwargs(arch, model_params.overrides())
+    config = model_config(model_params, kwargs, params.patch_size)
+    offsets = config.offset_tuples()
+    model = build_network(arch, kwargs, config.out_channels).to(device)
+    weights = None
+    if params.border_weight > 0:
+        weights = [border_weight_map(label, params.border_weight, params.border_sigma) for label in data.train_labels]
+    sampler = PatchSampler.from_arrays(
+        data.train_images, data.train_labels, params.patch_size, params.random_dihedral, rank_seed(seed, group.rank), weights, offsets
+    )
+    loss_fn = build_loss(params.loss, config.target)
+    optimizer = build_optimizer(model, params)
+    # an exponential moving average of the weights: validated, kept and saved in place of
+    # the raw weights, it smooths the last steps' noise out of the membrane map
+    ema = None
+    if params.ema_decay > 0 and group.is_main:
+        ema = AveragedModel(model, multi_avg_fn=get_ema_multi_avg_fn(params.ema_decay), use_buffers=True)
+    parallel = data_parallel(model, group, device) if group.distributed else None
+    return Trainer(
+        model, loss_fn, optimizer, sampler, data, params, config,
+        device=device, model_path=Path(model_path), ema=ema, checkpoint=checkpoint, seed=seed, group=group, parallel=parallel,
+    )

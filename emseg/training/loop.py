@@ -1,0 +1,237 @@
+"""The training loop: a :class:`Trainer` handed its model, loss, optimiser, patch sampler, EMA and
+logger, whose :meth:`Trainer.run` is a few lines calling :meth:`~Trainer.train_step`,
+:meth:`~Trainer.validate`, :meth:`~Trainer.log` and :meth:`~Trainer.checkpoint`.
+
+Validation runs every ``val_every`` steps on the full validation slices
+(:mod:`emseg.training.validation`); the model with the best validation V_rand is kept.
+Under torchrun (``train.processes`` > 1, :mod:`emseg.training.distributed`) every rank
+trains its share of the global batch through ``DistributedDataParallel``; rank 0 alone
+validates, logs, keeps the best model and writes the checkpoint
+(:mod:`emseg.training.checkpoints`), which holds every rank's patch stream so that a
+resumed run continues each of them.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import nn
+from torch.optim.swa_utils import AveragedModel
+
+from emseg.config.params import TrainParams
+from emseg.inference.predictor import Predictor
+from emseg.networks.architectures import build_network
+from emseg.networks.model_file import ModelConfig, save_model
+from emseg.runtime.device import amp_dtype, autocast, uses_amp
+from emseg.training.checkpoints import Progress, checkpoint_state, load_checkpoint, random_streams, restore_streams, write_checkpoint
+from emseg.training.distributed import SINGLE_PROCESS, ProcessGroup
+from emseg.training.logs import Logger
+from emseg.training.losses import supervised_loss
+from emseg.training.progress import TrainingProgress
+from emseg.training.sampler import PatchSampler, TrainingData
+from emseg.training.validation import validate
+
+
+def lr_factor(step: int, total: int, schedule: str, warmup: int) -> float:
+    """Multiplier of the base learning rate at ``step`` (0-based)."""
+    if warmup and step < warmup:
+        return (step + 1) / warmup
+    progress = (step - warmup) / max(1, total - warmup)
+    if schedule == "cosine":
+        return 0.5 * (1.0 + math.cos(math.pi * min(1.0, progress)))
+    if schedule == "poly":
+        return (1.0 - min(1.0, progress)) ** 0.9
+    return 1.0
+
+
+@dataclass
+class _Window:
+    """The training losses and wall time since the last log line."""
+
+    loss: float = 0.0
+    count: int = 0
+    start: float = field(default_factory=time.perf_counter)
+
+    def add(self, loss: torch.Tensor) -> None:
+        self.loss += float(loss.detach())
+        self.count += 1
+
+
+class Trainer:
+    """One training run of ``model`` on ``sampler``'s patches, validated on ``data``'s validation slices.
+
+    ``ema`` (an ``AveragedModel``), when given, is what gets validated, kept and saved;
+    ``config`` describes the model for the saved file at ``model_path``; ``checkpoint``
+    is the resumable checkpoint's path (None: no checkpoints). Under DDP, ``group`` is this
+    rank's place in the job and ``parallel`` the model's ``DistributedDataParallel`` wrapper,
+    through which the training steps run.
+    """
+
+    def __init__(
+        self,
+        model: nn.Module,
+        loss_fn: nn.Module,
+        optimizer: torch.optim.Optimizer,
+        sampler: PatchSampler,
+        data: TrainingData,
+        params: TrainParams,
+        config: ModelConfig,
+        *,
+        logger: Logger | None = None,
+        device: torch.device,
+        model_path: Path,
+        ema: AveragedModel | None = None,
+        checkpoint: Path | None = None,
+        seed: int = 0,
+        progress: TrainingProgress | None = None,
+        group: ProcessGroup = SINGLE_PROCESS,
+        parallel: nn.Module | None = None,
+    ) -> None:
+        self.model, self.loss_fn, self.optimizer, self.sampler = model, loss_fn, optimizer, sampler
+        self.data, self.params, self.config, self.logger = data, params, config, logger
+        self.device, self.model_path, self.ema, self.checkpoint_path, self.seed = device, model_path, ema, checkpoint, seed
+        self.use_amp = uses_amp(device, params.amp, params.cpu_bf16)
+        self.scaler = torch.amp.GradScaler(device.type, enabled=self.use_amp and amp_dtype(device) == torch.float16)
+        self.progress = Progress()
+        self._window = _Window()
+        #: reports how far training has got (a bar, or a line every few percent); None: silent
+        self.reporter = progress
+        self.group, self.parallel = group, parallel
+        #: this rank's share of the global batch ``params.batch_size``
+        self.local_batch = params.batch_size // group.world_size
+
+    @property
+    def evaluated(self) -> nn.Module:
+        """The weights that are validated, kept and saved: the EMA when there is one."""
+        return self.ema.module if self.ema is not None else self.model
+
+    def run(self) -> Progress:
+        """Train from ``progress.step`` to ``params.steps``; the best validation so far in the returned progress."""
+        if self.logger is None:
+            raise ValueError("Trainer.run needs a logger (dvclive's Live, or anything of the Logger protocol)")
+        self.model.train()
+        self._window = _Window()
+        for step in range(self.progress.step, self.params.steps):
+            self._window.add(self.train_step(step))
+            done = step + 1
+            validating = self._is_validation_step(done)
+            if done % self.params.log_every == 0 or validating:
+                figures = self.training_figures(done)  # before validating: its time is not training time
+                self.log(done, figures, self.validate() if validating and self.group.is_main else None)
+                if validating:
+                    self.group.barrier()  # the other ranks wait for rank 0's validation
+            if done % self.params.checkpoint_every == 0 and done < self.params.steps:
+                self.checkpoint(done)
+        self.logger.summary["best_step"] = self.progress.best_step
+        for name, value in self.progress.best.items():
+            self.logger.summary[f"best_val/{name}"] = value
+        return self.progress
+
+    def _is_validation_step(self, done: int) -> bool:
+        return done % self.params.val_every == 0 or done == self.params.steps
+
+    def learning_rate(self, step: int) -> float:
+        params = self.params
+        return params.lr * lr_factor(step, params.steps, params.schedule, params.warmup_steps)
+
+    def train_step(self, step: int) -> torch.Tensor:
+        """One optimiser step on a freshly sampled batch; returns the loss (a tensor, not yet synchronised)."""
+        for group in self.optimizer.param_groups:
+            group["lr"] = self.learning_rate(step)
+        batch = self.sampler.sample(self.local_batch).to(self.device)
+        self.optimizer.zero_grad(set_to_none=True)
+        with autocast(self.device, self.params.amp, self.params.cpu_bf16):
+            heads = self.model.forward_heads(batch.image) if self.parallel is None else self.parallel(batch.image)
+        loss = supervised_loss(self.loss_fn, heads, batch.target, batch.weights, batch.mask)
+        self.scaler.scale(loss).backward()
+        self.scaler.step(self.optimizer)
+        self.scaler.update()
+        if self.ema is not None:
+            self.ema.update_parameters(self.model)
+        return loss
+
+    def validate(self) -> dict[str, float]:
+        """The validation metrics of :attr:`evaluated` (see :func:`validate`)."""
+        predictor = Predictor(self.evaluated, self.config, tta=self.params.val_tta, device=self.device, amp=self.params.amp)
+        return validate(predictor, self.loss_fn, self.data.val_images, self.data.val_labels)
+
+    def training_figures(self, done: int) -> dict[str, float]:
+        """Loss, learning rate and throughput of the steps since the last log line (and GPU memory on CUDA).
+
+        Under DDP: the loss is the mean over the ranks, the throughput the whole job's, and
+        each rank's own throughput (and GPU memory) is logged beside them.
+        """
+        window, group = self._window, self.group
+        elapsed = time.perf_counter() - window.start
+        own = {"loss": window.loss / window.count, "patches_per_s": window.count * self.local_batch / max(elapsed, 1e-9)}
+        if self.device.type == "cuda":
+            own["max_allocated_gib"] = torch.cuda.max_memory_allocated(self.device) / 2**30
+        ranks = group.gather(own)  # one collective per log line, whatever is logged
+        figures = {
+            "train/loss": float(np.mean([r["loss"] for r in ranks])),
+            "train/lr": self.learning_rate(done - 1),
+            "train/patches_per_s": window.count * self.params.batch_size / max(elapsed, 1e-9),
+        }
+        if not group.distributed:
+            if "max_allocated_gib" in own:
+                figures["gpu/max_allocated_gib"] = own["max_allocated_gib"]
+            return figures
+        for rank, figures_of_rank in enumerate(ranks):
+            figures[f"train/rank{rank}/patches_per_s"] = figures_of_rank["patches_per_s"]
+            if "max_allocated_gib" in figures_of_rank:
+                figures[f"gpu/rank{rank}/max_allocated_gib"] = figures_of_rank["max_allocated_gib"]
+        return figures
+
+    def log(self, done: int, figures: dict[str, float], metrics: dict[str, float] | None = None) -> None:
+        """Log step ``done``'s training figures and validation ``metrics``; keep the model when it improved."""
+        self.logger.step = done
+        for name, value in figures.items():
+            self.logger.log_metric(name, value)
+        if self.reporter is not None:
+            self.reporter.update(done, figures["train/loss"], None if metrics is None else metrics["v_rand"])
+        if metrics is not None:
+            for name, value in metrics.items():
+                self.logger.log_metric(f"val/{name}", value)
+            if metrics["v_rand"] > self.progress.best["v_rand"]:
+                self._keep(done, metrics)
+        self.logger.next_step()
+        self._window = _Window()
+
+    def _keep(self, done: int, metrics: dict[str, float]) -> None:
+        progress = self.progress
+        progress.best, progress.best_step = metrics, done
+        progress.best_state = {k: v.detach().cpu().clone() for k, v in self.evaluated.state_dict().items()}
+        save_model(self.model_path, self.evaluated, self.best_config())
+
+    def best_config(self) -> ModelConfig:
+        """The model file's config for the best model so far."""
+        config, progress = self.config, self.progress
+        config.val_threshold = progress.best.get("threshold")
+        config.info = {"step": progress.best_step, "val": progress.best, "steps": self.params.steps, "seed": self.seed}
+        return config
+
+    def checkpoint(self, done: int) -> None:
+        """Write the resumable checkpoint (if the trainer has a path for one) as of step ``done``.
+
+        Under DDP every rank hands rank 0 its random streams, rank 0 writes, the others wait.
+        """
+        if self.checkpoint_path is None:
+            return
+        self.progress.step = done
+        streams = self.group.gather(random_streams(self.sampler.generator))
+        if self.group.is_main:
+            write_checkpoint(self.checkpoint_path, checkpoint_state(self, streams))
+        self.group.barrier()
+
+    def resume(self, path: Path) -> None:
+        """Continue from the checkpoint at ``path``; the best model so far is written to ``model_path`` again."""
+        restore_streams(self.sampler.generator, load_checkpoint(path, self, self.group.rank))
+        if self.progress.best_state and self.group.is_main:
+            best = build_network(self.config.arch, self.config.kwargs, self.config.out_channels)
+            best.load_state_dict(self.progress.best_state)
+            save_model(self.model_path, best, self.best_config())

@@ -1,0 +1,131 @@
+"""Losses keyed by the name used in ``params.yaml: train.loss``: for membrane logits, and masked ones for affinities."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import torch
+from monai.losses import DiceCELoss, DiceFocalLoss, DiceLoss, SoftclDiceLoss
+from torch import nn
+
+from emseg.config.params import Params, ParamsKeyError, one_of
+from emseg.errors import EmsegError
+
+#: clDice's share of ``dice_ce_cldice``; the clDice paper uses 0.1-0.5 beside a volumetric loss
+CLDICE_ALPHA = 0.3
+#: soft-skeleton iterations: half-widths up to about 3 px, the width of ISBI membranes
+CLDICE_ITERATIONS = 3
+
+
+class DiceCEclDiceLoss(nn.Module):
+    """(1 - alpha) DiceCE + alpha clDice (Shit et al. 2021) on the membrane channel: clDice
+    rewards a predicted membrane skeleton that lies inside the true membrane and covers it,
+    so a gap in a membrane, which merges two cells, costs more than its few pixels."""
+
+    def __init__(self, alpha: float = CLDICE_ALPHA, iterations: int = CLDICE_ITERATIONS) -> None:
+        super().__init__()
+        self.alpha = alpha
+        self.dice_ce = DiceCELoss(sigmoid=True)
+        self.cldice = SoftclDiceLoss(iter_=iterations, sigmoid=True)
+
+    def forward(self, logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+        return (1.0 - self.alpha) * self.dice_ce(logits, target) + self.alpha * self.cldice(logits, target)
+
+
+LOSSES: dict[str, Callable[[], nn.Module]] = {
+    "dice_ce": lambda: DiceCELoss(sigmoid=True),
+    "dice": lambda: DiceLoss(sigmoid=True),
+    "bce": lambda: nn.BCEWithLogitsLoss(),
+    "dice_focal": lambda: DiceFocalLoss(sigmoid=True),
+    "dice_ce_cldice": DiceCEclDiceLoss,
+}
+
+
+class MaskedAffinityLoss(nn.Module):
+    """Soft Dice and/or binary cross-entropy of each affinity channel, over the pixel pairs that exist.
+
+    ``mask`` (like the target, (B, C, H, W)) is 0 where an offset leaves the patch: those
+    pairs have no target and count in neither term. Dice is taken per sample and channel
+    and averaged, as MONAI's ``DiceLoss``; cross-entropy is the mean over the pairs counted.
+    """
+
+    def __init__(self, dice: bool = True, bce: bool = True, smooth: float = 1e-5) -> None:
+        super().__init__()
+        self.dice, self.bce, self.smooth = dice, bce, smooth
+
+    def forward(self, logits: torch.Tensor, target: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        total = logits.new_zeros(())
+        if self.bce:
+            pairs = nn.functional.binary_cross_entropy_with_logits(logits, target, reduction="none")
+            total = total + (pairs * mask).sum() / mask.sum().clamp(min=1.0)
+        if self.dice:
+            proba = torch.sigmoid(logits) * mask
+            kept = target * mask
+            dims = (-2, -1)
+            overlap = (proba * kept).sum(dims)
+            dice = (2 * overlap + self.smooth) / (proba.sum(dims) + kept.sum(dims) + self.smooth)
+            total = total + (1.0 - dice).mean()
+        return total
+
+
+#: the losses of an affinity model, by the same names as their membrane-map counterparts
+AFFINITY_LOSSES: dict[str, Callable[[], nn.Module]] = {
+    "dice_ce": lambda: MaskedAffinityLoss(dice=True, bce=True),
+    "dice": lambda: MaskedAffinityLoss(dice=True, bce=False),
+    "bce": lambda: MaskedAffinityLoss(dice=False, bce=True),
+}
+
+
+def build_loss(name: str, target: str = "boundary") -> nn.Module:
+    """A loss module: ``loss(logits, target)`` for (B, 1, H, W) membrane logits and 0/1 targets, or for an
+    affinity model (``target`` "affinities") ``loss(logits, target, mask)`` over (B, C, H, W)."""
+    registry = AFFINITY_LOSSES if target == "affinities" else LOSSES
+    if name not in registry:
+        raise EmsegError(f"unknown loss {name!r} for {'an affinities' if target == 'affinities' else 'a boundary'} model; registered: {', '.join(sorted(registry))}")
+    return registry[name]()
+
+
+def check_loss_params(params: Params) -> None:
+    """The loss registry's check of ``train.loss``: a registered loss, and one that takes the model's target.
+
+    Raises:
+        ParamsKeyError: naming ``train.loss``.
+    """
+    loss = params.train.loss
+    if loss not in LOSSES:
+        raise ParamsKeyError("train.loss", one_of(LOSSES, loss))
+    if params.model.target == "affinities" and loss not in AFFINITY_LOSSES:
+        raise ParamsKeyError("train.loss", f"{loss} does not take affinities; use one of {', '.join(AFFINITY_LOSSES)}")
+
+
+def deep_supervision_weights(n_heads: int) -> list[float]:
+    """nnU-Net's weights: halved per head, main head first, summing to 1."""
+    raw = [0.5**i for i in range(n_heads)]
+    return [w / sum(raw) for w in raw]
+
+
+def border_term(logits: torch.Tensor, target: torch.Tensor, pixel_weights: torch.Tensor) -> torch.Tensor:
+    """The extra cross-entropy of up-weighted pixels: with weights w >= 1, loss + this term
+    is the base loss with its cross-entropy weighted by w (exactly so for ``dice_ce``/``bce``)."""
+    bce = nn.functional.binary_cross_entropy_with_logits(logits, target, reduction="none")
+    return ((pixel_weights - 1.0) * bce).mean()
+
+
+def supervised_loss(
+    loss: nn.Module,
+    heads: list[torch.Tensor],
+    target: torch.Tensor,
+    pixel_weights: torch.Tensor | None = None,
+    mask: torch.Tensor | None = None,
+) -> torch.Tensor:
+    """The loss of the main prediction, or the weighted sum over deep-supervision heads,
+    plus the border term when per-pixel weights are given; ``mask`` for an affinity model's loss."""
+
+    def one(head: torch.Tensor) -> torch.Tensor:
+        value = loss(head.float(), target) if mask is None else loss(head.float(), target, mask)
+        return value if pixel_weights is None else value + border_term(head.float(), target, pixel_weights)
+
+    if len(heads) == 1:
+        return one(heads[0])
+    weights = deep_supervision_weights(len(heads))
+    return sum(w * one(h) for w, h in zip(weights, heads))

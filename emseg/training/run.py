@@ -1,0 +1,98 @@
+"""A whole training run: the trainer built from params, dvclive's staged logs, resumable checkpoints, DDP ranks."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from emseg.config.params import ModelParams, TrainParams
+from emseg.io.atomic import staged_directory
+from emseg.networks.architectures import count_parameters
+from emseg.runtime.allocator import keep_freed_memory
+from emseg.training.build import build_trainer
+from emseg.training.checkpoints import checkpoint_file, run_fingerprint
+from emseg.training.distributed import ProcessGroup, join, leave
+from emseg.training.logs import SilentLogger, open_live, truncate_live_logs
+from emseg.training.progress import TrainingProgress
+from emseg.training.sampler import TrainingData
+
+
+def train(
+    data: TrainingData,
+    model_params: ModelParams,
+    params: TrainParams,
+    seed: int,
+    model_path: str | os.PathLike[str],
+    live_dir: str | os.PathLike[str],
+    checkpoint_dir: str | os.PathLike[str] | None = None,
+) -> dict[str, Any]:
+    """Train, keep the best-validation model at ``model_path``; return a summary.
+
+    dvclive writes its logs as training goes into a staging folder beside ``live_dir``
+    (watch it there), which replaces ``live_dir`` when training completes. With
+    ``checkpoint_dir``, a resumable checkpoint is written atomically every
+    ``params.checkpoint_every`` steps and removed when training completes; a run with the
+    same params, seed and data finds it and continues from it (when ``params.resume``).
+    In a torchrun worker the run is one rank of a DDP job (:func:`emseg.training.distributed.join`).
+    """
+    group = join(params)
+    try:
+        return _train(data, model_params, params, seed, Path(model_path), Path(live_dir), checkpoint_dir, group)
+    finally:
+        leave(group)
+
+
+def _train(
+    data: TrainingData,
+    model_params: ModelParams,
+    params: TrainParams,
+    seed: int,
+    model_path: Path,
+    live_dir: Path,
+    checkpoint_dir: str | os.PathLike[str] | None,
+    group: ProcessGroup,
+) -> dict[str, Any]:
+    if params.threads:
+        torch.set_num_threads(params.threads)
+    keep_freed_memory()
+    checkpoint = None
+    if checkpoint_dir is not None:
+        checkpoint = checkpoint_file(checkpoint_dir, run_fingerprint(data, model_params, params, seed, group.world_size))
+    resuming = bool(checkpoint and params.resume and checkpoint.is_file())
+    trainer = build_trainer(data, model_params, params, seed, model_path, checkpoint, group)
+    if not group.is_main:
+        if resuming:
+            trainer.resume(checkpoint)
+        trainer.logger = SilentLogger()
+        progress = trainer.run()
+    else:
+        with staged_directory(live_dir, fresh=not resuming, keep_partial=True) as staging:
+            if resuming:
+                trainer.resume(checkpoint)
+                truncate_live_logs(staging, trainer.progress.step)
+                print(f"resuming training from step {trainer.progress.step} ({checkpoint})")
+            with open_live(staging, resuming, monitor_system=trainer.device.type == "cuda") as live:
+                trainer.logger = live
+                run_params = {"arch": model_params.arch, "parameters": count_parameters(trainer.model), "device": str(trainer.device), "amp": trainer.use_amp}
+                if group.distributed:
+                    run_params["processes"] = group.world_size
+                live.log_params(run_params)
+                trainer.reporter = TrainingProgress(params.steps, trainer.progress.step)
+                try:
+                    progress = trainer.run()
+                finally:
+                    trainer.reporter.close()
+    group.barrier()  # no rank removes the checkpoint or leaves before all are done
+    if checkpoint and group.is_main:
+        checkpoint.unlink(missing_ok=True)
+    return {
+        "best_step": progress.best_step,
+        "best_val": progress.best,
+        "parameters": count_parameters(trainer.model),
+        "device": str(trainer.device),
+        "rank": group.rank,
+        "processes": group.world_size,
+    }

@@ -1,0 +1,42 @@
+"""Validation during training: whole validation slices through the shared inference path, scored the ISBI way."""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+from torch import nn
+
+from emseg.evaluation.metrics import score
+from emseg.inference.predictor import Predictor
+from emseg.networks.affinities import Offset, affinity_targets
+from emseg.segmentation.thinning import membrane_to_cell
+from emseg.training.sampler import membrane_target
+
+
+def validation_loss(loss_fn: nn.Module, logits: torch.Tensor, label: np.ndarray, offsets: tuple[Offset, ...] | None) -> float:
+    """The loss of one whole slice's blended logits against its label's target (an affinity model's, masked)."""
+    if offsets is None:
+        return float(loss_fn(logits, torch.from_numpy(membrane_target(label))[None, None]))
+    target, mask = affinity_targets(label, offsets)
+    return float(loss_fn(logits, torch.from_numpy(target)[None], torch.from_numpy(mask)[None]))
+
+
+def validate(predictor: Predictor, loss_fn: nn.Module, images: list[np.ndarray], labels: list[np.ndarray]) -> dict[str, float]:
+    """Full-slice validation: the loss of the blended logits, and the ISBI metrics of the membrane map
+    (with the predictor's ``tta``, averaged over the 8 flips/rotations, the way evaluate predicts)."""
+    predictor.model.eval()
+    passes = [predictor.predict_with_logits(image) for image in images]
+    predictor.model.train()
+    losses = [validation_loss(loss_fn, logits, label, predictor.offsets) for (_, logits), label in zip(passes, labels)]
+    result = score(np.stack(labels), membrane_to_cell(np.stack([prediction.membrane for prediction, _ in passes])))
+    return {
+        "loss": float(np.mean(losses)),
+        "v_rand": result.v_rand,
+        "v_info": result.v_info,
+        "pixel_error": result.pixel_error,
+        "dice": result.dice,
+        # the V_rand threshold on the validation slices: `emseg predict` applies it by default
+        "threshold": result.v_rand_threshold,
+    }
+
+

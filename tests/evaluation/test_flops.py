@@ -1,0 +1,33 @@
+"""emseg.evaluation.flops: counted FLOPs follow the params (steps, target, validations, tiles), the same on every machine."""
+
+from __future__ import annotations
+
+import pytest
+
+from emseg.config.params import ModelParams, Params
+from emseg.evaluation.flops import forward_flops, out_channels, pipeline_flops, train_step_flops
+from emseg.networks.architectures import resolve_kwargs
+
+SMALL = {"channels": [4, 8], "strides": [2], "num_res_units": 0}
+
+
+@pytest.mark.parametrize(("target", "channels"), [("boundary", 1), ("affinities", 8)])
+def test_out_channels_follow_the_target(target: str, channels: int) -> None:
+    assert out_channels(ModelParams(target=target)) == channels
+
+
+def test_more_output_channels_cost_more_and_batch_scales_linearly() -> None:
+    kwargs = resolve_kwargs("unet", SMALL)
+    one, eight = train_step_flops("unet", kwargs, 1, 2, 32), train_step_flops("unet", kwargs, 8, 2, 32)
+    assert 0 < one < eight
+    assert train_step_flops("unet", kwargs, 1, 4, 32) == 2 * one
+    assert forward_flops("unet", kwargs, 1, 64) == pytest.approx(4 * forward_flops("unet", kwargs, 1, 32), rel=0.01)
+
+
+def test_the_pipeline_total_adds_training_validations_and_the_evaluated_tiles() -> None:
+    params = Params.model_validate({"model": {"unet": SMALL}, "train": {"steps": 40, "val_every": 20, "patch_size": 32}})
+    flops = pipeline_flops(params, (64, 64), val_slices=3, test_slices=5, unlabelled_slices=30)
+    assert flops.train == 40 * flops.per_train_step
+    assert flops.total == flops.train + flops.validation + flops.evaluate
+    doubled = pipeline_flops(params.model_copy(update={"train": params.train.model_copy(update={"steps": 80})}), (64, 64), 3, 5, 30)
+    assert doubled.train == 2 * flops.train and doubled.validation == 2 * flops.validation and doubled.evaluate == flops.evaluate

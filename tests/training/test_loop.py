@@ -1,0 +1,60 @@
+"""emseg.training.loop: the learning-rate schedules and the Trainer's run with an injected logger."""
+
+from pathlib import Path
+
+import pytest
+import torch
+
+from emseg.config.params import ModelParams, TrainParams
+from emseg.networks.model_file import load_model
+from emseg.training.build import build_trainer
+from emseg.training.loop import lr_factor
+
+from conftest import TINY_UNET, tiny_training_data
+
+TINY_MODEL = ModelParams(arch="unet", unet=TINY_UNET)
+
+
+@pytest.mark.parametrize("schedule", ["cosine", "poly", "constant"])
+def test_lr_schedules_start_at_base_and_warm_up(schedule: str) -> None:
+    assert lr_factor(0, 100, schedule, 0) == 1.0
+    assert lr_factor(0, 100, schedule, 10) == pytest.approx(0.1)
+    if schedule != "constant":
+        assert lr_factor(99, 100, schedule, 0) < 0.05
+
+
+class _RecordingLogger:
+    """A logger of the trainer's protocol that keeps every call."""
+
+    def __init__(self) -> None:
+        self.step = 0
+        self.summary: dict = {}
+        self.metrics: list[tuple[int, str, float]] = []
+        self.steps = 0
+
+    def log_metric(self, name: str, val: float) -> None:
+        self.metrics.append((self.step, name, val))
+
+    def next_step(self) -> None:
+        self.steps += 1
+
+
+def test_the_trainer_runs_with_an_injected_logger_and_keeps_the_best_model(tmp_path: Path) -> None:
+    params = TrainParams(steps=6, batch_size=2, patch_size=32, val_every=3, log_every=2, ema_decay=0.0)
+    trainer = build_trainer(tiny_training_data(), TINY_MODEL, params, seed=5, model_path=tmp_path / "model.pt")
+    trainer.logger = logger = _RecordingLogger()
+    before = {k: v.clone() for k, v in trainer.model.state_dict().items()}
+    progress = trainer.run()
+    assert any(not torch.equal(before[k], v) for k, v in trainer.model.state_dict().items())
+    logged_steps = sorted({step for step, name, _ in logger.metrics if name == "train/loss"})
+    assert logged_steps == [2, 3, 4, 6] and logger.steps == 4
+    assert sorted({step for step, name, _ in logger.metrics if name == "val/v_rand"}) == [3, 6]
+    assert logger.summary["best_step"] == progress.best_step in (3, 6)
+    _, config = load_model(tmp_path / "model.pt")
+    assert config.val_threshold == progress.best["threshold"]
+
+
+def test_a_trainer_without_logger_says_so(tmp_path: Path) -> None:
+    trainer = build_trainer(tiny_training_data(), TINY_MODEL, TrainParams(steps=2, patch_size=32), seed=0, model_path=tmp_path / "m.pt")
+    with pytest.raises(ValueError, match="needs a logger"):
+        trainer.run()
