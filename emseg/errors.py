@@ -1,9 +1,10 @@
 """The user-facing exception, and the runner that turns it into one clear error line.
 
-Every entry point (the ``emseg`` subcommands and the DVC stage scripts) runs its body
-through :func:`run_with_clean_errors`: an :class:`EmsegError` becomes ``prog: error:
-<message>`` and exit status 2; an interrupt (Ctrl-C or ``kill -TERM``) unwinds the body
-like an exception, so every ``atomic_output`` temporary file is removed on the way out.
+Every entry point (the `emseg` subcommands and the DVC stage scripts) runs its body
+through [`run_with_clean_errors`][emseg.errors.run_with_clean_errors]: an
+[`EmsegError`][emseg.errors.EmsegError] becomes `prog: error: <message>` and exit status 2;
+an interrupt (Ctrl-C or `kill -TERM`) unwinds the body like an exception, so that every
+temporary file of [`atomic_output`][emseg.io.atomic.atomic_output] is removed on the way out.
 """
 
 from __future__ import annotations
@@ -20,12 +21,12 @@ class EmsegError(Exception):
     """A user-facing error: bad input, bad params, a missing file.
 
     The message must name the offending file or params key. Entry points print
-    ``error: <message>`` on one line and exit non-zero (traceback only with ``--debug``).
+    `error: <message>` on one line and exit non-zero (a traceback only with `--debug`).
     """
 
 
 class ColourImageError(EmsegError):
-    """An image has colour channels where a grey one is required (callers may convert instead)."""
+    """An image has colour channels where a grey one is required (callers may convert it instead)."""
 
 
 class Terminated(BaseException):
@@ -38,10 +39,11 @@ def _raise_terminated(signum: int, frame: FrameType | None) -> None:
 
 @contextmanager
 def terminate_as_exception() -> Iterator[None]:
-    """While the block runs, SIGTERM raises :class:`Terminated` instead of killing the process at once.
+    """While the block runs, SIGTERM raises [`Terminated`][emseg.errors.Terminated] instead of killing the process at once.
 
-    Python's default for SIGTERM ends the process without unwinding, so ``finally`` blocks
-    (the removal of temporary outputs) never run; SIGINT already raises KeyboardInterrupt.
+    Python's default for SIGTERM ends the process without unwinding, so `finally` blocks
+    (the removal of temporary outputs) never run; SIGINT already raises `KeyboardInterrupt`.
+    Outside the main thread, where signals cannot be handled, the block runs unchanged.
     """
     try:
         previous = signal.signal(signal.SIGTERM, _raise_terminated)
@@ -55,7 +57,19 @@ def terminate_as_exception() -> Iterator[None]:
 
 
 def run_with_clean_errors(func: Callable[[], int | None], debug: bool, prog: str = "emseg") -> int:
-    """Call ``func()``; turn an EmsegError into one ``error:`` line and exit status 2."""
+    """Call `func()` and turn what ends it into an exit status and at most one line on stderr.
+
+    Args:
+        func: The entry point's body; its return value (None: 0) is the exit status.
+        debug: Re-raise an [`EmsegError`][emseg.errors.EmsegError] (its traceback shown)
+            instead of printing one line.
+        prog: The program name that starts the error line.
+
+    Returns:
+        The exit status: `func`'s; 2 after an `EmsegError` (`prog: error: <message>`); 130 after
+        Ctrl-C; 128 + SIGTERM after `kill -TERM`; 141 when the reader of stdout went away
+        (`emseg models | head`).
+    """
     try:
         with terminate_as_exception():
             return int(func() or 0)

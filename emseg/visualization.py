@@ -1,8 +1,8 @@
 """Pictures for people: raw slices as 8-bit, masks tinted over them, cell outlines, panels side by side.
 
 One set of colours and one way of drawing for the augment preview, the evaluate stage's
-overlay panels and ``emseg predict``'s overlay. Everything works on ``(H, W)`` slices and
-returns RGB ``uint8`` arrays; nothing here makes a float copy of a whole large slice.
+overlay panels and `emseg predict`'s overlay. Everything works on `(H, W)` slices and
+returns RGB `uint8` arrays; nothing here makes a float copy of a whole large slice.
 """
 
 from __future__ import annotations
@@ -27,7 +27,11 @@ PANEL_GAP = 6
 
 
 def to_uint8(image: np.ndarray, chunk_rows: int = 1024) -> np.ndarray:
-    """A slice as 8-bit for display: 8-bit kept, booleans 0/255, others stretched between the 0.5 and 99.5 percentiles."""
+    """A slice as 8-bit for display.
+
+    8-bit slices are kept, booleans become 0/255, anything else is stretched between its 0.5 and
+    99.5 percentiles, `chunk_rows` rows at a time (no full-size float temporary).
+    """
     if image.dtype == np.uint8:
         return image
     if image.dtype == bool:
@@ -51,7 +55,17 @@ def grey_rgb(image: np.ndarray) -> np.ndarray:
 
 
 def tint(rgb: np.ndarray, mask: np.ndarray, colour: tuple[int, int, int], alpha: int = TINT_ALPHA) -> np.ndarray:
-    """``rgb`` (modified in place and returned) with the ``mask`` pixels blended towards ``colour``."""
+    """Blend the `mask` pixels of `rgb` towards `colour`, in place.
+
+    Args:
+        rgb: The (H, W, 3) `uint8` picture, modified in place.
+        mask: The (H, W) boolean pixels to tint.
+        colour: The RGB colour blended in.
+        alpha: The colour's share of each tinted pixel, of 256.
+
+    Returns:
+        `rgb` itself.
+    """
     for c in range(3):
         channel = rgb[..., c]
         blended = channel[mask].astype(np.uint16) * (256 - alpha) + colour[c] * alpha
@@ -60,7 +74,7 @@ def tint(rgb: np.ndarray, mask: np.ndarray, colour: tuple[int, int, int], alpha:
 
 
 def outlines(labels: np.ndarray) -> np.ndarray:
-    """Boolean outline pixels of an instance labelling: the 0 lines plus any place two different labels touch."""
+    """The boolean outline pixels of an instance labelling: the 0 lines, plus every place where two different labels touch."""
     if not labels.any():
         return np.zeros(labels.shape, bool)
     edge = labels == 0
@@ -70,28 +84,28 @@ def outlines(labels: np.ndarray) -> np.ndarray:
 
 
 def overlay(image: np.ndarray, membrane: np.ndarray, labels: np.ndarray) -> np.ndarray:
-    """The raw slice with the membrane mask tinted red and the cells' outlines in yellow."""
+    """The raw slice with the membrane mask tinted red and the cells' outlines drawn in yellow."""
     rgb = tint(grey_rgb(image), membrane, MEMBRANE_RGB)
     rgb[outlines(labels)] = OUTLINE_RGB
     return rgb
 
 
 def side_by_side(panels: list[np.ndarray], gap: int = PANEL_GAP) -> np.ndarray:
-    """RGB panels of one height in a row, white gaps between them."""
+    """RGB panels of one height in a row, with white gaps between them."""
     spacer = np.full((panels[0].shape[0], gap, 3), 255, np.uint8)
     parts = [part for panel in panels for part in (panel, spacer)][:-1]
     return np.concatenate(parts, axis=1)
 
 
 def stacked(rows: list[np.ndarray], gap: int = PANEL_GAP) -> np.ndarray:
-    """RGB rows of one width one below the other, white gaps between them."""
+    """RGB rows of one width one below the other, with white gaps between them."""
     spacer = np.full((gap, rows[0].shape[1], 3), 255, np.uint8)
     parts = [part for row in rows for part in (row, spacer)][:-1]
     return np.concatenate(parts, axis=0)
 
 
 def resized(rgb: np.ndarray, size: int) -> np.ndarray:
-    """An RGB picture scaled to ``size`` x ``size`` (bilinear), for preview grids."""
+    """An RGB picture scaled to `size` x `size` (bilinear), for preview grids."""
     return np.asarray(Image.fromarray(rgb).resize((size, size), Image.Resampling.BILINEAR))
 
 

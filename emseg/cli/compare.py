@@ -1,14 +1,7 @@
-"""``emseg compare A B``: is B better than A? Paired differences of per-slice scores, with intervals.
+"""`emseg compare`: is B better than A? Paired differences of per-slice scores, with block-bootstrap intervals.
 
-A and B are per-slice result tables of the same slices: a file (JSON rows as the
-pipelines write them, or CSV/TSV with a header), a folder holding ``per_slice.json``
-(``cv/`` of a cross-validation run, ``metrics/plots/`` of an evaluate run), or a git
-revision or ``dvc exp`` name whose commit holds the table (``--table``, default
-``cv/per_slice.json``). For each score: the mean of A and of B, the mean paired
-difference B - A over the slices with its block-bootstrap interval (contiguous slices
-resampled together, as they are correlated), and a verdict: better, worse or not
-distinguishable (the interval holds zero). ``dvc metrics diff`` is the quick look; this
-is the honest one.
+The command's `--help` text is this module's `HELP`; the
+[command-line reference](../../cli.md) shows it for every subcommand.
 """
 
 from __future__ import annotations
@@ -23,30 +16,38 @@ from typing import Any
 
 from emseg.config.defaults import BLOCK_SLICES, CONFIDENCE
 from emseg.errors import EmsegError
+from emseg.evaluation.score_names import COMPARED
+
+#: the `--help` text
+HELP = """emseg compare A B: is B better than A? Paired differences of per-slice scores, with intervals.
+
+A and B are per-slice result tables of the same slices: a file (JSON rows as the
+pipelines write them, or CSV/TSV with a header), a folder holding per_slice.json
+(cv/ of a cross-validation run, metrics/plots/ of an evaluate run), or a git
+revision or dvc exp name whose commit holds the table (--table, default
+cv/per_slice.json). For each score: the mean of A and of B, the mean paired
+difference B - A over the slices with its block-bootstrap interval (contiguous slices
+resampled together, as they are correlated), and a verdict: better, worse or not
+distinguishable (the interval holds zero). dvc metrics diff is the quick look; this
+is the honest one.
+"""
+
 
 #: compared when present in both tables: the segmentation's cells, the validated-threshold scores, then the challenge's
-DEFAULT_METRICS = (
-    "segment_v_rand",
-    "segment_v_info",
-    "v_rand_at_val_threshold",
-    "v_info_at_val_threshold",
-    "pixel_error_at_val_threshold",
-    "v_rand",
-    "v_info",
-)
 DEFAULT_TABLE = "cv/per_slice.json"
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+    """Add the `emseg compare` parser to `subparsers` (its description is `HELP`)."""
     parser = subparsers.add_parser(
         "compare",
         help="paired comparison of two per-slice result tables, with intervals (better / worse / not distinguishable)",
-        description=__doc__,
+        description=HELP,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     parser.add_argument("a", metavar="A", help="the baseline: a table file, a folder with per_slice.json, a git revision or dvc exp name")
     parser.add_argument("b", metavar="B", help="the candidate, of the same kinds")
-    parser.add_argument("--metrics", help=f"comma-separated scores (default: those of {','.join(DEFAULT_METRICS)} in both tables)")
+    parser.add_argument("--metrics", help=f"comma-separated scores (default: those of {','.join(COMPARED)} in both tables)")
     parser.add_argument("--table", default=DEFAULT_TABLE, help="the table's path inside a revision (default: %(default)s)")
     parser.add_argument("--block", type=int, default=BLOCK_SLICES, help="contiguous slices resampled together (default: %(default)s)")
     parser.add_argument("--confidence", type=float, default=CONFIDENCE, help="confidence level (default: %(default)s)")
@@ -83,7 +84,7 @@ def _experiment_refs(name: str) -> list[str]:
 
 
 def read_table(source: str, table: str = DEFAULT_TABLE) -> list[dict[str, Any]]:
-    """The rows of a per-slice table given as a file, a folder, a git revision or a dvc experiment name."""
+    """The rows of a per-slice table given as a file, a folder, a git revision or a DVC experiment name."""
     path = Path(source)
     if path.is_dir():
         path = path / "per_slice.json"
@@ -98,7 +99,11 @@ def read_table(source: str, table: str = DEFAULT_TABLE) -> list[dict[str, Any]]:
 
 
 def paired_columns(a: list[dict[str, Any]], b: list[dict[str, Any]], metrics: list[str] | None) -> tuple[list[int], list[str]]:
-    """The slices (the same in both, in slice order) and the scores to compare; one clear error otherwise."""
+    """The slices (the same in both tables, in slice order) and the scores to compare.
+
+    Raises:
+        EmsegError: The tables score different slices, list a slice twice, or lack a score asked for.
+    """
     slices_a, slices_b = sorted(int(r["slice"]) for r in a), sorted(int(r["slice"]) for r in b)
     if slices_a != slices_b:
         only = sorted(set(slices_a) ^ set(slices_b))
@@ -106,7 +111,7 @@ def paired_columns(a: list[dict[str, Any]], b: list[dict[str, Any]], metrics: li
     if len(set(slices_a)) != len(slices_a):
         raise EmsegError("a table lists a slice twice")
     common = set(a[0]) & set(b[0])
-    chosen = metrics or [m for m in DEFAULT_METRICS if m in common]
+    chosen = metrics or [m for m in COMPARED if m in common]
     missing = [m for m in chosen if m not in common]
     if missing or not chosen:
         raise EmsegError(f"--metrics: {', '.join(missing) or '(none)'} not in both tables (both have: {', '.join(sorted(common - {'slice'}))})")
@@ -114,7 +119,19 @@ def paired_columns(a: list[dict[str, Any]], b: list[dict[str, Any]], metrics: li
 
 
 def compare(a: list[dict[str, Any]], b: list[dict[str, Any]], metrics: list[str] | None, block: int, confidence: float) -> list[dict[str, Any]]:
-    """One result per score: means, the paired difference B - A with its interval, and the verdict."""
+    """Compare two per-slice tables, score by score.
+
+    Args:
+        a: The baseline's rows.
+        b: The candidate's rows.
+        metrics: The scores to compare; None: those of `COMPARED` that both tables hold.
+        block: Contiguous slices resampled together by the bootstrap.
+        confidence: The confidence level of the intervals.
+
+    Returns:
+        One result per score: the means of A and B, the paired difference B - A with its
+        interval, and the verdict (see [`verdict`][emseg.evaluation.statistics.verdict]).
+    """
     from emseg.evaluation.statistics import mean_interval, paired_difference, verdict  # scipy: only when comparing
 
     slices, chosen = paired_columns(a, b, metrics)
@@ -138,6 +155,7 @@ def compare(a: list[dict[str, Any]], b: list[dict[str, Any]], metrics: list[str]
 
 
 def run(args: argparse.Namespace) -> int:
+    """Run `emseg compare` with its parsed arguments; the exit status."""
     if args.block < 1:
         raise EmsegError(f"--block must be at least 1, got {args.block}")
     if not 0.0 < args.confidence < 1.0:

@@ -1,4 +1,16 @@
-"""``emseg export MODEL --bioimageio OUT.zip``: a BioImage Model Zoo package (format 0.5) of an emseg model.
+"""`emseg export`: a BioImage Model Zoo package (format 0.5) of an emseg model.
+
+The command's `--help` text is this module's `HELP`; the
+[command-line reference](../../cli.md) shows it for every subcommand.
+"""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+#: the `--help` text
+HELP = """emseg export MODEL --bioimageio OUT.zip: a BioImage Model Zoo package (format 0.5) of an emseg model.
 
 The package opens in ilastik, deepImageJ and QuPath (and runs with bioimageio.core): the
 network with its weights (pytorch_state_dict with the MONAI architecture, and
@@ -10,15 +22,11 @@ cover image, documentation and the data set's citations. The test input is a pat
 first slice of the ISBI test volume beside the repository, else a synthetic EM-like slice).
 """
 
-from __future__ import annotations
-
-import argparse
-from pathlib import Path
-
 
 def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+    """Add the `emseg export` parser to `subparsers` (its description is `HELP`)."""
     parser = subparsers.add_parser(
-        "export", help="export a model for other tools (BioImage Model Zoo package)", description=__doc__,
+        "export", help="export a model for other tools (BioImage Model Zoo package)", description=HELP,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     parser.add_argument("model", type=Path, metavar="MODEL", help="emseg model file")
@@ -28,6 +36,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[ty
 
 
 def run(args: argparse.Namespace) -> int:
+    """Run `emseg export` with its parsed arguments; the exit status."""
     from emseg.config.layout import RAW_NAMES
     from emseg.errors import EmsegError
     from emseg.io.images import read_stack

@@ -1,7 +1,7 @@
 """The `emseg` console entry point: one subcommand per job.
 
-Each subcommand lives in its own module of this package, exposing
-``register(subparsers)`` that adds its parser and sets ``handler=run``.
+Each subcommand lives in its own module of this package, exposing `register(subparsers)`,
+which adds its parser and sets `handler=run`.
 """
 
 from __future__ import annotations
@@ -18,6 +18,7 @@ SUBCOMMAND_MODULES = ("emseg.cli.predict", "emseg.cli.score", "emseg.cli.compare
 
 
 def build_parser() -> argparse.ArgumentParser:
+    """The `emseg` parser, with every subcommand's parser registered."""
     parser = argparse.ArgumentParser(prog="emseg", description="Segment electron-microscopy images.")
     parser.add_argument("--version", action="version", version=f"emseg {__version__}")
     parser.add_argument("--debug", action="store_true", help="show the full traceback on errors")
@@ -28,6 +29,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    """Run `emseg` with `argv` (default: the command line); the exit status."""
     parser = build_parser()
     args = parser.parse_args(argv)
     return run_with_clean_errors(lambda: args.handler(args), args.debug)

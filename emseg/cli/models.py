@@ -1,13 +1,22 @@
-"""``emseg models``: the registered network names, their parameter counts and default arguments."""
+"""`emseg models`: the registered networks, their parameter counts and default arguments, and the bundled model.
+
+The command's `--help` text is this module's `HELP`; the
+[command-line reference](../../cli.md) shows it for every subcommand.
+"""
 
 from __future__ import annotations
 
 import argparse
 import json
 
+#: the `--help` text
+HELP = """emseg models: the registered network names, their parameter counts and default arguments.
+"""
+
 
 def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
-    parser = subparsers.add_parser("models", help="list the registered architectures (params model.arch)", description=__doc__)
+    """Add the `emseg models` parser to `subparsers` (its description is `HELP`)."""
+    parser = subparsers.add_parser("models", help="list the registered architectures (params model.arch)", description=HELP)
     parser.add_argument("--json", action="store_true", help="print the list as JSON")
     parser.set_defaults(handler=run)
 
@@ -38,6 +47,7 @@ def bundled() -> dict | None:
 
 
 def run(args: argparse.Namespace) -> int:
+    """Run `emseg models` with its parsed arguments; the exit status."""
     rows, model = describe(), bundled()
     if args.json:
         print(json.dumps({"architectures": rows, "bundled_model": model}, indent=2))

@@ -1,4 +1,23 @@
-"""``emseg predict INPUT... --model models/model.pt --out DIR``: segment new images with a trained model.
+"""`emseg predict`: segment images, stacks and volumes with a trained model (the bundled one by default).
+
+The command's `--help` text is this module's `HELP`; the
+[command-line reference](../../cli.md) shows it for every subcommand.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from dataclasses import replace
+from pathlib import Path
+
+from emseg.config.defaults import DEVICES, FALLBACK_THRESHOLD, OVERLAP, TILE_BATCH
+from emseg.errors import EmsegError
+from emseg.inference.outputs import OUTPUT_KINDS, parse_outputs
+
+#: the `--help` text
+HELP = """emseg predict INPUT... --out DIR [--model MODEL]: segment new images with a trained model
+(default: models/model.pt when the pipeline has made one here, else the model bundled with emseg).
 
 INPUT: TIFF stacks (multi- or single-page), PNG or JPEG files, or folders of them (each
 file of a folder is predicted on its own); 8- or 16-bit, grey or RGB (made grey), any
@@ -37,16 +56,6 @@ system its workers share). An interrupted volume run keeps its unfinished stores
 hidden staging names: the same command again skips the blocks already done.
 """
 
-from __future__ import annotations
-
-import argparse
-import sys
-from dataclasses import replace
-from pathlib import Path
-
-from emseg.config.defaults import DEVICES, FALLBACK_THRESHOLD, OVERLAP, TILE_BATCH
-from emseg.errors import EmsegError
-from emseg.inference.outputs import OUTPUT_KINDS, parse_outputs
 
 #: emseg.inference.volume.blockwise.BLOCK_SIZE, repeated here so that building the parser imports no zarr (tests check they agree)
 VOLUME_BLOCK = 4096
@@ -56,10 +65,11 @@ VOLUME_BLOCK = 4096
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+    """Add the `emseg predict` parser to `subparsers` (its description is `HELP`)."""
     parser = subparsers.add_parser(
         "predict",
         help="segment images with a trained model (probability map, membrane mask, cell labels, overlay)",
-        description=__doc__,
+        description=HELP,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     parser.add_argument("inputs", type=Path, nargs="+", metavar="INPUT", help="TIFF/PNG/JPEG files or folders of them")
@@ -91,7 +101,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[ty
     parser.add_argument(
         "--tile", type=int, metavar="PX",
         help="side of the sliding window (default: the model's training patch size); the network is fully convolutional, "
-        "and larger windows or a smaller --overlap recompute fewer pixels (README: Performance, the window's layout)",
+        "and larger windows or a smaller --overlap recompute fewer pixels (docs: explanation/performance.md, the sliding window's layout)",
     )
     parser.add_argument("--batch-size", type=int, default=TILE_BATCH, help="tiles per forward pass (default: %(default)s)")
     parser.add_argument("--device", choices=DEVICES, default="auto", help="(default: %(default)s)")
@@ -112,6 +122,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[ty
 
 
 def run(args: argparse.Namespace) -> int:
+    """Run `emseg predict` with its parsed arguments; the exit status."""
     import torch
     from tqdm import tqdm
 
@@ -172,8 +183,23 @@ def run(args: argparse.Namespace) -> int:
 
 
 def cell_method(model_path: Path, asked: str | None, target: str) -> tuple[str, dict, str]:
-    """The segmentation method, its settings and where they come from: segment.json beside the model when it
-    names the method (or none was asked for), else the method's own defaults."""
+    """The segmentation method of `emseg predict`, its settings, and where they come from.
+
+    `segment.json` beside the model (the evaluate stage's choice) gives the method when none
+    was asked for, and its settings when it names the method asked for; otherwise the method
+    (default `components`) runs with its own defaults.
+
+    Args:
+        model_path: The model file.
+        asked: The method given with `--cells`, or None.
+        target: The model's target (`boundary` or `affinities`).
+
+    Returns:
+        The method, its settings, and a few words on where they come from.
+
+    Raises:
+        EmsegError: An unknown method, or one that needs an affinity model for a boundary model.
+    """
     from emseg.config.layout import SEGMENT_FILE
     from emseg.io.atomic import read_json
     from emseg.segmentation.methods import METHODS
@@ -214,7 +240,7 @@ def split_volumes(args: argparse.Namespace) -> tuple[list[Path], list]:
 
 
 def plan_volumes(volumes: list, model_path: Path, options, method: str, args: argparse.Namespace) -> list:
-    """Every volume's job, checked before anything is written."""
+    """Every volume input's job, checked before anything is written."""
     from emseg.inference.volume.blockwise import VOLUME_OUTPUTS, VolumeRequest, plan_volume
 
     if method != "components":
@@ -242,6 +268,7 @@ def plan_volumes(volumes: list, model_path: Path, options, method: str, args: ar
 
 
 def run_volumes(jobs: list, args: argparse.Namespace, show_bar: bool) -> None:
+    """Predict the volume jobs, one after the other, on the engine `--workers` / `--scheduler` ask for."""
     from emseg.inference.volume.blockwise import run_volume
     from emseg.inference.volume.engine import make_engine
 

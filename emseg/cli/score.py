@@ -1,9 +1,7 @@
-"""``emseg score LABELS PROBA``: ISBI-2012 scores of any prediction, as Fiji's official scorer.
+"""`emseg score`: the ISBI 2012 scores of any prediction against its labels, as Fiji's official scorer computes them.
 
-LABELS: ground-truth stack (0 = membrane, > 0 = cell).  PROBA: a probability map of the
-same slices where high = cell (or high = membrane with ``--membrane``): float in [0, 1],
-or 8-bit (value / 255) or 16-bit (value / 65535).  Both may be TIFF stacks, single
-PNG/JPEG images or folders of slices.
+The command's `--help` text is this module's `HELP`; the
+[command-line reference](../../cli.md) shows it for every subcommand.
 """
 
 from __future__ import annotations
@@ -20,15 +18,26 @@ from emseg.io.atomic import write_json
 from emseg.io.images import read_stack
 from emseg.segmentation.thinning import membrane_to_cell
 
+#: the `--help` text
+HELP = """emseg score LABELS PROBA: ISBI-2012 scores of any prediction, as Fiji's official scorer.
+
+LABELS: ground-truth stack (0 = membrane, > 0 = cell).  PROBA: a probability map of the
+same slices where high = cell (or high = membrane with --membrane): float in [0, 1],
+or 8-bit (value / 255) or 16-bit (value / 65535).  Both may be TIFF stacks, single
+PNG/JPEG images or folders of slices.
+"""
+
+
 #: below this share of cell pixels, labels look like membrane maps (ISBI labels are ~78% cell)
 INVERTED_CELL_FRACTION = 0.5
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+    """Add the `emseg score` parser to `subparsers` (its description is `HELP`)."""
     parser = subparsers.add_parser(
         "score",
         help="score a probability map against ISBI-style labels (V_rand, V_info, pixel error)",
-        description=__doc__,
+        description=HELP,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     parser.add_argument("labels", type=Path, metavar="LABELS", help="ground-truth labels (0 = membrane, > 0 = cell)")
@@ -51,7 +60,11 @@ def _labels_from(array: np.ndarray, path: Path) -> np.ndarray:
 
 
 def label_warnings(labels: np.ndarray, path: Path) -> list[str]:
-    """Warnings about labels that score meaninglessly; an error when they hold no cell at all."""
+    """Warnings about labels that score meaninglessly (slices without a cell, labels that look inverted).
+
+    Raises:
+        EmsegError: The labels hold no cell at all, so that every score would be 0.
+    """
     cells = labels > 0
     per_slice = cells.reshape(len(cells), -1).any(axis=1)
     if not per_slice.any():
@@ -100,6 +113,7 @@ def _unit_map_from(array: np.ndarray, path: Path) -> np.ndarray:
 
 
 def format_report(result: ScoreResult, labels_path: Path, proba_path: Path, shape: tuple[int, ...]) -> str:
+    """The report `emseg score` prints: the scores at every threshold, then the best ones."""
     lines = [
         f"{labels_path} vs {proba_path}: {shape[0]} slice(s) of {shape[1]}x{shape[2]}",
         "",
@@ -120,6 +134,7 @@ def format_report(result: ScoreResult, labels_path: Path, proba_path: Path, shap
 
 
 def run(args: argparse.Namespace) -> int:
+    """Run `emseg score` with its parsed arguments; the exit status."""
     labels = read_stack(args.labels)
     proba = read_stack(args.proba)
     if labels.shape[0] != proba.shape[0]:

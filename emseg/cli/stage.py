@@ -1,4 +1,9 @@
-"""What every DVC stage script shares: its argument parser and clean error handling."""
+"""What every DVC stage script shares: its argument parser and clean error handling.
+
+The `stages/*.py` scripts that `dvc.yaml` runs build their parser with
+[`stage_parser`][emseg.cli.stage.stage_parser] and run their body with
+[`run_stage`][emseg.cli.stage.run_stage]. The paths they take are named in `PATHS`.
+"""
 
 from __future__ import annotations
 
@@ -27,8 +32,17 @@ PATHS = {
 
 
 def stage_parser(name: str, description: str, *paths: str, out: str | None = None) -> argparse.ArgumentParser:
-    """The parser of ``stages/<name>.py``: the required ``paths`` (keys of :data:`PATHS`), ``--out`` when
-    the stage says what it writes there, ``--params`` and ``--debug``."""
+    """The parser of `stages/<name>.py`.
+
+    Args:
+        name: The stage's name (its script `stages/<name>.py`).
+        description: The parser's description.
+        *paths: The required path options, keys of `PATHS` (`raw`, `png`, `model`, ...).
+        out: The help text of `--out`, for a stage whose output is given there; None: no `--out`.
+
+    Returns:
+        A parser with the required path options, `--out` when asked for, `--params` and `--debug`.
+    """
     parser = argparse.ArgumentParser(prog=f"stages/{name}.py", description=description)
     for path in paths:
         parser.add_argument(f"--{path}", required=True, help=PATHS[path])
@@ -42,13 +56,13 @@ def stage_parser(name: str, description: str, *paths: str, out: str | None = Non
 def run_stage(
     parser: argparse.ArgumentParser, body: Callable[[argparse.Namespace, Params], None], checks: Sequence[ParamsCheck] = ()
 ) -> None:
-    """Parse arguments, load and validate params, run ``body``; exit 2 with one line on a user error.
+    """Parse arguments, load and validate params, run `body`; exit 2 with one line on a user error.
 
     Args:
-        parser: the stage's :func:`stage_parser`.
-        body: the stage's work, given the parsed arguments and the validated params.
-        checks: the registries' checks of the params blocks the stage uses (e.g. the
-            network registry's for the train stage), run before ``body``.
+        parser: The stage's parser, from [`stage_parser`][emseg.cli.stage.stage_parser].
+        body: The stage's work, given the parsed arguments and the validated params.
+        checks: The registries' checks of the params blocks the stage uses (e.g. the
+            network registry's for the train stage), run before `body`.
     """
     args = parser.parse_args()
     status = run_with_clean_errors(lambda: body(args, load_params(args.params, checks)), args.debug, prog=parser.prog)

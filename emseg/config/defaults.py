@@ -1,7 +1,11 @@
-"""Defaults that several layers share, kept free of torch so the ``emseg`` parser can show them at once.
+"""Defaults that several layers share, kept free of torch so that the `emseg` parser can show them at once.
 
-The params schema (:mod:`emseg.config.params`), the sliding-window path, the model file,
-the affinity targets and ``emseg predict``'s options all take these from here.
+The params schema ([`emseg.config.params`][emseg.config.params]), the sliding-window path, the model
+file, the affinity targets and `emseg predict`'s options all take these from here:
+`DEVICES` (where a model runs), `OVERLAP` and `TILE_BATCH` (the sliding window),
+`FALLBACK_THRESHOLD` (the threshold of a model file without a validated one), `BLOCK_SLICES`
+and `CONFIDENCE` (the block bootstrap of [`emseg.evaluation.statistics`][emseg.evaluation.statistics]),
+and `DEFAULT_OFFSETS` (the affinity offsets). The source gives each one's meaning beside it.
 """
 
 #: where a model runs: ``auto`` = CUDA when present, else the CPU

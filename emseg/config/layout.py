@@ -1,17 +1,19 @@
-"""Where the pipeline keeps its data: every folder and file name under ``data/``, in one place.
+"""Where the pipeline keeps its data: every folder and file name under `data/`, in one place.
 
-The DVC stages pass the roots (``data/raw``, ``data/png``, ``data/augmented``,
-``data/eval``) on their command lines; what lies inside a root is decided here, and
-fetch, convert, augment, the data set and evaluate all read it from here.
+The DVC stages pass the roots (`data/raw`, `data/png`, `data/augmented`, `data/eval`) on
+their command lines; what lies inside a root is decided here, and fetch, convert, augment,
+the data set and evaluate all read it from here.
 
-* ``data/raw/``: the three stacks of :data:`STACKS`, under the names of :data:`RAW_NAMES`
-  whatever the source calls them;
-* ``data/png/``: one lossless PNG per slice, :func:`slice_name`, in the folders of
-  :data:`PNG_FOLDERS`; labels stored as :data:`CELL_VALUE` = cell interior, 0 = membrane;
-* ``data/augmented/``: ``images/`` and ``labels/`` pairs named :func:`augmented_name`;
-* ``data/eval/``: the stacks evaluate scored and predicted, :data:`EVAL_NAMES`;
-* ``cv/folds/<k>/``: one cross-validation fold's split, scores and per-slice table,
-  :data:`CV_FOLD_FILES` (cv/dvc.yaml writes them there; a test holds the two equal).
+* `data/raw/`: the three stacks of `STACKS`, under the names of `RAW_NAMES` whatever the
+  source calls them;
+* `data/png/`: one lossless PNG per slice, named by [`slice_name`][emseg.config.layout.slice_name],
+  in the folders of `PNG_FOLDERS`; labels stored as `CELL_VALUE` (255) = cell interior, 0 = membrane;
+* `data/augmented/`: `images/` and `labels/` pairs named by
+  [`augmented_name`][emseg.config.layout.augmented_name];
+* `data/eval/`: the stacks evaluate scored and predicted, `EVAL_NAMES`; the segmentation it chose
+  goes beside the model file as `SEGMENT_FILE` (`segment.json`);
+* `cv/folds/<k>/`: one cross-validation fold's split, scores and per-slice table, `CV_FOLD_FILES`
+  (cv/dvc.yaml writes them there; a test holds the two equal).
 """
 
 from __future__ import annotations
@@ -36,17 +38,17 @@ SEGMENT_FILE = "segment.json"
 
 
 def slice_name(index: int) -> str:
-    """The PNG file of labelled or test slice ``index``."""
+    """The PNG file name of labelled or test slice `index`."""
     return f"slice_{index:03d}.png"
 
 
 def augmented_name(index: int, copy: int) -> str:
-    """The PNG file of augmented copy ``copy`` of training slice ``index``."""
+    """The PNG file name of augmented copy `copy` of training slice `index`."""
     return f"slice_{index:03d}_aug_{copy:02d}.png"
 
 
 def png_folder(png_root: str | os.PathLike[str], stack: str) -> Path:
-    """The folder of one stack's slices under the PNG root."""
+    """The folder of one stack's slices (a key of `STACKS`) under the PNG root."""
     return Path(png_root) / PNG_FOLDERS[stack]
 
 
@@ -55,5 +57,11 @@ CV_FOLD_FILES = {"split": "split.json", "metrics": "evaluate.json", "per_slice":
 
 
 def cv_fold_file(folds_root: str | os.PathLike[str], fold: int, kind: str) -> Path:
-    """File ``kind`` (a key of :data:`CV_FOLD_FILES`) of fold ``fold`` under the folder of the folds."""
+    """The file of one kind in one cross-validation fold's folder.
+
+    Args:
+        folds_root: The folder of the folds (`cv/folds`).
+        fold: The fold number.
+        kind: What the file holds, a key of `CV_FOLD_FILES`: `split`, `metrics` or `per_slice`.
+    """
     return Path(folds_root) / str(fold) / CV_FOLD_FILES[kind]

@@ -1,16 +1,21 @@
-"""The schema of ``params.yaml``: one typed block per stage plus a shared base.
+"""The schema of `params.yaml`: one typed block per stage, plus a shared base.
 
 Every key is validated (unknown keys too) so that a typo fails at once with one line
-naming the key, before any data is loaded: types, ranges, ``[low, high]`` pairs in order,
-and the rules between keys. The defaults here are the CPU profile, the source of every
-default; ``params.yaml`` spells them out so that DVC tracks them (a test holds the two equal).
+naming the key, before any data is loaded: types, ranges, `[low, high]` pairs in order,
+and the rules between keys. The defaults here are the CPU profile and the source of every
+default; `params.yaml` spells them out so that DVC tracks them (a test holds the two equal).
+The [parameter reference](../../params.md) is generated from this schema.
 
 The schema imports no registry, so that every stage can load it without depending on the
 networks, losses or cell methods it does not run. Names that live in a registry
-(``model.arch`` and the ``model.<arch>`` blocks, ``train.loss``, ``segment.method`` and the
-``segment.<method>`` blocks) are checked by the registry itself, in the stages that use it:
-each registry offers a check of :data:`ParamsCheck` type that :func:`load_params` runs
-after the schema's own validation, reporting a bad name the same way, one line naming the key.
+(`model.arch` and the `model.<arch>` blocks, `train.loss`, `segment.method` and the
+`segment.<method>` blocks) are checked by the registry itself, in the stages that use it:
+each registry offers a check of `ParamsCheck` type
+([`check_model_params`][emseg.networks.architectures.check_model_params],
+[`check_loss_params`][emseg.training.losses.check_loss_params],
+[`check_segment_params`][emseg.segmentation.methods.check_segment_params]) that
+[`load_params`][emseg.config.params.load_params] runs after the schema's own validation,
+reporting a bad name the same way: one line naming the key.
 """
 
 from __future__ import annotations
@@ -41,9 +46,10 @@ class BlockKeyError(ValueError):
 
 
 class ParamsKeyError(EmsegError):
-    """A registry's complaint about a params key (``key`` its full dotted name), raised by a :data:`ParamsCheck`.
+    """A registry's complaint about a params key, raised by a `ParamsCheck`.
 
-    :func:`load_params` reports it as ``<params file>: <key>: <message>``.
+    `key` is the key's full dotted name (`model.arch`); [`parse_params`][emseg.config.params.parse_params]
+    reports the error as `<params file>: <key>: <message>`.
     """
 
     def __init__(self, key: str, message: str) -> None:
@@ -53,7 +59,7 @@ class ParamsKeyError(EmsegError):
 
 
 def one_of(names: Iterable[str], got: Any) -> str:
-    """The message for a name outside ``names``, worded as the schema words its own choices."""
+    """The message for a name outside `names`, worded as the schema words its own choices."""
     quoted = [repr(name) for name in names]
     listed = quoted[0] if len(quoted) == 1 else f"{', '.join(quoted[:-1])} or {quoted[-1]}"
     return f"Input should be {listed} (got {got!r})"
@@ -61,7 +67,7 @@ def one_of(names: Iterable[str], got: Any) -> str:
 
 @dataclass(frozen=True)
 class Bounds:
-    """The bound on both ends of a :func:`interval` pair (shown in the parameter reference)."""
+    """The bounds on both ends of an [`interval`][emseg.config.params.interval] pair, as the parameter reference shows them."""
 
     above: float | None = None
     at_least: float | None = None
@@ -72,7 +78,16 @@ class Bounds:
 
 
 def interval(*, above: float | None = None, at_least: float | None = None) -> Any:
-    """The type of a ``[low, high]`` pair: low <= high, both ends ``above`` (or ``at_least``) a bound."""
+    """The type of a `[low, high]` pair: low <= high, both ends above a bound (or at least one).
+
+    Args:
+        above: Both ends must be strictly greater than this.
+        at_least: Both ends must be greater than or equal to this.
+
+    Returns:
+        An annotated `tuple[float, float]` type for a schema field; its validator names the pair
+        in the error.
+    """
 
     def check(value: tuple[float, float]) -> tuple[float, float]:
         low, high = value
@@ -89,7 +104,15 @@ def interval(*, above: float | None = None, at_least: float | None = None) -> An
 
 
 def check_offsets(offsets: Sequence[Sequence[int]]) -> tuple[tuple[int, int], ...]:
-    """Offsets as a tuple of (dy, dx); the first two must be the nearest neighbours (-1, 0) and (0, -1)."""
+    """Affinity offsets as a tuple of `(dy, dx)` pairs, checked.
+
+    The first two must be the nearest neighbours `(-1, 0)` and `(0, -1)` (a boundary map is made
+    of them); the offsets must be distinct and non-zero.
+
+    Raises:
+        EmsegError: The offsets are not `[dy, dx]` pairs, do not start with the nearest
+            neighbours, repeat or include `(0, 0)`.
+    """
     if any(len(o) != 2 for o in offsets):
         raise EmsegError(f"offsets must be [dy, dx] pairs, got {list(offsets)}")
     out = tuple((int(o[0]), int(o[1])) for o in offsets)
@@ -120,7 +143,7 @@ class DataParams(_Block):
     sha256: dict[str, str] = Field(default_factory=dict, description="optional {file name: sha256} checked on fetch")
 
     def source_names(self) -> dict[str, str]:
-        """The file name of each stack at the source, keyed as :data:`~emseg.config.layout.RAW_NAMES`."""
+        """The file name of each stack at the source, keyed as `RAW_NAMES` of [`emseg.config.layout`][emseg.config.layout]."""
         return {stack: getattr(self, stack) for stack in RAW_NAMES}
 
 
@@ -203,10 +226,10 @@ def _mappings(raw: dict[str, Any], what: str) -> None:
 
 
 class ModelParams(_Block):
-    """``arch`` picks a registered network; the block of the same name (``model.<arch>``) holds its arguments.
+    """`arch` picks a registered network; the block of the same name (`model.<arch>`) holds its arguments.
 
     The blocks are extra keys, one per network named: the network registry checks their
-    names and arguments (:func:`emseg.networks.architectures.check_model_params`).
+    names and arguments ([`check_model_params`][emseg.networks.architectures.check_model_params]).
     """
 
     model_config = ConfigDict(extra="allow", frozen=True)
@@ -232,11 +255,11 @@ class ModelParams(_Block):
         return self
 
     def blocks(self) -> dict[str, dict[str, Any]]:
-        """The ``model.<arch>`` blocks given, by network name."""
+        """The `model.<arch>` blocks given, by network name."""
         return dict(self.model_extra or {})
 
     def overrides(self, arch: str | None = None) -> dict[str, Any]:
-        """The constructor arguments given for ``arch`` (default: the chosen one)."""
+        """The constructor arguments given for `arch` (default: the chosen network)."""
         return dict(self.blocks().get(arch or self.arch) or {})
 
 
@@ -306,11 +329,11 @@ class EvaluateParams(_Block):
 
 
 class SegmentParams(_Block):
-    """``method`` picks a registered cell method; the block of the same name (``segment.<method>``) holds its
-    settings, a list being a grid the evaluate stage searches.
+    """`method` picks a registered cell method; the block of the same name (`segment.<method>`) holds its settings.
 
-    The blocks are extra keys, one per method named: the cell-method registry checks their
-    names and settings (:func:`emseg.segmentation.methods.check_segment_params`).
+    A setting given as a list is a grid that the evaluate stage searches. The blocks are extra
+    keys, one per method named: the cell-method registry checks their names and settings
+    ([`check_segment_params`][emseg.segmentation.methods.check_segment_params]).
     """
 
     model_config = ConfigDict(extra="allow", frozen=True)
@@ -323,11 +346,11 @@ class SegmentParams(_Block):
         return self
 
     def blocks(self) -> dict[str, dict[str, Any]]:
-        """The ``segment.<method>`` blocks given, by method name."""
+        """The `segment.<method>` blocks given, by method name."""
         return dict(self.model_extra or {})
 
     def given(self, method: str | None = None) -> dict[str, Any]:
-        """The settings given for ``method`` (default: the chosen one)."""
+        """The settings given for `method` (default: the chosen method)."""
         return dict(self.blocks().get(method or self.method) or {})
 
 
@@ -350,7 +373,7 @@ class CVParams(_Block):
 
 
 class Params(_Block):
-    """All of ``params.yaml``: one block per stage, and the shared base."""
+    """All of `params.yaml`: one block per stage, and the shared base."""
 
     base: BaseParams = BaseParams()
     data: DataParams = DataParams()
@@ -392,15 +415,18 @@ ParamsCheck = Callable[["Params"], None]
 
 
 def parse_params(raw: Any, path: str | os.PathLike[str] = DEFAULT_PARAMS_FILE, checks: Sequence[ParamsCheck] = ()) -> Params:
-    """Validate an already-loaded params mapping, then run the registries' ``checks`` on it.
+    """Validate an already-loaded params mapping, then run the registries' checks on it.
 
     Args:
-        raw: the mapping read from the params file (None: every default).
-        path: the file it came from, named in errors.
-        checks: registry checks (:data:`ParamsCheck`) of the blocks the caller uses.
+        raw: The mapping read from the params file (None: every default).
+        path: The file it came from, named in errors.
+        checks: The registry checks (`ParamsCheck`) of the blocks the caller uses.
+
+    Returns:
+        The validated params.
 
     Raises:
-        EmsegError: one line, ``<path>: <key>: <what is wrong>``.
+        EmsegError: One line, `<path>: <key>: <what is wrong>`, for the first bad key.
     """
     path = Path(path)
     if raw is None:
@@ -420,8 +446,19 @@ def parse_params(raw: Any, path: str | os.PathLike[str] = DEFAULT_PARAMS_FILE, c
 
 
 def load_params(path: str | os.PathLike[str] = DEFAULT_PARAMS_FILE, checks: Sequence[ParamsCheck] = ()) -> Params:
-    """Read ``params.yaml`` with safe YAML loading, validate every key and run the registries' ``checks``
-    (see :func:`parse_params`)."""
+    """Read a params file with safe YAML loading, validate every key and run the registries' checks.
+
+    Args:
+        path: The params file (`params.yaml`).
+        checks: The registry checks (`ParamsCheck`) of the blocks the caller uses.
+
+    Returns:
+        The validated params.
+
+    Raises:
+        EmsegError: The file is missing or not valid YAML, or a key is wrong (one line naming
+            it, as [`parse_params`][emseg.config.params.parse_params] words it).
+    """
     path = Path(path)
     try:
         text = path.read_text()

@@ -1,14 +1,14 @@
 """Cross-validation results over every labelled slice: the per-slice table, and the figures with their intervals.
 
 Each fold's evaluate stage scored its own test block twice (see
-:func:`emseg.evaluation.evaluate.summary`): at the threshold its validation block chose
-(``*_at_val_threshold``: what a user gets, comparable with anything whose settings were
+[`summary`][emseg.evaluation.evaluate.summary]): at the threshold its validation block chose
+(`*_at_val_threshold`: what a user gets, comparable with anything whose settings were
 chosen without the test slices) and at the challenge's best of 11 thresholds on the test
 block itself. Here the folds' per-slice rows become one table over all slices, and the
 figures are the means over all slices with block-bootstrap intervals
-(:mod:`emseg.evaluation.statistics`); the challenge's figures are reported per fold and as
-their slice-weighted mean; ``segmented`` holds the scores of the segmentation method's
-cells (settings chosen on each fold's validation block).
+([`emseg.evaluation.statistics`][emseg.evaluation.statistics]); the challenge's figures are
+reported per fold and as their slice-weighted mean; `segmented` holds the scores of the
+segmentation method's cells (settings chosen on each fold's validation block).
 """
 
 from __future__ import annotations
@@ -19,16 +19,17 @@ from typing import Any
 from emseg.config.layout import cv_fold_file
 from emseg.config.params import CVParams
 from emseg.errors import EmsegError
-from emseg.evaluation.evaluate import AT_VAL_THRESHOLD, SEGMENTED, SEGMENTED_KEYS, VALIDATED_KEYS
+from emseg.evaluation.score_names import CHALLENGE_KEYS, SEGMENTED_KEYS, VALIDATED_KEYS, at_validated, of_cells
 from emseg.evaluation.statistics import mean_interval
 from emseg.io.atomic import read_json
 
-#: the challenge's figures, as each fold's evaluate.json reports them
-CHALLENGE_KEYS = ("v_rand", "v_info", "pixel_error")
-
 
 def fold_rows(folds_root: str | os.PathLike[str], fold: int) -> tuple[list[dict[str, Any]], dict[str, Any]]:
-    """One fold's per-slice rows (with their fold) and its evaluate metrics, checked against its split."""
+    """One fold's per-slice rows (each with its fold) and its evaluate metrics, checked against its split.
+
+    Raises:
+        EmsegError: A file is missing or not JSON, or the rows are not the fold's test slices.
+    """
     split = read_json(cv_fold_file(folds_root, fold, "split"))
     metrics = read_json(cv_fold_file(folds_root, fold, "metrics"))
     per_slice_path = cv_fold_file(folds_root, fold, "per_slice")
@@ -39,7 +40,11 @@ def fold_rows(folds_root: str | os.PathLike[str], fold: int) -> tuple[list[dict[
 
 
 def collect(folds_root: str | os.PathLike[str], params: CVParams) -> tuple[list[dict[str, Any]], dict[int, dict[str, Any]]]:
-    """All folds' rows in slice order, and each fold's metrics; every labelled slice must be tested exactly once."""
+    """All folds' rows in slice order, and each fold's metrics.
+
+    Raises:
+        EmsegError: The folds' test blocks do not test every labelled slice exactly once.
+    """
     rows: list[dict[str, Any]] = []
     metrics: dict[int, dict[str, Any]] = {}
     for fold in params.folds:
@@ -52,7 +57,7 @@ def collect(folds_root: str | os.PathLike[str], params: CVParams) -> tuple[list[
 
 
 def summarise(rows: list[dict[str, Any]], metrics: dict[int, dict[str, Any]], params: CVParams) -> dict[str, Any]:
-    """``cv/metrics.json``: the validated-threshold figures with intervals, the challenge's per fold, and the thresholds."""
+    """`cv/metrics.json`: the validated-threshold figures with intervals, the challenge's per fold, and the thresholds."""
     slice_ids = [row["slice"] for row in rows]
     sizes = {fold: sum(1 for row in rows if row["fold"] == fold) for fold in metrics}
 
@@ -70,7 +75,7 @@ def summarise(rows: list[dict[str, Any]], metrics: dict[int, dict[str, Any]], pa
         methods = {str(fold): metrics[fold]["segment_method"] for fold in metrics}
         return {
             "method": next(iter(methods.values())) if len(set(methods.values())) == 1 else methods,
-            **{key: validated(f"{SEGMENTED}{key}") for key in SEGMENTED_KEYS},
+            **{key: validated(of_cells(key)) for key in SEGMENTED_KEYS},
         }
 
     v_rand = mean_interval([row["v_rand"] for row in rows], slice_ids, params.block, params.confidence, params.resamples)
@@ -79,7 +84,7 @@ def summarise(rows: list[dict[str, Any]], metrics: dict[int, dict[str, Any]], pa
         "folds": len(metrics),
         "confidence": params.confidence,
         "block": params.block,
-        "validated": {key: validated(f"{key}{AT_VAL_THRESHOLD}") for key in VALIDATED_KEYS},
+        "validated": {key: validated(at_validated(key)) for key in VALIDATED_KEYS},
         "challenge": {
             **{key: challenge(key) for key in CHALLENGE_KEYS},
             "v_rand_per_slice_ci": [v_rand.low, v_rand.high],
@@ -88,5 +93,5 @@ def summarise(rows: list[dict[str, Any]], metrics: dict[int, dict[str, Any]], pa
             "validated": {str(fold): metrics[fold]["val_threshold"] for fold in metrics},
             "challenge": {str(fold): metrics[fold]["threshold"] for fold in metrics},
         },
-        **({"segmented": segmented()} if all(f"{SEGMENTED}v_rand" in m for m in metrics.values()) else {}),
+        **({"segmented": segmented()} if all(of_cells("v_rand") in m for m in metrics.values()) else {}),
     }

@@ -1,8 +1,8 @@
 """The evaluate stage: predict the held-out test slices, score them the ISBI way, plot.
 
-Writes the scalar metrics (for ``dvc metrics``), the per-slice, per-threshold and
-precision-recall tables and overlay images (for ``dvc plots``), the exact stacks it
-scored (so anyone can re-score them elsewhere), and the probability map of the
+Writes the scalar metrics (for `dvc metrics`), the per-slice, per-threshold and
+precision-recall tables and overlay images (for `dvc plots`), the exact stacks it
+scored (so that anyone can re-score them elsewhere), and the probability map of the
 unlabelled test volume in the challenge's convention (high = cell interior).
 """
 
@@ -20,6 +20,7 @@ from sklearn.metrics import precision_recall_curve
 from emseg.config.layout import EVAL_NAMES, slice_name
 from emseg.config.params import EvaluateParams, SegmentParams
 from emseg.evaluation.metrics import ScoreResult, score
+from emseg.evaluation.score_names import SEGMENTED_KEYS, VALIDATED_KEYS, of_cells
 from emseg.inference.predictor import Predictor
 from emseg.io.atomic import write_json
 from emseg.io.images import write_tiff
@@ -29,20 +30,13 @@ from emseg.segmentation.methods import cell_map, timed_segment, tune
 from emseg.segmentation.thinning import membrane_to_cell
 from emseg.visualization import MEMBRANE_RGB, PREDICTION_RGB, grey_rgb, side_by_side, tint, write_rgb_png
 
-#: the scores also taken at the model's validated threshold, under these names + AT_VAL_THRESHOLD
-VALIDATED_KEYS = ("v_rand", "v_info", "pixel_error")
-AT_VAL_THRESHOLD = "_at_val_threshold"
-#: the scores of the segmentation method's cells, under SEGMENTED + these names
-SEGMENTED_KEYS = ("v_rand", "v_info")
-SEGMENTED = "segment_"
-
 
 def summary(result: ScoreResult, at_validated: ScoreResult, n_slices: int, tta: bool) -> dict[str, Any]:
-    """The scalar metrics of ``metrics/evaluate.json``.
+    """The scalar metrics of `metrics/evaluate.json`.
 
-    Two scores named apart: ``v_rand`` etc. are the challenge's, the best over its 11
-    thresholds of the scored slices themselves (``threshold`` is where V_rand was best);
-    ``v_rand_at_val_threshold`` etc. are taken at ``val_threshold``, the one the model's
+    Two scores named apart: `v_rand` etc. are the challenge's, the best over its 11
+    thresholds of the scored slices themselves (`threshold` is where V_rand was best);
+    `v_rand_at_val_threshold` etc. are taken at `val_threshold`, the one the model's
     own validation slices chose: the figure a user of the model gets.
     """
     return {
@@ -58,7 +52,7 @@ def summary(result: ScoreResult, at_validated: ScoreResult, n_slices: int, tta: 
         "test_slices": n_slices,
         "tta": tta,
         "val_threshold": at_validated.v_rand_threshold,
-        **{f"{key}{AT_VAL_THRESHOLD}": getattr(at_validated, key) for key in VALIDATED_KEYS},
+        **{at_validated(key): getattr(at_validated, key) for key in VALIDATED_KEYS},
     }
 
 
@@ -68,12 +62,13 @@ def per_slice_rows(result: ScoreResult, at_validated: ScoreResult, slice_ids: li
     for position, slice_id in enumerate(slice_ids):
         row: dict[str, float] = {"slice": slice_id}
         row.update({name: float(values[position]) for name, values in result.per_slice.items()})
-        row.update({f"{key}{AT_VAL_THRESHOLD}": float(at_validated.per_slice[key][position]) for key in VALIDATED_KEYS})
+        row.update({at_validated(key): float(at_validated.per_slice[key][position]) for key in VALIDATED_KEYS})
         rows.append(row)
     return rows
 
 
 def threshold_rows(result: ScoreResult) -> list[dict[str, float]]:
+    """One row per threshold: the stack's V_rand, V_info and pixel error there."""
     names = [name for name in ("v_rand", "v_info", "pixel_error") if name in result.per_threshold]
     return [
         {"threshold": round(float(t), 6), **{name: float(result.per_threshold[name][i]) for name in names}}
@@ -82,7 +77,7 @@ def threshold_rows(result: ScoreResult) -> list[dict[str, float]]:
 
 
 def pr_curve_rows(labels: np.ndarray, cell_proba: np.ndarray, points: int) -> list[dict[str, float]]:
-    """Precision-recall of the membrane class over all test pixels, thinned to about ``points`` rows."""
+    """The precision-recall curve of the membrane class over all test pixels, thinned to about `points` rows."""
     membrane = (labels == 0).ravel()
     membrane_score = 1.0 - cell_proba.ravel().astype(np.float64)
     precision, recall, _ = precision_recall_curve(membrane, membrane_score)
@@ -91,7 +86,7 @@ def pr_curve_rows(labels: np.ndarray, cell_proba: np.ndarray, points: int) -> li
 
 
 def overlay_panel(image: np.ndarray, label: np.ndarray, cell_proba: np.ndarray, threshold: float) -> np.ndarray:
-    """image | ground-truth membrane (red) | predicted membrane at ``threshold`` (cyan), side by side."""
+    """The image, its ground-truth membrane (red) and the membrane predicted at `threshold` (cyan), side by side."""
     return side_by_side([
         grey_rgb(image),
         tint(grey_rgb(image), label == 0, MEMBRANE_RGB),
@@ -103,9 +98,9 @@ def overlay_panel(image: np.ndarray, label: np.ndarray, cell_proba: np.ndarray, 
 class SegmentJob:
     """The segmentation the evaluate stage chooses on the validation slices and applies to the test slices.
 
-    The settings of ``params``'s method that are lists form a grid; the best of it by V_rand
-    on the validation slices is written to ``path`` (``segment.json`` beside the model), from
-    where ``emseg predict`` takes it too.
+    The settings of `params`'s method that are lists form a grid; the best of it by V_rand
+    on the validation slices is written to `path` (`segment.json` beside the model), from
+    where `emseg predict` takes it too.
     """
 
     params: SegmentParams
@@ -115,7 +110,7 @@ class SegmentJob:
 
 
 def choose_segmentation(predictor: Predictor, job: SegmentJob, workers: int | None) -> dict[str, Any]:
-    """Tune ``job``'s method on its validation slices; the content of ``segment.json``."""
+    """Tune `job`'s method on its validation slices; the content of `segment.json`."""
     predictions = [predictor.predict(image) for image in job.val_images]
     method = job.params.method
     settings, val_v_rand, tries = tune(
@@ -145,13 +140,26 @@ def evaluate(
     params: EvaluateParams = EvaluateParams(),
     segment_job: SegmentJob | None = None,
 ) -> dict[str, Any]:
-    """Run the whole stage; return the summary written to ``metrics_path``.
+    """Run the whole evaluate stage; return the summary written to `metrics_path`.
 
-    ``params`` gives the threads (torch CPU threads and scoring workers, 0 = all cores),
-    the number of overlay panels and of precision-recall points; the predictor was made
-    from the same block. ``unlabelled_images`` None: no test-volume map (cross-validation
-    folds score their labelled test block only). ``segment_job``: also segment the test
-    slices with a method chosen on the validation slices, and score its cells.
+    Args:
+        predictor: The model and how to apply it (made from the same `evaluate` block).
+        test_images: The held-out test slices.
+        test_labels: Their labels.
+        test_ids: Their slice numbers.
+        unlabelled_images: The unlabelled test volume; None: no test-volume map
+            (cross-validation folds score their labelled test block only).
+        metrics_path: Where the scalar metrics go (`metrics/evaluate.json`).
+        plots_dir: Where the plot tables and overlay images go.
+        eval_dir: Where the scored and predicted stacks go (`data/eval`).
+        params: The `evaluate` block: the threads (torch CPU threads and scoring workers,
+            0 = all cores), the number of overlay panels and of precision-recall points.
+        segment_job: Also segment the test slices with a method chosen on the validation
+            slices, and score its cells.
+
+    Returns:
+        The scalar metrics ([`summary`][emseg.evaluation.evaluate.summary]), with the chosen
+        method's scores when `segment_job` is given.
     """
     plots, out = Path(plots_dir), Path(eval_dir)
     workers = params.threads or None
@@ -176,9 +184,9 @@ def evaluate(
         write_json(segment_job.path, {**chosen, "test_seconds_per_slice": seconds, "machine": machine_line(machine_info())})
         write_tiff(out / EVAL_NAMES["cells"], cells)
         metrics["segment_method"] = chosen["method"]
-        metrics.update({f"{SEGMENTED}{key}": getattr(seg_result, key) for key in SEGMENTED_KEYS})
+        metrics.update({of_cells(key): getattr(seg_result, key) for key in SEGMENTED_KEYS})
         for position, row in enumerate(rows):
-            row.update({f"{SEGMENTED}{key}": float(seg_result.per_slice[key][position]) for key in SEGMENTED_KEYS})
+            row.update({of_cells(key): float(seg_result.per_slice[key][position]) for key in SEGMENTED_KEYS})
 
     write_json(plots / "per_slice.json", rows)
     write_json(plots / "thresholds.json", threshold_rows(result))

@@ -1,6 +1,6 @@
 """Reading finished DVC experiments: which ones ran to the end, and what their logs say.
 
-``dvc exp show --json -A`` lists every experiment with its params and metrics; queued and
+`dvc exp show --json -A` lists every experiment with its params and metrics; queued and
 running ones show the workspace's metrics, not their own, and are left out here.
 """
 
@@ -15,9 +15,14 @@ EVALUATE_METRICS = "metrics/evaluate.json"
 
 
 def finished_experiments(table: list[dict[str, Any]], prefix: str = "") -> dict[str, dict[str, Any]]:
-    """``{name: {"rev": commit, "data": exp data}}`` of the finished experiments named ``prefix*``.
+    """The finished experiments whose names start with `prefix`.
 
-    ``table`` is ``dvc exp show --json``'s output.
+    Args:
+        table: The output of `dvc exp show --json`.
+        prefix: The start of the experiments' names.
+
+    Returns:
+        `{name: {"rev": commit, "data": the experiment's data}}`.
     """
     found: dict[str, dict[str, Any]] = {}
     for baseline in table:
@@ -34,8 +39,15 @@ def finished_experiments(table: list[dict[str, Any]], prefix: str = "") -> dict[
 
 
 def training_seconds(tsv_text: str, batch_size: int) -> tuple[float, float]:
-    """Seconds spent in logged training windows, and the overall patches/s, from dvclive's
-    ``train/patches_per_s`` log (each row: the window's end step and its rate)."""
+    """The seconds spent in logged training windows, and the overall patches per second.
+
+    Args:
+        tsv_text: dvclive's `train/patches_per_s` log (each row: a window's end step and its rate).
+        batch_size: Patches per step.
+
+    Raises:
+        ValueError: The log has no rows.
+    """
     rows = list(csv.DictReader(io.StringIO(tsv_text), delimiter="\t"))
     if not rows:
         raise ValueError("empty patches_per_s log")

@@ -1,11 +1,12 @@
 """FLOPs counted, not timed: what a training step, a tile and a whole pipeline run cost on any machine.
 
 A time depends on the CPU (the same 2-core size has been an AVX-512 BF16 machine and an
-AVX2-only one, 3.6x apart); the floating-point operations of the same work do not. They
-are counted by ``torch.utils.flop_counter`` on the network itself (convolutions and
-matrix products, forward and backward; the loss and the optimiser add under 1%), and
-the pipeline's total follows from its params: training steps, the validations, and the
-tiles the evaluate stage predicts.
+AVX2-only one, several times apart: see [Speed](../../../results/speed.md)); the
+floating-point operations of the same work do not. They are counted by
+`torch.utils.flop_counter` on the network itself (convolutions and matrix products,
+forward and backward; the loss and the optimiser add under 1%), and the pipeline's total
+follows from its params: training steps, the validations, and the tiles the evaluate stage
+predicts.
 """
 
 from __future__ import annotations
@@ -24,12 +25,12 @@ from emseg.networks.architectures import build_network, resolve_kwargs
 
 
 def out_channels(model: Any) -> int:
-    """The network's output channels for a ``model`` params block: one per offset for affinities, else one map."""
+    """The network's output channels for a `model` params block: one per offset for affinities, else one map."""
     return len(model.offsets) if model.target == "affinities" else 1
 
 
 def train_step_flops(arch: str, kwargs: dict[str, Any], out_channels: int, batch: int, patch: int) -> int:
-    """Forward and backward of one batch of ``batch`` x ``patch``^2 through the network."""
+    """The FLOPs of forward and backward of one batch of `batch` patches of `patch` x `patch` pixels through the network."""
     with torch.random.fork_rng(devices=[]):
         model = build_network(arch, kwargs, out_channels).train()
     x = torch.zeros(batch, 1, patch, patch)
@@ -39,7 +40,7 @@ def train_step_flops(arch: str, kwargs: dict[str, Any], out_channels: int, batch
 
 
 def forward_flops(arch: str, kwargs: dict[str, Any], out_channels: int, tile: int) -> int:
-    """One forward pass of one ``tile``^2 tile (inference)."""
+    """The FLOPs of one forward pass of one `tile` x `tile` tile (inference)."""
     with torch.random.fork_rng(devices=[]):
         model = build_network(arch, kwargs, out_channels).eval()
     with torch.no_grad(), FlopCounterMode(display=False) as counter:
@@ -49,7 +50,7 @@ def forward_flops(arch: str, kwargs: dict[str, Any], out_channels: int, tile: in
 
 @dataclass(frozen=True)
 class PipelineFlops:
-    """A pipeline run's FLOPs by part."""
+    """A pipeline run's FLOPs by part: training, validation and evaluate, with one training step's and one tile's."""
 
     train: int
     validation: int
@@ -59,19 +60,28 @@ class PipelineFlops:
 
     @property
     def total(self) -> int:
+        """The FLOPs of the whole run."""
         return self.train + self.validation + self.evaluate
 
     def as_dict(self) -> dict[str, float]:
+        """The figures in TFLOP (the parts) and GFLOP (a step, a tile), for JSON."""
         return {"train_tflop": self.train / 1e12, "validation_tflop": self.validation / 1e12, "evaluate_tflop": self.evaluate / 1e12,
                 "total_tflop": self.total / 1e12, "train_step_gflop": self.per_train_step / 1e9, "tile_gflop": self.per_tile / 1e9}
 
 
 def pipeline_flops(params: Params, slice_shape: tuple[int, int], val_slices: int, test_slices: int, unlabelled_slices: int) -> PipelineFlops:
-    """The FLOPs of one ``dvc repro`` of ``params`` on slices of ``slice_shape``.
+    """The FLOPs of one `dvc repro` of `params` on slices of `slice_shape`.
 
-    Validation predicts ``val_slices`` every ``val_every`` steps (and after the last);
+    Validation predicts `val_slices` every `val_every` steps (and after the last);
     evaluate predicts the validation slices (to choose the segmentation), the test slices
     and the unlabelled ones; TTA multiplies a tile by 8.
+
+    Args:
+        params: The pipeline's params.
+        slice_shape: The slices' (height, width).
+        val_slices: The validation slices.
+        test_slices: The labelled test slices.
+        unlabelled_slices: The unlabelled test volume's slices.
     """
     model, train = params.model, params.train
     kwargs = resolve_kwargs(model.arch, model.overrides())

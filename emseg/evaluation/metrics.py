@@ -1,39 +1,44 @@
-"""ISBI-2012 segmentation metrics, reproducing Fiji's official scorer.
+"""ISBI 2012 segmentation metrics, reproducing Fiji's official scorer.
 
-The ISBI 2012 EM-segmentation challenge is scored by Fiji's Trainable
-Segmentation plugin (``trainableSegmentation.metrics``)::
+The ISBI 2012 EM-segmentation challenge is scored by Fiji's Trainable Segmentation plugin
+(`trainableSegmentation.metrics`):
 
-    RandError.getMaximalVRandAfterThinning(0.0, 1.0, 0.1, true)
-    VariationOfInformation.getMaximalVInfoAfterThinning(0.0, 1.0, 0.1)
-    PixelError.getPixelErrorMaximalFScore(0.0, 1.0, 0.1)
+```java
+RandError.getMaximalVRandAfterThinning(0.0, 1.0, 0.1, true)
+VariationOfInformation.getMaximalVInfoAfterThinning(0.0, 1.0, 0.1)
+PixelError.getPixelErrorMaximalFScore(0.0, 1.0, 0.1)
+```
 
-This module re-implements those three calls (independently written, from
-reading the Java) so that the numbers agree with Fiji to ~1e-12, plus a few
-plain extras (pixel error at the chosen threshold, membrane Dice/IoU).
+This module re-implements those three calls (independently written, from reading the
+Java) so that the numbers agree with Fiji's to rounding (the measured agreement is on the
+[Metrics](../../../explanation/metrics.md) page), plus a few plain extras (pixel error at the
+chosen threshold, membrane Dice/IoU). [`score`][emseg.evaluation.metrics.score] is the entry
+point; `emseg score` runs it on files.
 
 Conventions: a label slice has cell interior > 0 and membrane 0; a proposal
-("proba_cell") is a map in [0, 1] where HIGH means cell interior.  Our models
-predict membrane probability; :func:`emseg.segmentation.thinning.membrane_to_cell` is the
-one place where that is turned around.
+(`proba_cell`) is a map in [0, 1] where HIGH means cell interior. emseg's models
+predict membrane probability;
+[`membrane_to_cell`][emseg.segmentation.thinning.membrane_to_cell] is the one place where
+that is turned around.
 
-What the Java does, and therefore what this module does, per threshold ``t``
+What the Java does, and therefore what this module does, per threshold `t`
 (thresholds accumulated in double precision: 0.0, 0.1, ..., 0.9999999999999999):
 
-* proposal: a pixel is cell when ``(double) p > t`` (p as a float32 value);
+* proposal: a pixel is cell when `(double) p > t` (p as a float32 value);
   the non-cell pixels ("borders") are thinned by the classic Vincent-Soille
-  watershed (``WatershedTransform2D``, 4-connectivity) of the binary image
-  (cell 0, border 255), :func:`emseg.segmentation.thinning.flood_watershed`: a border
-  pixel reached from two different regions becomes a watershed (label 0) pixel.
+  watershed (`WatershedTransform2D`, 4-connectivity) of the binary image
+  (cell 0, border 255), [`flood_watershed`][emseg.segmentation.thinning.flood_watershed]: a
+  border pixel reached from two different regions becomes a watershed (label 0) pixel.
   A slice that is all cell or all border is one single region (label 1).
-* ground truth: 4-connected components of ``label > t`` (Fiji binarises the
-  labels with the same threshold; for integer labels that is ``label > 0``).
+* ground truth: 4-connected components of `label > t` (Fiji binarises the
+  labels with the same threshold; for integer labels that is `label > 0`).
 * V_rand / V_info: foreground-restricted (GT membrane pixels ignored) Rand and
   information-theoretic F-scores; every proposal watershed pixel inside the GT
-  foreground is its own singleton segment.  Both are computed per slice and
+  foreground is its own singleton segment. Both are computed per slice and
   averaged over slices (macro average); the maximum over thresholds is
   reported (a NaN average never wins, the maximum starts at 0).
 * pixel error: 1 - best F-score of the cell class over the thresholds, with
-  TP/FP/FN pooled over all slices and the ground truth taken as ``label > 0``.
+  TP/FP/FN pooled over all slices and the ground truth taken as `label > 0`.
 """
 
 from __future__ import annotations
@@ -61,10 +66,14 @@ __all__ = [
 
 
 def fiji_thresholds(start: float = 0.0, stop: float = 1.0, step: float = 0.1) -> tuple[float, ...]:
-    """The thresholds Fiji visits: ``for (th = start; th <= stop; th += step)`` in doubles.
+    """The thresholds Fiji visits: `for (th = start; th <= stop; th += step)` in doubles.
 
     With the ISBI arguments (0, 1, 0.1) the accumulated sum gives 11 values whose last
-    one is 0.9999999999999999 (1.0 itself is never reached).
+    one is 0.9999999999999999 (1.0 itself is never reached); `ISBI_THRESHOLDS` holds them.
+
+    Raises:
+        ValueError: Non-finite values, a step that is not positive, or not
+            `0 <= start <= stop <= 1`.
     """
     start, stop, step = float(start), float(stop), float(step)
     if not (math.isfinite(start) and math.isfinite(stop) and math.isfinite(step)) or step <= 0:
@@ -91,8 +100,8 @@ ISBI_THRESHOLDS: tuple[float, ...] = fiji_thresholds(0.0, 1.0, 0.1)
 def _label4(mask: np.ndarray) -> tuple[np.ndarray, int]:
     """4-connected components of a boolean (H, W) mask, numbered in raster order.
 
-    Like Fiji's ``FindConnectedRegions`` (which writes ``(short) regionNumber`` read back
-    with ``& 0xffff``), label numbers wrap modulo 65536; region 65536 becomes 0, i.e.
+    Like Fiji's `FindConnectedRegions` (which writes `(short) regionNumber` read back
+    with `& 0xffff`), label numbers wrap modulo 65536; region 65536 becomes 0, i.e.
     background.  Returns the labels and the largest label present.
     """
     height, width = mask.shape
@@ -146,10 +155,10 @@ def _label4(mask: np.ndarray) -> tuple[np.ndarray, int]:
 def _pair_counts(gt: np.ndarray, seg: np.ndarray, n_gt: int, n_seg: int):
     """Contingency statistics of GT labels (0 = ignored) against segment labels (0 = singleton).
 
-    Returns ``(n, singles, sum_a2, sum_b2, sum_c2, sum_alog, sum_blog, sum_clog)`` where
-    ``a`` are GT-region sizes, ``b`` segment sizes inside the GT foreground, ``c`` the
+    Returns `(n, singles, sum_a2, sum_b2, sum_c2, sum_alog, sum_blog, sum_clog)` where
+    `a` are GT-region sizes, `b` segment sizes inside the GT foreground, `c` the
     overlaps (singletons excluded from b and c), squares as exact int64 sums and
-    ``*_log`` the sums of ``p * log(p)`` with ``p = count / n``.
+    `*_log` the sums of `p * log(p)` with `p = count / n`.
     """
     a = np.zeros(n_gt + 1, np.int64)
     b = np.zeros(n_seg + 1, np.int64)
@@ -200,7 +209,7 @@ def _pair_counts(gt: np.ndarray, seg: np.ndarray, n_gt: int, n_seg: int):
 
 @njit(cache=True, nogil=True)
 def _size_terms(sizes: np.ndarray, nf: float) -> tuple[int, float]:
-    """``sum(c^2)`` (exact, int64) and ``sum(p log p)`` with ``p = c / n`` over the sizes from index 1 on."""
+    """`sum(c^2)` (exact, int64) and `sum(p log p)` with `p = c / n` over the sizes from index 1 on."""
     sum_sq = 0
     sum_log = 0.0
     for i in range(1, sizes.size):
@@ -214,10 +223,10 @@ def _size_terms(sizes: np.ndarray, nf: float) -> tuple[int, float]:
 
 @njit(cache=True, nogil=True)
 def _slice_at_threshold(proba_t: np.ndarray, gt_t: np.ndarray, gt_pos_t: np.ndarray, t: float, n_gt: int):
-    """Everything one (slice, threshold) pair needs, on transposed ``[x, y]`` arrays.
+    """Everything one (slice, threshold) pair needs, on transposed `[x, y]` arrays.
 
-    ``proba_t`` float32, compared as double (``p > t``) like Fiji; ``gt_t`` GT region
-    labels; ``gt_pos_t`` the pixel-error ground truth (``label > 0``).
+    `proba_t` float32, compared as double (`p > t`) like Fiji; `gt_t` GT region
+    labels; `gt_pos_t` the pixel-error ground truth (`label > 0`).
     """
     size1, size2 = proba_t.shape
     levels = np.empty((size1, size2), np.uint8)
@@ -261,7 +270,7 @@ def _slice_at_threshold(proba_t: np.ndarray, gt_t: np.ndarray, gt_pos_t: np.ndar
 
 def _rand_scores(n: int, singles: int, sum_a2: int, sum_b2: int, sum_c2: int) -> tuple[float, float, float]:
     """(V_rand F-score, split score = recall, merge score = precision) as in
-    ``RandError.getForegroundRestrictedRandIndexStatsN2`` + ``ClassificationStatistics``."""
+    `RandError.getForegroundRestrictedRandIndexStatsN2` + `ClassificationStatistics`."""
     if n == 0:
         # Java divides 0/0 here: tp, fp, fn are NaN, precision and recall NaN, F stays 0.
         return 0.0, math.nan, math.nan
@@ -280,7 +289,7 @@ def _info_scores(
     n: int, singles: int, sum_alog: float, sum_blog: float, sum_clog: float
 ) -> tuple[float, float, float]:
     """(V_info F-score, split score, merge score) as in
-    ``VariationOfInformation.foregroundRestrictedFscore`` (merge = C(A|B), split = C(B|A))."""
+    `VariationOfInformation.foregroundRestrictedFscore` (merge = C(A|B), split = C(B|A))."""
     if n == 0:
         # Java: H(A) = 0 so prec = 0, rec = 1; H(B) is NaN (0 * log 0), F = 0.
         return 0.0, 1.0, 0.0
@@ -310,7 +319,7 @@ def _info_scores(
 
 
 def _class_f(tp: float, fp: float, fn: float) -> float:
-    """F-score with Fiji's ``ClassificationStatistics`` conventions."""
+    """F-score with Fiji's `ClassificationStatistics` conventions."""
     precision = 1.0 if fp == 0 else tp / (tp + fp)
     recall = 1.0 if fn == 0 else tp / (tp + fn)
     return 2.0 * precision * recall / (precision + recall) if precision + recall > 0 else 0.0
@@ -322,7 +331,7 @@ def _ratio(num: float, den: float) -> float:
 
 
 def _fiji_max(values: Sequence[float]) -> tuple[float, int]:
-    """``max = 0; for v: if (v > max) max = v`` and the index where it first happened.
+    """`max = 0; for v: if (v > max) max = v` and the index where it first happened.
 
     As in Fiji's log line, the threshold is the first one when nothing beats 0.
     """
@@ -334,11 +343,20 @@ def _fiji_max(values: Sequence[float]) -> tuple[float, int]:
 
 
 def segmentation_scores(gt_labels: np.ndarray, seg_labels: np.ndarray) -> dict[str, float]:
-    """V_rand / V_info (and split/merge scores) of one 2-D segment labelling against GT regions.
+    """V_rand and V_info (and their split and merge scores) of one 2-D segment labelling against GT regions.
 
-    ``gt_labels``: GT region ids, 0 = membrane (ignored).  ``seg_labels``: proposal segment
-    ids, 0 = singleton pixels.  No thresholding or thinning: this is the contingency part of
-    the scorer, useful to score a segmentation that is already labelled.
+    No thresholding or thinning: this is the contingency part of the scorer, useful to score
+    a segmentation that is already labelled.
+
+    Args:
+        gt_labels: GT region ids, 0 = membrane (ignored).
+        seg_labels: Proposal segment ids, 0 = singleton pixels.
+
+    Returns:
+        `v_rand`, `rand_split`, `rand_merge`, `v_info`, `info_split` and `info_merge`.
+
+    Raises:
+        EmsegError: The maps are not 2-D and equal in shape, or hold negative labels.
     """
     gt = np.asarray(gt_labels)
     sg = np.asarray(seg_labels)
@@ -388,12 +406,13 @@ _PER_SLICE_KEYS = (
 
 @dataclass
 class ScoreResult:
-    """Scores of a proposal against ground truth (see :func:`score`).
+    """Scores of a proposal against ground truth (see [`score`][emseg.evaluation.metrics.score]).
 
-    ``v_rand_threshold`` is the best-V_rand threshold; ``pixel_error_plain``, ``dice`` and
-    ``iou`` (membrane class) are taken there.  ``per_threshold`` holds stack-level values
-    per threshold (``pixel_error`` = 1 - pooled cell F-score); ``per_slice`` the per-slice
-    values at ``v_rand_threshold``.
+    `v_rand`, `v_info` and `pixel_error` are the challenge's: the best over the thresholds,
+    at `v_rand_threshold`, `v_info_threshold` and `pixel_error_threshold`.
+    `pixel_error_plain`, `dice` and `iou` (membrane class) are taken at `v_rand_threshold`.
+    `per_threshold` holds stack-level values per threshold (`pixel_error` = 1 - pooled cell
+    F-score); `per_slice` the per-slice values at `v_rand_threshold`.
     """
 
     v_rand: float
@@ -530,7 +549,7 @@ def _raw_stats(lab: np.ndarray, prob: np.ndarray, thresholds: list[float], worke
 
 
 def _per_slice_scores(stats: np.ndarray) -> dict[str, np.ndarray]:
-    """Each per-slice score at each threshold: ``{key: (slices, thresholds)}``."""
+    """Each per-slice score at each threshold: `{key: (slices, thresholds)}`."""
     n_slices, n_thr = stats.shape[:2]
     per_slice: dict[str, np.ndarray] = {k: np.empty((n_slices, n_thr)) for k in _PER_SLICE_KEYS}
     for k in range(n_slices):
@@ -586,11 +605,21 @@ def score(
 ) -> ScoreResult:
     """Score a cell-probability map against ISBI-style labels, as Fiji's official scorer.
 
-    ``labels`` and ``proba_cell`` are (H, W) or (N, H, W); labels 0 = membrane, > 0 = cell;
-    ``proba_cell`` float in [0, 1], high = cell (use
-    :func:`~emseg.segmentation.thinning.membrane_to_cell` for membrane maps).  ``labels_name`` /
-    ``proba_name`` name the inputs in error messages.  Raises :class:`EmsegError` on shape
-    mismatch, NaN, or values outside [0, 1].
+    Args:
+        labels: (H, W) or (N, H, W) labels, 0 = membrane, > 0 = cell.
+        proba_cell: The map of the same shape, float in [0, 1], high = cell (use
+            [`membrane_to_cell`][emseg.segmentation.thinning.membrane_to_cell] for membrane maps).
+        thresholds: The thresholds to score at (default: the challenge's 11).
+        labels_name: Names the labels in error messages.
+        proba_name: Names the map in error messages.
+        workers: Threads scoring slices (or one slice's thresholds) in parallel; None: one per core.
+
+    Returns:
+        The scores ([`ScoreResult`][emseg.evaluation.metrics.ScoreResult]).
+
+    Raises:
+        EmsegError: A shape mismatch, empty, non-numeric or negative labels, a map that is not
+            float, NaN, values outside [0, 1], or no finite thresholds.
     """
     thresholds = [float(t) for t in thresholds]
     if not thresholds or not all(math.isfinite(t) for t in thresholds):

@@ -3,10 +3,11 @@
 Serial sections 50 nm apart look alike, so the scores of neighbouring slices are not
 independent draws: a bootstrap that resampled single slices would call a difference
 certain that one good stretch of the stack made. The slices are therefore cut into
-contiguous blocks of ``block`` slices (in slice order), each block is averaged, and
-``scipy.stats.bootstrap`` (BCa, seeded) resamples the block means: a non-overlapping
+contiguous blocks of `block` slices (in slice order), each block is averaged, and
+`scipy.stats.bootstrap` (BCa, seeded) resamples the block means: a non-overlapping
 block bootstrap. Comparisons are paired: both runs scored the same slices, so the
-interval is the one of the mean per-block difference.
+interval is the one of the mean per-block difference
+([`paired_difference`][emseg.evaluation.statistics.paired_difference], which `emseg compare` uses).
 """
 
 from __future__ import annotations
@@ -31,7 +32,7 @@ LOWER_IS_BETTER = ("pixel_error", "pixel_error_plain", "pixel_error_at_val_thres
 
 @dataclass(frozen=True)
 class Interval:
-    """A mean with its confidence interval."""
+    """A mean with its confidence interval, at `confidence`, from `blocks` block means."""
 
     mean: float
     low: float
@@ -40,11 +41,16 @@ class Interval:
     blocks: int
 
     def excludes(self, value: float) -> bool:
+        """Whether `value` lies outside the interval."""
         return value < self.low or value > self.high
 
 
 def block_means(values: Sequence[float], slice_ids: Sequence[int], block: int = BLOCK_SLICES) -> np.ndarray:
-    """Means of ``values`` over consecutive runs of ``block`` slices, taken in slice order (a short last block kept)."""
+    """The means of `values` over consecutive runs of `block` slices, taken in slice order (a short last block kept).
+
+    Raises:
+        EmsegError: `values` and `slice_ids` differ in length, or are empty.
+    """
     if len(values) != len(slice_ids):
         raise EmsegError(f"{len(values)} values for {len(slice_ids)} slices")
     if not len(values):
@@ -61,7 +67,20 @@ def mean_interval(
     resamples: int = RESAMPLES,
     seed: int = SEED,
 ) -> Interval:
-    """The mean of per-slice ``values`` and its block-bootstrap (BCa) interval."""
+    """The mean of per-slice `values` and its block-bootstrap (BCa) interval.
+
+    Args:
+        values: One score per slice.
+        slice_ids: The slices' numbers, which decide the blocks.
+        block: Contiguous slices averaged into one block.
+        confidence: The confidence level.
+        resamples: Bootstrap resamples.
+        seed: The bootstrap's seed: the same table always gets the same interval.
+
+    Returns:
+        The mean over the slices and its interval; the interval is the mean itself when the
+        block means do not vary, and percentiles where BCa is undefined.
+    """
     means = block_means(values, slice_ids, block)
     centre = float(np.mean(values))
     if len(means) < 2 or np.ptp(means) <= 1e-12 * max(1.0, abs(centre)):  # nothing to resample: the interval is the point
@@ -86,7 +105,13 @@ def paired_difference(
     resamples: int = RESAMPLES,
     seed: int = SEED,
 ) -> Interval:
-    """The mean of ``b - a`` over the same slices, with its block-bootstrap interval."""
+    """The mean of `b - a` over the same slices, with its block-bootstrap interval.
+
+    The other arguments are those of [`mean_interval`][emseg.evaluation.statistics.mean_interval].
+
+    Raises:
+        EmsegError: `a` and `b` differ in length.
+    """
     if len(a) != len(b):
         raise EmsegError(f"paired scores need the same slices: {len(a)} against {len(b)}")
     difference = np.asarray(b, np.float64) - np.asarray(a, np.float64)
@@ -94,7 +119,10 @@ def paired_difference(
 
 
 def verdict(metric: str, difference: Interval) -> str:
-    """``better``, ``worse`` (B against A) or ``not distinguishable``, from the interval of B - A."""
+    """`better`, `worse` (B against A) or `not distinguishable` (the interval of B - A holds zero).
+
+    Whether higher or lower is better depends on `metric` (`LOWER_IS_BETTER`: the pixel errors).
+    """
     if not difference.excludes(0.0):
         return "not distinguishable"
     higher = difference.low > 0

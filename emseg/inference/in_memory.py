@@ -1,11 +1,11 @@
-"""``emseg predict`` as a library: run the model over checked inputs and write their outputs.
+"""`emseg predict` as a library: run the model over checked inputs and write their outputs.
 
-Every output name is checked for clashes before the first output file is written, so a
-bad input fails the whole run cleanly (:mod:`emseg.inference.inputs` checks the inputs).
-Each input's outputs are streamed slice by slice into temporary files that are renamed
-onto their final names only once the whole input has been predicted, so an error or an
-interrupt never leaves a partial file behind. The kinds of output are those of
-:mod:`emseg.inference.outputs`.
+Every output name is checked for clashes before the first output file is written, so that
+a bad input fails the whole run cleanly ([`emseg.inference.inputs`][emseg.inference.inputs]
+checks the inputs). Each input's outputs are streamed slice by slice into temporary files
+that are renamed onto their final names only once the whole input has been predicted, so
+that an error or an interrupt never leaves a partial file behind. The kinds of output are
+those of [`emseg.inference.outputs`][emseg.inference.outputs].
 """
 
 from __future__ import annotations
@@ -42,12 +42,39 @@ MIN_TILE = 16
 
 
 def check_tile(tile: int | None) -> None:
+    """Check `--tile`: None, or at least `MIN_TILE` pixels.
+
+    Raises:
+        EmsegError: A smaller tile.
+    """
     if tile is not None and tile < MIN_TILE:
         raise EmsegError(f"--tile must be at least {MIN_TILE} pixels, got {tile}")
 
 
 @dataclass(frozen=True)
 class PredictOptions:
+    """The settings of one `emseg predict` run, checked when made.
+
+    Args:
+        outputs: The kinds of output to write (keys of `OUTPUTS` of
+            [`emseg.inference.outputs`][emseg.inference.outputs]).
+        threshold: Cell where the cell probability is above it.
+        overlap: The overlap of neighbouring windows, in [0, 1).
+        tta: Average the 8 flips and rotations of every tile.
+        batch_size: Tiles per forward pass.
+        device: Where the network runs.
+        amp: Allow mixed precision on CUDA.
+        cells: How the cells are drawn: a method of [`emseg.segmentation.methods`][emseg.segmentation.methods].
+        cell_settings: That method's settings.
+        pixel_size: The pixel size of every input (`--pixel-size`); None: each input's own, if
+            its file says.
+        tile: The sliding window's side (`--tile`); None: the model's training patch size.
+
+    Raises:
+        EmsegError: An unknown output kind or cell method, or a value out of range (one line
+            naming the option).
+    """
+
     outputs: tuple[str, ...] = OUTPUT_KINDS
     threshold: float = FALLBACK_THRESHOLD
     overlap: float = OVERLAP
@@ -75,11 +102,18 @@ class PredictOptions:
         check_tile(self.tile)
 
     def predictor(self, model: nn.Module, config: ModelConfig) -> Predictor:
+        """The [`Predictor`][emseg.inference.predictor.Predictor] of `model` with these settings."""
         return Predictor(model, config, self.overlap, self.tta, self.batch_size, self.device, self.amp, self.tile)
 
 
 @dataclass
 class PredictSummary:
+    """What a run of [`predict_files`][emseg.inference.in_memory.predict_files] did.
+
+    The inputs, slices and megapixels predicted, the seconds taken (and spent drawing cells),
+    and the files written.
+    """
+
     images: int
     slices: int
     megapixels: float
@@ -90,9 +124,11 @@ class PredictSummary:
 
     @property
     def mpix_per_s(self) -> float:
+        """Megapixels predicted per second."""
         return self.megapixels / self.seconds if self.seconds > 0 else float("inf")
 
     def line(self) -> str:
+        """The one-line summary `emseg predict` prints."""
         return (
             f"predicted {self.images} image(s), {self.slices} slice(s), {self.megapixels:.2f} MPix "
             f"in {self.seconds:.1f} s ({self.mpix_per_s:.3f} MPix/s; cells {self.cell_seconds / max(self.slices, 1):.2f} s/slice)"
@@ -105,7 +141,11 @@ def item_outputs(item: InputImage, out_dir: Path, outputs: Sequence[str]) -> dic
 
 
 def check_output_names(items: Sequence[InputImage], out_dir: Path, outputs: Sequence[str]) -> None:
-    """Refuse two inputs writing the same output file, or an output overwriting an input."""
+    """Refuse two inputs writing the same output file, or an output overwriting an input.
+
+    Raises:
+        EmsegError: A clash, or `out_dir` exists and is not a folder.
+    """
     if out_dir.exists() and not out_dir.is_dir():
         raise EmsegError(f"{out_dir}: exists and is not a folder (--out names the output folder)")
     inputs = {item.path.resolve(): item.path for item in items}
@@ -124,7 +164,7 @@ class _OutputFiles:
     """The open temporary files of one input's outputs, written slice by slice.
 
     Stacks and the probability and cell maps stream into multi-page TIFFs (the layout of
-    ``emseg.io.images.write_tiff``); a single slice's membrane mask and the overlay are PNGs; the
+    `emseg.io.images.write_tiff`); a single slice's membrane mask and the overlay are PNGs; the
     measurements are CSV tables with their header written first.
     """
 
@@ -202,7 +242,11 @@ def predict_file(
     options: PredictOptions,
     progress: Callable[[int], object] | None = None,
 ) -> tuple[list[Path], float]:
-    """Predict every slice of one input and write its outputs; the files written and the seconds spent on cells."""
+    """Predict every slice of one input and write its outputs.
+
+    Returns:
+        The files written, and the seconds spent drawing cells.
+    """
     stack = item.read()
     targets = item_outputs(item, out_dir, options.outputs)
     predictor = options.predictor(model, config)
@@ -219,6 +263,7 @@ def predict_file(
 
 
 def total_tiles(items: Sequence[InputImage], patch_size: int, overlap: float) -> int:
+    """The tiles a prediction of `items` runs, for a progress bar."""
     return sum(item.shape[0] * count_tiles(item.shape[1:], patch_size, overlap) for item in items)
 
 
@@ -231,7 +276,25 @@ def predict_files(
     progress: Callable[[int], object] | None = None,
     on_file: Callable[[InputImage], object] | None = None,
 ) -> PredictSummary:
-    """Predict checked inputs one after the other (call :func:`check_output_names` first)."""
+    """Predict checked inputs one after the other and write their outputs.
+
+    Call [`check_output_names`][emseg.inference.in_memory.check_output_names] first.
+
+    Args:
+        model: The network.
+        config: Its model file's config.
+        items: The checked inputs ([`inspect_inputs`][emseg.inference.inputs.inspect_inputs]).
+        out_dir: The output folder.
+        options: The run's settings.
+        progress: Called with the number of tiles after each tile batch.
+        on_file: Called with each input before it is predicted.
+
+    Returns:
+        What was done, and how fast.
+
+    Raises:
+        EmsegError: An output cannot be written (disk full, no permission), naming it.
+    """
     start = time.perf_counter()
     written: list[Path] = []
     cell_seconds = 0.0

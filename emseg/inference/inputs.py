@@ -1,8 +1,9 @@
-"""What ``emseg predict`` is given: input discovery and checks, before any output exists.
+"""What `emseg predict` is given: input discovery and checks, before any output exists.
 
 Every input is read once to prove it usable (readable, a supported pixel type, finite
-values); the first ones are kept in memory for the prediction pass, up to a byte budget,
-so small inputs are decoded once while a folder of huge slices never sits in memory whole.
+values); the first ones are kept in memory for the prediction pass, up to a byte budget
+(`CACHE_BYTES`), so that small inputs are decoded once while a folder of huge slices never
+sits in memory whole.
 """
 
 from __future__ import annotations
@@ -23,7 +24,7 @@ CACHE_BYTES = 256 * 2**20
 
 @dataclass
 class InputImage:
-    """One checked input file; ``array`` is kept only while it fits the read cache."""
+    """One checked input file; `array` is kept only while it fits the read cache."""
 
     path: Path
     shape: tuple[int, int, int]
@@ -33,17 +34,21 @@ class InputImage:
 
     @property
     def stem(self) -> str:
+        """The file name without its suffix, which names the outputs."""
         return self.path.stem
 
     @property
     def is_stack(self) -> bool:
+        """Whether the input has more than one slice."""
         return self.shape[0] > 1
 
     @property
     def pixels(self) -> int:
+        """The number of pixels of all slices."""
         return self.shape[0] * self.shape[1] * self.shape[2]
 
     def read(self) -> np.ndarray:
+        """The input's `(slices, H, W)` array: the cached one, else read again."""
         if self.array is not None:
             return self.array
         return read_checked(self.path)[0]
@@ -52,8 +57,11 @@ class InputImage:
 def discover_inputs(paths: Iterable[str | os.PathLike[str]]) -> list[Path]:
     """Expand folders into their image files (sorted, not recursive); files are kept as given.
 
-    A folder's files are predicted one by one, not as one stack, so a folder of slices
+    A folder's files are predicted one by one, not as one stack, so that a folder of slices
     of different sizes works and every output is named after its own file.
+
+    Raises:
+        EmsegError: A folder holds no image files, or no input was given.
     """
     found: list[Path] = []
     for raw in paths:
@@ -71,7 +79,12 @@ def discover_inputs(paths: Iterable[str | os.PathLike[str]]) -> list[Path]:
 
 
 def read_checked(path: Path) -> tuple[np.ndarray, bool]:
-    """Read one file as (slices, H, W) grey; True when it had colour channels (made grey)."""
+    """Read one file as `(slices, H, W)` grey; True when it had colour channels (made grey).
+
+    Raises:
+        EmsegError: A folder, an unreadable file, an unsupported pixel type, or NaN or
+            infinite values.
+    """
     if path.is_dir():  # read_stack would stack a folder's slices; predict takes its files one by one
         raise EmsegError(f"{path}: is a folder, expected an image file")
     try:
@@ -86,7 +99,7 @@ def read_checked(path: Path) -> tuple[np.ndarray, bool]:
 
 
 def inspect_inputs(paths: Sequence[Path], cache_bytes: int = CACHE_BYTES) -> list[InputImage]:
-    """Read every input once to prove it is usable; keep the first ones in memory up to ``cache_bytes``."""
+    """Read every input once to prove it usable; keep the first ones in memory, up to `cache_bytes`."""
     items = []
     cached = 0
     for path in paths:

@@ -1,15 +1,21 @@
-"""The files ``emseg predict`` writes: one table of output kinds, their names and pixel types.
+"""The files `emseg predict` writes: one table of output kinds (`OUTPUTS`), their names and pixel types.
 
-Torch-free, so the command-line parser can import it. Per input ``<stem>`` (the file name
-without suffix), in the output folder:
+Torch-free, so that the command-line parser can import it. Per input `<stem>` (the file
+name without suffix), in the output folder:
 
-* ``proba``: ``<stem>_proba.tif``, float32 cell-interior probability (``1 - membrane``), one page per slice;
-* ``membrane``: ``<stem>_membrane.png`` (single image) or ``<stem>_membrane.tif`` (stack), 255 = membrane;
-* ``cells``: ``<stem>_cells.tif``, uint32 instance labels, numbered per slice, 0 = cell outline lines;
-* ``overlay``: ``<stem>_overlay.png``, membranes (red) and cell outlines (yellow) over the raw
+* `proba`: `<stem>_proba.tif`, `float32` cell-interior probability (`1 - membrane`), one
+  page per slice;
+* `membrane`: `<stem>_membrane.png` (single image) or `<stem>_membrane.tif` (stack),
+  255 = membrane;
+* `cells`: `<stem>_cells.tif`, `uint32` instance labels, numbered per slice, 0 = cell outline lines;
+* `overlay`: `<stem>_overlay.png`, membranes (red) and cell outlines (yellow) over the raw
   image, of the middle slice for a stack;
-* ``measurements``: ``<stem>_cells.csv``, one row per cell per slice (:mod:`emseg.segmentation.measurements`);
-* ``summary``: ``<stem>_cells_summary.csv``, cell count and median area per slice.
+* `measurements`: `<stem>_cells.csv`, one row per cell per slice
+  ([`emseg.segmentation.measurements`][emseg.segmentation.measurements]);
+* `summary`: `<stem>_cells_summary.csv`, cell count and median area per slice.
+
+Volume inputs get OME-Zarr stores instead
+([`emseg.inference.volume.blockwise`][emseg.inference.volume.blockwise]).
 """
 
 from __future__ import annotations
@@ -35,6 +41,7 @@ class OutputKind:
     description: str = ""
 
     def file_name(self, stem: str, is_stack: bool) -> str:
+        """The file name of this kind for an input `stem`, single slice or stack."""
         return f"{stem}_{self.suffix}.{self.stack if is_stack else self.single}"
 
 
@@ -54,13 +61,18 @@ OUTPUT_KINDS = tuple(OUTPUTS)
 
 
 def parse_outputs(text: str) -> tuple[str, ...]:
-    """``--outputs``'s comma-separated kinds, in the table's order, each once."""
+    """The kinds of `--outputs` (comma-separated), in the table's order, each once."""
     names = tuple(dict.fromkeys(part.strip() for part in text.split(",") if part.strip()))
     check_outputs(names)
     return tuple(kind for kind in OUTPUT_KINDS if kind in names)
 
 
 def check_outputs(names: Sequence[str]) -> None:
+    """Check that every name is a kind of output, and that there is at least one.
+
+    Raises:
+        EmsegError: An unknown kind, or none (one line naming `--outputs`).
+    """
     bad = [name for name in names if name not in OUTPUTS]
     if bad or not names:
         raise EmsegError(f"--outputs: unknown output {', '.join(bad) or '(none)'}; choose from {','.join(OUTPUT_KINDS)}")

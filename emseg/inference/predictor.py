@@ -1,4 +1,4 @@
-"""A loaded model and how to apply it: the one inference path of training validation, evaluate and ``emseg predict``."""
+"""A loaded model and how to apply it: the one inference path of training validation, evaluate and `emseg predict`."""
 
 from __future__ import annotations
 
@@ -20,13 +20,21 @@ from emseg.segmentation.thinning import membrane_to_cell
 
 @dataclass(frozen=True)
 class Predictor:
-    """``model`` applied by sliding windows of the model's patch size, with its own normalisation.
+    """`model` applied by sliding windows of the model's patch size, with its own normalisation.
 
-    ``tta`` averages the 8 flips/rotations of every tile; ``amp`` allows mixed precision
-    where the device has it (CUDA). A boundary model gives a membrane map; an affinity
-    model (``config.target``) its affinities, and a membrane map made from them. ``tile``
-    sets another window side than the patch size the model was trained on (the network is
-    fully convolutional): larger windows recompute fewer overlapping pixels.
+    A boundary model gives a membrane map; an affinity model (`config.target`) its affinities,
+    and a membrane map made from them.
+
+    Args:
+        model: The network.
+        config: The model file's config: normalisation, patch size, target and offsets.
+        overlap: The overlap of neighbouring windows, a fraction of the window.
+        tta: Average the 8 flips and rotations of every tile.
+        batch_size: Tiles per forward pass.
+        device: Where the network runs.
+        amp: Allow mixed precision where the device has it (CUDA).
+        tile: Another window side than the patch size the model was trained on (the network
+            is fully convolutional): larger windows recompute fewer overlapping pixels.
     """
 
     model: nn.Module
@@ -40,16 +48,17 @@ class Predictor:
 
     @property
     def window(self) -> int:
-        """The side of the sliding window: ``tile``, else the model's training patch size."""
+        """The side of the sliding window: `tile`, else the model's training patch size."""
         return self.config.window(self.tile)
 
     @classmethod
     def from_params(cls, model: nn.Module, config: ModelConfig, params: EvaluateParams, device: torch.device) -> Predictor:
-        """The evaluate stage's predictor, as ``params.yaml: evaluate`` sets it."""
+        """The evaluate stage's predictor, as `params.yaml: evaluate` sets it."""
         return cls(model, config, params.overlap, params.tta, params.batch_size, device, params.amp)
 
     @property
     def offsets(self) -> tuple[Offset, ...] | None:
+        """An affinity model's offsets; None for a boundary model."""
         return self.config.offset_tuples()
 
     def _window_args(self) -> dict:
@@ -75,18 +84,18 @@ class Predictor:
         return self._prediction(predict_affinities(self.model, image, offsets=self.offsets, progress=progress, **self._window_args()))
 
     def predict_with_logits(self, image: np.ndarray) -> tuple[Prediction, torch.Tensor]:
-        """:meth:`predict` and the blended logits (1, C, H, W) of the same pass."""
+        """[`predict`][emseg.inference.predictor.Predictor.predict], and the blended logits (1, C, H, W) of the same pass."""
         proba, logits = predict_with_logits(self.model, image, offsets=self.offsets, **self._window_args())
         return self._prediction(proba), logits
 
     def membrane(self, image: np.ndarray, progress: Callable[[int], object] | None = None) -> np.ndarray:
-        """Membrane probability (float32, H x W) of one raw slice."""
+        """The membrane probability (`float32`, H x W) of one raw slice."""
         return self.predict(image, progress).membrane
 
     def cell(self, image: np.ndarray, progress: Callable[[int], object] | None = None) -> np.ndarray:
-        """Cell-interior probability (the challenge's convention, high = cell) of one raw slice."""
+        """The cell-interior probability (the challenge's convention, high = cell) of one raw slice."""
         return membrane_to_cell(self.membrane(image, progress))
 
     def cell_stack(self, images: list[np.ndarray]) -> np.ndarray:
-        """Cell-interior probability of several slices of one size, as a float32 stack."""
+        """The cell-interior probability of several slices of one size, as a `float32` stack."""
         return np.stack([self.cell(image) for image in images]).astype(np.float32)

@@ -1,12 +1,12 @@
 """The one inference path: normalise, sliding windows with Gaussian blending, optional 8x TTA.
 
-Used by the training validation, the evaluate stage and ``emseg predict``. Test-time
-augmentation is applied per tile batch (the 8 flips/rotations of each tile, averaged
-before blending), so memory grows with the tile batch, not with the slice area times
+Used by the training validation, the evaluate stage and `emseg predict`. Test-time
+augmentation is applied per tile batch (the 8 flips and rotations of each tile, averaged
+before blending), so that memory grows with the tile batch, not with the slice area times
 the number of variants. A boundary model's one channel turns with the tile; an affinity
 model's channels also trade places (an offset along x becomes one along y, and one turned
 to point the other way is the same pixel pair read from its other end): see
-:func:`emseg.networks.affinities.variant_plan`.
+[`variant_plan`][emseg.networks.affinities.variant_plan].
 """
 
 from __future__ import annotations
@@ -39,10 +39,12 @@ def _forward(x: torch.Tensor, k: int, flip: bool, model: nn.Module) -> torch.Ten
 
 
 def _shift(t: torch.Tensor, offset: Offset) -> torch.Tensor:
-    """``out[..., y, x] = t[..., y + dy, x + dx]``, 0 where that lies outside."""
+    """`out[..., y, x] = t[..., y + dy, x + dx]`, 0 where that lies outside."""
     dy, dx = offset
     out = torch.zeros_like(t)
     height, width = t.shape[-2:]
+    if abs(dy) >= height or abs(dx) >= width:  # the offset leaves the tile from every pixel
+        return out
     out[..., max(-dy, 0) : height + min(-dy, 0), max(-dx, 0) : width + min(-dx, 0)] = t[
         ..., max(dy, 0) : height + min(dy, 0), max(dx, 0) : width + min(dx, 0)
     ]
@@ -61,12 +63,20 @@ def _remap(variant: torch.Tensor, plan: list[tuple[int, int, Offset | None]]) ->
 
 
 class TilePredictor(nn.Module):
-    """Probabilities of a tile batch, averaged over the dihedral variants when ``tta``.
+    """Probabilities of a tile batch, averaged over the dihedral variants when `tta`.
 
-    A boundary model (``offsets`` None) gives the membrane probability; an affinity model
+    A boundary model (`offsets` None) gives the membrane probability; an affinity model
     one channel per offset, each variant's channels mapped back to the original offsets.
-    With ``logits``, the mean logit over the variants as well, as a second output: what a
+    With `logits`, the mean logit over the variants as well, as a second output: what a
     loss is computed from.
+
+    Args:
+        model: The network.
+        tta: Average the 8 flips and rotations of every tile.
+        amp: Allow mixed precision where the device has it.
+        progress: Called with the number of tiles after each batch (e.g. a tqdm bar's `update`).
+        logits: Also return the mean logits.
+        offsets: An affinity model's offsets; None for a boundary model.
     """
 
     def __init__(
@@ -88,6 +98,7 @@ class TilePredictor(nn.Module):
         self.plans = {variant: variant_plan(offsets, *variant) for variant in self.variants} if offsets else None
 
     def forward(self, tiles: torch.Tensor) -> torch.Tensor | tuple[torch.Tensor, torch.Tensor]:
+        """The probabilities (B, C, P, P) of a batch of normalised tiles, and with `logits` the mean logits as well."""
         proba, logits = self._boundary(tiles) if self.plans is None else self._affinities(tiles)
         if self.progress is not None:
             self.progress(int(tiles.shape[0]))
@@ -125,10 +136,10 @@ def _roi_size(shape: tuple[int, int], patch_size: int) -> tuple[int, int]:
 
 
 def count_tiles(shape: tuple[int, int], patch_size: int, overlap: float = 0.5) -> int:
-    """How many tiles :func:`predict_membrane` runs for one slice of ``shape`` (for progress bars).
+    """How many tiles [`predict_membrane`][emseg.inference.sliding_window.predict_membrane] runs for one slice of `shape`.
 
-    Computed with MONAI's own window layout, so it stays equal to what
-    ``sliding_window_inference`` visits.
+    For progress bars. Computed with MONAI's own window layout, so that it stays equal to what
+    `sliding_window_inference` visits.
     """
     shape = (int(shape[0]), int(shape[1]))
     roi = _roi_size(shape, patch_size)
@@ -170,10 +181,20 @@ def predict_membrane(
     *,
     progress: Callable[[int], object] | None = None,
 ) -> np.ndarray:
-    """Membrane probability (float32, H x W, 0..1) of one raw 2-D slice of any size.
+    """The membrane probability (`float32`, H x W, 0..1) of one raw 2-D slice of any size.
 
-    ``progress``, when given, is called with the number of tiles after each tile batch
-    (:func:`count_tiles` gives the total).
+    Args:
+        model: The network (a boundary model).
+        image: One raw slice; it is normalised here.
+        patch_size: The sliding window's side.
+        normalization: The model file's normalisation (None: the per-slice z-score).
+        overlap: The overlap of neighbouring windows, a fraction of the window.
+        tta: Average the 8 flips and rotations of every tile.
+        batch_size: Tiles per forward pass.
+        device: Where the network runs.
+        amp: Allow mixed precision where the device has it.
+        progress: Called with the number of tiles after each tile batch
+            ([`count_tiles`][emseg.inference.sliding_window.count_tiles] gives the total).
     """
     predictor = TilePredictor(model, tta, amp, progress)
     output = _sliding_window(predictor, image, patch_size, normalization, overlap, batch_size, torch.device(device))
@@ -184,8 +205,21 @@ def predict_membrane(
 def predict_with_logits(
     model: nn.Module, image: np.ndarray, patch_size: int, offsets: tuple[Offset, ...] | None = None, **settings: Any
 ) -> tuple[np.ndarray, torch.Tensor]:
-    """The map of :func:`predict_membrane` (``offsets`` None) or :func:`predict_affinities` (same ``settings``),
-    and the blended logits (1, C, H, W) of the same pass, for a loss."""
+    """A prediction and the blended logits of the same pass, for a loss.
+
+    Args:
+        model: The network.
+        image: One raw slice.
+        patch_size: The sliding window's side.
+        offsets: An affinity model's offsets; None for a boundary model.
+        **settings: The other arguments of [`predict_membrane`][emseg.inference.sliding_window.predict_membrane]
+            (`normalization`, `overlap`, `tta`, `batch_size`, `device`, `amp`).
+
+    Returns:
+        The map of [`predict_membrane`][emseg.inference.sliding_window.predict_membrane] (`offsets` None)
+        or of [`predict_affinities`][emseg.inference.sliding_window.predict_affinities], and the
+        blended logits (1, C, H, W).
+    """
     window = {"normalization": None, "overlap": OVERLAP, "tta": False, "batch_size": TILE_BATCH, "device": "cpu", "amp": True, **settings}
     predictor = TilePredictor(model, window["tta"], window["amp"], logits=True, offsets=offsets)
     proba, logits = _sliding_window(
@@ -211,7 +245,11 @@ def predict_affinities(
     *,
     progress: Callable[[int], object] | None = None,
 ) -> np.ndarray:
-    """Affinities (float32, C x H x W, 0..1, one channel per offset; 1 = not the same cell) of one raw slice."""
+    """The affinities (`float32`, C x H x W, 0..1, one channel per offset; 1 = not the same cell) of one raw slice.
+
+    The arguments are those of [`predict_membrane`][emseg.inference.sliding_window.predict_membrane],
+    plus the model's `offsets`, by which the channels of flipped and turned tiles are mapped back.
+    """
     predictor = TilePredictor(model, tta, amp, progress, offsets=offsets)
     output = _sliding_window(predictor, image, patch_size, normalization, overlap, batch_size, torch.device(device))
     return output[0].clamp_(0.0, 1.0).numpy().astype(np.float32, copy=False)

@@ -1,8 +1,8 @@
 """Atomic file output: the one way emseg writes a file or a folder, and JSON in and out.
 
-Every writer goes through :func:`atomic_output` (a file) or :func:`staged_directory` (a
-folder), so a crash never leaves a half-written output under its final name that a later
-step would trust.
+Every writer goes through [`atomic_output`][emseg.io.atomic.atomic_output] (a file) or
+[`staged_directory`][emseg.io.atomic.staged_directory] (a folder), so that a crash never leaves
+a half-written output under its final name that a later step would trust.
 """
 
 from __future__ import annotations
@@ -27,7 +27,11 @@ def _current_umask() -> int:
 
 @contextlib.contextmanager
 def atomic_output(path: str | os.PathLike[str]) -> Iterator[Path]:
-    """Yield a temporary path beside ``path``; rename it onto ``path`` only on success."""
+    """Yield a temporary path beside `path`; rename it onto `path` only when the block succeeds.
+
+    The temporary file is removed whatever happens, and the output gets the usual
+    umask-based permissions. Missing parent folders are created.
+    """
     final = Path(path)
     final.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp_name = tempfile.mkstemp(prefix=f".{final.name}.", suffix=".tmp", dir=final.parent)
@@ -44,7 +48,7 @@ def atomic_output(path: str | os.PathLike[str]) -> Iterator[Path]:
 
 @contextlib.contextmanager
 def new_folder(path: str | os.PathLike[str]) -> Iterator[Path]:
-    """Create folder ``path`` and its missing parents; if the block fails, remove those it created again.
+    """Create folder `path` and its missing parents; if the block fails, remove those it created again.
 
     Only folders left empty are removed, so a failed stage leaves no empty output folder
     behind (DVC would otherwise see an output that was never written).
@@ -64,19 +68,24 @@ def new_folder(path: str | os.PathLike[str]) -> Iterator[Path]:
 
 
 def partial_folder(final: str | os.PathLike[str]) -> Path:
-    """The staging folder beside ``final`` in which :func:`staged_directory` builds it."""
+    """The staging folder (`.<name>.partial`) beside `final` in which [`staged_directory`][emseg.io.atomic.staged_directory] builds it."""
     final = Path(final)
     return final.with_name(f".{final.name}.partial")
 
 
 @contextlib.contextmanager
 def staged_directory(final: str | os.PathLike[str], *, fresh: bool = True, keep_partial: bool = False) -> Iterator[Path]:
-    """Yield a staging folder that replaces folder ``final`` only when the block succeeds.
+    """Yield a staging folder that replaces folder `final` only when the block succeeds.
 
     The one way emseg writes a folder output: a later stage (or DVC) never sees a folder
-    half-built. ``fresh``: start from an empty staging folder (otherwise continue what an
-    interrupted run left in it); ``keep_partial``: on failure leave the staging folder
-    for such a continuation (resumable training logs) instead of removing it.
+    half-built.
+
+    Args:
+        final: The folder to write.
+        fresh: Start from an empty staging folder; False continues what an interrupted run
+            left in it.
+        keep_partial: On failure, leave the staging folder for such a continuation (resumable
+            training logs) instead of removing it.
     """
     final = Path(final)
     staging = partial_folder(final)
@@ -95,11 +104,17 @@ def staged_directory(final: str | os.PathLike[str], *, fresh: bool = True, keep_
 
 
 def write_json(path: str | os.PathLike[str], data: Any) -> None:
+    """Write `data` as indented JSON, atomically."""
     with atomic_output(path) as tmp:
         tmp.write_text(json.dumps(data, indent=2, sort_keys=False) + "\n")
 
 
 def read_json(path: str | os.PathLike[str]) -> Any:
+    """Read a JSON file.
+
+    Raises:
+        EmsegError: The file is missing or not valid JSON (one line naming it).
+    """
     path = Path(path)
     try:
         return json.loads(path.read_text())

@@ -1,6 +1,6 @@
-"""The converted PNG data set on disk (``data/png/``, ``data/augmented/``), read slice by slice.
+"""The converted PNG data set on disk (`data/png/`, `data/augmented/`), read slice by slice.
 
-What lies where is :mod:`emseg.config.layout`'s; this module reads it.
+What lies where is [`emseg.config.layout`][emseg.config.layout]'s to say; this module reads it.
 """
 
 from __future__ import annotations
@@ -16,6 +16,7 @@ from emseg.io.images import list_images, read_image
 
 
 def read_slices(folder: str | os.PathLike[str], names: list[str]) -> list[np.ndarray]:
+    """The 2-D slices of the named PNG files of `folder`, in the order given."""
     return [read_image(Path(folder) / name)[0] for name in names]
 
 
@@ -25,13 +26,17 @@ def count_labelled(png_root: str | os.PathLike[str]) -> int:
 
 
 def read_labelled(png_root: str | os.PathLike[str], indices: list[int]) -> tuple[list[np.ndarray], list[np.ndarray]]:
-    """Raw images and ISBI labels of the given labelled slice indices."""
+    """The raw images and ISBI labels of the labelled slices with the given indices."""
     names = [slice_name(i) for i in indices]
     return read_slices(png_folder(png_root, "train_images"), names), read_slices(png_folder(png_root, "train_labels"), names)
 
 
 def read_unlabelled(png_root: str | os.PathLike[str]) -> list[np.ndarray]:
-    """Every slice of the unlabelled test volume, in order; a gap in the numbering is an error."""
+    """Every slice of the unlabelled test volume, in order.
+
+    Raises:
+        EmsegError: A gap in the slices' numbering (one line naming the missing file).
+    """
     folder = png_folder(png_root, "test_images")
     names = [path.name for path in list_images(folder)]
     expected = [slice_name(i) for i in range(len(names))]
@@ -42,6 +47,11 @@ def read_unlabelled(png_root: str | os.PathLike[str]) -> list[np.ndarray]:
 
 
 def read_augmented(aug_root: str | os.PathLike[str]) -> tuple[list[np.ndarray], list[np.ndarray]]:
+    """The images and labels of the augment stage's output folder (empty lists for no copies).
+
+    Raises:
+        EmsegError: The folder does not exist.
+    """
     root = Path(aug_root)
     if not root.is_dir():  # an empty folder is fine (augment copies: 0), a missing one is not
         raise EmsegError(f"{root}: augmented slices folder not found (the augment stage's --out)")

@@ -1,9 +1,9 @@
 """Reading and writing images: TIFF stacks, PNG and JPEG slices, folders of them.
 
-Every reader returns a 3-D array ``(slices, height, width)`` and raises
-:class:`~emseg.errors.EmsegError` naming the file when it cannot.
-Every writer goes through :func:`~emseg.io.atomic.atomic_output`, so a crash never
-leaves a half-written file under the final name.
+Every reader returns a 3-D array `(slices, height, width)` and raises
+[`EmsegError`][emseg.errors.EmsegError] naming the file when it cannot.
+Every writer goes through [`atomic_output`][emseg.io.atomic.atomic_output], so that a crash
+never leaves a half-written file under the final name.
 """
 
 from __future__ import annotations
@@ -69,11 +69,23 @@ def _tifffile_warnings() -> Iterator[list[str]]:
 
 
 def read_tiff(path: str | os.PathLike[str], allow_rgb: bool = False) -> np.ndarray:
-    """Read a single- or multi-page TIFF as ``(slices, height, width)``.
+    """Read a single- or multi-page TIFF as `(slices, height, width)`.
 
     tifffile logs a warning, rather than raising, when it has to work around a damaged
     structure (a truncated page chain, bad offsets); it then returns what it could read,
-    e.g. the first slice of a cut stack. Such a file is refused, not read short.
+    e.g. the first slice of a cut stack. Such a file is refused, not read short. Slices
+    appended one write at a time (separate image series) are joined; reduced-resolution
+    pages (thumbnails) are skipped.
+
+    Args:
+        path: The TIFF file.
+        allow_rgb: Convert colour images to grey (0.299 R + 0.587 G + 0.114 B) instead of
+            refusing them.
+
+    Raises:
+        EmsegError: The file is missing, empty, damaged or not a TIFF, or holds no 2-D image
+            or 3-D stack; [`ColourImageError`][emseg.errors.ColourImageError] for a colour
+            image without `allow_rgb`.
     """
     path = Path(path)
     if not path.is_file():
@@ -105,7 +117,7 @@ def read_tiff(path: str | os.PathLike[str], allow_rgb: bool = False) -> np.ndarr
 def _join_series(parts: list[np.ndarray], path: Path) -> np.ndarray:
     """One array from a TIFF's image series.
 
-    Slices appended one write at a time (``tifffile.imwrite(..., append=True)``, many
+    Slices appended one write at a time (`tifffile.imwrite(..., append=True)`, many
     acquisition tools) land in separate series; reading only the first would silently
     return one slice of the stack. Series of one slice shape are joined in file order;
     series of different slice shapes or types (mixed images) are refused.
@@ -124,7 +136,12 @@ def _join_series(parts: list[np.ndarray], path: Path) -> np.ndarray:
 
 
 def read_image(path: str | os.PathLike[str], allow_rgb: bool = False) -> np.ndarray:
-    """Read one PNG/JPEG file as ``(1, height, width)``, 8- or 16-bit kept."""
+    """Read one PNG or JPEG file as `(1, height, width)`, 8- or 16-bit kept.
+
+    A palette image is read as its colours and a grey image with alpha as its grey values; a
+    colour image is made grey with `allow_rgb`, else refused with a
+    [`ColourImageError`][emseg.errors.ColourImageError].
+    """
     path = Path(path)
     if not path.is_file():
         raise EmsegError(f"{path}: file not found")
@@ -156,7 +173,7 @@ def _check_not_empty(array: np.ndarray, path: Path) -> None:
 
 
 def list_images(folder: str | os.PathLike[str]) -> list[Path]:
-    """The image files of a folder, sorted by name."""
+    """The image files (TIFF, PNG, JPEG) of a folder, sorted by name, not recursive."""
     folder = Path(folder)
     if not folder.is_dir():
         raise EmsegError(f"{folder}: folder not found")
@@ -164,7 +181,11 @@ def list_images(folder: str | os.PathLike[str]) -> list[Path]:
 
 
 def read_stack(path: str | os.PathLike[str], allow_rgb: bool = False) -> np.ndarray:
-    """Read a TIFF (stack), one PNG/JPEG, or a folder of slices, as ``(slices, H, W)``."""
+    """Read a TIFF (stack), one PNG/JPEG file, or a folder of slices, as `(slices, H, W)`.
+
+    A folder's image files, sorted by name, become the slices of one stack; they must all
+    have one shape.
+    """
     path = Path(path)
     if path.is_dir():
         files = list_images(path)
@@ -186,7 +207,11 @@ def read_stack(path: str | os.PathLike[str], allow_rgb: bool = False) -> np.ndar
 
 
 def write_png(path: str | os.PathLike[str], image: np.ndarray) -> None:
-    """Write a 2-D uint8 or uint16 slice as a lossless PNG."""
+    """Write a 2-D `uint8` or `uint16` slice as a lossless PNG, atomically.
+
+    Raises:
+        EmsegError: The array is not a 2-D `uint8` or `uint16` slice.
+    """
     if image.ndim != 2 or image.dtype not in (np.uint8, np.uint16):
         raise EmsegError(f"{path}: PNG slices must be 2-D uint8 or uint16, got {image.dtype} {image.shape}")
     with atomic_output(path) as tmp:
@@ -194,7 +219,7 @@ def write_png(path: str | os.PathLike[str], image: np.ndarray) -> None:
 
 
 def write_tiff(path: str | os.PathLike[str], stack: np.ndarray) -> None:
-    """Write a 2-D image or 3-D stack as an uncompressed TIFF that ImageJ/Fiji opens as a stack."""
+    """Write a 2-D image or a 3-D stack as an uncompressed TIFF that ImageJ/Fiji opens as a stack, atomically."""
     imagej = stack.dtype in (np.uint8, np.uint16, np.float32)
     # name the axes, or Fiji opens a stack as channels (and tifffile a 3-slice one as RGB)
     metadata = {"axes": "ZYX" if stack.ndim == 3 else "YX"} if imagej else None

@@ -1,9 +1,11 @@
-"""Synthetic EM-like data (as MONAI's ``create_test_image_2d``): Voronoi cells with dark membranes.
+"""Synthetic EM-like data (as MONAI's `create_test_image_2d`): Voronoi cells with dark membranes.
 
 For trying emseg without a data set, for the tests and for the benchmarks' quick modes:
-:func:`synthetic_slice` / :func:`synthetic_stack` make images with their ISBI labels,
-:func:`write_isbi_like_source` a folder shaped like the ISBI 2012 download, and
-:data:`TINY_PROFILE` the params overrides that run the whole pipeline on it in seconds.
+[`synthetic_slice`][emseg.io.synthetic.synthetic_slice] and
+[`synthetic_stack`][emseg.io.synthetic.synthetic_stack] make images with their ISBI labels,
+[`write_isbi_like_source`][emseg.io.synthetic.write_isbi_like_source] a folder shaped like the
+ISBI 2012 download, and `TINY_PROFILE` holds the params overrides that run the whole pipeline
+on it in seconds.
 """
 
 from __future__ import annotations
@@ -32,7 +34,15 @@ TINY_PROFILE: dict[str, Any] = {
 
 
 def synthetic_slice(height: int, width: int, seed: int, cells: int = 12, dtype: type = np.uint8) -> tuple[np.ndarray, np.ndarray]:
-    """An EM-like image and its ISBI label (255 cell, 0 membrane): Voronoi cells, 2-px borders, noise."""
+    """An EM-like image and its ISBI label (255 cell, 0 membrane): Voronoi cells, 2-pixel borders, noise.
+
+    Args:
+        height: The slice's height, pixels.
+        width: The slice's width, pixels.
+        seed: The seed of the cells and the noise.
+        cells: How many Voronoi cells.
+        dtype: The image's integer type (the label is always `uint8`).
+    """
     rng = np.random.default_rng(seed)
     centres = rng.uniform(0, 1, size=(cells, 2)) * (height, width)
     yy, xx = np.mgrid[0:height, 0:width]
@@ -51,7 +61,11 @@ def synthetic_slice(height: int, width: int, seed: int, cells: int = 12, dtype: 
 def synthetic_stack(
     n: int, height: int, width: int, seed: int = 0, dtype: type = np.uint8, cells: int = 12
 ) -> tuple[np.ndarray, np.ndarray]:
-    """``n`` slices of :func:`synthetic_slice` (seeds ``seed``, ``seed + 1``, ...): images and labels."""
+    """`n` slices of [`synthetic_slice`][emseg.io.synthetic.synthetic_slice], with seeds `seed`, `seed + 1`, ...
+
+    Returns:
+        The images and the labels, as two stacks.
+    """
     pairs = [synthetic_slice(height, width, seed + i, cells, dtype) for i in range(n)]
     return np.stack([p[0] for p in pairs]), np.stack([p[1] for p in pairs])
 
@@ -59,7 +73,18 @@ def synthetic_stack(
 def write_isbi_like_source(
     folder: str | os.PathLike[str], slices: int = 8, test_slices: int = 3, height: int = 96, width: int = 80
 ) -> Path:
-    """A folder holding the ISBI 2012 download's three TIFF stacks, synthetic: a ``data.source`` to fetch."""
+    """A folder holding the three TIFF stacks of the ISBI 2012 download, synthetic: a `data.source` for the fetch stage.
+
+    Args:
+        folder: Where to write them (created if missing).
+        slices: The labelled slices.
+        test_slices: The unlabelled test slices.
+        height: The slices' height, pixels.
+        width: The slices' width, pixels.
+
+    Returns:
+        `folder`.
+    """
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
     images, labels = synthetic_stack(slices, height, width, seed=1)

@@ -2,12 +2,13 @@
 
 The one definition of the affinity target, used by the patch sampler (after a patch's
 flips and rotations, so that the target is derived from the label the network sees), by
-the losses' masks, by test-time augmentation (:func:`dihedral_offset`) and by the
-agglomerations. A channel holds, for offset ``(dy, dx)``, the probability that pixel
-``(y, x)`` and pixel ``(y + dy, x + dx)`` are *not* in the same cell: 1 across a membrane
-or on one, 0 inside one cell; the same sense as the membrane map (high = separate), and
-the convention of elf's mutex watershed. The first two offsets are the nearest
-neighbours; they are also what a boundary map is made of (:func:`boundary_from_affinities`).
+the losses' masks, by test-time augmentation
+([`dihedral_offset`][emseg.networks.affinities.dihedral_offset]) and by the agglomerations.
+A channel holds, for offset `(dy, dx)`, the probability that pixel `(y, x)` and pixel
+`(y + dy, x + dx)` are *not* in the same cell: 1 across a membrane or on one, 0 inside one
+cell; the same sense as the membrane map (high = separate), and the convention of elf's
+mutex watershed. The first two offsets are the nearest neighbours; they are also what a
+boundary map is made of ([`boundary_from_affinities`][emseg.networks.affinities.boundary_from_affinities]).
 """
 
 from __future__ import annotations
@@ -26,7 +27,7 @@ _FOUR_CONNECTED = np.array([[0, 1, 0], [1, 1, 1], [0, 1, 0]], bool)
 
 
 def cell_instances(label: np.ndarray) -> np.ndarray:
-    """The 4-connected cells of an ISBI label slice (0 = membrane) as instances 1.., membrane 0."""
+    """The 4-connected cells of an ISBI label slice (0 = membrane) as instances 1, 2, ..., membrane 0."""
     from scipy import ndimage  # imported here: the CLI parser reaches this module
 
     instances, _ = ndimage.label(label > 0, structure=_FOUR_CONNECTED)
@@ -34,10 +35,12 @@ def cell_instances(label: np.ndarray) -> np.ndarray:
 
 
 def _shifted(array: np.ndarray, offset: Offset, fill: float) -> np.ndarray:
-    """``out[y, x] = array[y + dy, x + dx]``, ``fill`` where that lies outside."""
+    """`out[y, x] = array[y + dy, x + dx]`, `fill` where that lies outside."""
     dy, dx = offset
     out = np.full_like(array, fill)
     height, width = array.shape[-2:]
+    if abs(dy) >= height or abs(dx) >= width:  # the offset leaves the image from every pixel
+        return out
     src_y, dst_y = slice(max(dy, 0), height + min(dy, 0)), slice(max(-dy, 0), height + min(-dy, 0))
     src_x, dst_x = slice(max(dx, 0), width + min(dx, 0)), slice(max(-dx, 0), width + min(-dx, 0))
     out[..., dst_y, dst_x] = array[..., src_y, src_x]
@@ -45,8 +48,17 @@ def _shifted(array: np.ndarray, offset: Offset, fill: float) -> np.ndarray:
 
 
 def affinity_targets(label: np.ndarray, offsets: Sequence[Offset] = DEFAULT_OFFSETS) -> tuple[np.ndarray, np.ndarray]:
-    """The target (C, H, W) of one ISBI label slice: 1 where the pixel pair is not in one cell; and its mask,
-    0 where the offset leaves the slice (those pairs exist in no image and count in no loss)."""
+    """The affinity target of one ISBI label slice, and its mask.
+
+    Args:
+        label: One ISBI label slice (H, W), 0 = membrane.
+        offsets: The `(dy, dx)` offsets, one channel each.
+
+    Returns:
+        The target (C, H, W), 1 where the pixel pair is not in one cell; and its mask
+        (C, H, W), 0 where the offset leaves the slice (those pairs exist in no image and
+        count in no loss). Both `float32`.
+    """
     instances = cell_instances(label)
     targets = np.empty((len(offsets), *label.shape), np.float32)
     masks = np.empty_like(targets)
@@ -64,8 +76,13 @@ def boundary_from_affinities(affinities: np.ndarray) -> np.ndarray:
 
 
 def dihedral_offset(offset: Offset, k: int, flip: bool) -> Offset:
-    """Where ``offset`` points in an image that was flipped left-right (when ``flip``) and then turned by
-    ``k`` quarter turns (``numpy.rot90``, counter-clockwise): the same pixel pair seen in the turned image."""
+    """Where `offset` points in an image that was flipped and then turned: the same pixel pair, seen in the turned image.
+
+    Args:
+        offset: The `(dy, dx)` offset in the original image.
+        k: Quarter turns, counter-clockwise (`numpy.rot90`), applied after the flip.
+        flip: Whether the image was flipped left-right first.
+    """
     dy, dx = offset
     if flip:
         dx = -dx
@@ -77,11 +94,21 @@ def dihedral_offset(offset: Offset, k: int, flip: bool) -> Offset:
 def variant_plan(offsets: Sequence[Offset], k: int, flip: bool) -> list[tuple[int, int, Offset | None]]:
     """How the channels of affinities predicted on a flipped-and-turned image map back to the original frame.
 
-    One ``(variant channel, original channel, shift)`` per channel: the variant's channel
-    ``c`` is about offset ``o_c`` in its own frame, i.e. offset ``d = T^-1(o_c)`` in the
-    original one. It is the original channel of ``d`` (shift None), or that of ``-d`` read
-    ``-d`` further on (the same pixel pair, seen from its other end). Raises when neither
-    ``d`` nor ``-d`` has a channel: the offsets must be closed under quarter turns and flips.
+    The variant's channel `c` is about offset `o_c` in its own frame, i.e. offset
+    `d = T^-1(o_c)` in the original one. It is the original channel of `d` (shift None), or
+    that of `-d` read `-d` further on (the same pixel pair, seen from its other end).
+
+    Args:
+        offsets: The model's offsets, the channels' order.
+        k: Quarter turns of the variant (as [`dihedral_offset`][emseg.networks.affinities.dihedral_offset]).
+        flip: Whether the variant was flipped before turning.
+
+    Returns:
+        One `(variant channel, original channel, shift)` per channel.
+
+    Raises:
+        EmsegError: Neither `d` nor `-d` has a channel: the offsets must be closed under
+            quarter turns and flips.
     """
     index = {offset: channel for channel, offset in enumerate(offsets)}
     plan: list[tuple[int, int, Offset | None]] = []
@@ -98,9 +125,21 @@ def variant_plan(offsets: Sequence[Offset], k: int, flip: bool) -> list[tuple[in
 
 
 def untransform(variant: np.ndarray, offsets: Sequence[Offset], k: int, flip: bool) -> tuple[np.ndarray, np.ndarray]:
-    """Affinities (C, H, W) predicted on an image flipped left-right (when ``flip``) then turned ``k`` times,
-    back in the original image's frame; and a weight map, 0 where the variant says nothing about a pair
-    (its partner lies outside the variant's prediction). :func:`variant_plan` says which channel goes where."""
+    """Affinities predicted on a flipped-and-turned image, back in the original image's frame.
+
+    [`variant_plan`][emseg.networks.affinities.variant_plan] says which channel goes where.
+
+    Args:
+        variant: The affinities (C, H, W) predicted on the image flipped left-right (when
+            `flip`), then turned `k` times.
+        offsets: The model's offsets.
+        k: Quarter turns of the variant.
+        flip: Whether the variant was flipped before turning.
+
+    Returns:
+        The affinities in the original frame, and a weight map: 0 where the variant says nothing
+        about a pair (its partner lies outside the variant's prediction).
+    """
     spatial = np.rot90(variant, -k, axes=(-2, -1))
     if flip:
         spatial = spatial[..., ::-1]
@@ -114,6 +153,6 @@ def untransform(variant: np.ndarray, offsets: Sequence[Offset], k: int, flip: bo
 
 
 def _inverse_variant(k: int, flip: bool) -> tuple[int, bool]:
-    """The (k, flip) whose :func:`dihedral_offset` undoes that of ``(k, flip)``."""
+    """The (k, flip) whose [`dihedral_offset`][emseg.networks.affinities.dihedral_offset] undoes that of `(k, flip)`."""
     # T = rot^k . flip; T^-1 = flip . rot^-k = rot^k . flip when flipping, rot^-k otherwise
     return (k % 4, True) if flip else ((-k) % 4, False)

@@ -1,10 +1,12 @@
-"""The registry of 2-D MONAI segmentation networks, keyed by the name used in ``params.yaml``.
+"""The registry of 2-D MONAI segmentation networks, keyed by the name used in `params.yaml` (`model.arch`).
 
-``build_network(arch, kwargs)`` is the only way the pipeline makes a model: it checks the
-name and every argument against the constructor before anything else runs, fills in the
-defaults chosen for 512x512 EM slices (1 input channel, 1 output channel: membrane
-logits), and wraps the network so that any input size works (padded to the network's
-divisibility, cropped back).
+[`build_network`][emseg.networks.architectures.build_network] is the only way the pipeline makes a
+model: it checks the name and every argument against the constructor before anything
+else runs, fills in the defaults chosen for 512x512 EM slices (one input channel; one
+output channel of membrane logits for a boundary model, one per offset for an affinity
+model), and wraps the network so that any input size works (padded to the network's
+divisibility, cropped back). `emseg models` lists the registry (`REGISTRY`) with each
+network's defaults and parameter count.
 """
 
 from __future__ import annotations
@@ -33,6 +35,12 @@ _FIXED = ("spatial_dims", "in_channels", "out_channels")
 
 @dataclass(frozen=True)
 class NetworkSpec:
+    """A registered network: its MONAI constructor, the defaults emseg chose, and the size its inputs must divide by.
+
+    `description` is the one line `emseg models` and the parameter reference show; `divisor`
+    computes, from the final arguments, the multiple that input sides are padded to.
+    """
+
     constructor: Callable[..., nn.Module]
     defaults: dict[str, Any]
     #: input sizes must be multiples of this, computed from the final arguments
@@ -109,14 +117,16 @@ REGISTRY: dict[str, NetworkSpec] = {
 
 
 def available() -> list[str]:
+    """The registered network names, sorted."""
     return sorted(REGISTRY)
 
 
 def resolve_kwargs(arch: str, overrides: dict[str, Any] | None = None) -> dict[str, Any]:
-    """The registry defaults updated by ``overrides``, every name checked against the constructor.
+    """The registry defaults of `arch` updated by `overrides`, every name checked against the constructor.
 
-    Raises :class:`EmsegError` with a message the caller prefixes with where the
-    arguments came from (a params key, a model file).
+    Raises:
+        EmsegError: An unknown architecture or argument, in a message that the caller prefixes
+            with where the arguments came from (a params key, a model file).
     """
     if arch not in REGISTRY:
         raise EmsegError(f"unknown architecture {arch!r}; registered: {', '.join(available())}")
@@ -143,12 +153,15 @@ def output_heads(out: torch.Tensor | list[torch.Tensor] | tuple[torch.Tensor, ..
 
 
 class PadToMultiple(nn.Module):
-    """Pad the input (reflect) up to a multiple of ``divisor``, at least two of them, and crop the output back.
+    """Pad the input up to a multiple of `divisor`, at least two of them, and crop the output back.
 
-    At a single multiple the coarsest level of a U-Net is 1x1, where instance norm has
-    no statistics to take; two multiples keep it at least 2x2, so inputs of any size,
-    down to a single pixel, work. ``forward`` returns the main prediction;
-    ``forward_heads`` every deep-supervision head (main first), for the loss.
+    The padding reflects the input, or repeats its edge where the input is smaller than the
+    padding. At a single multiple the coarsest level of a U-Net is 1x1, where instance norm
+    has no statistics to take; two multiples keep it at least 2x2, so that inputs of any size,
+    down to a single pixel, work. [`forward`][emseg.networks.architectures.PadToMultiple.forward]
+    returns the main prediction;
+    [`forward_heads`][emseg.networks.architectures.PadToMultiple.forward_heads] every
+    deep-supervision head (main first), for the loss.
     """
 
     def __init__(self, net: nn.Module, divisor: int) -> None:
@@ -157,13 +170,19 @@ class PadToMultiple(nn.Module):
         self.divisor = int(divisor)
 
     def padded_size(self, size: int) -> int:
-        """The side the network sees for an input side of ``size`` pixels."""
+        """The side the network sees for an input side of `size` pixels."""
         return max(-(-size // self.divisor), 2) * self.divisor
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """The main prediction (B, C, H, W) for a (B, 1, H, W) batch of any height and width."""
         return self.forward_heads(x)[0]
 
     def forward_heads(self, x: torch.Tensor) -> list[torch.Tensor]:
+        """Every head's prediction (B, C, H, W), the main one first, cropped back to the input's size.
+
+        Raises:
+            ValueError: The input is not a (batch, channel, height, width) tensor.
+        """
         if x.ndim != 4:
             raise ValueError(f"expected a (batch, channel, height, width) tensor, got shape {tuple(x.shape)}")
         height, width = x.shape[-2:]
@@ -176,8 +195,20 @@ class PadToMultiple(nn.Module):
 
 
 def build_network(arch: str, overrides: dict[str, Any] | None = None, out_channels: int = OUT_CHANNELS) -> PadToMultiple:
-    """Construct the registered network ``arch`` for 1-channel 2-D input and ``out_channels`` outputs
-    (1: the membrane map; an affinity model: one per offset)."""
+    """Construct the registered network `arch` for one-channel 2-D input.
+
+    Args:
+        arch: A registered network name.
+        overrides: Constructor arguments that replace the registry's defaults.
+        out_channels: The output channels: 1 for a boundary model (the membrane map), one per
+            offset for an affinity model.
+
+    Returns:
+        The network wrapped in [`PadToMultiple`][emseg.networks.architectures.PadToMultiple].
+
+    Raises:
+        EmsegError: An unknown name or argument, or arguments the constructor refuses.
+    """
     kwargs = resolve_kwargs(arch, overrides)
     spec = REGISTRY[arch]
     try:
@@ -188,17 +219,23 @@ def build_network(arch: str, overrides: dict[str, Any] | None = None, out_channe
 
 
 def check_network(arch: str, overrides: dict[str, Any] | None = None) -> None:
-    """Raise :class:`EmsegError` unless ``arch`` builds with ``overrides``; the random state is left as it was."""
+    """Check that `arch` builds with `overrides`, leaving the random state as it was.
+
+    Raises:
+        EmsegError: As [`build_network`][emseg.networks.architectures.build_network].
+    """
     with torch.random.fork_rng(devices=[]):
         build_network(arch, overrides)
 
 
 def check_model_params(params: Params) -> None:
-    """The network registry's check of ``params.model``: ``arch`` registered, every ``model.<name>`` block
-    naming a registered network, and the chosen network (and every block given) building with its arguments.
+    """The network registry's check of `params.model` (a `ParamsCheck`, see [`load_params`][emseg.config.params.load_params]).
+
+    `arch` must be registered, every `model.<name>` block must name a registered network, and
+    the chosen network (and every network given a block) must build with its arguments.
 
     Raises:
-        ParamsKeyError: naming the key, e.g. ``model.unett: not a registered architecture (...)``.
+        ParamsKeyError: Naming the key, e.g. `model.unett: not a registered architecture (...)`.
     """
     model = params.model
     if model.arch not in REGISTRY:
@@ -217,4 +254,5 @@ def check_model_params(params: Params) -> None:
 
 
 def count_parameters(model: nn.Module) -> int:
+    """The number of parameters of `model` (trainable or not)."""
     return sum(p.numel() for p in model.parameters())

@@ -1,8 +1,10 @@
 """The emseg model file: weights plus everything needed to apply them.
 
-It holds only tensors and plain Python values, so it loads with
-``torch.load(..., weights_only=True)``: a file that would need arbitrary unpickling
-(and so could run code) is refused.
+It holds only tensors and plain Python values, so that it loads with
+`torch.load(..., weights_only=True)`: a file that would need arbitrary unpickling
+(and so could run code) is refused. [`save_model`][emseg.networks.model_file.save_model]
+writes it, [`load_model`][emseg.networks.model_file.load_model] rebuilds the network from it;
+files of format versions 1 and 2 are read.
 """
 
 from __future__ import annotations
@@ -38,6 +40,17 @@ _NOT_MODELS = {
 
 @dataclass
 class ModelConfig:
+    """What a model file says besides the weights: the network, its input normalisation, its patch and its target.
+
+    `arch` and `kwargs` rebuild the network ([`build_network`][emseg.networks.architectures.build_network]);
+    `normalization` is the input normalisation
+    ([`normalize`][emseg.preprocessing.normalization.normalize]); `patch_size` the training patch
+    side, the default sliding window; `target` is `boundary` (one membrane map) or `affinities`
+    (one channel per offset of `offsets`); `val_threshold` the best V_rand threshold on the
+    validation slices, if training recorded one; `info` what training noted (the step, the
+    validation scores, the seed).
+    """
+
     arch: str
     kwargs: dict[str, Any]
     normalization: dict[str, Any]
@@ -52,7 +65,13 @@ class ModelConfig:
     info: dict[str, Any] = field(default_factory=dict)
 
     def threshold(self, given: float | None = None) -> tuple[float, str]:
-        """The cell/membrane threshold to apply and where it came from: given, validated or fallback."""
+        """The cell/membrane threshold to apply, and where it came from.
+
+        Returns:
+            `given` when one is given (source `"given"`); else the validated threshold
+            (`"the model's validated one"`); else `FALLBACK_THRESHOLD` of
+            [`emseg.config.defaults`][emseg.config.defaults] (`"default"`).
+        """
         if given is not None:
             return float(given), "given"
         if self.val_threshold is not None:
@@ -60,22 +79,24 @@ class ModelConfig:
         return FALLBACK_THRESHOLD, "default"
 
     def window(self, tile: int | None = None) -> int:
-        """The sliding window's side: ``tile`` when given (``emseg predict --tile``), else the training patch size."""
+        """The sliding window's side: `tile` when given (`emseg predict --tile`), else the training patch size."""
         return tile or self.patch_size
 
     def to_dict(self) -> dict[str, Any]:
+        """The config as a plain dict."""
         return asdict(self)
 
     def expected_out_channels(self) -> int:
+        """The output channels the target needs: one per offset for affinities, else one."""
         return len(self.offsets or ()) if self.target == "affinities" else OUT_CHANNELS
 
     def offset_tuples(self) -> tuple[tuple[int, int], ...] | None:
-        """An affinity model's offsets as (dy, dx) tuples; None for a boundary model."""
+        """An affinity model's offsets as `(dy, dx)` tuples; None for a boundary model."""
         return tuple((int(o[0]), int(o[1])) for o in self.offsets) if self.target == "affinities" and self.offsets else None
 
     @classmethod
     def from_payload(cls, raw: dict[str, Any], version: int) -> ModelConfig:
-        """The config of a file of any readable version."""
+        """The config of a model file of any readable format version."""
         raw = dict(raw)
         if raw.get("target") == "membrane":  # what format 1 called a boundary model
             raw["target"] = "boundary"
@@ -89,6 +110,10 @@ class ModelConfig:
 
 
 def save_model(path: str | os.PathLike[str], model: nn.Module, config: ModelConfig) -> None:
+    """Write `model`'s weights and `config` as an emseg model file, atomically.
+
+    The weights go to the CPU; the same weights and config always give the same bytes.
+    """
     state = {key: value.detach().cpu() for key, value in model.state_dict().items()}
     # JSON round trip: the config holds only plain values (numpy scalars become floats),
     # which is what lets the file load with weights_only=True
@@ -112,7 +137,13 @@ def _not_a_model(path: Path) -> str | None:
 
 
 def read_model_file(path: str | os.PathLike[str]) -> dict[str, Any]:
-    """Load the raw payload safely and check it is an emseg model."""
+    """Load a model file's raw payload safely (`weights_only=True`) and check that it is an emseg model.
+
+    Raises:
+        EmsegError: The file is missing, empty, of another kind (a TIFF, a PNG, JSON, ...),
+            damaged, holds objects other than tensors and plain values, or is not an emseg model
+            of a readable format version.
+    """
     path = Path(path)
     if not path.is_file():
         raise EmsegError(f"{path}: model file not found")
@@ -141,7 +172,20 @@ def read_model_file(path: str | os.PathLike[str]) -> dict[str, Any]:
 
 
 def load_model(path: str | os.PathLike[str], device: torch.device | str = "cpu") -> tuple[nn.Module, ModelConfig]:
-    """Rebuild the network from the file's config and load its weights, in eval mode."""
+    """Rebuild the network from a model file's config and load its weights, in eval mode.
+
+    Args:
+        path: The model file.
+        device: Where the network is put.
+
+    Returns:
+        The network and its [`ModelConfig`][emseg.networks.model_file.ModelConfig].
+
+    Raises:
+        EmsegError: As [`read_model_file`][emseg.networks.model_file.read_model_file]; also a
+            malformed config, an unknown target, channels that do not fit the target, or weights
+            that do not fit the architecture.
+    """
     payload = read_model_file(path)
     try:
         config = ModelConfig.from_payload(payload["config"], payload["version"])

@@ -1,4 +1,4 @@
-"""What a network says about one slice, in the form every cell method and every scorer takes."""
+"""What a network says about one slice, in the form that every cell method and every scorer takes."""
 
 from __future__ import annotations
 
@@ -11,7 +11,12 @@ from emseg.networks.affinities import Offset
 
 @dataclass(frozen=True)
 class Prediction:
-    """What a model said about one slice: the membrane map (H, W), and an affinity model's affinities (C, H, W)."""
+    """What a model said about one slice: the membrane map, and an affinity model's affinities.
+
+    `membrane` is the membrane probability (H, W); an affinity model adds `affinities`
+    (C, H, W), one channel per offset of `offsets`, and its membrane map is made of them
+    ([`boundary_from_affinities`][emseg.networks.affinities.boundary_from_affinities]).
+    """
 
     membrane: np.ndarray
     affinities: np.ndarray | None = None

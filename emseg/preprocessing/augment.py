@@ -2,9 +2,10 @@
 
 Elastic deformation (as in the U-Net paper: random displacements on a coarse grid,
 smoothly interpolated), flips, 90-degree rotations and intensity changes (gamma,
-contrast, noise, blur) are built from ``params.yaml: augment`` in :func:`build_transforms`,
-the one list of them. Image and label go through the same spatial transforms; the label
-with nearest-neighbour interpolation, so it stays binary.
+contrast, noise, blur) are built from `params.yaml: augment` in
+[`build_transforms`][emseg.preprocessing.augment.build_transforms], the one list of them.
+Image and label go through the same spatial transforms, the label with nearest-neighbour
+interpolation, so that it stays binary.
 """
 
 from __future__ import annotations
@@ -45,7 +46,7 @@ class ClipIntensityd(MapTransform):
 
 
 def build_transforms(params: AugmentParams) -> Compose:
-    """The augmentation pipeline for ``{"image": (1,H,W) float in [0,1], "label": (1,H,W)}``."""
+    """The augmentation pipeline for samples `{'image': (1, H, W) float in [0, 1], 'label': (1, H, W)}`."""
     elastic = params.elastic
     spatial: list[Transform] = []
     if elastic.prob > 0:
@@ -89,7 +90,12 @@ def augment_slices(
     params: AugmentParams,
     seed: int,
 ) -> list[tuple[int, np.ndarray, np.ndarray]]:
-    """Return ``copies`` augmented ``(source index, image, label)`` per slice, same dtypes as the input."""
+    """Augmented copies of every training slice, `params.copies` per slice, from one seeded stream.
+
+    Returns:
+        One `(source index, image, label)` per copy, in the input's types; the label stays
+        binary with the input's cell value.
+    """
     transforms = build_transforms(params)
     transforms.set_random_state(seed=seed)
     results = []
@@ -106,7 +112,16 @@ def augment_slices(
 
 
 def write_augmented(samples: list[tuple[int, np.ndarray, np.ndarray]], slice_ids: list[int], out_dir: str | os.PathLike[str]) -> list[str]:
-    """Write samples as image / label PNG pairs named after their source slice."""
+    """Write the samples of [`augment_slices`][emseg.preprocessing.augment.augment_slices] as image and label PNG pairs.
+
+    Args:
+        samples: The `(source index, image, label)` copies.
+        slice_ids: The labelled-slice number of each source index, for the file names.
+        out_dir: The augmented set's folder (`images/` and `labels/` inside).
+
+    Returns:
+        The file names written, one per sample.
+    """
     out = Path(out_dir)
     names = []
     copy_counter: dict[int, int] = {}
@@ -126,7 +141,7 @@ def write_preview(
     path: str | os.PathLike[str],
     tile: int = 256,
 ) -> None:
-    """A grid PNG: one row per sample, original | augmented, membranes tinted red."""
+    """A grid PNG of samples: one row per sample, original beside augmented, membranes tinted red."""
     rows = [
         side_by_side([resized(tint(grey_rgb(image), label == 0, MEMBRANE_RGB), tile) for image, label in pair], gap=4)
         for pair in zip(originals, augmented)

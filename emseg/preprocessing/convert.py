@@ -17,13 +17,17 @@ PNG_DTYPES = (np.uint8, np.uint16)
 
 
 def to_isbi_labels(labels: np.ndarray, origin: str) -> np.ndarray:
-    """Binary labels (0 = membrane, any one positive value = cell) as uint8 0/255."""
+    """Binary labels (0 = membrane, any one positive value = cell) as `uint8` 0/255."""
     check_binary_labels(labels, origin)
     return np.where(labels > 0, CELL_VALUE, 0).astype(np.uint8)
 
 
 def stack_to_pngs(stack: np.ndarray, out_dir: Path, origin: str) -> int:
-    """Write each slice of ``stack`` to ``out_dir``, read it back and compare; return the count."""
+    """Write each slice of `stack` to `out_dir` as a PNG, read it back and compare it; the count of slices.
+
+    Raises:
+        EmsegError: The stack is not 8- or 16-bit integer, or a slice does not read back equal.
+    """
     if stack.dtype not in PNG_DTYPES:
         raise EmsegError(f"{origin}: pixel type {stack.dtype} is not supported (8-bit or 16-bit integer images)")
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -37,7 +41,17 @@ def stack_to_pngs(stack: np.ndarray, out_dir: Path, origin: str) -> int:
 
 
 def convert(raw_dir: str | os.PathLike[str], out_dir: str | os.PathLike[str]) -> dict[str, int]:
-    """Turn the three stacks of ``raw_dir`` into ``out_dir``'s PNG folders; slice counts by folder."""
+    """Turn the three stacks of `raw_dir` into the PNG folders of `out_dir`.
+
+    `out_dir` is replaced only when every slice has been written and verified.
+
+    Returns:
+        The slice count of each PNG folder, keyed by its path under `out_dir`.
+
+    Raises:
+        EmsegError: The labels' shape differs from the images', the labels are not binary, or
+            a stack cannot be stored as PNG.
+    """
     paths = {stack: Path(raw_dir) / name for stack, name in RAW_NAMES.items()}
     stacks = {stack: read_tiff(path) for stack, path in paths.items()}
     images, labels = stacks["train_images"], stacks["train_labels"]

@@ -1,8 +1,8 @@
 """Fetch the three ISBI-style TIFF stacks from a local folder or an http(s) base URL.
 
-Everything lands under a temporary name first and is validated (readable TIFF, 2-D or
-3-D, matching image/label counts and shapes, binary labels, optional sha256) before it
-is renamed into place, so a later stage never trusts a half-fetched or wrong file.
+Everything lands under a temporary name first and is validated (a readable TIFF, 2-D or
+3-D, matching image and label counts and shapes, binary labels, the optional sha256) before
+it is renamed into place, so that a later stage never trusts a half-fetched or wrong file.
 """
 
 from __future__ import annotations
@@ -29,16 +29,20 @@ _CHUNK = 1 << 20
 
 @dataclass(frozen=True)
 class StackInfo:
+    """What a fetched stack holds: its file name, shape and pixel type."""
+
     name: str
     shape: tuple[int, ...]
     dtype: str
 
 
 def is_url(source: str) -> bool:
+    """Whether `source` is an http(s) URL rather than a local folder."""
     return source.startswith(("http://", "https://"))
 
 
 def sha256_of(path: Path) -> str:
+    """The SHA-256 hex digest of a file, read a chunk at a time."""
     digest = hashlib.sha256()
     with path.open("rb") as handle:
         for chunk in iter(lambda: handle.read(_CHUNK), b""):
@@ -65,7 +69,7 @@ def _origin(source: str, name: str) -> str:
 
 
 def _fetch_one(source: str, name: str, target: Path, expected_sha256: str | None) -> None:
-    """Copy or download ``name`` from ``source`` to ``target``, atomically and verified."""
+    """Copy or download `name` from `source` to `target`, atomically and verified."""
     origin = _origin(source, name)
     with atomic_output(target) as tmp:
         if is_url(source):
@@ -90,6 +94,11 @@ def _validate_tiff(path: Path, origin: str) -> None:
 
 
 def check_binary_labels(labels: np.ndarray, origin: str) -> None:
+    """Check that a label stack is binary: 0 = membrane and at most one positive value = cell.
+
+    Raises:
+        EmsegError: Other values are found (the first few are named, with `origin`).
+    """
     values = np.unique(labels)
     if values.size > 2 or (values.size == 2 and values[0] != 0):
         shown = ", ".join(str(v) for v in values[:6]) + (", ..." if values.size > 6 else "")
@@ -97,7 +106,14 @@ def check_binary_labels(labels: np.ndarray, origin: str) -> None:
 
 
 def validate_raw(images: Path, labels: Path, test_images: Path) -> dict[str, StackInfo]:
-    """Check that the fetched stacks belong together; return what they hold."""
+    """Check that the fetched stacks belong together; return what they hold.
+
+    The labels must have the images' shape and be binary.
+
+    Returns:
+        A [`StackInfo`][emseg.preprocessing.fetch.StackInfo] per stack, keyed as `RAW_NAMES`
+        of [`emseg.config.layout`][emseg.config.layout].
+    """
     train = read_tiff(images)
     label = read_tiff(labels)
     test = read_tiff(test_images)
@@ -113,9 +129,24 @@ def validate_raw(images: Path, labels: Path, test_images: Path) -> dict[str, Sta
 
 
 def fetch(source: str, out_dir: str | os.PathLike[str], names: dict[str, str], sha256: dict[str, str] | None = None) -> dict[str, StackInfo]:
-    """Fill ``out_dir`` with the three stacks named by ``names`` (keys as in :data:`~emseg.config.layout.RAW_NAMES`).
+    """Fill `out_dir` with the three stacks, copied or downloaded and validated.
 
-    On any failure ``out_dir`` is left as it was.
+    On any failure `out_dir` is left as it was.
+
+    Args:
+        source: A local folder, or an http(s) base URL.
+        out_dir: The folder of the raw stacks (`data/raw`); they are stored under the names of
+            `RAW_NAMES` whatever the source calls them.
+        names: Each stack's file name at the source, keyed as `RAW_NAMES`.
+        sha256: Optional `{file name at the source: sha256}` to check.
+
+    Returns:
+        A [`StackInfo`][emseg.preprocessing.fetch.StackInfo] per stack.
+
+    Raises:
+        EmsegError: A missing source or file, a failed or truncated download, a checksum
+            mismatch, an unreadable TIFF, stacks that do not belong together or non-binary
+            labels; the message names the file at its source.
     """
     if not is_url(source) and not Path(source).is_dir():
         raise EmsegError(f"{source}: source folder not found (params data.source)")

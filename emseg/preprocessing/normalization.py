@@ -1,7 +1,7 @@
 """Intensity normalisation of raw slices: the one definition used in training and inference.
 
 Per-slice z-scoring makes the model indifferent to a microscope's gain and offset, which
-matters for other labs' images; its name is stored in the model file, so a model is
+matters for other labs' images; its name is stored in the model file, so that a model is
 always applied with the normalisation it was trained with.
 """
 
@@ -17,7 +17,17 @@ _EPS = 1e-6
 
 
 def normalize(image: np.ndarray, spec: dict | None = None) -> np.ndarray:
-    """Return ``image`` (2-D, any numeric dtype) as float32 normalised per ``spec``."""
+    """`image` (2-D, any numeric type) as `float32`, normalised as `spec` says.
+
+    The mean and standard deviation are taken in float64, a band of rows at a time.
+
+    Args:
+        image: One raw slice.
+        spec: The model file's normalisation, `{"kind": "zscore_per_slice"}` (None: that one).
+
+    Raises:
+        EmsegError: An unknown normalisation kind in the model file.
+    """
     spec = spec or DEFAULT_NORMALIZATION
     if spec.get("kind") != ZSCORE_PER_SLICE:
         raise EmsegError(f"unknown normalisation {spec.get('kind')!r} in the model file")

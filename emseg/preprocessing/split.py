@@ -1,17 +1,17 @@
-"""Train / validation / test lists of the labelled slices.
+"""Training, validation and test lists of the labelled slices.
 
-Adjacent serial sections are strongly correlated, so the default ``contiguous``
-strategy holds out blocks of neighbouring slices: test = the last ``test_size`` slices,
-validation = the block just before them, train = the rest. ``random`` shuffles (seeded);
-``kfold`` keeps the contiguous test block and rotates a contiguous validation fold
-(``fold`` of ``n_folds``) through the remaining slices.
+Adjacent serial sections are strongly correlated, so the default `contiguous` strategy
+holds out blocks of neighbouring slices: test = the last `test_size` slices, validation =
+the block just before them, training = the rest. `random` shuffles (seeded); `kfold` keeps
+the contiguous test block and rotates a contiguous validation fold (`fold` of `n_folds`)
+through the remaining slices.
 
-:func:`cv_split` is the cross-validation pipeline's layout (``params.yaml: cv``): fold
-``k`` of ``n`` tests the ``k``-th of ``n`` contiguous blocks, so that the folds together
-test every labelled slice exactly once; ``guard`` slices on each side of the test block
-are used by nothing (they are too close to it to be independent of it), the validation
-block is the ``val_size`` slices next to the far side of a guard, and the training set
-is everything else.
+[`cv_split`][emseg.preprocessing.split.cv_split] is the cross-validation pipeline's layout
+(`params.yaml: cv`): fold `k` of `n` tests the `k`-th of `n` contiguous blocks, so that the
+folds together test every labelled slice exactly once; `guard` slices on each side of the
+test block are used by nothing (they are too close to it to be independent of it), the
+validation block is the `val_size` slices next to the far side of a guard, and the
+training set is everything else.
 """
 
 from __future__ import annotations
@@ -25,7 +25,15 @@ from emseg.io.atomic import read_json
 
 
 def make_split(n_slices: int, params: SplitParams, seed: int) -> dict[str, list[int]]:
-    """Return ``{"train": [...], "val": [...], "test": [...]}`` slice indices, each sorted."""
+    """The slice indices of the training, validation and test sets, by `params.strategy`.
+
+    Returns:
+        `{"train": [...], "val": [...], "test": [...]}`, each list sorted.
+
+    Raises:
+        EmsegError: The slices cannot hold the test and validation sets and a training set
+            (or, for `kfold`, `n_folds` folds).
+    """
     strategy, test_size, val_size = params.strategy, params.test_size, params.val_size
     if strategy != "kfold" and n_slices - test_size - val_size < 1:
         raise EmsegError(
@@ -45,7 +53,15 @@ def make_split(n_slices: int, params: SplitParams, seed: int) -> dict[str, list[
 
 
 def cv_split(n_slices: int, params: CVParams, fold: int) -> dict[str, list[int]]:
-    """``{"train", "val", "test", "guard"}`` slice indices of cross-validation fold ``fold``, each sorted."""
+    """The slice indices of cross-validation fold `fold`.
+
+    Returns:
+        `{"train", "val", "test", "guard"}` lists of slice indices, each sorted.
+
+    Raises:
+        EmsegError: `fold` is not one of `params.folds`, or the slices cannot hold a test block
+            with its guards, a validation block and a training set.
+    """
     n_folds = len(params.folds)
     if fold not in params.folds:
         raise EmsegError(f"params cv.folds: fold {fold} is not one of {params.folds}")
@@ -71,7 +87,12 @@ def cv_split(n_slices: int, params: CVParams, fold: int) -> dict[str, list[int]]
 
 
 def read_split(path: str) -> dict[str, list[int]]:
-    """Read a split file written by the split stage, checking its three lists."""
+    """Read a split file written by the split stage, checking its three lists.
+
+    Raises:
+        EmsegError: The file lacks a non-empty `train`, `val` or `test` list, or its test
+            slices overlap the others.
+    """
     raw = read_json(path)
     if not isinstance(raw, dict) or not all(isinstance(raw.get(k), list) and raw[k] for k in ("train", "val", "test")):
         raise EmsegError(f"{path}: not a split file (needs non-empty train, val and test lists)")

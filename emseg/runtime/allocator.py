@@ -1,9 +1,11 @@
 """Stop glibc from returning freed tensor memory to the kernel after every step.
 
-By default glibc unmaps large freed blocks (and trims the heap), so each training step
-faults its activations and gradients back in, zeroed: measured 12-16k page faults and
-20-28 ms of kernel time per 256x256 step on 2 cores, 10-20% of the step
-(benchmarks/bench_train.py). Fixing both thresholds keeps that memory mapped.
+By default glibc unmaps large freed blocks (and trims the heap), so that each training
+step faults its activations and gradients back in, zeroed: thousands of page faults and a
+measurable share of a CPU training step spent in the kernel (`benchmarks/bench_train.py`
+measures it; the figures are on the [Speed](../../../results/speed.md) page). Fixing both
+thresholds keeps that memory mapped. Training and the volume path's workers call
+[`keep_freed_memory`][emseg.runtime.allocator.keep_freed_memory] once.
 """
 
 from __future__ import annotations
@@ -18,9 +20,12 @@ _TRIM_THRESHOLD = 1 << 30
 
 
 def keep_freed_memory() -> bool:
-    """Raise glibc's mmap and trim thresholds (both: one alone disables the other's tuning).
+    """Raise glibc's mmap and trim thresholds (both: setting one alone turns off the other's tuning).
 
-    Returns False, doing nothing, off glibc. The cost: the process keeps its peak memory.
+    The cost: the process keeps its peak memory.
+
+    Returns:
+        Whether both were set; False, doing nothing, off glibc.
     """
     name = ctypes.util.find_library("c")
     if not name:

@@ -1,4 +1,9 @@
-"""Device choice and mixed precision: CUDA with AMP when present, else CPU, from one place."""
+"""Device choice and mixed precision: CUDA with AMP when present, else the CPU, decided in one place.
+
+Mixed precision on the CPU (bf16) pays off only on CPUs with native bf16 (AVX-512 BF16,
+AMX) and is slower than fp32 elsewhere, so it is used there only when asked
+(`train.cpu_bf16`, `auto`: where the CPU has it).
+"""
 
 from __future__ import annotations
 
@@ -12,7 +17,11 @@ from emseg.errors import EmsegError
 
 
 def select_device(name: str = "auto") -> torch.device:
-    """``auto`` picks CUDA when available; asking for ``cuda`` without one is an error."""
+    """The torch device `name` stands for: `auto` picks CUDA when available, else the CPU.
+
+    Raises:
+        EmsegError: An unknown name, or `cuda` on a machine without CUDA.
+    """
     if name not in DEVICES:
         raise EmsegError(f"unknown device {name!r} ({', '.join(DEVICES)})")
     if name == "auto":
@@ -23,6 +32,7 @@ def select_device(name: str = "auto") -> torch.device:
 
 
 def amp_dtype(device: torch.device) -> torch.dtype:
+    """The autocast type of `device`: bf16 on the CPU and on GPUs that support it, else fp16."""
     if device.type == "cpu":
         return torch.bfloat16
     return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
@@ -39,9 +49,12 @@ def native_bf16() -> bool:
 
 
 def uses_amp(device: torch.device, enabled: bool, cpu_bf16: bool | str = False) -> bool:
-    """Mixed precision: on CUDA when ``enabled``; on CPU only when ``cpu_bf16`` also asks (``"auto"``:
-    when the CPU has native bf16), because bf16 convolutions pay off only on CPUs with native bf16
-    (AVX-512 BF16, AMX) and are slower than fp32 elsewhere."""
+    """Whether to run in mixed precision.
+
+    On CUDA when `enabled`; on the CPU only when `cpu_bf16` also asks (`"auto"`: when the CPU
+    has native bf16), because bf16 convolutions pay off only on CPUs with native bf16
+    (AVX-512 BF16, AMX) and are slower than fp32 elsewhere.
+    """
     if not enabled:
         return False
     if device.type == "cuda":
@@ -51,6 +64,11 @@ def uses_amp(device: torch.device, enabled: bool, cpu_bf16: bool | str = False) 
 
 @contextlib.contextmanager
 def autocast(device: torch.device, enabled: bool, cpu_bf16: bool | str = False) -> Iterator[None]:
+    """Autocast to [`amp_dtype`][emseg.runtime.device.amp_dtype] while the block runs, when mixed precision is on.
+
+    [`uses_amp`][emseg.runtime.device.uses_amp] decides, with the same arguments; otherwise the
+    block runs in full precision.
+    """
     if uses_amp(device, enabled, cpu_bf16):
         with torch.autocast(device_type=device.type, dtype=amp_dtype(device)):
             yield

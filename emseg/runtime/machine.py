@@ -1,4 +1,4 @@
-"""What a timing was measured on: the CPU (model and the flags that decide convolution speed), cores, GPU, versions.
+"""What a timing was measured on: the CPU (its model and the flags that decide convolution speed), cores, GPU, versions.
 
 Timings differ several-fold between CPUs of the same core count (AVX2 only against
 AVX-512 with native bf16), so every benchmark names the CPU beside its figures.
@@ -16,8 +16,7 @@ CPU_FLAGS = ("avx2", "avx512f", "avx512_bf16", "amx_tile", "amx_bf16")
 
 
 def cpu_description(cpuinfo: str = "/proc/cpuinfo") -> dict:
-    """The CPU model, its CPUID family and model numbers, the flags of :data:`CPU_FLAGS` it has, and the kernels
-    torch picked (e.g. AVX2, AVX512).
+    """The CPU model, its CPUID family and model numbers, the flags of `CPU_FLAGS` it has, and the kernels torch picked (e.g. AVX2, AVX512).
 
     The numbers tell generations apart where the model name does not: a virtual machine may
     report only "AMD EPYC" for Zen 3 (family 25 model 1), Zen 4 (25/17) and Zen 5 (26/2).
@@ -43,7 +42,7 @@ def cpu_description(cpuinfo: str = "/proc/cpuinfo") -> dict:
 
 
 def machine_info() -> dict:
-    """What a timing was measured on: CPU model and flags, cores, GPU, torch and Python versions, load average."""
+    """What a timing was measured on: the CPU model and flags, cores, GPU, torch and Python versions, load average."""
     cuda = torch.cuda.is_available()
     return {
         "cpu": cpu_description(),
@@ -57,6 +56,7 @@ def machine_info() -> dict:
 
 
 def machine_line(info: dict) -> str:
+    """[`machine_info`][emseg.runtime.machine.machine_info] in one line, for a benchmark's output."""
     gpu = f"CUDA {info['cuda_device']}" if info["cuda"] else "no CUDA"
     cpu = info.get("cpu") or {}
     flags = "/".join(cpu.get("flags") or ["no AVX2"])
@@ -68,7 +68,7 @@ def machine_line(info: dict) -> str:
 
 
 def sgemm_peak_gflops(size: int = 4096, repeats: int = 5) -> float:
-    """This machine's practical fp32 peak now: the best of ``repeats`` square ``size`` matrix products, GFLOP/s."""
+    """This machine's practical fp32 peak now: the best of `repeats` square `size` matrix products, in GFLOP/s."""
     import time
 
     a, b = torch.randn(size, size), torch.randn(size, size)

@@ -1,11 +1,12 @@
 """Numbers about the cells: one row per cell per slice, and a per-slice summary, in pixels and physical units.
 
-``emseg predict`` writes ``<stem>_cells.csv`` (:data:`CELL_COLUMNS`, from
-``skimage.measure.regionprops_table``: every cell with its bounding box) and
-``<stem>_cells_summary.csv`` (cell count and median area per slice) beside the cell
-labels. Where the pixel size is known (``--pixel-size 4nm``, OME metadata, ImageJ or TIFF
+`emseg predict` writes `<stem>_cells.csv` (the columns of
+[`cell_columns`][emseg.segmentation.measurements.cell_columns], from
+`skimage.measure.regionprops_table`: every cell with its bounding box) and
+`<stem>_cells_summary.csv` (cell count and median area per slice) beside the cell labels.
+Where the pixel size is known (`--pixel-size 4nm`, OME metadata, ImageJ or TIFF
 resolution tags) the lengths and areas are given in that unit as well, the unit in the
-column name (``area_um2``, ``perimeter_um``, ...).
+column name (`area_um2`, `perimeter_um`, ...).
 """
 
 from __future__ import annotations
@@ -30,7 +31,7 @@ _TIFF_UNITS = {2: 25400.0, 3: 10000.0}
 
 @dataclass(frozen=True)
 class PixelSize:
-    """The side of a pixel, in ``unit`` (nm, um or mm)."""
+    """The side of a pixel, in `unit` (nm, um or mm)."""
 
     value: float
     unit: str
@@ -43,7 +44,11 @@ class PixelSize:
 
 
 def parse_pixel_size(text: str) -> PixelSize:
-    """``--pixel-size``: a positive number and a unit, e.g. ``4nm``, ``0.004 um``, ``4 nanometer``."""
+    """Parse `--pixel-size`: a positive number and a unit, e.g. `4nm`, `0.004 um`, `4 nanometer`.
+
+    Raises:
+        EmsegError: No number and known unit, or a number that is not positive.
+    """
     match = re.fullmatch(r"\s*([0-9]*\.?[0-9]+(?:[eE][-+]?[0-9]+)?)\s*([^\s0-9.]+)\s*", text)
     unit = _UNIT_NAMES.get(match.group(2).lower()) if match else None
     if match is None or unit is None:
@@ -64,7 +69,12 @@ def _ome_size(xml: str) -> PixelSize | None:
 
 
 def tiff_pixel_size(path: str | os.PathLike[str]) -> PixelSize | None:
-    """The pixel size a TIFF says it has (OME metadata, then ImageJ's unit, then the resolution tags), or None."""
+    """The pixel size a TIFF says it has, or None.
+
+    OME metadata first, then ImageJ's unit, then the resolution tags (screen and print defaults
+    such as 72 dpi say nothing and are ignored). An unreadable tag never fails a prediction:
+    it gives None.
+    """
     import tifffile
 
     path = Path(path)
@@ -103,14 +113,14 @@ _PROPERTIES = ("label", "area", "perimeter", "centroid", "bbox", "equivalent_dia
 
 
 def cell_columns(pixel_size: PixelSize | None) -> list[str]:
-    """The CSV header: the pixel columns, then ``area_<unit>2`` and each length in the unit."""
+    """The CSV header: the pixel columns, then, with a pixel size, `area_<unit>2` and each length in the unit."""
     if pixel_size is None:
         return list(PIXEL_COLUMNS)
     return [*PIXEL_COLUMNS, f"area_{pixel_size.unit}2", *(f"{name}_{pixel_size.unit}" for name in _LENGTHS)]
 
 
 def cell_rows(labels: np.ndarray, image: np.ndarray, slice_index: int, pixel_size: PixelSize | None) -> list[list[float]]:
-    """One row per cell of one slice's labels (0 = no cell), in :func:`cell_columns`'s order."""
+    """One row per cell of one slice's labels (0 = no cell), in the order of [`cell_columns`][emseg.segmentation.measurements.cell_columns]."""
     from skimage.measure import regionprops_table
 
     if not labels.any():
@@ -131,11 +141,12 @@ def cell_rows(labels: np.ndarray, image: np.ndarray, slice_index: int, pixel_siz
 
 
 def summary_columns(pixel_size: PixelSize | None) -> list[str]:
+    """The header of the per-slice summary: slice, cell count, median area in pixels (and in the unit, with a pixel size)."""
     return ["slice", "cells", "median_area_px"] + ([f"median_area_{pixel_size.unit}2"] if pixel_size else [])
 
 
 def summary_row(labels: np.ndarray, slice_index: int, pixel_size: PixelSize | None) -> list[float]:
-    """Cell count and median cell area of one slice."""
+    """The cell count and median cell area of one slice."""
     areas = np.bincount(labels.ravel())[1:]
     areas = areas[areas > 0]
     median = float(np.median(areas)) if len(areas) else 0.0

@@ -1,23 +1,26 @@
-"""Cells from a network's prediction: a registry of segmentation methods, keyed by the name in ``params.yaml: segment``.
+"""Cells from a network's prediction: a registry of segmentation methods, keyed by the name in `params.yaml: segment`.
 
-Every method takes a :class:`Prediction` (the membrane map, and for an affinity model its
-affinities and offsets) and settings, and returns uint32 cell labels (0 = no cell).
+Every method takes a [`Prediction`][emseg.networks.prediction.Prediction] (the membrane map,
+and for an affinity model its affinities and offsets) and settings, and returns `uint32`
+cell labels (0 = no cell).
 
-* ``components``: the thresholded map's 4-connected cells after Fiji's border thinning,
-  the cells the challenge's scores judge (``threshold``);
-* ``watershed``: a seeded watershed on the membrane map, seeds at the maxima of the
-  smoothed distance to the thresholded membranes (elf's ``distance_transform_watershed``,
-  Beier et al. 2017: ``threshold``, ``sigma_seeds``, ``sigma_weights``, ``alpha``, ``min_size``);
-* ``multicut``: that watershed's fragments joined or cut by a multicut of the region
+* `components`: the thresholded map's 4-connected cells after Fiji's border thinning,
+  the cells the challenge's scores judge (`threshold`);
+* `watershed`: a seeded watershed on the membrane map, seeds at the maxima of the
+  smoothed distance to the thresholded membranes (elf's `distance_transform_watershed`,
+  Beier et al. 2017: `threshold`, `sigma_seeds`, `sigma_weights`, `alpha`, `min_size`);
+* `multicut`: that watershed's fragments joined or cut by a multicut of the region
   adjacency graph (Kernighan-Lin), edge costs from the mean membrane probability along each
-  boundary with bias ``beta`` (elf on bioimage-cpp);
-* ``gasp``: the same graph agglomerated by GASP (Bailoni et al. 2022) with ``linkage``;
-* ``mws``: the Mutex Watershed (Wolf et al. 2020) on the affinities themselves, attractive
-  nearest neighbours against repulsive long-range offsets sampled every ``stride`` pixels
+  boundary with bias `beta` (elf on bioimage-cpp);
+* `gasp`: the same graph agglomerated by GASP (Bailoni et al. 2022) with `linkage`;
+* `mws`: the Mutex Watershed (Wolf et al. 2020) on the affinities themselves, attractive
+  nearest neighbours against repulsive long-range offsets sampled every `stride` pixels
   (affinity models only).
 
-Settings given as a list in ``params.yaml`` form a grid that :func:`tune` searches on the
-validation slices; the best by V_rand is kept (``segment.json`` beside the model).
+Settings given as a list in `params.yaml` form a grid that
+[`tune`][emseg.segmentation.methods.tune] searches on the validation slices; the best by
+V_rand is kept (`segment.json` beside the model). `METHODS` holds the registry: each
+[`Method`][emseg.segmentation.methods.Method] with its defaults and its own grid.
 """
 
 from __future__ import annotations
@@ -53,10 +56,11 @@ def fragments(
     sigma_weights: float = WATERSHED_WEIGHTING["sigma_weights"],
     alpha: float = WATERSHED_WEIGHTING["alpha"],
 ) -> np.ndarray:
-    """The seeded watershed's over-segmentation (uint32), the fragments that multicut and GASP agglomerate.
+    """The seeded watershed's over-segmentation (`uint32`): the fragments that multicut and GASP agglomerate.
 
-    Seeds at the maxima of the distance to the membranes thresholded at ``threshold``, smoothed by
-    ``sigma_seeds``; fragments under ``min_size`` pixels are merged (elf's ``distance_transform_watershed``).
+    Seeds at the maxima of the distance to the membranes thresholded at `threshold`, smoothed
+    by `sigma_seeds`; fragments under `min_size` pixels are merged (elf's
+    `distance_transform_watershed`).
     """
     from elf.segmentation.watershed import distance_transform_watershed
 
@@ -119,7 +123,7 @@ def _mws(prediction: Prediction, stride: int, min_size: int) -> np.ndarray:
 
 
 def _size_filtered(labels: np.ndarray, min_size: int, membrane: np.ndarray) -> np.ndarray:
-    """Segments under ``min_size`` pixels flooded by their neighbours along the membrane map."""
+    """Segments under `min_size` pixels flooded by their neighbours along the membrane map."""
     if min_size <= 1:
         return labels
     from skimage.segmentation import watershed
@@ -134,7 +138,11 @@ def _size_filtered(labels: np.ndarray, min_size: int, membrane: np.ndarray) -> n
 
 @dataclass(frozen=True)
 class Method:
-    """A segmentation method: its function, its settings' defaults, and which predictions it takes."""
+    """A segmentation method: its function, its settings' defaults, and which predictions it takes.
+
+    `run` is called as `run(prediction, **settings)`; `description` is the line the parameter
+    reference shows; `needs_affinities` marks a method for affinity models only.
+    """
 
     run: Callable[..., np.ndarray]
     defaults: dict[str, Any]
@@ -173,7 +181,11 @@ METHODS: dict[str, Method] = {
 
 
 def check_settings(method: str, settings: dict[str, Any]) -> None:
-    """Raise EmsegError (a message the caller prefixes with its key) for an unknown method or setting."""
+    """Check that `method` is registered and that every setting given is one of its own.
+
+    Raises:
+        EmsegError: An unknown method or setting, in a message the caller prefixes with its key.
+    """
     if method not in METHODS:
         raise EmsegError(f"unknown segmentation method {method!r}; registered: {', '.join(METHODS)}")
     unknown = sorted(set(settings) - set(METHODS[method].defaults))
@@ -186,11 +198,13 @@ MAX_GRID = 200
 
 
 def check_segment_params(params: Params) -> None:
-    """The cell-method registry's check of ``params.segment``: ``method`` registered and fit for ``model.target``,
-    every ``segment.<name>`` block naming a registered method, its settings known, its grid at most :data:`MAX_GRID`.
+    """The cell-method registry's check of `params.segment` (a `ParamsCheck`).
+
+    `method` must be registered and fit `model.target`; every `segment.<name>` block must name
+    a registered method, with known settings and a grid of at most `MAX_GRID` combinations.
 
     Raises:
-        ParamsKeyError: naming the key, e.g. ``segment.method: mws needs an affinity model (...)``.
+        ParamsKeyError: Naming the key, e.g. `segment.method: mws needs an affinity model (...)`.
     """
     segment = params.segment
     if segment.method not in METHODS:
@@ -211,7 +225,14 @@ def check_segment_params(params: Params) -> None:
 
 
 def settings_grid(method: str, given: dict[str, Any]) -> list[dict[str, Any]]:
-    """Every combination of the settings: lists in ``given`` (else the method's own grid) are searched, the rest fixed."""
+    """Every combination of a method's settings to try.
+
+    Lists in `given` are searched (where `given` has no list for a setting, the method's own
+    grid is); the other settings are fixed at their given or default values.
+
+    Raises:
+        EmsegError: As [`check_settings`][emseg.segmentation.methods.check_settings].
+    """
     check_settings(method, given)
     spec = METHODS[method]
     merged = {**spec.defaults, **spec.grid, **given}
@@ -220,7 +241,17 @@ def settings_grid(method: str, given: dict[str, Any]) -> list[dict[str, Any]]:
 
 
 def segment(method: str, prediction: Prediction, settings: dict[str, Any] | None = None) -> np.ndarray:
-    """Cell labels (uint32, 0 = no cell) of one slice by ``method`` with ``settings`` (defaults for the rest)."""
+    """The cell labels (`uint32`, 0 = no cell) of one slice by `method`.
+
+    Args:
+        method: A registered method.
+        prediction: What the model said about the slice.
+        settings: The method's settings (its defaults for the rest).
+
+    Raises:
+        EmsegError: An unknown method or setting, or a method that needs affinities given a
+            boundary model's prediction.
+    """
     check_settings(method, settings or {})
     spec = METHODS[method]
     if spec.needs_affinities and prediction.affinities is None:
@@ -229,15 +260,17 @@ def segment(method: str, prediction: Prediction, settings: dict[str, Any] | None
 
 
 def timed_segment(method: str, prediction: Prediction, settings: dict[str, Any] | None = None) -> tuple[np.ndarray, float]:
-    """:func:`segment` and its wall time in seconds."""
+    """[`segment`][emseg.segmentation.methods.segment], and its wall time in seconds."""
     start = time.perf_counter()
     labels = segment(method, prediction, settings)
     return labels, time.perf_counter() - start
 
 
 def cell_map(labels: np.ndarray) -> np.ndarray:
-    """A label image as the map the ISBI scorer takes: 0 on one-pixel borders between cells (and where there is no
-    cell), 1 inside, so that every threshold of the scorer gives these cells."""
+    """A label image as the map the ISBI scorer takes, so that every threshold of the scorer gives these cells.
+
+    0 on one-pixel borders between cells (and where there is no cell), 1 inside.
+    """
     edge = labels == 0
     # where two cells touch (no 0 line between them), the pixel below or right of the contact becomes border
     edge[1:] |= (labels[1:] != labels[:-1]) & (labels[:-1] > 0)
@@ -252,9 +285,19 @@ def tune(
     labels: Sequence[np.ndarray],
     score_cells: Callable[[np.ndarray, np.ndarray], float],
 ) -> tuple[dict[str, Any], float, list[dict[str, Any]]]:
-    """The settings of the grid with the best score on the given (validation) slices, that score, and every try.
+    """The settings of the grid with the best score on the given (validation) slices.
 
-    ``score_cells(labels, cell_maps)`` scores a stack of :func:`cell_map`; ties keep the first setting.
+    Args:
+        method: A registered method.
+        given: The settings given in params (lists are searched, see
+            [`settings_grid`][emseg.segmentation.methods.settings_grid]).
+        predictions: The model's predictions of the slices.
+        labels: Their ISBI labels.
+        score_cells: Scores a stack of [`cell_map`][emseg.segmentation.methods.cell_map]s
+            against the labels: `score_cells(labels, cell_maps)`, higher is better.
+
+    Returns:
+        The best settings (ties keep the first), their score, and every try with its score.
     """
     tries = []
     for settings in settings_grid(method, given):

@@ -1,18 +1,20 @@
 """From a membrane map to cells: the one place where probabilities become cell instances.
 
-Both ``emseg predict`` and the ISBI scorer (:mod:`emseg.evaluation.metrics`) need the same
-steps, so they live here, below both:
+Both `emseg predict` and the ISBI scorer ([`emseg.evaluation.metrics`][emseg.evaluation.metrics])
+need the same steps, so they live here, below both:
 
-* :func:`membrane_to_cell`: the membrane-probability map the networks predict turned into
-  the cell-probability map of the challenge's convention (high = cell interior);
-* :func:`flood_watershed`: the classic Vincent-Soille flooding exactly as Fiji's
-  ``WatershedTransform2D`` (4-connectivity; pixels visited column by column, x outer and
-  y inner; neighbours west, north, east, south; a FIFO queue floods each level from the
-  labelled regions, and a pixel reached from two different regions becomes a watershed
-  pixel), a line-by-line port so that cells and scores agree with Fiji to the pixel;
-* :func:`thin_borders`: the border pixels of a binary cell mask thinned to 1-pixel lines
-  with that flooding, as the scorer does at every threshold;
-* :func:`instance_labels`: the cells of a thresholded mask as uint32 instances.
+* [`membrane_to_cell`][emseg.segmentation.thinning.membrane_to_cell]: the membrane-probability
+  map the networks predict, turned into the cell-probability map of the challenge's
+  convention (high = cell interior);
+* [`flood_watershed`][emseg.segmentation.thinning.flood_watershed]: the classic Vincent-Soille
+  flooding exactly as Fiji's `WatershedTransform2D` (4-connectivity; pixels visited column by
+  column, x outer and y inner; neighbours west, north, east, south; a FIFO queue floods each
+  level from the labelled regions, and a pixel reached from two different regions becomes a
+  watershed pixel), a line-by-line port so that cells and scores agree with Fiji to the pixel;
+* [`thin_borders`][emseg.segmentation.thinning.thin_borders]: the border pixels of a binary
+  cell mask thinned to 1-pixel lines with that flooding, as the scorer does at every threshold;
+* [`instance_labels`][emseg.segmentation.thinning.instance_labels]: the cells of a thresholded
+  mask as `uint32` instances.
 """
 
 from __future__ import annotations
@@ -24,7 +26,11 @@ from emseg.errors import EmsegError
 
 
 def membrane_to_cell(proba_membrane: np.ndarray) -> np.ndarray:
-    """Turn a membrane-probability map into the cell-probability map the scorer expects (1 - p)."""
+    """Turn a membrane-probability map into the cell-probability map the scorer expects (`1 - p`), in the same float type.
+
+    Raises:
+        EmsegError: The map is not a float array.
+    """
     arr = np.asarray(proba_membrane)
     if not np.issubdtype(arr.dtype, np.floating):
         raise EmsegError(f"membrane map must be a float array in [0, 1], got dtype {arr.dtype}")
@@ -39,7 +45,7 @@ _INQUEUE = -3  # waiting in the FIFO
 
 @njit(cache=True, nogil=True, inline="always")
 def _neighbour(p: int, k: int, size1: int, size2: int) -> int:
-    """Flat index of neighbour ``k`` (0 west, 1 north, 2 east, 3 south) of ``p``, or -1 off the image.
+    """Flat index of neighbour `k` (0 west, 1 north, 2 east, 3 south) of `p`, or -1 off the image.
 
     Pixels are stored column-major as in ImageJ's x-outer scan: p = x * size2 + y.
     """
@@ -56,11 +62,15 @@ def _neighbour(p: int, k: int, size1: int, size2: int) -> int:
 
 @njit(cache=True, nogil=True)
 def flood_watershed(levels: np.ndarray) -> np.ndarray:
-    """Vincent-Soille flooding exactly as Fiji's ``WatershedTransform2D.apply()`` (4-connected).
+    """Vincent-Soille flooding exactly as Fiji's `WatershedTransform2D.apply()` (4-connected).
 
-    ``levels`` is the grey image indexed ``[x, y]`` (i.e. the transpose of an ``(H, W)``
-    image), C-contiguous, so the flat index ``x * H + y`` runs in Fiji's pixel order
-    (x outer, y inner).  Returns int32 labels ``[x, y]``: >0 basins, 0 watershed lines.
+    Args:
+        levels: The 8-bit grey image indexed `[x, y]` (the transpose of an `(H, W)` image),
+            C-contiguous, so that the flat index `x * H + y` runs in Fiji's pixel order (x outer,
+            y inner).
+
+    Returns:
+        `int32` labels `[x, y]`: > 0 basins, 0 watershed lines.
     """
     size1, size2 = levels.shape
     npix = size1 * size2
@@ -180,9 +190,13 @@ def _thin_mask_t(cell_t: np.ndarray) -> np.ndarray:
 def thin_borders(cell_mask: np.ndarray) -> np.ndarray:
     """Thin the borders of a binary (H, W) cell mask to 1-pixel lines, as Fiji does.
 
-    Returns int32 labels: cell regions (with the border pixels flooded into them) numbered
-    1.. in Fiji's order, 0 for the remaining 1-pixel watershed lines.  An all-cell or
-    all-border mask is one region labelled 1.
+    Returns:
+        `int32` labels: the cell regions (with the border pixels flooded into them), numbered
+        1, 2, ... in Fiji's order, and 0 for the remaining 1-pixel watershed lines. An all-cell
+        or all-border mask is one region labelled 1.
+
+    Raises:
+        EmsegError: The mask is not 2-D.
     """
     mask = np.asarray(cell_mask)
     if mask.ndim != 2:
@@ -192,13 +206,14 @@ def thin_borders(cell_mask: np.ndarray) -> np.ndarray:
 
 
 def instance_labels(cell_mask: np.ndarray) -> np.ndarray:
-    """uint32 cell instances of a thresholded cell mask (H, W), 0 on the 1-pixel outlines.
+    """The `uint32` cell instances of a thresholded cell mask (H, W), 0 on the 1-pixel outlines.
 
-    Fiji-style border thinning (:func:`thin_borders`) rather than a watershed on the
-    probabilities: its regions are exactly the 4-connected cell components (membrane
-    pixels flooded into them) that the ISBI V_rand / V_info scores judge at this
-    threshold, so the labels match the reported scores; it needs no seed or compactness
-    parameters, and it is deterministic and linear in the area.
+    Fiji-style border thinning ([`thin_borders`][emseg.segmentation.thinning.thin_borders])
+    rather than a watershed on the probabilities: its regions are exactly the 4-connected cell
+    components (membrane pixels flooded into them) that the ISBI V_rand / V_info scores judge at
+    this threshold, so that the labels match the reported scores; it needs no seed or
+    compactness parameters, and it is deterministic and linear in the area. A mask without a
+    cell pixel gives no cell at all.
     """
     if not cell_mask.any():  # thin_borders calls an all-border slice one region; here it is no cell at all
         return np.zeros(cell_mask.shape, np.uint32)

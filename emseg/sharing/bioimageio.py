@@ -1,22 +1,22 @@
 """A BioImage Model Zoo package of an emseg model (format 0.5), for ilastik, deepImageJ, QuPath and bioimageio.core.
 
 The package holds the network without emseg around it: the MONAI network as
-``pytorch_state_dict`` (with its architecture, ``monai.networks.nets.<Class>`` and its
-arguments) and as ``torchscript``; the per-slice z-score as preprocessing; input sizes in
+`pytorch_state_dict` (with its architecture, `monai.networks.nets.<Class>` and its
+arguments) and as `torchscript`; the per-slice z-score as preprocessing; input sizes in
 steps of the network's divisor, with a halo; a test input (a patch-sized crop) and the
 output expected of it; a cover image, documentation and citations.
-``bioimageio.core.test_model`` runs it (the test suite does), and its output equals
-emseg's own on the test input. What the output is depends on the model's target
-(:data:`HEADS`):
+`bioimageio.core.test_model` runs it (the test suite does), and its output equals
+emseg's own on the test input, within `TOLERANCE`. What the output is depends on the
+model's target (`HEADS`, one [`Head`][emseg.sharing.bioimageio.Head] per target):
 
-* a boundary model: a sigmoid and ``1 - p`` as postprocessing, so that the output is the
-  cell-interior probability ``emseg predict`` writes (high = cell);
+* a boundary model: a sigmoid and `1 - p` as postprocessing, so that the output is the
+  cell-interior probability `emseg predict` writes (high = cell);
 * an affinity model: a sigmoid, so that the output holds one channel per offset, the
   probability that the pixel and the one at that offset lie in different cells (the
-  sense elf's mutex watershed takes); the offsets are in the package's ``config``
-  (``mws: offsets``, where torch-em's affinity packages keep them, and ``emseg: offsets``).
+  sense elf's mutex watershed takes); the offsets are in the package's `config`
+  (`mws: offsets`, where torch-em's affinity packages keep them, and `emseg: offsets`).
 
-ONNX weights are not written: the export needs the ``onnx`` package, which emseg does
+ONNX weights are not written: the export needs the `onnx` package, which emseg does
 not depend on.
 """
 
@@ -112,7 +112,7 @@ def _documentation(config: ModelConfig, path: Path, halo: int) -> Path:
 
 
 def _write_inputs(model: torch.nn.Module, config: ModelConfig, image: np.ndarray, folder: Path) -> tuple[Path, Path, Path]:
-    """The test input (1, 1, P, P) as float32, its expected output (1, C, P, P), and a cover image; from ``image``."""
+    """The test input (1, 1, P, P) as float32, its expected output (1, C, P, P), and a cover image; from `image`."""
     size = config.patch_size
     crop = np.ascontiguousarray(image[:size, :size])
     if crop.shape != (size, size):
@@ -143,7 +143,11 @@ def _weights(model: torch.nn.Module, config: ModelConfig, folder: Path) -> tuple
 
 
 def describe(model_path: Path, image: np.ndarray, folder: Path):  # noqa: ANN201  (a bioimageio ModelDescr)
-    """The model description of ``model_path``, its files written into ``folder``."""
+    """The BioImage Model Zoo description (a `bioimageio.spec` model description, format 0.5) of the model at `model_path`.
+
+    Its files (weights, test tensors, cover, documentation) are written into `folder`; the
+    test input is the top-left patch-sized crop of `image`.
+    """
     from bioimageio.spec.model import v0_5 as spec
 
     model, config = load_model(model_path)
@@ -212,7 +216,20 @@ def describe(model_path: Path, image: np.ndarray, folder: Path):  # noqa: ANN201
 
 
 def export_bioimageio(model_path: str | os.PathLike[str], out: str | os.PathLike[str], image: np.ndarray) -> Path:
-    """Write the BioImage Model Zoo package of ``model_path`` to ``out`` (a .zip); ``image`` gives the test input."""
+    """Write the BioImage Model Zoo package of the model at `model_path` to `out`, atomically.
+
+    Args:
+        model_path: The emseg model file.
+        out: The package to write, a `.zip` file.
+        image: A slice whose patch-sized crop becomes the test input.
+
+    Returns:
+        `out`.
+
+    Raises:
+        EmsegError: `out` is not a `.zip` in an existing folder, the image is smaller than the
+            model's patch, or the model file cannot be loaded.
+    """
     from bioimageio.spec import save_bioimageio_package
 
     out = Path(out)

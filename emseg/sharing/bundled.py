@@ -1,13 +1,17 @@
 """The model in the box: a CPU-profile model trained by this pipeline, shipped as package data.
 
-``emseg predict`` without ``--model`` uses ``models/model.pt`` when the pipeline has made
-one, else this model, and says which; ``emseg models`` lists it with its held-out scores
-and the command that made it. The weights are stored in fp16 (half the size; the scores
-they give are checked against the fp32 weights when the bundle is made).
+`emseg predict` without `--model` uses `models/model.pt` when the pipeline has made
+one, else this model, and says which ([`default_model`][emseg.sharing.bundled.default_model]);
+`emseg models` lists it with its held-out scores and the command that made it. The weights
+are stored in fp16 (half the size; the scores they give are checked against the fp32
+weights when the bundle is made). Its scores are on the [CPU profile](../../../results/profile.md)
+results page.
 
-Made with (after ``dvc repro`` of the CPU profile)::
+Made with (after `dvc repro` of the CPU profile):
 
-    python -m emseg.sharing.bundled --model models/model.pt --metrics metrics/evaluate.json
+```bash
+python -m emseg.sharing.bundled --model models/model.pt --metrics metrics/evaluate.json
+```
 """
 
 from __future__ import annotations
@@ -35,7 +39,14 @@ PIPELINE_MODEL = Path("models") / "model.pt"
 
 
 def default_model(given: Path | None) -> tuple[Path, str]:
-    """The model ``emseg predict`` uses, and how it was picked."""
+    """The model `emseg predict` uses, and how it was picked.
+
+    `given` when given; else the pipeline's `models/model.pt` in the current folder; else the
+    bundled model.
+
+    Raises:
+        EmsegError: None given, none made by the pipeline and none bundled.
+    """
     if given is not None:
         return given, "given"
     if PIPELINE_MODEL.is_file():
@@ -46,7 +57,7 @@ def default_model(given: Path | None) -> tuple[Path, str]:
 
 
 def bundled_info() -> dict[str, Any] | None:
-    """What the bundled model is: scores, the command and commit that made it, the machine."""
+    """What the bundled model is (its scores, the command and commit that made it, the machine), or None without one."""
     return json.loads(BUNDLED_INFO.read_text()) if BUNDLED_INFO.is_file() else None
 
 
@@ -71,7 +82,18 @@ def _test_scores(model_path: Path, png: Path, split: Path) -> dict[str, float]:
 
 
 def make_bundle(model: Path, metrics: Path, png: Path, split: Path, out: Path = BUNDLE) -> dict[str, Any]:
-    """Write the fp16 bundle of ``model`` into ``out`` with its info; check its scores against the fp32 weights."""
+    """Write the fp16 bundle of `model` into `out` with its info, checking its scores against the fp32 weights.
+
+    Args:
+        model: The pipeline's model file (its `segment.json`, if any, is bundled too).
+        metrics: The evaluate stage's metrics of that model.
+        png: The converted data set's folder, for the test slices.
+        split: The split file naming the test slices.
+        out: The bundle's folder inside the package.
+
+    Returns:
+        The info written beside the model (`info.json`).
+    """
     out.mkdir(parents=True, exist_ok=True)
     with atomic_output(out / "model.pt") as tmp:
         torch.save(_half(model), tmp)
@@ -97,6 +119,7 @@ def make_bundle(model: Path, metrics: Path, png: Path, split: Path, out: Path = 
 
 
 def main(argv: list[str] | None = None) -> int:
+    """`python -m emseg.sharing.bundled`: make the bundle from the pipeline's outputs; the exit status."""
     parser = argparse.ArgumentParser(prog="python -m emseg.sharing.bundled", description=__doc__.splitlines()[0])
     parser.add_argument("--model", type=Path, default=PIPELINE_MODEL)
     parser.add_argument("--metrics", type=Path, default=Path("metrics") / "evaluate.json")

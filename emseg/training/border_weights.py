@@ -1,9 +1,10 @@
 """The U-Net paper's border weighting: membrane pixels squeezed between two cells count more.
 
-w(x) = 1 + w0 * exp(-(d1(x) + d2(x))^2 / (2 sigma^2)) on membrane pixels (1 inside cells),
-with d1, d2 the distances to the nearest and second-nearest cell (Ronneberger et al. 2015).
+`w(x) = 1 + w0 * exp(-(d1(x) + d2(x))^2 / (2 sigma^2))` on membrane pixels (1 inside cells),
+with `d1`, `d2` the distances to the nearest and second-nearest cell (Ronneberger et al. 2015).
 Thin membranes separating two cells are exactly the pixels whose loss decides merges,
-and merges are what V_rand punishes hardest.
+and merges are what V_rand punishes hardest. `train.border_weight` (`w0`) and
+`train.border_sigma` set it, for boundary models only.
 """
 
 from __future__ import annotations
@@ -15,7 +16,13 @@ _FOUR_CONNECTED = ndimage.generate_binary_structure(2, 1)
 
 
 def border_weight_map(label: np.ndarray, w0: float, sigma: float) -> np.ndarray:
-    """Per-pixel loss weights (float32, >= 1) for an ISBI label slice (0 = membrane)."""
+    """Per-pixel loss weights (`float32`, >= 1) for an ISBI label slice (0 = membrane).
+
+    Args:
+        label: One ISBI label slice; cells are its 4-connected non-zero regions.
+        w0: The weight added at most, on membrane pixels between two close cells.
+        sigma: How fast the added weight falls with the distances to the two cells, pixels.
+    """
     cells, _ = ndimage.label(label > 0, structure=_FOUR_CONNECTED)
     height, width = label.shape
     d1 = np.full(label.shape, np.inf, np.float32)

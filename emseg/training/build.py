@@ -1,4 +1,9 @@
-"""The parts of a training run, made from params and seeded in the order that fixes its random streams."""
+"""The parts of a training run, made from params and seeded in the order that fixes its random streams.
+
+[`build_trainer`][emseg.training.build.build_trainer] makes the network, the patch sampler,
+the loss, the optimiser and the EMA of one run (one rank of a DDP job), and hands them to a
+[`Trainer`][emseg.training.loop.Trainer].
+"""
 
 from __future__ import annotations
 
@@ -24,18 +29,20 @@ from emseg.training.sampler import PatchSampler, TrainingData
 
 
 def seed_everything(seed: int) -> None:
+    """Seed Python's, NumPy's and torch's global random generators."""
     random.seed(seed)
     np.random.seed(seed)
     torch.manual_seed(seed)
 
 
 def build_optimizer(model: nn.Module, params: TrainParams) -> torch.optim.Optimizer:
+    """The optimiser `params.optimizer` names (Adam or AdamW), with the base learning rate and weight decay."""
     optimizer_class = {"adam": torch.optim.Adam, "adamw": torch.optim.AdamW}[params.optimizer]
     return optimizer_class(model.parameters(), lr=params.lr, weight_decay=params.weight_decay)
 
 
 def model_config(model_params: ModelParams, kwargs: dict[str, Any], patch_size: int) -> ModelConfig:
-    """What the model file says of the network: architecture, arguments, normalisation, patch, target and offsets."""
+    """What the model file says of the network: architecture, arguments, normalisation, patch size, target and offsets."""
     if model_params.target == "affinities":
         offsets = [list(o) for o in model_params.offsets]
         return ModelConfig(model_params.arch, kwargs, dict(DEFAULT_NORMALIZATION), patch_size, out_channels=len(offsets), target="affinities", offsets=offsets)
@@ -56,6 +63,18 @@ def build_trainer(
     Every rank of a DDP job builds the same network from the same seed; each samples its
     patches from a stream of its own (rank 0's is the single-process stream), and only
     rank 0 keeps the EMA it validates and saves.
+
+    Args:
+        data: The training and validation slices.
+        model_params: The `model` block: network, target, offsets.
+        params: The `train` block.
+        seed: `base.seed`.
+        model_path: Where the best model file is written.
+        checkpoint: The resumable checkpoint's path; None: no checkpoints.
+        group: This process's place in a DDP job.
+
+    Returns:
+        A [`Trainer`][emseg.training.loop.Trainer] ready to run (or to resume first).
     """
     device = rank_device(select_device(params.device), group)
     seed_everything(seed)

@@ -1,10 +1,11 @@
 """Resumable checkpoints: what a killed training run needs to continue bit for bit, and which run may.
 
 A checkpoint holds the weights, the EMA, the optimiser and AMP scaler states, every rank's
-random streams and the :class:`Progress` (step, best validation so far and its weights).
-It is written atomically and read with ``weights_only=True``: only tensors and plain values.
-:func:`run_fingerprint` names it, so that only a run with the same params, seed, process
-count and data resumes it.
+random streams and the [`Progress`][emseg.training.checkpoints.Progress] (the step, the best
+validation so far and its weights). It is written atomically and read with
+`weights_only=True`: only tensors and plain values.
+[`run_fingerprint`][emseg.training.checkpoints.run_fingerprint] names it, so that only a run
+with the same params, seed, process count and data resumes it.
 """
 
 from __future__ import annotations
@@ -28,7 +29,7 @@ from emseg.training.sampler import TrainingData
 
 @dataclass
 class Progress:
-    """What a resumed run needs besides weights and optimiser: where it was and its best so far."""
+    """What a resumed run needs besides weights and optimiser: where it was, and its best so far."""
 
     step: int = 0
     best: dict[str, float] = field(default_factory=lambda: {"v_rand": -1.0})
@@ -38,7 +39,7 @@ class Progress:
 
 
 class Resumable(Protocol):
-    """The parts of a training run that a checkpoint saves and restores (a :class:`~emseg.training.loop.Trainer` has them)."""
+    """The parts of a training run that a checkpoint saves and restores (a [`Trainer`][emseg.training.loop.Trainer] has them)."""
 
     model: nn.Module
     ema: AveragedModel | None
@@ -48,10 +49,18 @@ class Resumable(Protocol):
 
 
 def run_fingerprint(data: TrainingData, model_params: ModelParams, params: TrainParams, seed: int, world_size: int = 1) -> str:
-    """A digest of everything that decides a training run: params, seed, the number of processes
-    (all nodes' together) and the data itself.
+    """A digest of everything that decides a training run; a checkpoint is resumed only by a run with the same one.
 
-    A checkpoint is resumed only by a run with the same fingerprint.
+    Args:
+        data: The training and validation slices (their pixels are hashed).
+        model_params: The `model` block.
+        params: The `train` block; `resume`, `checkpoint_every`, `threads` and `processes`
+            do not change the run and are left out.
+        seed: `base.seed`.
+        world_size: The number of processes, all nodes' together.
+
+    Returns:
+        16 hex digits of a SHA-256.
     """
     digest = hashlib.sha256()
     train = params.model_dump(exclude={"resume", "checkpoint_every", "threads", "processes"})
@@ -66,12 +75,12 @@ def run_fingerprint(data: TrainingData, model_params: ModelParams, params: Train
 
 
 def checkpoint_file(folder: str | Path, fingerprint: str) -> Path:
-    """The checkpoint of the run with ``fingerprint`` in ``folder``."""
+    """The checkpoint of the run with `fingerprint` in `folder`."""
     return Path(folder) / f"train-{fingerprint}.pt"
 
 
 def random_streams(generator: torch.Generator) -> dict[str, Any]:
-    """This rank's random generators: its patch stream (``generator``), torch's, CUDA's."""
+    """This rank's random generators' states: its patch stream (`generator`), torch's and CUDA's."""
     return {
         "sampler_rng": generator.get_state(),
         "torch_rng": torch.get_rng_state(),
@@ -80,7 +89,7 @@ def random_streams(generator: torch.Generator) -> dict[str, Any]:
 
 
 def restore_streams(generator: torch.Generator, streams: dict[str, Any]) -> None:
-    """Set this rank's random generators to ``streams`` (one entry of :func:`random_streams`)."""
+    """Set this rank's random generators to `streams` (one entry of [`random_streams`][emseg.training.checkpoints.random_streams])."""
     generator.set_state(streams["sampler_rng"])
     torch.set_rng_state(streams["torch_rng"])
     if streams["cuda_rng"] and torch.cuda.is_available():
@@ -88,11 +97,12 @@ def restore_streams(generator: torch.Generator, streams: dict[str, Any]) -> None
 
 
 def checkpoint_state(run: Resumable, streams: list[dict[str, Any]]) -> dict[str, Any]:
-    """Everything to continue bit for bit: weights, optimiser, AMP scaler, RNG states, progress.
+    """Everything to continue bit for bit: weights, EMA, optimiser, AMP scaler, random streams, progress.
 
     Args:
-        run: the training run's parts.
-        streams: every rank's :func:`random_streams`, rank 0's first (a single process: its own).
+        run: The training run's parts.
+        streams: Every rank's [`random_streams`][emseg.training.checkpoints.random_streams], rank 0's
+            first (a single process: its own).
     """
     progress = run.progress
     return {
@@ -110,16 +120,19 @@ def checkpoint_state(run: Resumable, streams: list[dict[str, Any]]) -> dict[str,
 
 
 def write_checkpoint(path: Path, state: dict[str, Any]) -> None:
-    """Save ``state`` (:func:`checkpoint_state`) at ``path``, atomically."""
+    """Save `state` (from [`checkpoint_state`][emseg.training.checkpoints.checkpoint_state]) at `path`, atomically."""
     with atomic_output(path) as tmp:
         torch.save(state, tmp)
 
 
 def load_checkpoint(path: Path, run: Resumable, rank: int = 0) -> dict[str, Any]:
-    """Restore ``run``'s weights, EMA, optimiser and scaler, and ``run.progress``, from the checkpoint at ``path``.
+    """Restore `run`'s weights, EMA, optimiser and scaler, and `run.progress`, from the checkpoint at `path`.
 
-    Returns rank ``rank``'s random streams, for :func:`restore_streams`. A file that does not
-    load into this run is one :class:`~emseg.errors.EmsegError` naming it.
+    Returns:
+        Rank `rank`'s random streams, for [`restore_streams`][emseg.training.checkpoints.restore_streams].
+
+    Raises:
+        EmsegError: The file does not load into this run (one line naming it).
     """
     try:
         payload = torch.load(path, map_location="cpu", weights_only=True)

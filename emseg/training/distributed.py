@@ -1,10 +1,12 @@
-"""Training on several processes: PyTorch's ``DistributedDataParallel``, launched by torchrun.
+"""Training on several processes: PyTorch's `DistributedDataParallel`, launched by torchrun.
 
-``train.processes`` > 1 makes the train stage start itself again under torchrun's own
-launcher (``torch.distributed.run --standalone --nproc-per-node N``), so ``dvc repro`` and
-``dvc exp run`` run it with an unchanged command; a stage already started by torchrun (a
-multi-node run, ``torchrun --nnodes ... --rdzv-endpoint ...``) joins that job instead.
-CUDA runs one GPU per process over NCCL; the CPU runs over gloo.
+`train.processes` > 1 makes the train stage start itself again under torchrun's own
+launcher (`torch.distributed.run --standalone --nproc-per-node N`, see
+[`launch`][emseg.training.distributed.launch]), so that `dvc repro` and `dvc exp run` run it
+with an unchanged command; a stage already started by torchrun (a multi-node run,
+`torchrun --nnodes ... --rdzv-endpoint ...`) joins that job instead
+([`join`][emseg.training.distributed.join]). CUDA runs one GPU per process over NCCL; the
+CPU runs over gloo.
 
 Rank 0 does everything that happens once: validation, the choice of the best model, the
 model file, dvclive and the checkpoint; the other ranks wait for it at a barrier.
@@ -45,7 +47,7 @@ COLLECTIVE_TIMEOUT = datetime.timedelta(minutes=30)
 
 @dataclass(frozen=True)
 class ProcessGroup:
-    """This process's place in the training job; ``world_size`` 1 is a plain single-process run."""
+    """This process's place in the training job; `world_size` 1 is a plain single-process run."""
 
     rank: int = 0
     world_size: int = 1
@@ -58,14 +60,16 @@ class ProcessGroup:
 
     @property
     def distributed(self) -> bool:
+        """Whether the job has more than one process."""
         return self.world_size > 1
 
     def barrier(self) -> None:
+        """Wait until every rank gets here (nothing to wait for in a single process)."""
         if self.distributed:
             dist.barrier()
 
     def gather(self, value: Any) -> list[Any]:
-        """``value`` of every rank, in rank order (``[value]`` alone)."""
+        """`value` of every rank, in rank order (`[value]` alone in a single process)."""
         if not self.distributed:
             return [value]
         values: list[Any] = [None] * self.world_size
@@ -82,22 +86,32 @@ def under_torchrun() -> bool:
 
 
 def needs_launch(processes: int) -> bool:
-    """Whether the train stage must start ``processes`` workers under torchrun first."""
+    """Whether the train stage must first start `processes` workers under torchrun."""
     return processes > 1 and not under_torchrun()
 
 
 def rank_seed(seed: int, rank: int) -> int:
-    """The patch stream's seed of ``rank``: rank 0 keeps ``seed`` (so one process samples as always),
-    the others get streams of their own derived from it."""
+    """The patch stream's seed of `rank`.
+
+    Rank 0 keeps `seed`, so that one process samples as always; the others get streams of
+    their own, derived from it.
+    """
     if rank == 0:
         return seed
     return int(np.random.SeedSequence([seed, rank]).generate_state(1)[0])
 
 
 def check_processes(params: TrainParams, world_size: int | None = None) -> torch.device:
-    """The device of a run on ``params.processes`` processes per node; one line naming the key if it cannot run.
+    """The device of a run on `params.processes` processes per node, checked.
 
-    ``world_size`` (all nodes' processes) must divide ``train.batch_size``, the global batch.
+    Args:
+        params: The `train` block.
+        world_size: All nodes' processes (default: `params.processes`); it must divide
+            `train.batch_size`, the global batch.
+
+    Raises:
+        EmsegError: One line naming the key: more processes than GPUs on CUDA, or a batch
+            that does not split evenly over the processes.
     """
     device = select_device(params.device)
     world_size = world_size or params.processes
@@ -115,17 +129,23 @@ def check_processes(params: TrainParams, world_size: int | None = None) -> torch
 
 
 def threads_per_process(processes: int) -> int:
-    """The CPU cores of this machine shared out over ``processes`` workers (at least one each)."""
+    """The CPU cores of this machine shared out over `processes` workers (at least one each)."""
     cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
     return max(1, cores // processes)
 
 
 def launch(params: TrainParams, argv: Sequence[str]) -> None:
-    """Run the script ``argv`` (``sys.argv``) on ``params.processes`` workers of a standalone torchrun job.
+    """Run the script `argv` (`sys.argv`) on `params.processes` workers of a standalone torchrun job.
 
-    Returns when every worker has finished; a worker that fails or is killed stops the
-    others (torchrun's own behaviour) and raises one :class:`EmsegError` naming it; the
-    checkpoint they left resumes the run when it is started again.
+    Returns when every worker has finished. A worker that fails or is killed stops the others
+    (torchrun's own behaviour); the checkpoint they left resumes the run when it is started
+    again.
+
+    Raises:
+        EmsegError: A worker failed: one line naming it (see
+            [`describe_failure`][emseg.training.distributed.describe_failure]).
+        KeyboardInterrupt: The launcher got SIGINT.
+        Terminated: The launcher got another signal.
     """
     check_processes(params)
     # each worker computes on its share of the cores (torchrun would give each one thread)
@@ -150,10 +170,11 @@ def launch(params: TrainParams, argv: Sequence[str]) -> None:
 
 
 def describe_failure(failures: dict[int, Any], processes: int) -> str:
-    """One line for torchrun's failed workers (``ChildFailedError.failures``: rank -> ProcessFailure).
+    """One line for torchrun's failed workers (`ChildFailedError.failures`: rank -> `ProcessFailure`).
 
     It names the worker that failed first: not one that torchrun stopped with SIGTERM, or
-    whose collective broke, because another had failed (:func:`worker_exits`).
+    whose collective broke because another had failed
+    (see [`worker_exits`][emseg.training.distributed.worker_exits]).
     """
     rank = min((r for r, failure in failures.items() if failure.exitcode not in STOPPED_STATUSES), default=min(failures))
     code = failures[rank].exitcode
@@ -166,8 +187,12 @@ def describe_failure(failures: dict[int, Any], processes: int) -> str:
 
 @contextmanager
 def worker_exits() -> Iterator[None]:
-    """In a torchrun worker, leave without a traceback when torchrun stops this rank (SIGTERM) or
-    when a collective breaks because another rank died; the launcher's one line names that rank."""
+    """In a torchrun worker, leave without a traceback when torchrun stops this rank or another rank dies.
+
+    A SIGTERM from torchrun exits with 128 + SIGTERM; a collective that breaks because another
+    rank died exits with `PEER_LOST_STATUS`. The launcher's one line names the rank that failed.
+    Outside torchrun the block runs unchanged.
+    """
     if not under_torchrun():
         yield
         return
@@ -182,7 +207,13 @@ def worker_exits() -> Iterator[None]:
 
 
 def join(params: TrainParams) -> ProcessGroup:
-    """This torchrun worker's process group (NCCL on CUDA, gloo on CPU); :data:`SINGLE_PROCESS` outside torchrun."""
+    """This torchrun worker's process group (NCCL on CUDA, gloo on CPU); `SINGLE_PROCESS` outside torchrun.
+
+    Raises:
+        EmsegError: torchrun started another number of processes on this node than
+            `train.processes`, or [`check_processes`][emseg.training.distributed.check_processes]
+            refuses the run.
+    """
     if not under_torchrun():
         return SINGLE_PROCESS
     rank, world_size, local_rank = (int(os.environ[name]) for name in ("RANK", "WORLD_SIZE", "LOCAL_RANK"))
@@ -202,6 +233,7 @@ def join(params: TrainParams) -> ProcessGroup:
 
 
 def leave(group: ProcessGroup) -> None:
+    """Leave the process group that [`join`][emseg.training.distributed.join] joined, if any."""
     if group.distributed and dist.is_initialized():
         dist.destroy_process_group()
 
@@ -214,18 +246,19 @@ def rank_device(device: torch.device, group: ProcessGroup) -> torch.device:
 
 
 class HeadsForward(nn.Module):
-    """A network whose ``forward`` is its ``forward_heads``, so that DDP's gradient hooks see the training call."""
+    """A network whose `forward` is its `forward_heads`, so that DDP's gradient hooks see the training call."""
 
     def __init__(self, network: nn.Module) -> None:
         super().__init__()
         self.network = network
 
     def forward(self, x: torch.Tensor) -> list[torch.Tensor]:
+        """Every head's prediction, the main one first (the wrapped network's `forward_heads`)."""
         return self.network.forward_heads(x)
 
 
 def data_parallel(network: nn.Module, group: ProcessGroup, device: torch.device) -> nn.Module:
-    """``network``'s training call wrapped in ``DistributedDataParallel`` (which averages the gradients over the ranks)."""
+    """`network`'s training call wrapped in `DistributedDataParallel`, which averages the gradients over the ranks."""
     from torch.nn.parallel import DistributedDataParallel
 
     return DistributedDataParallel(HeadsForward(network), device_ids=[device.index] if device.type == "cuda" else None)

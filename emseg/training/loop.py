@@ -1,14 +1,17 @@
-"""The training loop: a :class:`Trainer` handed its model, loss, optimiser, patch sampler, EMA and
-logger, whose :meth:`Trainer.run` is a few lines calling :meth:`~Trainer.train_step`,
-:meth:`~Trainer.validate`, :meth:`~Trainer.log` and :meth:`~Trainer.checkpoint`.
+"""The training loop: a [`Trainer`][emseg.training.loop.Trainer] handed its model, loss, optimiser, patch sampler, EMA and logger.
 
-Validation runs every ``val_every`` steps on the full validation slices
-(:mod:`emseg.training.validation`); the model with the best validation V_rand is kept.
-Under torchrun (``train.processes`` > 1, :mod:`emseg.training.distributed`) every rank
-trains its share of the global batch through ``DistributedDataParallel``; rank 0 alone
-validates, logs, keeps the best model and writes the checkpoint
-(:mod:`emseg.training.checkpoints`), which holds every rank's patch stream so that a
-resumed run continues each of them.
+Its [`run`][emseg.training.loop.Trainer.run] is a few lines calling
+[`train_step`][emseg.training.loop.Trainer.train_step],
+[`validate`][emseg.training.loop.Trainer.validate], [`log`][emseg.training.loop.Trainer.log]
+and [`checkpoint`][emseg.training.loop.Trainer.checkpoint].
+
+Validation runs every `val_every` steps on the full validation slices
+([`emseg.training.validation`][emseg.training.validation]); the model with the best validation
+V_rand is kept. Under torchrun (`train.processes` > 1,
+[`emseg.training.distributed`][emseg.training.distributed]) every rank trains its share of
+the global batch through `DistributedDataParallel`; rank 0 alone validates, logs, keeps the
+best model and writes the checkpoint ([`emseg.training.checkpoints`][emseg.training.checkpoints]),
+which holds every rank's patch stream so that a resumed run continues each of them.
 """
 
 from __future__ import annotations
@@ -38,7 +41,11 @@ from emseg.training.validation import validate
 
 
 def lr_factor(step: int, total: int, schedule: str, warmup: int) -> float:
-    """Multiplier of the base learning rate at ``step`` (0-based)."""
+    """The multiplier of the base learning rate at `step` (0-based).
+
+    A linear warm-up over the first `warmup` steps, then `schedule`: `cosine` (from 1 to 0 at
+    `total`), `poly` (`(1 - progress)^0.9`) or `constant`.
+    """
     if warmup and step < warmup:
         return (step + 1) / warmup
     progress = (step - warmup) / max(1, total - warmup)
@@ -63,13 +70,29 @@ class _Window:
 
 
 class Trainer:
-    """One training run of ``model`` on ``sampler``'s patches, validated on ``data``'s validation slices.
+    """One training run of `model` on `sampler`'s patches, validated on `data`'s validation slices.
 
-    ``ema`` (an ``AveragedModel``), when given, is what gets validated, kept and saved;
-    ``config`` describes the model for the saved file at ``model_path``; ``checkpoint``
-    is the resumable checkpoint's path (None: no checkpoints). Under DDP, ``group`` is this
-    rank's place in the job and ``parallel`` the model's ``DistributedDataParallel`` wrapper,
-    through which the training steps run.
+    [`build_trainer`][emseg.training.build.build_trainer] makes one from params.
+
+    Args:
+        model: The network being trained.
+        loss_fn: The loss ([`build_loss`][emseg.training.losses.build_loss]).
+        optimizer: The optimiser of `model`'s parameters.
+        sampler: Where the training patches come from.
+        data: The training and validation slices.
+        params: The `train` block.
+        config: Describes the model for the saved file.
+        logger: What the figures are logged through (dvclive's `Live`); it must be set before
+            [`run`][emseg.training.loop.Trainer.run].
+        device: Where training runs.
+        model_path: Where the best model file is written.
+        ema: An `AveragedModel` of `model`; when given, it is what gets validated, kept and saved.
+        checkpoint: The resumable checkpoint's path (None: no checkpoints).
+        seed: `base.seed`, noted in the model file.
+        progress: Reports how far training has got; None: silent.
+        group: This rank's place in a DDP job.
+        parallel: The model's `DistributedDataParallel` wrapper, through which the training
+            steps run under DDP.
     """
 
     def __init__(
@@ -111,7 +134,14 @@ class Trainer:
         return self.ema.module if self.ema is not None else self.model
 
     def run(self) -> Progress:
-        """Train from ``progress.step`` to ``params.steps``; the best validation so far in the returned progress."""
+        """Train from `progress.step` to `params.steps`.
+
+        Returns:
+            The progress, holding the best validation so far and its step.
+
+        Raises:
+            ValueError: No logger was set.
+        """
         if self.logger is None:
             raise ValueError("Trainer.run needs a logger (dvclive's Live, or anything of the Logger protocol)")
         self.model.train()
@@ -136,11 +166,12 @@ class Trainer:
         return done % self.params.val_every == 0 or done == self.params.steps
 
     def learning_rate(self, step: int) -> float:
+        """The learning rate at `step` (0-based): the base rate times [`lr_factor`][emseg.training.loop.lr_factor]."""
         params = self.params
         return params.lr * lr_factor(step, params.steps, params.schedule, params.warmup_steps)
 
     def train_step(self, step: int) -> torch.Tensor:
-        """One optimiser step on a freshly sampled batch; returns the loss (a tensor, not yet synchronised)."""
+        """One optimiser step on a freshly sampled batch; the loss (a tensor, not yet synchronised)."""
         for group in self.optimizer.param_groups:
             group["lr"] = self.learning_rate(step)
         batch = self.sampler.sample(self.local_batch).to(self.device)
@@ -156,15 +187,15 @@ class Trainer:
         return loss
 
     def validate(self) -> dict[str, float]:
-        """The validation metrics of :attr:`evaluated` (see :func:`validate`)."""
+        """The validation metrics of [`evaluated`][emseg.training.loop.Trainer.evaluated] (see [`validate`][emseg.training.validation.validate])."""
         predictor = Predictor(self.evaluated, self.config, tta=self.params.val_tta, device=self.device, amp=self.params.amp)
         return validate(predictor, self.loss_fn, self.data.val_images, self.data.val_labels)
 
     def training_figures(self, done: int) -> dict[str, float]:
-        """Loss, learning rate and throughput of the steps since the last log line (and GPU memory on CUDA).
+        """The loss, learning rate and throughput of the steps since the last log line (and the GPU memory on CUDA).
 
-        Under DDP: the loss is the mean over the ranks, the throughput the whole job's, and
-        each rank's own throughput (and GPU memory) is logged beside them.
+        Under DDP the loss is the mean over the ranks and the throughput the whole job's; each
+        rank's own throughput (and GPU memory) is logged beside them.
         """
         window, group = self._window, self.group
         elapsed = time.perf_counter() - window.start
@@ -188,7 +219,7 @@ class Trainer:
         return figures
 
     def log(self, done: int, figures: dict[str, float], metrics: dict[str, float] | None = None) -> None:
-        """Log step ``done``'s training figures and validation ``metrics``; keep the model when it improved."""
+        """Log step `done`'s training figures and validation `metrics`; keep the model when it improved."""
         self.logger.step = done
         for name, value in figures.items():
             self.logger.log_metric(name, value)
@@ -216,7 +247,7 @@ class Trainer:
         return config
 
     def checkpoint(self, done: int) -> None:
-        """Write the resumable checkpoint (if the trainer has a path for one) as of step ``done``.
+        """Write the resumable checkpoint (if the trainer has a path for one) as of step `done`.
 
         Under DDP every rank hands rank 0 its random streams, rank 0 writes, the others wait.
         """
@@ -229,7 +260,7 @@ class Trainer:
         self.group.barrier()
 
     def resume(self, path: Path) -> None:
-        """Continue from the checkpoint at ``path``; the best model so far is written to ``model_path`` again."""
+        """Continue from the checkpoint at `path`; the best model so far is written to `model_path` again."""
         restore_streams(self.sampler.generator, load_checkpoint(path, self, self.group.rank))
         if self.progress.best_state and self.group.is_main:
             best = build_network(self.config.arch, self.config.kwargs, self.config.out_channels)

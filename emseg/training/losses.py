@@ -1,4 +1,10 @@
-"""Losses keyed by the name used in ``params.yaml: train.loss``: for membrane logits, and masked ones for affinities."""
+"""Losses keyed by the name used in `params.yaml: train.loss`: for membrane logits, and masked ones for affinities.
+
+A boundary model takes any of `LOSSES`; an affinity model those of `AFFINITY_LOSSES`, the
+same names masked per offset ([`MaskedAffinityLoss`][emseg.training.losses.MaskedAffinityLoss]).
+[`check_loss_params`][emseg.training.losses.check_loss_params] checks the name when params are
+loaded, [`build_loss`][emseg.training.losses.build_loss] makes the loss.
+"""
 
 from __future__ import annotations
 
@@ -18,9 +24,15 @@ CLDICE_ITERATIONS = 3
 
 
 class DiceCEclDiceLoss(nn.Module):
-    """(1 - alpha) DiceCE + alpha clDice (Shit et al. 2021) on the membrane channel: clDice
-    rewards a predicted membrane skeleton that lies inside the true membrane and covers it,
-    so a gap in a membrane, which merges two cells, costs more than its few pixels."""
+    """`(1 - alpha) DiceCE + alpha clDice` (Shit et al. 2021) on the membrane channel: the `dice_ce_cldice` loss.
+
+    clDice rewards a predicted membrane skeleton that lies inside the true membrane and covers
+    it, so that a gap in a membrane, which merges two cells, costs more than its few pixels.
+
+    Args:
+        alpha: clDice's share of the loss.
+        iterations: The soft skeleton's iterations (the half-widths of membrane it thins).
+    """
 
     def __init__(self, alpha: float = CLDICE_ALPHA, iterations: int = CLDICE_ITERATIONS) -> None:
         super().__init__()
@@ -29,6 +41,7 @@ class DiceCEclDiceLoss(nn.Module):
         self.cldice = SoftclDiceLoss(iter_=iterations, sigmoid=True)
 
     def forward(self, logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+        """The loss of membrane logits against 0/1 targets, both (B, 1, H, W)."""
         return (1.0 - self.alpha) * self.dice_ce(logits, target) + self.alpha * self.cldice(logits, target)
 
 
@@ -44,9 +57,9 @@ LOSSES: dict[str, Callable[[], nn.Module]] = {
 class MaskedAffinityLoss(nn.Module):
     """Soft Dice and/or binary cross-entropy of each affinity channel, over the pixel pairs that exist.
 
-    ``mask`` (like the target, (B, C, H, W)) is 0 where an offset leaves the patch: those
+    `mask` (like the target, (B, C, H, W)) is 0 where an offset leaves the patch: those
     pairs have no target and count in neither term. Dice is taken per sample and channel
-    and averaged, as MONAI's ``DiceLoss``; cross-entropy is the mean over the pairs counted.
+    and averaged, as MONAI's `DiceLoss`; cross-entropy is the mean over the pairs counted.
     """
 
     def __init__(self, dice: bool = True, bce: bool = True, smooth: float = 1e-5) -> None:
@@ -54,6 +67,7 @@ class MaskedAffinityLoss(nn.Module):
         self.dice, self.bce, self.smooth = dice, bce, smooth
 
     def forward(self, logits: torch.Tensor, target: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        """The loss of affinity logits against their target over the pairs of `mask`, all (B, C, H, W)."""
         total = logits.new_zeros(())
         if self.bce:
             pairs = nn.functional.binary_cross_entropy_with_logits(logits, target, reduction="none")
@@ -77,8 +91,16 @@ AFFINITY_LOSSES: dict[str, Callable[[], nn.Module]] = {
 
 
 def build_loss(name: str, target: str = "boundary") -> nn.Module:
-    """A loss module: ``loss(logits, target)`` for (B, 1, H, W) membrane logits and 0/1 targets, or for an
-    affinity model (``target`` "affinities") ``loss(logits, target, mask)`` over (B, C, H, W)."""
+    """A loss module by name, for the model's target.
+
+    Args:
+        name: A registered loss (`train.loss`).
+        target: `boundary`: `loss(logits, target)` on (B, 1, H, W) membrane logits and 0/1
+            targets; `affinities`: `loss(logits, target, mask)` on (B, C, H, W).
+
+    Raises:
+        EmsegError: The name is not registered for this target.
+    """
     registry = AFFINITY_LOSSES if target == "affinities" else LOSSES
     if name not in registry:
         raise EmsegError(f"unknown loss {name!r} for {'an affinities' if target == 'affinities' else 'a boundary'} model; registered: {', '.join(sorted(registry))}")
@@ -86,10 +108,10 @@ def build_loss(name: str, target: str = "boundary") -> nn.Module:
 
 
 def check_loss_params(params: Params) -> None:
-    """The loss registry's check of ``train.loss``: a registered loss, and one that takes the model's target.
+    """The loss registry's check of `train.loss` (a `ParamsCheck`): a registered loss, and one that takes the model's target.
 
     Raises:
-        ParamsKeyError: naming ``train.loss``.
+        ParamsKeyError: Naming `train.loss`.
     """
     loss = params.train.loss
     if loss not in LOSSES:
@@ -99,14 +121,17 @@ def check_loss_params(params: Params) -> None:
 
 
 def deep_supervision_weights(n_heads: int) -> list[float]:
-    """nnU-Net's weights: halved per head, main head first, summing to 1."""
+    """nnU-Net's weights of deep-supervision heads: halved per head, main head first, summing to 1."""
     raw = [0.5**i for i in range(n_heads)]
     return [w / sum(raw) for w in raw]
 
 
 def border_term(logits: torch.Tensor, target: torch.Tensor, pixel_weights: torch.Tensor) -> torch.Tensor:
-    """The extra cross-entropy of up-weighted pixels: with weights w >= 1, loss + this term
-    is the base loss with its cross-entropy weighted by w (exactly so for ``dice_ce``/``bce``)."""
+    """The extra cross-entropy of up-weighted pixels.
+
+    With weights `w >= 1`, the loss plus this term is the base loss with its cross-entropy
+    weighted by `w` (exactly so for `dice_ce` and `bce`).
+    """
     bce = nn.functional.binary_cross_entropy_with_logits(logits, target, reduction="none")
     return ((pixel_weights - 1.0) * bce).mean()
 
@@ -118,8 +143,19 @@ def supervised_loss(
     pixel_weights: torch.Tensor | None = None,
     mask: torch.Tensor | None = None,
 ) -> torch.Tensor:
-    """The loss of the main prediction, or the weighted sum over deep-supervision heads,
-    plus the border term when per-pixel weights are given; ``mask`` for an affinity model's loss."""
+    """The training loss of one batch.
+
+    The loss of the main prediction, or the weighted sum over deep-supervision heads
+    ([`deep_supervision_weights`][emseg.training.losses.deep_supervision_weights]), plus the
+    border term when per-pixel weights are given.
+
+    Args:
+        loss: The loss module ([`build_loss`][emseg.training.losses.build_loss]).
+        heads: The network's heads, the main one first.
+        target: The batch's target.
+        pixel_weights: Per-pixel loss weights (U-Net border weights), or None.
+        mask: An affinity model's mask of the pixel pairs that exist, or None.
+    """
 
     def one(head: torch.Tensor) -> torch.Tensor:
         value = loss(head.float(), target) if mask is None else loss(head.float(), target, mask)

@@ -1,6 +1,6 @@
 """How far training has got: a progress bar on a terminal, a plain line every few percent in a log.
 
-``dvc repro`` shows the train stage's output as it comes, and training is the long part
+`dvc repro` shows the train stage's output as it comes, and training is the long part
 of the pipeline: it should never sit silent for half an hour.
 """
 
@@ -14,7 +14,11 @@ from tqdm import tqdm
 
 
 class TrainingProgress:
-    """Step, loss, the last validation V_rand and the time left, for ``total`` steps from ``start``."""
+    """Step, loss, the last validation V_rand and the time left, for `total` steps from `start`.
+
+    A tqdm bar when `stream` (default: stderr) is a terminal, else one line every
+    `every_percent` percent of the steps.
+    """
 
     def __init__(self, total: int, start: int = 0, stream: TextIO | None = None, every_percent: float = 5.0) -> None:
         self.total, self.start = total, start
@@ -29,7 +33,7 @@ class TrainingProgress:
         return bool(getattr(self.stream, "isatty", lambda: False)())
 
     def update(self, step: int, loss: float, val_v_rand: float | None = None) -> None:
-        """Training has done ``step`` steps; its loss over the last ones, and a validation's V_rand if one ran."""
+        """Training has done `step` steps: its loss over the last ones, and a validation's V_rand if one ran."""
         if val_v_rand is not None:
             self.val_v_rand = val_v_rand
         if self.bar is not None:
@@ -40,6 +44,7 @@ class TrainingProgress:
             print(self.line(step, loss), file=self.stream, flush=True)
 
     def line(self, step: int, loss: float) -> str:
+        """The plain progress line of `step`: step, loss, validation V_rand, minutes so far and to go."""
         elapsed = time.perf_counter() - self.began
         done = step - self.start
         left = elapsed / done * (self.total - step) if done else float("nan")
@@ -50,5 +55,6 @@ class TrainingProgress:
         )
 
     def close(self) -> None:
+        """Close the progress bar, if there is one."""
         if self.bar is not None:
             self.bar.close()

@@ -29,14 +29,27 @@ def train(
     live_dir: str | os.PathLike[str],
     checkpoint_dir: str | os.PathLike[str] | None = None,
 ) -> dict[str, Any]:
-    """Train, keep the best-validation model at ``model_path``; return a summary.
+    """Train, keeping the best-validation model at `model_path`; return a summary.
 
-    dvclive writes its logs as training goes into a staging folder beside ``live_dir``
-    (watch it there), which replaces ``live_dir`` when training completes. With
-    ``checkpoint_dir``, a resumable checkpoint is written atomically every
-    ``params.checkpoint_every`` steps and removed when training completes; a run with the
-    same params, seed and data finds it and continues from it (when ``params.resume``).
-    In a torchrun worker the run is one rank of a DDP job (:func:`emseg.training.distributed.join`).
+    dvclive writes its logs as training goes into a staging folder beside `live_dir`
+    (watch it there), which replaces `live_dir` when training completes. With
+    `checkpoint_dir`, a resumable checkpoint is written atomically every
+    `params.checkpoint_every` steps and removed when training completes; a run with the
+    same params, seed and data finds it and continues from it (when `params.resume`).
+    In a torchrun worker the run is one rank of a DDP job ([`join`][emseg.training.distributed.join]).
+
+    Args:
+        data: The training and validation slices.
+        model_params: The `model` block.
+        params: The `train` block.
+        seed: `base.seed`.
+        model_path: Where the best model file is written.
+        live_dir: dvclive's folder (`dvclive/`).
+        checkpoint_dir: The folder of resumable checkpoints; None: no checkpoints.
+
+    Returns:
+        The best step and its validation scores, the parameter count, the device, this
+        process's rank and the number of processes.
     """
     group = join(params)
     try:

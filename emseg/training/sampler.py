@@ -14,7 +14,7 @@ from emseg.preprocessing.normalization import normalize
 
 
 def membrane_target(label: np.ndarray) -> np.ndarray:
-    """The model's target from an ISBI label (0 = membrane): 1.0 on membrane, 0.0 in cells."""
+    """A boundary model's target from an ISBI label (0 = membrane): 1.0 on membrane, 0.0 in cells."""
     return (label == 0).astype(np.float32)
 
 
@@ -29,8 +29,11 @@ class TrainingData:
 
 
 class Batch(NamedTuple):
-    """A batch of patches, each (B, C, P, P): image, target, per-pixel loss weights (or None), and for
-    affinities the mask of pixel pairs that exist in the patch (or None)."""
+    """A batch of patches, each (B, C, P, P): image, target, per-pixel loss weights and affinity mask.
+
+    `weights` is None without per-pixel loss weights; `mask`, for an affinity model, holds the
+    pixel pairs that exist in the patch (None for a boundary model).
+    """
 
     image: torch.Tensor
     target: torch.Tensor
@@ -38,17 +41,18 @@ class Batch(NamedTuple):
     mask: torch.Tensor | None = None
 
     def to(self, device: torch.device) -> Batch:
+        """The batch on `device` (copied without blocking where it can)."""
         return Batch(*(None if t is None else t.to(device, non_blocking=True) for t in self))
 
 
 @dataclass
 class PatchSampler:
-    """Random ``patch_size`` crops of normalised slices, with optional random flips and quarter turns.
+    """Random `patch_size` crops of normalised slices, with optional random flips and quarter turns.
 
     A boundary model's target is the membrane map, cropped with the image. An affinity
-    model's (``offsets`` given) is derived from each patch's label after its flips and
-    turns (:func:`emseg.networks.affinities.affinity_targets`), so that it is the target of the
-    patch the network sees, with the mask of the pairs the patch holds.
+    model's (`offsets` given) is derived from each patch's label after its flips and turns
+    ([`affinity_targets`][emseg.networks.affinities.affinity_targets]), so that it is the target
+    of the patch the network sees, with the mask of the pairs the patch holds.
     """
 
     images: list[torch.Tensor]
@@ -72,6 +76,20 @@ class PatchSampler:
         weights: list[np.ndarray] | None = None,
         offsets: tuple[Offset, ...] | None = None,
     ) -> PatchSampler:
+        """A sampler of the given slices, seeded.
+
+        Args:
+            images: The raw training slices (normalised here).
+            labels: Their ISBI labels.
+            patch_size: The patch side, pixels.
+            random_dihedral: Flip and turn each patch at random.
+            seed: The seed of the patch stream.
+            weights: Per-pixel loss weights of each slice, or None.
+            offsets: An affinity model's offsets; None for a boundary model.
+
+        Raises:
+            EmsegError: No training slices, or a slice smaller than the patch.
+        """
         if not images:
             raise EmsegError("no training slices: check data/split.json and the augment output")
         for image in images:
@@ -96,7 +114,7 @@ class PatchSampler:
         return int(torch.randint(high, (1,), generator=self.generator))
 
     def sample(self, batch_size: int) -> Batch:
-        """A batch of ``batch_size`` random patches."""
+        """A batch of `batch_size` random patches."""
         xs, ys, ws = [], [], []
         size = self.patch_size
         for _ in range(batch_size):

@@ -14,7 +14,7 @@ from emseg.training.sampler import membrane_target
 
 
 def validation_loss(loss_fn: nn.Module, logits: torch.Tensor, label: np.ndarray, offsets: tuple[Offset, ...] | None) -> float:
-    """The loss of one whole slice's blended logits against its label's target (an affinity model's, masked)."""
+    """The loss of one whole slice's blended logits against its label's target (an affinity model's masked)."""
     if offsets is None:
         return float(loss_fn(logits, torch.from_numpy(membrane_target(label))[None, None]))
     target, mask = affinity_targets(label, offsets)
@@ -22,8 +22,16 @@ def validation_loss(loss_fn: nn.Module, logits: torch.Tensor, label: np.ndarray,
 
 
 def validate(predictor: Predictor, loss_fn: nn.Module, images: list[np.ndarray], labels: list[np.ndarray]) -> dict[str, float]:
-    """Full-slice validation: the loss of the blended logits, and the ISBI metrics of the membrane map
-    (with the predictor's ``tta``, averaged over the 8 flips/rotations, the way evaluate predicts)."""
+    """Full-slice validation of the predictor's model on the validation slices.
+
+    The slices are predicted through the shared inference path (with the predictor's `tta`,
+    averaged over the 8 flips and rotations, the way evaluate predicts).
+
+    Returns:
+        The mean loss of the blended logits, the ISBI metrics of the membrane maps (`v_rand`,
+        `v_info`, `pixel_error`, `dice`) and `threshold`, the best V_rand threshold, which
+        `emseg predict` applies by default.
+    """
     predictor.model.eval()
     passes = [predictor.predict_with_logits(image) for image in images]
     predictor.model.train()

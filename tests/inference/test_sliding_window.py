@@ -121,3 +121,13 @@ def test_tta_of_affinities_is_the_mean_of_the_turned_images_predictions_turned_b
         back, weight = untransform(predict_affinities(model, variant, 32, OFFSETS), OFFSETS, k, flip)
         total, weights = total + back, weights + weight
     np.testing.assert_allclose(tta, total / weights, atol=1e-5)
+
+
+@pytest.mark.parametrize("side", [1, 5, 16])
+def test_tta_of_affinities_works_on_images_smaller_than_the_longest_offset(side: int) -> None:
+    """An offset that leaves the tile from every pixel has no pair to remap: its channel is weighted out, not a crash."""
+    offsets = ((-1, 0), (0, -1), (-27, 0), (0, -27))
+    torch.manual_seed(0)
+    image = np.random.default_rng(7).integers(0, 255, size=(side, side), dtype=np.uint8)
+    affinities = predict_affinities(torch.nn.Conv2d(1, 4, 3, padding=1), image, 32, offsets, tta=True)
+    assert affinities.shape == (4, side, side) and np.isfinite(affinities).all()

@@ -80,3 +80,10 @@ def test_offsets_not_closed_under_turns_are_refused() -> None:
 def test_the_boundary_map_of_affinities_is_the_mean_of_the_nearest_neighbours() -> None:
     affinities = np.stack([np.full((2, 2), 0.2), np.full((2, 2), 0.6), np.ones((2, 2))])
     np.testing.assert_allclose(boundary_from_affinities(affinities), 0.4)
+
+
+def test_an_offset_longer_than_the_label_has_no_pairs() -> None:
+    """A patch or slice smaller than a long-range offset: that channel is all masked out, the others as usual."""
+    target, mask = affinity_targets(LABEL, ((-1, 0), (0, -1), (-9, 0), (0, 27)))
+    assert target.shape == mask.shape == (4, *LABEL.shape)
+    assert not mask[2:].any() and mask[1].any()

@@ -5,13 +5,16 @@ the *whole slice* (MONAI's window grid for the slice's shape and the overlap), r
 to the windows that touch the core, blended with the same Gaussian weights in the same
 window order, and normalised with the whole slice's statistics. Every window that covers
 a core pixel is therefore among the block's windows, added in the same order as in
-:func:`emseg.inference.sliding_window.predict_membrane`, so the core is the whole-slice
-prediction up to the network's own float noise across tile batches of different
-composition (measured in the tests: at most 1e-5). The read region (the halo) is the
-bounding box of those windows: at most one patch beyond the core on each side.
+[`predict_membrane`][emseg.inference.sliding_window.predict_membrane], so that the core is the
+whole-slice prediction up to the network's own float noise across tile batches of
+different composition (the tests hold the difference under a small tolerance; the measured
+equivalence is on the [Volumes](../../../../results/volumes.md) results page). The read
+region (the halo) is the bounding box of those windows: at most one patch beyond the core
+on each side.
 
-Only the model's tiles are shared with the in-memory path (:class:`TilePredictor`: the
-same TTA and affinity remapping); memory is bounded by the block, not the slice.
+Only the model's tiles are shared with the in-memory path
+([`TilePredictor`][emseg.inference.sliding_window.TilePredictor]: the same TTA and affinity
+remapping); memory is bounded by the block, not the slice.
 """
 
 from __future__ import annotations
@@ -38,7 +41,7 @@ RegionReader = Callable[[slice, slice], np.ndarray]
 
 @dataclass(frozen=True)
 class Block:
-    """The core of one block: rows ``[y0, y1)`` and columns ``[x0, x1)`` of slice ``z``."""
+    """The core of one block: rows `[y0, y1)` and columns `[x0, x1)` of slice `z`; `index` numbers it in the grid."""
 
     index: int
     z: int
@@ -49,22 +52,28 @@ class Block:
 
     @property
     def rows(self) -> slice:
+        """The core's rows, as a slice."""
         return slice(self.y0, self.y1)
 
     @property
     def cols(self) -> slice:
+        """The core's columns, as a slice."""
         return slice(self.x0, self.x1)
 
     @property
     def pixels(self) -> int:
+        """The core's number of pixels."""
         return (self.y1 - self.y0) * (self.x1 - self.x0)
 
 
 def block_grid(shape: tuple[int, int, int], block_size: int) -> list[Block]:
-    """The blocks of a (Z, Y, X) volume: one slice deep, ``block_size`` square (smaller at the far edges).
+    """The blocks of a (Z, Y, X) volume: one slice deep, `block_size` square (smaller at the far edges).
 
-    ``block_size`` should be a multiple of the output chunk side, so that no two blocks
+    `block_size` should be a multiple of the output chunk side, so that no two blocks
     write the same chunk (a chunk written by two processes at once would lose one write).
+
+    Raises:
+        EmsegError: `block_size` is below 1.
     """
     if block_size < 1:
         raise EmsegError(f"--block-size must be at least 1, got {block_size}")
@@ -78,7 +87,7 @@ def block_grid(shape: tuple[int, int, int], block_size: int) -> list[Block]:
 
 
 def slice_windows(shape: tuple[int, int], patch_size: int, overlap: float) -> list[Window]:
-    """The windows MONAI's sliding window visits on a whole slice of ``shape``, in its order."""
+    """The windows MONAI's sliding window visits on a whole slice of `shape`, in its order."""
     shape = (int(shape[0]), int(shape[1]))
     roi = _roi_size(shape, patch_size)
     return [(w[0], w[1]) for w in dense_patch_slices(shape, roi, _get_scan_interval(shape, roi, 2, (overlap, overlap)))]
@@ -95,7 +104,7 @@ def block_windows(windows: list[Window], block: Block) -> list[Window]:
 
 
 def halo_region(windows: list[Window]) -> Window:
-    """The bounding box of ``windows``: the region a block reads."""
+    """The bounding box of `windows`: the region a block reads."""
     return (
         slice(min(w[0].start for w in windows), max(w[0].stop for w in windows)),
         slice(min(w[1].start for w in windows), max(w[1].stop for w in windows)),
@@ -103,10 +112,16 @@ def halo_region(windows: list[Window]) -> Window:
 
 
 class SliceStats:
-    """The whole slice's mean and std, from bands of rows read one at a time.
+    """The whole slice's mean and standard deviation, from bands of rows read one at a time.
 
-    The bands are those of :func:`emseg.preprocessing.normalization._mean_std`, which this calls, so the
-    statistics (and the normalised tiles) are bit-for-bit those of the in-memory path.
+    The bands are those of the in-memory normalisation
+    ([`normalize`][emseg.preprocessing.normalization.normalize] computes its statistics with the
+    same function, called here), so that the statistics, and the normalised tiles, are bit for
+    bit those of the in-memory path.
+
+    Args:
+        read: Reads a region (rows, columns) of the slice.
+        shape: The slice's (height, width).
     """
 
     def __init__(self, read: RegionReader, shape: tuple[int, int]) -> None:
@@ -118,11 +133,18 @@ class SliceStats:
         return self._read(rows, slice(0, self.shape[1]))
 
     def mean_std(self) -> tuple[float, float]:
+        """The slice's mean and standard deviation, in float64."""
         return _mean_std(self)  # type: ignore[arg-type]
 
 
 def normalize_with(region: np.ndarray, mean: float, std: float, spec: dict | None) -> np.ndarray:
-    """``region`` normalised with its slice's statistics, as :func:`emseg.preprocessing.normalization.normalize` does the slice."""
+    """`region` normalised with its whole slice's statistics.
+
+    As [`normalize`][emseg.preprocessing.normalization.normalize] normalises the whole slice.
+
+    Raises:
+        EmsegError: An unknown normalisation kind in the model file.
+    """
     if spec and spec.get("kind") != ZSCORE_PER_SLICE:
         raise EmsegError(f"unknown normalisation {spec.get('kind')!r} in the model file")
     out = region.astype(np.float32)
@@ -144,7 +166,24 @@ def predict_block(
     normalization: dict | None = None,
     device: torch.device = torch.device("cpu"),
 ) -> np.ndarray:
-    """The model's blended output (C, core rows, core cols), float32, of one block's core."""
+    """The model's blended output of one block's core.
+
+    Args:
+        tiles: The model's tile predictor (TTA and affinity remapping included).
+        read: Reads a region (rows, columns) of the block's slice.
+        slice_shape: The whole slice's (height, width).
+        block: The block.
+        patch_size: The sliding window's side.
+        overlap: The overlap of neighbouring windows.
+        batch_size: Tiles per forward pass.
+        stats: The whole slice's mean and standard deviation
+            ([`SliceStats`][emseg.inference.volume.blocks.SliceStats]).
+        normalization: The model file's normalisation.
+        device: Where the network runs.
+
+    Returns:
+        The output (C, core rows, core columns), `float32` in [0, 1].
+    """
     windows = block_windows(slice_windows(slice_shape, patch_size, overlap), block)
     rows, cols = halo_region(windows)
     x = torch.from_numpy(normalize_with(read(rows, cols), *stats, normalization))[None, None]

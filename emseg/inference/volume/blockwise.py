@@ -1,21 +1,27 @@
-"""``emseg predict`` for a volume: block-wise, restartable, into OME-Zarr stores, on any engine.
+"""`emseg predict` for a volume: block-wise, restartable, into OME-Zarr stores, on any engine.
 
-The passes, each a set of independent block tasks (:mod:`emseg.inference.volume.engine` runs them):
+The passes, each a set of independent block tasks
+([`emseg.inference.volume.engine`][emseg.inference.volume.engine] runs them):
 
-1. ``stats``: each slice's mean and std (the model's per-slice normalisation), band by band;
-2. ``predict``: each block's probability and membrane mask (:func:`emseg.inference.volume.blocks.predict_block`),
-   written straight into level 0 of the output stores; a block is marked done in the
-   store only after its pixels are written;
-3. ``faces`` / ``cells``: each block's cells with a halo, joined across block borders
-   (:mod:`emseg.inference.volume.stitching`), then written with their volume-wide numbers;
-4. ``pyramid``: the lower-resolution levels, each from the one above.
+1. `stats`: each slice's mean and standard deviation (the model's per-slice
+   normalisation), band by band;
+2. `predict`: each block's probability and membrane mask
+   ([`predict_block`][emseg.inference.volume.blocks.predict_block]), written straight into
+   level 0 of the output stores; a block is marked done in the store only after its pixels
+   are written;
+3. `faces` / `cells`: each block's cells with a halo, joined across block borders
+   ([`emseg.inference.volume.stitching`][emseg.inference.volume.stitching]), then written with
+   their volume-wide numbers;
+4. `pyramid`: the lower-resolution levels, each from the one above.
 
-The stores are built under staging names (:func:`emseg.io.images.partial_folder`) and renamed
-onto their final names only when every pass has finished, so a store under its final
-name is always complete. An interrupted run (Ctrl-C, kill, a lost cluster) leaves the
-staging stores with their done marks; the same command started again checks that they
+The stores are built under staging names ([`partial_folder`][emseg.io.atomic.partial_folder])
+and renamed onto their final names only when every pass has finished, so that a store under
+its final name is always complete. An interrupted run (Ctrl-C, kill, a lost cluster) leaves
+the staging stores with their done marks; the same command started again checks that they
 come from the same run (same input, model and settings) and skips the blocks marked done.
-Blocks are aligned to the output chunks, so no two tasks ever write the same chunk.
+Blocks are aligned to the output chunks, so that no two tasks ever write the same chunk.
+`emseg predict` calls [`plan_volume`][emseg.inference.volume.blockwise.plan_volume], then
+[`run_volume`][emseg.inference.volume.blockwise.run_volume].
 """
 
 from __future__ import annotations
@@ -54,7 +60,16 @@ WORK_MASK = "emseg_work_mask"
 
 @dataclass(frozen=True)
 class VolumeRequest:
-    """The volume-side settings of one ``emseg predict`` run."""
+    """The volume-side settings of one `emseg predict` run, checked when made.
+
+    `outputs` are the kinds asked for (those of `VOLUME_OUTPUTS` are written); `threshold`,
+    `overlap`, `tta`, `batch_size`, `device` and `amp` are as for images; `block_size` is the
+    block side, `version` the OME-Zarr version of the stores, `tile` the sliding window's side
+    (None: the model's training patch size).
+
+    Raises:
+        EmsegError: A bad block size or OME-Zarr version, or none of the volume outputs asked for.
+    """
 
     outputs: tuple[str, ...]
     threshold: float
@@ -101,6 +116,7 @@ class VolumeJob:
 
     @property
     def first_store(self) -> Path:
+        """The first output store, which also holds the done marks (and the work mask)."""
         return Path(next(iter(self.stores.values())))
 
     @property
@@ -113,6 +129,8 @@ class VolumeJob:
 
 @dataclass
 class VolumeSummary:
+    """What a volume run did: blocks (and those skipped as done before), slices, megapixels, seconds, cells, stores written."""
+
     blocks: int
     skipped: int
     slices: int
@@ -123,6 +141,7 @@ class VolumeSummary:
 
 
 def sha256_of(path: str | os.PathLike[str]) -> str:
+    """The SHA-256 hex digest of a file (the model's, in the run's fingerprint)."""
     digest = hashlib.sha256()
     with open(path, "rb") as handle:
         for chunk in iter(lambda: handle.read(1 << 20), b""):
@@ -169,6 +188,7 @@ def _check_finite(region: np.ndarray, source: VolumeSource, z: int) -> np.ndarra
 
 
 def stats_task(item: tuple[VolumeJob, int]) -> tuple[int, float, float]:
+    """The `stats` pass's task: one slice's mean and standard deviation, for `(job, z)`."""
     job, z = item
     read = _reader(job.source, z)
     mean, std = SliceStats(lambda r, c: _check_finite(read(r, c), job.source, z), job.source.shape[1:]).mean_std()
@@ -196,6 +216,7 @@ def _mark_done(job: VolumeJob, stage: str, block: Block) -> None:
 
 
 def predict_task(item: tuple[VolumeJob, Block, tuple[float, float]]) -> int:
+    """The `predict` pass's task: one block's probability and membrane mask, written into the stores; the block's index."""
     import torch
 
     job, block, stats = item
@@ -234,11 +255,13 @@ def _mask_reader(job: VolumeJob, z: int) -> Callable[[slice, slice], np.ndarray]
 
 
 def faces_task(item: tuple[VolumeJob, Block]) -> BlockFaces:
+    """The `faces` pass's task: one block's local cells along its core edges."""
     job, block = item
     return faces(block, block_labels(_mask_reader(job, block.z), job.source.shape[1:], block, job.halo))
 
 
 def cells_task(item: tuple[VolumeJob, Block, np.ndarray]) -> int:
+    """The `cells` pass's task: one block's cells, written with their volume-wide numbers; the block's index."""
     job, block, table = item
     local = block_labels(_mask_reader(job, block.z), job.source.shape[1:], block, job.halo)
     omezarr.open_level(Path(job.stores["cells"]), 0)[block.z, block.rows, block.cols] = table[local]
@@ -247,6 +270,7 @@ def cells_task(item: tuple[VolumeJob, Block, np.ndarray]) -> int:
 
 
 def pyramid_task(item: tuple[str, str, int, int, int, int, int]) -> None:
+    """The `pyramid` pass's task: one region of one level, downsampled from the level above."""
     store, kind, level, z, y0, x0, size = item
     upper = omezarr.open_level(Path(store), level - 1, mode="r")
     target = omezarr.open_level(Path(store), level)
@@ -259,11 +283,16 @@ def pyramid_task(item: tuple[str, str, int, int, int, int, int]) -> None:
 
 
 def chunk_for(block_size: int) -> int:
-    """The chunk side of the output stores: ``CHUNK``, or the block side when blocks are smaller."""
+    """The chunk side of the output stores: `CHUNK`, or the block side when blocks are smaller."""
     return min(CHUNK, block_size)
 
 
 def check_block_size(block_size: int) -> None:
+    """Check `--block-size`: at least 16 pixels, and a multiple of `CHUNK` above it (so that blocks never share a chunk).
+
+    Raises:
+        EmsegError: Naming `--block-size`.
+    """
     if block_size < 16:
         raise EmsegError(f"--block-size must be at least 16 pixels, got {block_size}")
     if block_size > CHUNK and block_size % CHUNK:
@@ -271,6 +300,7 @@ def check_block_size(block_size: int) -> None:
 
 
 def store_names(stem: str, outputs: Sequence[str]) -> dict[str, str]:
+    """The store name of each requested volume output kind, after the input's stem (`<stem>_<kind>.ome.zarr`)."""
     return {kind: f"{stem}_{kind}.ome.zarr" for kind in VOLUME_OUTPUTS if kind in outputs}
 
 
@@ -319,9 +349,21 @@ def predict_volume(
     version: str = "0.4",
     progress: Callable[[str, int, int], object] | None = None,
 ) -> VolumeSummary:
-    """Run every pass of ``job`` on ``engine`` and move its stores onto ``finals`` (kind -> final path).
+    """Run every pass of `job` on `engine` and move its stores onto `finals`.
 
-    ``progress(pass_name, done, total)`` is called after each block task.
+    Args:
+        job: The volume run.
+        finals: Each kind's final store path.
+        engine: Runs the block tasks ([`emseg.inference.volume.engine`][emseg.inference.volume.engine]).
+        version: The OME-Zarr version of new stores.
+        progress: Called as `progress(pass_name, done, total)` after each block task.
+
+    Returns:
+        What the run did.
+
+    Raises:
+        EmsegError: The staging stores belong to another run (other inputs or settings), or
+            the data is bad (NaN or infinite values).
     """
     start = time.perf_counter()
     source = job.source
@@ -385,6 +427,7 @@ def predict_volume(
 
 
 def staging_stores(finals: dict[str, Path]) -> dict[str, str]:
+    """The staging store of each final store (`.<name>.partial` beside it)."""
     return {kind: str(partial_folder(path)) for kind, path in finals.items()}
 
 
@@ -401,7 +444,7 @@ TIFF_VOLUME_BYTES = 2**30
 
 
 def tiff_is_volume(path: Path) -> bool:
-    """True for a TIFF too big to read whole (its pixel bytes from the header, nothing decoded)."""
+    """Whether a TIFF is too big to read whole (over `TIFF_VOLUME_BYTES` of pixels, from its header; nothing is decoded)."""
     import tifffile
 
     from emseg.io.images import _tifffile_warnings
@@ -415,7 +458,7 @@ def tiff_is_volume(path: Path) -> bool:
 
 
 def plan_volume(source: VolumeSource, model_path: Path, request: VolumeRequest, out_dir: Path) -> tuple[VolumeJob, dict[str, Path]]:
-    """The job of one volume input and its final store paths (nothing is written yet)."""
+    """The job of one volume input, and its final store paths (nothing is written yet)."""
     finals = {kind: out_dir / name for kind, name in store_names(source.stem, request.outputs).items()}
     job = VolumeJob(
         source=source,
@@ -429,7 +472,11 @@ def plan_volume(source: VolumeSource, model_path: Path, request: VolumeRequest, 
 
 
 def run_volume(job: VolumeJob, finals: dict[str, Path], engine: Any, version: str, show_bar: bool) -> VolumeSummary:
-    """:func:`predict_volume` with a progress bar over the blocks of each pass; a bad block removes the staging."""
+    """[`predict_volume`][emseg.inference.volume.blockwise.predict_volume] with a progress bar over the blocks of each pass.
+
+    Bad data (an [`EmsegError`][emseg.errors.EmsegError]) removes the staging stores: a restart
+    would meet it again.
+    """
     from tqdm import tqdm
 
     with tqdm(total=0, unit="block", file=sys.stderr, disable=not show_bar, dynamic_ncols=True) as bar:

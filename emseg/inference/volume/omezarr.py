@@ -1,12 +1,14 @@
 """OME-Zarr outputs with a multiscale pyramid, written a block at a time.
 
 Predictions of a volume bigger than memory cannot be assembled and then saved: the
-block-wise prediction creates the store first (:func:`create_ome_zarr`: every level's
-array, empty, with its OME-NGFF metadata), then writes each block into level 0 and its
-2x-downsampled copies (:func:`downsample_2x`) into the coarser levels (:func:`open_level`).
-The pyramid is what lets napari, neuroglancer or webKnossos show a 30k px slice at once.
+block-wise prediction creates the store first
+([`create_ome_zarr`][emseg.inference.volume.omezarr.create_ome_zarr]: every level's array,
+empty, with its OME-NGFF metadata), then writes each block into level 0 and its
+2x-downsampled copies ([`downsample_2x`][emseg.inference.volume.omezarr.downsample_2x]) into
+the coarser levels ([`open_level`][emseg.inference.volume.omezarr.open_level]). The pyramid is
+what lets napari, neuroglancer or webKnossos show a 30k px slice at once.
 
-Chunks are one slice deep, ``(1, chunk, chunk)``: EM stacks are read and written slice by
+Chunks are one slice deep, `(1, chunk, chunk)`: EM stacks are read and written slice by
 slice (and are anisotropic), so a chunk never spans sections.
 """
 
@@ -30,11 +32,14 @@ EMSEG_KEY = "emseg"
 
 
 def pyramid_shapes(shape: tuple[int, int, int], chunk: int) -> list[tuple[int, int, int]]:
-    """The (Z, Y, X) shape of each level: level 0 is ``shape``, each next halves Y and X (ceil), Z kept.
+    """The (Z, Y, X) shape of each level: level 0 is `shape`, each next one halves Y and X (rounding up), Z kept.
 
     Z is never halved because EM sections are 5-10x thicker than a pixel is wide. The
     pyramid stops at the first level that fits in one chunk in Y and X: coarser levels
     would only add files of one chunk each.
+
+    Raises:
+        ValueError: `chunk` is below 1.
     """
     if chunk < 1:
         raise ValueError(f"chunk must be at least 1, not {chunk}")
@@ -60,15 +65,27 @@ def _format(version: str) -> Any:
 
 def create_ome_zarr(path: Path, shape: tuple[int, int, int], dtype: Any, chunk: int, scale: tuple[float, float, float],
                     unit: str | None, *, labels: bool = False, version: str = "0.4", name: str = "") -> None:
-    """Create a new, empty OME-Zarr image at ``path``: arrays ``0``, ``1``, ... of :func:`pyramid_shapes`, and its metadata.
+    """Create a new, empty OME-Zarr image at `path`: the arrays of every pyramid level, and its metadata.
 
-    Every level is chunked ``(1, chunk, chunk)`` (clipped to the level), filled with 0 and
-    compressed with zarr's default codec. ``scale`` is level 0's voxel size (z, y, x) in
-    ``unit`` (emseg's nm/um/mm or an OME-NGFF name; None: unknown, no unit written);
-    level k has ``(z, y * 2**k, x * 2**k)``. ``version`` ``"0.4"`` writes zarr format 2,
-    ``"0.5"`` zarr format 3. ``labels=True`` adds the ``image-label`` metadata, so that
-    napari (through ome-zarr) shows the store as a labels layer. An existing ``path`` is
-    refused, never overwritten.
+    The arrays are named `0`, `1`, ... and shaped as
+    [`pyramid_shapes`][emseg.inference.volume.omezarr.pyramid_shapes] says. Every level is chunked
+    `(1, chunk, chunk)` (clipped to the level), filled with 0 and compressed with zarr's default
+    codec. An existing `path` is refused, never overwritten.
+
+    Args:
+        path: The store to create.
+        shape: Level 0's (Z, Y, X) shape.
+        dtype: The pixel type.
+        chunk: The chunk side in Y and X.
+        scale: Level 0's voxel size (z, y, x) in `unit`; level k has `(z, y * 2**k, x * 2**k)`.
+        unit: emseg's `nm`/`um`/`mm` or an OME-NGFF unit name; None: unknown, no unit written.
+        labels: Add the `image-label` metadata, so that napari (through ome-zarr) shows the
+            store as a labels layer.
+        version: `"0.4"` writes zarr format 2, `"0.5"` zarr format 3.
+        name: The image's name in the metadata (default: the store's name without suffix).
+
+    Raises:
+        EmsegError: `path` exists, or `version` is not one emseg writes.
     """
     with warnings.catch_warnings():  # ome-zarr 0.18 warns at import of its own deprecated Scaler default
         warnings.simplefilter("ignore", DeprecationWarning)
@@ -116,12 +133,16 @@ def _multiscale_paths(path: Path) -> tuple[zarr.Group, list[str]]:
 
 
 def level_count(path: Path) -> int:
-    """How many pyramid levels the OME-Zarr image at ``path`` has (from its multiscales metadata)."""
+    """How many pyramid levels the OME-Zarr image at `path` has (from its multiscales metadata)."""
     return len(_multiscale_paths(Path(path))[1])
 
 
 def open_level(path: Path, level: int, mode: str = "r+") -> zarr.Array:
-    """Level ``level`` (0: full resolution) of the OME-Zarr image at ``path``, as a zarr array opened in ``mode``."""
+    """Level `level` (0: full resolution) of the OME-Zarr image at `path`, as a zarr array opened in `mode`.
+
+    Raises:
+        EmsegError: `path` is not an OME-Zarr image, or has no such level.
+    """
     path = Path(path)
     _, paths = _multiscale_paths(path)
     if not 0 <= level < len(paths):
@@ -130,12 +151,18 @@ def open_level(path: Path, level: int, mode: str = "r+") -> zarr.Array:
 
 
 def downsample_2x(block: np.ndarray, *, mean: bool) -> np.ndarray:
-    """``block`` (Z, Y, X) halved in Y and X (ceil): the next pyramid level of this block.
+    """`block` (Z, Y, X) halved in Y and X (rounding up): the next pyramid level of this block.
 
-    ``mean=True`` (grey images, probabilities): the mean of each 2x2, of the pixels present
-    at an odd edge, as float32. ``mean=False`` (labels, masks): every other pixel
-    ``[::2, ::2]``, in the block's dtype, because a mean of two label ids is a third cell
-    that is not there. Works on the last two axes, so a 2-D slice works as well.
+    Works on the last two axes, so that a 2-D slice works as well.
+
+    Args:
+        block: The block of the level above.
+        mean: True (grey images, probabilities): the mean of each 2x2, of the pixels present at
+            an odd edge, as `float32`. False (labels, masks): every other pixel `[::2, ::2]`, in
+            the block's type, because a mean of two label ids is a third cell that is not there.
+
+    Raises:
+        ValueError: `block` has fewer than two axes.
     """
     block = np.asarray(block)
     if block.ndim < 2:
@@ -155,9 +182,9 @@ def downsample_2x(block: np.ndarray, *, mean: bool) -> np.ndarray:
 
 
 def set_attrs(path: Path, **values: Any) -> None:
-    """Merge ``values`` (JSON-serialisable) into emseg's own attributes: the root group's ``"emseg"`` key.
+    """Merge `values` (JSON-serialisable) into emseg's own attributes: the root group's `"emseg"` key.
 
-    Kept apart from the OME metadata so that OME readers ignore them and a later write of
+    Kept apart from the OME metadata, so that OME readers ignore them and a later write of
     the OME metadata cannot drop them (model, threshold, source of a prediction).
     """
     root = zarr.open_group(str(path), mode="r+")
@@ -167,7 +194,11 @@ def set_attrs(path: Path, **values: Any) -> None:
 
 
 def get_attrs(path: Path) -> dict:
-    """emseg's own attributes of the store at ``path`` (``{}`` where none were set)."""
+    """emseg's own attributes of the store at `path` (`{}` where none were set).
+
+    Raises:
+        EmsegError: `path` is not a zarr store.
+    """
     try:
         root = zarr.open_group(str(path), mode="r")
     except Exception as exc:  # a missing or broken store: one clear line

@@ -1,15 +1,15 @@
 """Lazy readers for grey EM volumes bigger than memory: OME-Zarr, HDF5 and big TIFF behind one interface.
 
-``emseg predict`` on a stack of thousands of 8k-30k px slices cannot load the stack; the
-block-wise prediction asks a :class:`VolumeSource` for one region at a time instead.
-:func:`open_volume` reads only metadata (shape, dtype, voxel size), so a wrong input fails
-at once with one :class:`~emseg.errors.EmsegError` line naming the path, before any model
-is loaded.
+`emseg predict` on a stack of thousands of 8k-30k px slices cannot load the stack; the
+block-wise prediction asks a [`VolumeSource`][emseg.inference.volume.sources.VolumeSource] for
+one region at a time instead. [`open_volume`][emseg.inference.volume.sources.open_volume] reads
+only metadata (shape, pixel type, voxel size), so that a wrong input fails at once with one
+[`EmsegError`][emseg.errors.EmsegError] line naming the path, before any model is loaded.
 
-A :class:`VolumeSource` holds no open file: it is a frozen record of where the data is, so
+A `VolumeSource` holds no open file: it is a frozen record of where the data is, so that
 it pickles to Dask or multiprocessing workers, and each process opens the file on its
-first :meth:`VolumeSource.read` (handles are cached per process id, because h5py and
-tifffile handles must not cross a ``fork``).
+first [`read`][emseg.inference.volume.sources.VolumeSource.read] (handles are cached per
+process id, because h5py and tifffile handles must not cross a `fork`).
 """
 
 from __future__ import annotations
@@ -47,7 +47,7 @@ _HANDLES: dict[tuple[int, str, str, str], Any] = {}
 
 
 def ome_unit(unit: str | None) -> str | None:
-    """The OME-NGFF name of an emseg unit (``"nm"`` -> ``"nanometer"``); OME names and None pass through."""
+    """The OME-NGFF name of an emseg unit (`nm` -> `nanometer`); OME names and None pass through."""
     if unit is None:
         return None
     return OME_UNITS.get(unit, _UNIT_ALIASES.get(unit.lower(), unit))
@@ -59,7 +59,7 @@ def emseg_unit(unit: str | None) -> str | None:
 
 
 def _tidy(value: float) -> float:
-    """``value`` to 12 significant digits: unit conversions must not print as 4.000000000000001 nm."""
+    """`value` to 12 significant digits: unit conversions must not print as 4.000000000000001 nm."""
     return float(f"{value:.12g}")
 
 
@@ -67,9 +67,11 @@ def _tidy(value: float) -> float:
 class VolumeSource:
     """A grey volume (Z, Y, X) read lazily, a region at a time; picklable (it re-opens its file in each process).
 
-    ``file``, ``inner`` and ``layout`` say where the pixels are: the file or store, the
-    array inside it (zarr level path, HDF5 dataset), and one letter per axis of that array
-    (``z``, ``y``, ``x``, or ``.`` for a size-1 axis that is dropped, such as OME's t and c).
+    `spec` is the input as given, `kind` its reader (`ome-zarr`, `hdf5` or `tiff`), `scale`
+    the voxel size (z, y, x) in `unit` (an OME-NGFF unit name, None when unknown). `file`,
+    `inner` and `layout` say where the pixels are: the file or store, the array inside it
+    (zarr level path, HDF5 dataset), and one letter per axis of that array (`z`, `y`, `x`, or
+    `.` for a size-1 axis that is dropped, such as OME's t and c).
     """
 
     spec: str
@@ -84,7 +86,7 @@ class VolumeSource:
 
     @property
     def stem(self) -> str:
-        """The file name without its image suffix, for naming outputs (``a.h5:/raw`` -> ``a``)."""
+        """The file name without its image suffix, for naming outputs (`a.h5:/raw` -> `a`)."""
         name = Path(self.file or self.spec).name
         lower = name.lower()
         for suffix in _STEM_SUFFIXES:
@@ -93,7 +95,14 @@ class VolumeSource:
         return Path(name).stem
 
     def read(self, z: int | slice, rows: slice, cols: slice) -> np.ndarray:
-        """The region ``[z, rows, cols]`` in the source dtype: 2-D for an int ``z``, 3-D for a slice of z."""
+        """The region `[z, rows, cols]` in the source's pixel type.
+
+        Returns:
+            A 2-D array for an integer `z` (negative counts from the end), a 3-D one for a slice of z.
+
+        Raises:
+            IndexError: `z` lies outside the volume.
+        """
         array = _open_array(self.kind, self.file, self.inner)
         if "z" not in self.layout:  # a 2-D source is Z = 1: index z against a length-1 axis
             if isinstance(z, slice):
@@ -106,11 +115,11 @@ class VolumeSource:
         return np.asarray(array[_index(self.layout, z, rows, cols)])
 
     def pixel_size(self) -> PixelSize | None:
-        """The (y) pixel side as emseg's :class:`PixelSize`, None when the unit is unknown.
+        """The (y) pixel side as emseg's [`PixelSize`][emseg.segmentation.measurements.PixelSize], None when the unit is unknown.
 
         In the unit that keeps the number between 1 and 1000 (4 nm, not 0.004 um), as
-        :func:`emseg.segmentation.measurements.tiff_pixel_size` gives it, so that the measurement
-        columns do not depend on the format the volume came in.
+        [`tiff_pixel_size`][emseg.segmentation.measurements.tiff_pixel_size] gives it, so that the
+        measurement columns do not depend on the format the volume came in.
         """
         if self.unit is None or self.unit not in _MICRONS or not self.scale[1] > 0:
             return None
@@ -144,7 +153,7 @@ def _open_array(kind: str, file: str, inner: str) -> Any:
 
 
 def _forget(kind: str, file: str) -> None:
-    """Drop this process's cached handles on ``file``: :func:`open_volume` must see the file as it is now."""
+    """Drop this process's cached handles on `file`: [`open_volume`][emseg.inference.volume.sources.open_volume] must see the file as it is."""
     for key in [k for k in _HANDLES if k[1] == kind and k[2] == file]:
         handle = _HANDLES.pop(key)
         if kind == "hdf5":
@@ -155,10 +164,11 @@ def _forget(kind: str, file: str) -> None:
 
 
 def is_volume_spec(text: str) -> bool:
-    """True for what :func:`open_volume` reads without ``tiff=True``: ``*.zarr`` / ``*.ome.zarr``, HDF5 files or ``x.h5:/ds``.
+    """Whether [`open_volume`][emseg.inference.volume.sources.open_volume] reads `text` without `tiff=True`.
 
-    Decided by the name, so that a mistyped store still reaches :func:`open_volume` and
-    gets its "no such file" error rather than being taken for a TIFF.
+    That is `*.zarr` and `*.ome.zarr` stores, HDF5 files and `file.h5:/dataset`. Decided by the
+    name, so that a mistyped store still reaches `open_volume` and gets its "no such file"
+    error rather than being taken for a TIFF.
     """
     text = str(text).rstrip("/\\")
     if text.lower().endswith(".zarr"):
@@ -167,10 +177,16 @@ def is_volume_spec(text: str) -> bool:
 
 
 def open_volume(spec: str, *, tiff: bool = False) -> VolumeSource:
-    """The :class:`VolumeSource` for ``spec`` (checked, metadata read, no pixels); ``tiff=True`` also opens TIFFs lazily.
+    """The [`VolumeSource`][emseg.inference.volume.sources.VolumeSource] of `spec`, checked: metadata read, no pixels.
 
-    Raises :class:`EmsegError` (one line, naming the path) for a missing file, an unreadable
-    store, a colour or multi-channel volume, or a dtype that is not bool, integer or float.
+    Args:
+        spec: An OME-Zarr folder (`*.zarr`), a plain zarr array, an HDF5 file with its dataset
+            (`file.h5:/raw`; the dataset may be left out when the file holds one), or a TIFF.
+        tiff: Also open TIFFs lazily (otherwise a TIFF is refused).
+
+    Raises:
+        EmsegError: One line naming the path: a missing file, an unreadable store, a colour or
+            multi-channel volume, or a pixel type that is not bool, integer or float.
     """
     spec = str(spec)
     text = spec.rstrip("/\\") or spec
@@ -196,7 +212,7 @@ def _check_dtype(spec: str, dtype: str) -> None:
 def _layout(spec: str, names: list[str], shape: tuple[int, ...], where: str) -> tuple[str, tuple[int, int, int]]:
     """One letter per axis (z, y, x, or '.' for a dropped size-1 axis) and the (Z, Y, X) shape; refuse anything else.
 
-    ``names`` are the axis names (OME ``t, c, z, y, x``); a leading axis of size 1 is dropped,
+    `names` are the axis names (OME `t, c, z, y, x`); a leading axis of size 1 is dropped,
     one of size > 1 other than z means channels or time points, which a grey volume has not.
     """
     names = [n.lower() for n in names]
@@ -268,7 +284,7 @@ def _open_zarr(spec: str, text: str) -> VolumeSource:
 
 
 def _common_unit(scale: list[float], unit_of: dict[str, str | None]) -> tuple[tuple[float, float, float], str | None]:
-    """The (z, y, x) scale in one unit, the y axis's: OME lets each axis have its own, emseg's ``scale`` has one."""
+    """The (z, y, x) scale in one unit, the y axis's: OME lets each axis have its own, emseg's `scale` has one."""
     unit = unit_of.get("y") or unit_of.get("x")
     if unit is None:
         return (scale[0], scale[1], scale[2]), None
@@ -325,9 +341,9 @@ def _open_hdf5(spec: str, file: str, dataset: str | None) -> VolumeSource:
 
 
 def _h5_voxel_size(attrs: dict[str, Any]) -> tuple[tuple[float, float, float], str | None]:
-    """Voxel size from ``element_size_um`` (Fiji/ilastik: zyx in micrometres) or ``resolution`` (+ ``unit``).
+    """Voxel size from `element_size_um` (Fiji/ilastik: zyx in micrometres) or `resolution` (+ `unit`).
 
-    ``resolution`` without a ``unit`` keeps its numbers (the ratios still say how
+    `resolution` without a `unit` keeps its numbers (the ratios still say how
     anisotropic the volume is) but the unit stays unknown: emseg does not guess nm.
     """
 

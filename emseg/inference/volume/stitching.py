@@ -1,15 +1,15 @@
 """Cell labels of a volume, block by block, numbered consistently across block borders.
 
-Each block's cells are :func:`emseg.segmentation.thinning.instance_labels` of the thresholded
-mask read with a halo of ``halo`` pixels, cut to the core; the membrane flooding that
-thins borders to 1-pixel lines reaches no further than the membranes are thick, so with
-a halo wider than any membrane the core equals the whole slice's labels (the tests check
-it on the ISBI slices). Cells cut by a block border are then joined: the flooding leaves a
-0-line between any two different cells, so two non-zero pixels that touch across a border
-are one cell. The joins are the edges of a graph whose connected components
-(:func:`scipy.sparse.csgraph.connected_components`) are the cells of the volume, numbered
-1.. in the order they first appear (slice by slice, block by block): the same numbers on
-every run and for every worker count.
+Each block's cells are the [`instance_labels`][emseg.segmentation.thinning.instance_labels] of
+the thresholded mask read with a halo of `halo` pixels, cut to the core; the membrane
+flooding that thins borders to 1-pixel lines reaches no further than the membranes are
+thick, so that with a halo wider than any membrane the core equals the whole slice's
+labels (the tests check it on the ISBI slices). Cells cut by a block border are then
+joined: the flooding leaves a 0-line between any two different cells, so two non-zero
+pixels that touch across a border are one cell. The joins are the edges of a graph whose
+connected components (`scipy.sparse.csgraph.connected_components`) are the cells of the
+volume, numbered 1, 2, ... in the order they first appear (slice by slice, block by block):
+the same numbers on every run and for every worker count.
 """
 
 from __future__ import annotations
@@ -31,7 +31,7 @@ LABEL_HALO = 128
 
 @dataclass(frozen=True)
 class BlockFaces:
-    """One block's local cell count and the local labels along its four core edges."""
+    """One block's local cell count, and the local labels along its four core edges."""
 
     block: Block
     count: int
@@ -42,7 +42,14 @@ class BlockFaces:
 
 
 def block_labels(read_mask: RegionReader, slice_shape: tuple[int, int], block: Block, halo: int = LABEL_HALO) -> np.ndarray:
-    """uint32 cells of the block's core, numbered 1..n in the flooding's order (0 on the outlines)."""
+    """The cells of the block's core, `uint32`, numbered 1..n in the flooding's order (0 on the outlines).
+
+    Args:
+        read_mask: Reads a region (rows, columns) of the slice's boolean cell mask.
+        slice_shape: The slice's (height, width).
+        block: The block.
+        halo: The pixels of mask read around the core.
+    """
     height, width = slice_shape
     rows = slice(max(block.y0 - halo, 0), min(block.y1 + halo, height))
     cols = slice(max(block.x0 - halo, 0), min(block.x1 + halo, width))
@@ -55,6 +62,7 @@ def block_labels(read_mask: RegionReader, slice_shape: tuple[int, int], block: B
 
 
 def faces(block: Block, labels: np.ndarray) -> BlockFaces:
+    """The [`BlockFaces`][emseg.inference.volume.stitching.BlockFaces] of a block from its local labels."""
     return BlockFaces(block, int(labels.max(initial=0)), labels[0].copy(), labels[-1].copy(), labels[:, 0].copy(), labels[:, -1].copy())
 
 
@@ -64,7 +72,11 @@ def _joins(a: np.ndarray, b: np.ndarray, offset_a: int, offset_b: int) -> tuple[
 
 
 def relabel_tables(found: Sequence[BlockFaces]) -> dict[int, np.ndarray]:
-    """Per block index, the table local label -> volume label (entry 0 is 0)."""
+    """Per block index, the table from local label to volume label (entry 0 is 0).
+
+    Raises:
+        EmsegError: More cells than `uint32` labels can number.
+    """
     ordered = sorted(found, key=lambda f: f.block.index)
     offsets, total = {}, 0
     for f in ordered:

@@ -23,7 +23,7 @@ The entry points run in this process (``emseg.cli.main.main`` and the stage scri
 through :mod:`runpy`), with the warnings and log records a bare interpreter would print
 counted as stderr lines; two cases also run as real processes, end to end.
 
-``EMSEG_ERROR_TABLE=cases.md pytest tests/test_bad_inputs.py`` also writes a markdown
+``EMSEG_ERROR_TABLE=cases.md pytest tests/end_to_end/test_bad_inputs.py`` also writes a markdown
 table of one error line per kind of case (as in the README).
 """
 

@@ -130,3 +130,26 @@ def test_the_closure_follows_function_level_and_package_imports(tmp_path: Path) 
     found = {str(p.relative_to(REPO_ROOT)) for p in import_closure(script) if p != script}
     assert {"emseg/config/defaults.py", "emseg/runtime/device.py", "emseg/__init__.py", "emseg/errors.py"} <= found
     assert _is_package_face(REPO_ROOT / "emseg" / "__init__.py")
+
+
+def test_the_params_schema_imports_no_registry() -> None:
+    """Every stage loads the schema: it must reach nothing but the configuration and the error type, so that an
+    edit to a network, a loss or a cell method re-runs only the stages that run that code."""
+    reached = {str(p.relative_to(REPO_ROOT)) for p in import_closure(REPO_ROOT / "emseg" / "config" / "params.py")}
+    assert {p for p in reached if not _is_package_face(REPO_ROOT / p)} == {
+        "emseg/config/params.py", "emseg/config/defaults.py", "emseg/config/layout.py", "emseg/errors.py"
+    }
+
+
+@pytest.mark.parametrize(
+    ("module", "stages"),
+    [
+        ("emseg/segmentation/methods.py", {"dvc.yaml:evaluate", "cv/dvc.yaml:evaluate"}),
+        ("emseg/networks/architectures.py", {"dvc.yaml:train", "dvc.yaml:evaluate", "cv/dvc.yaml:train", "cv/dvc.yaml:evaluate"}),
+        ("emseg/training/losses.py", {"dvc.yaml:train", "cv/dvc.yaml:train"}),
+        ("emseg/preprocessing/fetch.py", {"dvc.yaml:fetch", "dvc.yaml:convert"}),
+    ],
+)
+def test_an_edit_to_a_registry_re_runs_only_the_stages_that_run_it(module: str, stages: set[str]) -> None:
+    depending = {name for name, (folder, stage) in STAGES.items() if _covered(module, _code_deps(stage, folder))}
+    assert depending == stages
