@@ -52,6 +52,7 @@ COLUMNS = (
 
 
 def _run(args: list[str]) -> str:
+    """Run a command at the repository root; its output (exit with its last error line where it fails)."""
     done = subprocess.run(args, cwd=REPO_ROOT, capture_output=True, text=True)
     if done.returncode != 0:
         raise SystemExit(f"arch_table: {shlex.join(args)} failed: {done.stderr.strip().splitlines()[-1:]}")
@@ -59,6 +60,7 @@ def _run(args: list[str]) -> str:
 
 
 def inference_mpix_per_s(arch: str, threads: int) -> float:
+    """MPix/s of the network's plain prediction of a 512x512 slice, measured by ``bench_predict.py --arch``."""
     with tempfile.TemporaryDirectory() as tmp:
         out = Path(tmp) / "predict.json"
         command = [sys.executable, str(REPO_ROOT / "benchmarks" / "bench_predict.py"), "--arch", arch, "--sizes", "512",
@@ -103,6 +105,7 @@ def _child_step(arch: str, kwargs: dict, batch: int, patch: int, threads: int) -
 
 
 def row_for(name: str, found: dict, measure_speed: bool, threads: int) -> dict:
+    """The table row of one experiment: its arch, size, training time and rate, speeds measured now, and its scores."""
     data = found["data"]
     params = data["params"]["params.yaml"]["data"]
     arch = params["model"]["arch"]
@@ -132,6 +135,7 @@ def row_for(name: str, found: dict, measure_speed: bool, threads: int) -> dict:
 
 
 def _cell(key: str, value) -> str:
+    """One value as the table shows it ("-" where not measured)."""
     if value is None:
         return "-"
     if key == "parameters":
@@ -148,13 +152,15 @@ def _cell(key: str, value) -> str:
 
 
 def markdown(rows: list[dict]) -> str:
+    """The rows as a markdown table, best test V_rand first."""
     lines = ["| " + " | ".join(title for _, title in COLUMNS) + " |", "|" + " --- |" * len(COLUMNS)]
     for row in sorted(rows, key=lambda r: -r["v_rand"]):
         lines.append("| " + " | ".join(_cell(key, row[key]) for key, _ in COLUMNS) + " |")
     return "\n".join(lines) + "\n"
 
 
-def main(argv: list[str] | None = None) -> int:
+def build_parser() -> argparse.ArgumentParser:
+    """The command line (``--child-step`` is the measuring subprocess's, hidden)."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--prefix", help="experiment name prefix, e.g. cmp- (required)")
     parser.add_argument("--no-speed", action="store_true", help="skip the training-step and inference speed measurements")
@@ -162,8 +168,21 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--json", type=Path, default=None, help="write the rows here")
     parser.add_argument("--markdown", type=Path, default=None, help="write the table here")
     parser.add_argument("--child-step", help=argparse.SUPPRESS)
-    args = parser.parse_args(argv)
+    return parser
 
+
+def gather_rows(prefix: str, measure_speed: bool, threads: int) -> list[dict]:
+    """One row per finished experiment named ``<prefix>...``, in name order."""
+    found = finished_experiments(json.loads(_run(["dvc", "exp", "show", "--json", "-A"])), prefix)
+    if not found:
+        raise SystemExit(f"arch_table: no finished experiment named {prefix}*")
+    return [row_for(name, found[name], measure_speed, threads) for name in sorted(found)]
+
+
+def main(argv: list[str] | None = None) -> int:
+    """The table of the experiments; printed, and written with ``--json`` (the rows) and ``--markdown``."""
+    parser = build_parser()
+    args = parser.parse_args(argv)
     if args.child_step:
         sys.path.insert(0, str(REPO_ROOT))
         print(_child_step(*json.loads(args.child_step)))
@@ -172,10 +191,7 @@ def main(argv: list[str] | None = None) -> int:
         parser.error("--prefix is required")
 
     sys.path.insert(0, str(REPO_ROOT))
-    found = finished_experiments(json.loads(_run(["dvc", "exp", "show", "--json", "-A"])), args.prefix)
-    if not found:
-        raise SystemExit(f"arch_table: no finished experiment named {args.prefix}*")
-    rows = [row_for(name, found[name], not args.no_speed, args.threads) for name in sorted(found)]
+    rows = gather_rows(args.prefix, not args.no_speed, args.threads)
     table = markdown(rows)
     print(f"{len(rows)} experiments, {os.cpu_count()} CPU(s), load average {' '.join(f'{x:.2f}' for x in os.getloadavg())}")
     print(table, end="")

@@ -54,6 +54,7 @@ def distance_fragments(prediction: Prediction) -> np.ndarray:
 
 
 def minima_fragments(prediction: Prediction, sigma: float = 1.5) -> np.ndarray:
+    """Fragments grown from every local minimum of the membrane map smoothed by ``sigma`` px."""
     from elf.segmentation.watershed import watershed
 
     height = ndimage.gaussian_filter(prediction.membrane.astype(np.float32), sigma)
@@ -63,6 +64,7 @@ def minima_fragments(prediction: Prediction, sigma: float = 1.5) -> np.ndarray:
 
 
 def _long_range_pairs(fragments: np.ndarray, values: np.ndarray, offset: tuple[int, int], keep: np.ndarray):
+    """The fragment pairs (lower id, higher id) that pixels ``offset`` apart join, both pixels kept, and the affinity of each."""
     dy, dx = offset
     height, width = fragments.shape
     y0, y1, x0, x1 = max(0, -dy), height - max(0, dy), max(0, -dx), width - max(0, dx)
@@ -123,10 +125,12 @@ FRAGMENTS = {"distance (the profile's)": distance_fragments, "minima, 1.5 px": m
 
 
 def per_slice_v_rand(labels: np.ndarray, cells: list[np.ndarray]) -> np.ndarray:
+    """The V_rand of each slice's cells against its labels."""
     return np.asarray(score(labels, np.stack([cell_map(c) for c in cells]), [0.5], workers=1).per_slice["v_rand"])
 
 
 def predictions(cv: Path, png: Path, fold: int, cache: Path | None) -> dict[str, Any]:
+    """A fold's validation and test predictions (8x TTA, as the evaluate stage makes them) with their labels and ids; cached in ``cache``."""
     path = cache / f"fold{fold}.npz" if cache else None
     if path is not None and path.exists():
         stored = np.load(path)
@@ -155,35 +159,47 @@ def predictions(cv: Path, png: Path, fold: int, cache: Path | None) -> dict[str,
     return out
 
 
-def main(argv: list[str] | None = None) -> int:
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    """The command line."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--cv", type=Path, default=Path("cv"))
     parser.add_argument("--png", type=Path, default=Path("data/png"))
     parser.add_argument("--folds", default="0,1,2,3,4")
     parser.add_argument("--cache", type=Path, default=None, help="keep the predictions here (a second run only scores)")
     parser.add_argument("--json", type=Path, default=None)
-    args = parser.parse_args(argv)
-    torch.set_num_threads(max(1, torch.get_num_threads()))
-    scores: dict[str, dict[int, float]] = {name: {} for name in [*VARIANTS, *(f"oracle: {k}" for k in FRAGMENTS)]}
-    chosen: dict[str, list[dict[str, Any]]] = {name: [] for name in VARIANTS}
-    for fold in [int(f) for f in args.folds.split(",")]:
-        data = predictions(args.cv, args.png, fold, args.cache)
-        val, val_labels, _ = data["val"]
-        test, test_labels, test_ids = data["test"]
-        for name, (run, grid) in VARIANTS.items():
-            if name == "gasp_long_range" and test[0].affinities is None:
-                continue
-            tries = []
-            for combination in itertools.product(*grid.values()):
-                settings = dict(zip(grid, combination))
-                tries.append((float(per_slice_v_rand(val_labels, [run(p, **settings) for p in val]).mean()), settings))
-            best = max(tries, key=lambda t: t[0])[1]
-            chosen[name].append(best)
-            scores[name].update(zip(test_ids, per_slice_v_rand(test_labels, [run(p, **best) for p in test]).tolist()))
-        for kind, make in FRAGMENTS.items():
-            cells = [oracle(make(p), label) for p, label in zip(test, test_labels)]
-            scores[f"oracle: {kind}"].update(zip(test_ids, per_slice_v_rand(test_labels, cells).tolist()))
-        print(f"fold {fold}: " + "  ".join(f"{name} {np.mean([scores[name][i] for i in test_ids]):.4f}" for name in scores if scores[name]), flush=True)
+    return parser.parse_args(argv)
+
+
+def choose_and_score(run: Callable[..., np.ndarray], grid: dict[str, list[Any]], val: list[Prediction], val_labels: np.ndarray,
+                     test: list[Prediction], test_labels: np.ndarray) -> tuple[dict[str, Any], list[float]]:
+    """The settings of ``grid`` with the best mean V_rand on the validation slices, and the test slices' V_rand with them."""
+    tries = []
+    for combination in itertools.product(*grid.values()):
+        settings = dict(zip(grid, combination))
+        tries.append((float(per_slice_v_rand(val_labels, [run(p, **settings) for p in val]).mean()), settings))
+    best = max(tries, key=lambda t: t[0])[1]
+    return best, per_slice_v_rand(test_labels, [run(p, **best) for p in test]).tolist()
+
+
+def measure_fold(fold: int, args: argparse.Namespace, scores: dict[str, dict[int, float]], chosen: dict[str, list[dict[str, Any]]]) -> None:
+    """One fold: each variant chosen on validation and scored on test, and each fragment kind's oracle, into ``scores`` and ``chosen``; printed."""
+    data = predictions(args.cv, args.png, fold, args.cache)
+    val, val_labels, _ = data["val"]
+    test, test_labels, test_ids = data["test"]
+    for name, (run, grid) in VARIANTS.items():
+        if name == "gasp_long_range" and test[0].affinities is None:
+            continue
+        best, test_scores = choose_and_score(run, grid, val, val_labels, test, test_labels)
+        chosen[name].append(best)
+        scores[name].update(zip(test_ids, test_scores))
+    for kind, make in FRAGMENTS.items():
+        cells = [oracle(make(p), label) for p, label in zip(test, test_labels)]
+        scores[f"oracle: {kind}"].update(zip(test_ids, per_slice_v_rand(test_labels, cells).tolist()))
+    print(f"fold {fold}: " + "  ".join(f"{name} {np.mean([scores[name][i] for i in test_ids]):.4f}" for name in scores if scores[name]), flush=True)
+
+
+def compare_with_profile(scores: dict[str, dict[int, float]]) -> dict[str, dict[str, Any]]:
+    """Each variant's mean over every test slice and, but for gasp, its paired difference from gasp with a 95% interval; printed."""
     reference = scores["gasp"]
     ids = sorted(reference)
     report = {}
@@ -198,6 +214,18 @@ def main(argv: list[str] | None = None) -> int:
         report[name] = row
         extra = "" if name == "gasp" else f"  B - A {row['difference']:+.4f} [{row['low']:+.4f}, {row['high']:+.4f}] {row['verdict']}"
         print(f"{name:28s} {row['mean']:.4f}{extra}")
+    return report
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Every fold's variants and oracles; the comparison printed, and written as JSON with ``--json``."""
+    args = parse_args(argv)
+    torch.set_num_threads(max(1, torch.get_num_threads()))
+    scores: dict[str, dict[int, float]] = {name: {} for name in [*VARIANTS, *(f"oracle: {k}" for k in FRAGMENTS)]}
+    chosen: dict[str, list[dict[str, Any]]] = {name: [] for name in VARIANTS}
+    for fold in [int(f) for f in args.folds.split(",")]:
+        measure_fold(fold, args, scores, chosen)
+    report = compare_with_profile(scores)
     if args.json:
         args.json.write_text(json.dumps({"scores": report, "chosen": chosen}, indent=1))
     return 0

@@ -26,7 +26,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import shlex
 import statistics
 import subprocess
 import sys
@@ -35,6 +34,8 @@ from pathlib import Path
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO_ROOT))
+
+from run_all import command_line, write_result  # noqa: E402
 
 from emseg.runtime.machine import machine_info, machine_line  # noqa: E402
 
@@ -68,6 +69,7 @@ if result["rank"] == 0:
 
 
 def _rates(tsv: Path) -> list[float]:
+    """The rates of a dvclive ``.tsv`` log, the first (warm-up) window left out."""
     rows = tsv.read_text().splitlines()[1:]
     return [float(row.split("\t")[1]) for row in rows][1:]  # the first window is warm-up
 
@@ -100,7 +102,8 @@ def run(processes: int, settings: dict, workdir: Path) -> dict:
     }
 
 
-def main(argv: list[str] | None = None) -> int:
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    """The command line; every process count must split the global batch evenly."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--processes", type=int, nargs="+", default=[1, 2])
     parser.add_argument("--quick", action="store_true", help="patch 64, 40 steps, log every 8")
@@ -116,7 +119,12 @@ def main(argv: list[str] | None = None) -> int:
     for processes in args.processes:
         if processes < 1 or args.batch_size % processes:
             parser.error(f"--processes {processes}: the batch of {args.batch_size} must split evenly over it")
-    settings = {
+    return args
+
+
+def worker_settings(args: argparse.Namespace) -> dict:
+    """What every worker trains with (``--quick``'s lengths where unset), as the JSON its command line carries."""
+    return {
         "arch": args.arch,
         "steps": args.steps or (40 if args.quick else 100),
         "log_every": args.log_every or (8 if args.quick else 10),
@@ -125,16 +133,19 @@ def main(argv: list[str] | None = None) -> int:
         "device": args.device,
         "data": str(args.data),
     }
-    import torch
 
-    cuda = args.device != "cpu" and torch.cuda.is_available()
-    info = machine_info()
-    print(f"machine: {machine_line(info)}; {'CUDA' if cuda else 'CPU'}; {json.dumps(settings)}")
+
+def measure_jobs(counts: list[int], settings: dict) -> list[dict]:
+    """One torchrun job per process count, in a temporary folder; each job's rates."""
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
-        for processes in args.processes:
-            row = run(processes, settings, Path(tmp))
-            rows.append(row)
+        for processes in counts:
+            rows.append(run(processes, settings, Path(tmp)))
+    return rows
+
+
+def report_scaling(rows: list[dict], cuda: bool) -> None:
+    """Each job's scaling efficiency against one process (where one was run), into its row; every row printed."""
     base = next((row["patches_per_s"] for row in rows if row["processes"] == 1), None)
     for row in rows:
         if base:
@@ -146,11 +157,21 @@ def main(argv: list[str] | None = None) -> int:
             + (f", per rank {ranks}" if ranks else "")
             + (f", efficiency {row['scaling_efficiency']:.2f}" if base else "")
         )
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Train under torchrun on each process count; the rates and efficiencies printed, and written as JSON with ``--json``."""
+    args = parse_args(argv)
+    settings = worker_settings(args)
+    import torch
+
+    cuda = args.device != "cpu" and torch.cuda.is_available()
+    info = machine_info()
+    print(f"machine: {machine_line(info)}; {'CUDA' if cuda else 'CPU'}; {json.dumps(settings)}")
+    rows = measure_jobs(args.processes, settings)
+    report_scaling(rows, cuda)
     if args.json:
-        payload = {"command": shlex.join(["python", "benchmarks/bench_ddp.py", *(argv if argv is not None else sys.argv[1:])]),
-                   "machine": info, "cuda": cuda, "settings": settings, "runs": rows}
-        args.json.parent.mkdir(parents=True, exist_ok=True)
-        args.json.write_text(json.dumps(payload, indent=2) + "\n")
+        write_result(args.json, {"command": command_line("bench_ddp.py", argv), "machine": info, "cuda": cuda, "settings": settings, "runs": rows})
     return 0
 
 

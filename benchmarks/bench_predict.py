@@ -29,11 +29,17 @@ import argparse
 import json
 import os
 import resource
-import shlex
 import statistics
 import subprocess
 import sys
 import time
+from typing import TYPE_CHECKING
+
+from run_all import command_line, write_result
+
+if TYPE_CHECKING:
+    import numpy as np
+    import torch
 
 PATCH = 256
 BATCH = 4
@@ -49,12 +55,11 @@ def _rss_mib() -> float:
     return float("nan")
 
 
-def _child(size: int, mode: str, patch: int, batch: int, threads: int, bare_batches: int, device: str, arch: str) -> dict:
-    """One measurement in this (fresh) process; returns the JSON-able result."""
+def _model_and_image(arch: str, size: int, threads: int, device: str) -> tuple[torch.nn.Module, np.ndarray]:
+    """The network with its default arguments and random (seeded) weights, and a random uint8 slice of ``size``^2."""
     import numpy as np
     import torch
 
-    from emseg.inference.sliding_window import count_tiles, predict_membrane
     from emseg.networks.architectures import build_network
 
     if threads:
@@ -62,42 +67,84 @@ def _child(size: int, mode: str, patch: int, batch: int, threads: int, bare_batc
     torch.manual_seed(0)
     model = build_network(arch).eval().to(device)
     image = np.random.default_rng(0).integers(0, 256, size=(size, size), dtype=np.uint8)
-    tiles = count_tiles(image.shape, patch, 0.5)
-    roi = min(patch, size)
-    # the batches sliding_window_inference makes: full ones and a remainder
+    return model, image
+
+
+def _tile_batches(size: int, patch: int, batch: int) -> tuple[int, int, list[int]]:
+    """The tiles of a ``size``^2 slice, their side, and the batches ``sliding_window_inference`` makes of them: full ones and a remainder."""
+    from emseg.inference.sliding_window import count_tiles
+
+    tiles = count_tiles((size, size), patch, 0.5)
     batches = [batch] * (tiles // batch) + ([tiles % batch] if tiles % batch else [])
-    # warm-up per batch shape: first-call allocations and kernel selection are not throughput
+    return tiles, min(patch, size), batches
+
+
+def _warm_up(model: torch.nn.Module, batches: list[int], roi: int, device: str) -> None:
+    """One forward pass per batch shape: first-call allocations and kernel selection are not throughput."""
+    import torch
+
     with torch.inference_mode():
         for n in sorted(set(batches)):
             model(torch.zeros(n, 1, roi, roi, device=device))
-    rss_before = _rss_mib()
-    timed_batches = None
+
+
+def _time_bare(model: torch.nn.Module, batches: list[int], roi: int, tiles: int, bare_batches: int, device: str) -> tuple[float, int]:
+    """Seconds of the bare forward pass over all tiles, from the first ``bare_batches`` batches; and how many were timed."""
+    import torch
+
     start = time.perf_counter()
-    if mode == "bare":
-        timed = batches[:bare_batches]
-        timed_batches = len(timed)
-        inputs = {n: torch.randn(n, 1, roi, roi, device=device) for n in set(timed)}
-        with torch.inference_mode():
-            for n in timed:
-                torch.sigmoid(model(inputs[n]))
-        if device == "cuda":
-            torch.cuda.synchronize()
-        seconds = (time.perf_counter() - start) * tiles / sum(timed)
-    else:
-        proba = predict_membrane(model, image, patch, tta=(mode == "tta"), batch_size=batch, device=device)
-        seconds = time.perf_counter() - start
-        assert proba.shape == image.shape and proba.dtype == np.float32
-    peak_mib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # Linux: kilobytes
+    timed = batches[:bare_batches]
+    inputs = {n: torch.randn(n, 1, roi, roi, device=device) for n in set(timed)}
+    with torch.inference_mode():
+        for n in timed:
+            torch.sigmoid(model(inputs[n]))
+    if device == "cuda":
+        torch.cuda.synchronize()
+    return (time.perf_counter() - start) * tiles / sum(timed), len(timed)
+
+
+def _time_predict(model: torch.nn.Module, image: np.ndarray, patch: int, tta: bool, batch: int, device: str) -> float:
+    """Seconds of ``predict_membrane`` on the slice, with or without TTA."""
+    import numpy as np
+
+    from emseg.inference.sliding_window import predict_membrane
+
+    start = time.perf_counter()
+    proba = predict_membrane(model, image, patch, tta=tta, batch_size=batch, device=device)
+    seconds = time.perf_counter() - start
+    assert proba.shape == image.shape and proba.dtype == np.float32
+    return seconds
+
+
+def _counted_gflop(arch: str, roi: int, tiles: int, mode: str) -> float:
+    """GFLOP of the run's forward passes, counted (``emseg.evaluation.flops``): every tile, 8 times with TTA."""
     from emseg.evaluation.flops import forward_flops
     from emseg.networks.architectures import resolve_kwargs
 
-    flops = tiles * forward_flops(arch, resolve_kwargs(arch), 1, roi) * (VARIANTS if mode == "tta" else 1)
+    return tiles * forward_flops(arch, resolve_kwargs(arch), 1, roi) * (VARIANTS if mode == "tta" else 1) / 1e9
+
+
+def _child(size: int, mode: str, patch: int, batch: int, threads: int, bare_batches: int, device: str, arch: str) -> dict:
+    """One measurement in this (fresh) process; returns the JSON-able result."""
+    import torch
+
+    model, image = _model_and_image(arch, size, threads, device)
+    tiles, roi, batches = _tile_batches(size, patch, batch)
+    _warm_up(model, batches, roi, device)
+    rss_before = _rss_mib()
+    timed_batches = None
+    if mode == "bare":
+        seconds, timed_batches = _time_bare(model, batches, roi, tiles, bare_batches, device)
+    else:
+        seconds = _time_predict(model, image, patch, mode == "tta", batch, device)
+    peak_mib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # Linux: kilobytes
+    gflop = _counted_gflop(arch, roi, tiles, mode)
     return {
         "size": size,
         "mode": mode,
         "tiles": tiles,
-        "gflop": flops / 1e9,
-        "gflop_per_s": flops / 1e9 / seconds,
+        "gflop": gflop,
+        "gflop_per_s": gflop / seconds,
         "seconds": seconds,
         "mpix_per_s": size * size / 1e6 / seconds,
         "rss_before_mib": rss_before,
@@ -108,6 +155,7 @@ def _child(size: int, mode: str, patch: int, batch: int, threads: int, bare_batc
 
 
 def _spawn(size: int, mode: str, args: argparse.Namespace) -> dict:
+    """One measurement in a fresh subprocess of this script (``--child SIZE:MODE``); its result."""
     command = [
         sys.executable,
         os.path.abspath(__file__),
@@ -133,6 +181,7 @@ def _spawn(size: int, mode: str, args: argparse.Namespace) -> dict:
 
 
 def _spread(values: list[float]) -> dict:
+    """Median, min, max and every value."""
     return {"median": statistics.median(values), "min": min(values), "max": max(values), "values": values}
 
 
@@ -147,13 +196,15 @@ def _summarise(runs: list[dict]) -> dict:
 
 
 def _row(r: dict, peak: float, note: str = "") -> str:
+    """One run's row of the table."""
     return (
         f"{r['size']:>5}^2  {r['mode']:<5} {r['tiles']:>6} {r['seconds']:>9.1f} {r['mpix_per_s']:>9.4f} "
         f"{r['gflop_per_s']:>8.1f} {r['gflop_per_s'] / peak:>6.0%} {r['peak_rss_mib']:>9.0f} {r['peak_rss_mib'] - r['rss_before_mib']:>9.0f}  {note}"
     )
 
 
-def main(argv: list[str] | None = None) -> int:
+def build_parser() -> argparse.ArgumentParser:
+    """The command line (``--child`` is the measuring subprocess's, hidden)."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="256^2 and 512^2 only (< 1 min)")
     parser.add_argument("--sizes", type=int, nargs="+", default=None, help="slice sizes (default 512 2048 8192)")
@@ -171,14 +222,19 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--bare-batches", type=int, default=40, help="bare forward: batches timed, then extrapolated")
     parser.add_argument("--json", default=None, help="also write the results here")
     parser.add_argument("--child", help=argparse.SUPPRESS)
-    args = parser.parse_args(argv)
+    return parser
 
-    if args.child:
-        size, mode = args.child.split(":")
-        result = _child(int(size), mode, args.patch, args.batch_size, args.threads, args.bare_batches, args.device, args.arch)
-        print(json.dumps(result))
-        return 0
 
+def run_child(args: argparse.Namespace) -> int:
+    """As the measuring subprocess: one measurement (``--child SIZE:MODE``), printed as one JSON line."""
+    size, mode = args.child.split(":")
+    result = _child(int(size), mode, args.patch, args.batch_size, args.threads, args.bare_batches, args.device, args.arch)
+    print(json.dumps(result))
+    return 0
+
+
+def resolve_defaults(args: argparse.Namespace, parser: argparse.ArgumentParser) -> list[int]:
+    """The slice sizes; ``--tta-budget`` and ``--repeats`` filled in (``--quick``'s where unset) and checked."""
     sizes = args.sizes or ([256, 512] if args.quick else [512, 2048, 8192])
     if args.tta_budget is None:
         args.tta_budget = 20.0 if args.quick else 240.0
@@ -186,71 +242,119 @@ def main(argv: list[str] | None = None) -> int:
         args.repeats = 1 if args.quick else 3
     if args.repeats < 1:
         parser.error("--repeats must be at least 1")
+    return sizes
+
+
+def describe_machine(threads: int) -> tuple[dict, float]:
+    """Set torch's CPU threads (0: leave them); the machine's description and its fp32 sgemm peak now."""
     import torch
 
-    from emseg.runtime.machine import machine_info, machine_line, sgemm_peak_gflops
+    from emseg.runtime.machine import machine_info, sgemm_peak_gflops
 
-    if args.threads:
-        torch.set_num_threads(args.threads)
-    info, peak = machine_info(), sgemm_peak_gflops()
+    if threads:
+        torch.set_num_threads(threads)
+    return machine_info(), sgemm_peak_gflops()
+
+
+def print_header(args: argparse.Namespace, info: dict, peak: float) -> None:
+    """What is measured, on what, and the table's column titles."""
+    from emseg.runtime.machine import machine_line
+
     print(f"predict_membrane, default {args.arch}, random weights, patch {args.patch}, batch {args.batch_size}, device {args.device}")
     print(f"torch threads: {args.threads or 'default'}; machine: {machine_line(info)}; fp32 sgemm peak now {peak:.1f} GFLOP/s")
     print(f"{'size':>7}  {'mode':<5} {'tiles':>6} {'seconds':>9} {'MPix/s':>9} {'GFLOP/s':>8} {'%peak':>6} {'peak MiB':>9} {'+MiB':>9}  note")
-    results, skipped, ratios = [], [], {}
-    for size in sizes:
-        # plain, TTA and bare runs alternate within each repeat, so that a noisy moment of a
-        # shared machine hits all three rather than one of them
-        runs: dict[str, list[dict]] = {"plain": [], "tta": [], "bare": []}
-        for _ in range(args.repeats):
-            runs["plain"].append(_spawn(size, "plain", args))
-            estimate = runs["plain"][0]["seconds"] * VARIANTS
-            if estimate <= args.tta_budget:
-                runs["tta"].append(_spawn(size, "tta", args))
-            runs["bare"].append(_spawn(size, "bare", args))
-        plain, bare = _summarise(runs["plain"]), _summarise(runs["bare"])
-        ratios[size] = _spread([p["mpix_per_s"] / b["mpix_per_s"] for p, b in zip(runs["plain"], runs["bare"])])
-        results.append(plain)
-        print(_row(plain, peak), flush=True)
-        if runs["tta"]:
-            tta = _summarise(runs["tta"])
-            results.append(tta)
-            print(_row(tta, peak, f"x{plain['seconds'] / tta['seconds']:.2f} of plain speed"), flush=True)
-        else:
-            estimate = plain["seconds"] * VARIANTS
-            skipped.append({"size": size, "mode": "tta", "estimated_s": estimate})
-            print(f"{size:>5}^2  tta   skipped: estimated {estimate:.0f} s > --tta-budget {args.tta_budget:.0f} s", flush=True)
-        results.append(bare)
-        extrapolated = bare["timed_batches"] < -(-bare["tiles"] // args.batch_size)
-        note = f"plain path at {ratios[size]['median']:.0%} of bare forward speed"
-        if extrapolated:
-            note += f"; timed {bare['timed_batches']} batches, extrapolated"
-        print(_row(bare, peak, note), flush=True)
+
+
+def measure_size(size: int, args: argparse.Namespace) -> dict[str, list[dict]]:
+    """Every repeat of one size's plain, TTA (if the first plain run x8 fits ``--tta-budget``) and bare runs."""
+    # plain, TTA and bare runs alternate within each repeat, so that a noisy moment of a
+    # shared machine hits all three rather than one of them
+    runs: dict[str, list[dict]] = {"plain": [], "tta": [], "bare": []}
+    for _ in range(args.repeats):
+        runs["plain"].append(_spawn(size, "plain", args))
+        estimate = runs["plain"][0]["seconds"] * VARIANTS
+        if estimate <= args.tta_budget:
+            runs["tta"].append(_spawn(size, "tta", args))
+        runs["bare"].append(_spawn(size, "bare", args))
+    return runs
+
+
+def report_size(size: int, runs: dict[str, list[dict]], args: argparse.Namespace, peak: float) -> tuple[list[dict], list[dict], dict]:
+    """One size's summaries (plain, TTA, bare), printed as rows; with the TTA run skipped, if so, and the plain/bare ratio."""
+    plain, bare = _summarise(runs["plain"]), _summarise(runs["bare"])
+    ratio = _spread([p["mpix_per_s"] / b["mpix_per_s"] for p, b in zip(runs["plain"], runs["bare"])])
+    rows, skipped = [plain], []
+    print(_row(plain, peak), flush=True)
+    if runs["tta"]:
+        tta = _summarise(runs["tta"])
+        rows.append(tta)
+        print(_row(tta, peak, f"x{plain['seconds'] / tta['seconds']:.2f} of plain speed"), flush=True)
+    else:
+        estimate = plain["seconds"] * VARIANTS
+        skipped.append({"size": size, "mode": "tta", "estimated_s": estimate})
+        print(f"{size:>5}^2  tta   skipped: estimated {estimate:.0f} s > --tta-budget {args.tta_budget:.0f} s", flush=True)
+    rows.append(bare)
+    extrapolated = bare["timed_batches"] < -(-bare["tiles"] // args.batch_size)
+    note = f"plain path at {ratio['median']:.0%} of bare forward speed"
+    if extrapolated:
+        note += f"; timed {bare['timed_batches']} batches, extrapolated"
+    print(_row(bare, peak, note), flush=True)
+    return rows, skipped, ratio
+
+
+def print_footer() -> None:
+    """The load average at the end and what the memory columns mean."""
     print(f"load average at end: {' '.join(f'{x:.2f}' for x in os.getloadavg())}")
     print("peak MiB = ru_maxrss of the measuring subprocess; +MiB = peak minus RSS after model and image were made")
+
+
+def predict_figures(results: list[dict], ratios: dict[int, dict], peak: float) -> dict:
+    """The figures ``run_all.py`` gathers: each run's MPix/s, GFLOP/s and peak RSS, and each size's plain/bare ratio."""
+    figures = {}
+    for r in results:
+        rate = r["mpix_per_s_spread"]
+        figures[f"predict: {r['size']}^2 {r['mode']}"] = {"value": rate["median"], "min": rate["min"], "max": rate["max"], "unit": "MPix/s"}
+        figures[f"predict: {r['size']}^2 {r['mode']} GFLOP/s"] = {"value": r["gflop_per_s"], "unit": f"GFLOP/s ({r['gflop_per_s'] / peak:.0%} of sgemm peak)"}
+        if r["mode"] != "bare":
+            figures[f"predict: {r['size']}^2 {r['mode']} peak RSS"] = {"value": r["peak_rss_mib"], "unit": "MiB"}
+    for size, ratio in ratios.items():
+        figures[f"predict: {size}^2 plain/bare"] = {"value": ratio["median"], "min": ratio["min"], "max": ratio["max"], "unit": "x"}
+    return figures
+
+
+def assemble_payload(args: argparse.Namespace, argv: list[str] | None, info: dict, peak: float, results: list[dict],
+                     skipped: list[dict], ratios: dict[int, dict]) -> dict:
+    """The JSON result: the command, the machine, the configuration, every run's summary, the skipped runs and the figures."""
+    return {
+        "benchmark": "predict",
+        "command": command_line("bench_predict.py", argv),
+        "machine": info,
+        "sgemm_peak_gflops": peak,
+        "config": {"quick": args.quick, "patch": args.patch, "batch_size": args.batch_size, "threads": args.threads,
+                   "device": args.device, "arch": args.arch, "repeats": args.repeats, "tta_budget": args.tta_budget, "bare_batches": args.bare_batches},
+        "results": results,
+        "skipped": skipped,
+        "figures": predict_figures(results, ratios, peak),
+    }
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Each size's plain, TTA and bare runs, each in a fresh subprocess; the table printed, the JSON written with ``--json``."""
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if args.child:
+        return run_child(args)
+    sizes = resolve_defaults(args, parser)
+    info, peak = describe_machine(args.threads)
+    print_header(args, info, peak)
+    results, skipped, ratios = [], [], {}
+    for size in sizes:
+        rows, skip, ratios[size] = report_size(size, measure_size(size, args), args, peak)
+        results += rows
+        skipped += skip
+    print_footer()
     if args.json:
-        figures = {}
-        for r in results:
-            rate = r["mpix_per_s_spread"]
-            figures[f"predict: {r['size']}^2 {r['mode']}"] = {"value": rate["median"], "min": rate["min"], "max": rate["max"], "unit": "MPix/s"}
-            figures[f"predict: {r['size']}^2 {r['mode']} GFLOP/s"] = {"value": r["gflop_per_s"], "unit": f"GFLOP/s ({r['gflop_per_s'] / peak:.0%} of sgemm peak)"}
-            if r["mode"] != "bare":
-                figures[f"predict: {r['size']}^2 {r['mode']} peak RSS"] = {"value": r["peak_rss_mib"], "unit": "MiB"}
-        for size, ratio in ratios.items():
-            figures[f"predict: {size}^2 plain/bare"] = {"value": ratio["median"], "min": ratio["min"], "max": ratio["max"], "unit": "x"}
-        payload = {
-            "benchmark": "predict",
-            "command": shlex.join(["python", "benchmarks/bench_predict.py", *(sys.argv[1:] if argv is None else argv)]),
-            "machine": info,
-            "sgemm_peak_gflops": peak,
-            "config": {"quick": args.quick, "patch": args.patch, "batch_size": args.batch_size, "threads": args.threads,
-                       "device": args.device, "arch": args.arch, "repeats": args.repeats, "tta_budget": args.tta_budget, "bare_batches": args.bare_batches},
-            "results": results,
-            "skipped": skipped,
-            "figures": figures,
-        }
-        os.makedirs(os.path.dirname(os.path.abspath(args.json)), exist_ok=True)
-        with open(args.json, "w") as handle:
-            handle.write(json.dumps(payload, indent=2) + "\n")
+        write_result(args.json, assemble_payload(args, argv, info, peak, results, skipped, ratios))
     return 0
 
 

@@ -51,19 +51,25 @@ from __future__ import annotations
 
 import argparse
 import ctypes
-import json
 import resource
-import shlex
 import statistics
 import sys
 import tempfile
 import time
 import typing
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+from run_all import command_line, write_result
 
 from emseg.runtime.machine import machine_info, machine_line
+
+if typing.TYPE_CHECKING:
+    import torch
+
+    from emseg.config.params import ModelParams, TrainParams
+    from emseg.training.sampler import TrainingData
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 DEFAULT_DATA = REPO_ROOT.parent / "shared" / "isbi2012"
@@ -75,6 +81,7 @@ FAULTS_NOTE = 100  # minor page faults per step above which the two loops' fault
 
 
 def load_slices(folder: Path) -> tuple[np.ndarray, np.ndarray, str]:
+    """The ISBI training stack and labels in ``folder`` (synthetic EM-like slices where absent), and where they came from."""
     volume, labels = folder / "train-volume.tif", folder / "train-labels.tif"
     if volume.is_file() and labels.is_file():
         import tifffile
@@ -87,6 +94,7 @@ def load_slices(folder: Path) -> tuple[np.ndarray, np.ndarray, str]:
 
 
 def summary(values: list[float]) -> dict:
+    """Median, min, max and every value."""
     return {"median": statistics.median(values), "min": min(values), "max": max(values), "values": values}
 
 
@@ -97,6 +105,7 @@ def _counters() -> tuple[float, int, float]:
 
 
 def _rates(start: tuple[float, int, float], end: tuple[float, int, float], steps: int, batch: int) -> dict:
+    """Patches/s, page faults and kernel ms per step between two ``_counters`` readings ``steps`` steps apart."""
     seconds = end[0] - start[0]
     return {
         "patches_per_s": steps * batch / seconds,
@@ -108,6 +117,7 @@ def _rates(start: tuple[float, int, float], end: tuple[float, int, float], steps
 
 
 def _figure(s: dict, unit: str) -> dict:
+    """A summary as a figure for ``run_all.py``: the median, min, max and unit."""
     return {"value": s["median"], "min": s["min"], "max": s["max"], "unit": unit}
 
 
@@ -223,7 +233,24 @@ def tune_malloc() -> bool:
         return False
 
 
-def main(argv: list[str] | None = None) -> int:
+@dataclass
+class Setup:
+    """What every measurement of one run shares: the options, the trainer's settings, the data, the machine, the work counted."""
+
+    args: argparse.Namespace
+    params: TrainParams
+    model: ModelParams
+    device: torch.device
+    data: TrainingData
+    source: str
+    info: dict
+    peak: float
+    patch_gflop: float
+    amp: str
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The command line (``--target``'s choices from ``emseg.config.params``)."""
     from emseg.config.params import ModelParams
 
     targets = typing.get_args(ModelParams.model_fields["target"].annotation)
@@ -251,25 +278,34 @@ def main(argv: list[str] | None = None) -> int:
         "--mallopt", action="store_true", help="first set glibc's mmap/trim thresholds (the proposed fix; see benchmarks/README.md)"
     )
     parser.add_argument("--json", type=Path, default=None, help="write the results here")
-    args = parser.parse_args(argv)
+    return parser
 
-    if args.mallopt and not tune_malloc():
-        print("bench_train: --mallopt: no glibc mallopt here", file=sys.stderr)
-        return 2
-    import torch
 
-    from emseg.config.params import TrainParams
-    from emseg.runtime.device import select_device
-    from emseg.training.sampler import TrainingData
-
+def run_lengths(args: argparse.Namespace, parser: argparse.ArgumentParser) -> tuple[int, int, int]:
+    """Steps per run, logging window and patch side (``--quick``'s where unset); a run must be two windows or more, whole ones."""
     steps = args.steps or (40 if args.quick else 150)
     log_every = args.log_every or (8 if args.quick else 25)
     patch = args.patch_size or (64 if args.quick else 256)
     if steps % log_every or steps < 2 * log_every:
         parser.error(f"--steps ({steps}) must be a multiple of --log-every ({log_every}), at least twice it")
+    return steps, log_every, patch
+
+
+def configure_torch(args: argparse.Namespace) -> torch.device:
+    """Set torch's CPU threads (``--threads``) and choose the device (``--device``)."""
+    import torch
+
+    from emseg.runtime.device import select_device
+
     if args.threads:
         torch.set_num_threads(args.threads)
-    device = select_device(args.device)
+    return select_device(args.device)
+
+
+def trainer_settings(args: argparse.Namespace, steps: int, log_every: int, patch: int) -> tuple[TrainParams, ModelParams]:
+    """The train stage's settings under test: validation and a checkpoint only once, after the last step."""
+    from emseg.config.params import ModelParams, TrainParams
+
     params = TrainParams(
         loss=args.loss,
         steps=steps,
@@ -284,42 +320,90 @@ def main(argv: list[str] | None = None) -> int:
         threads=args.threads,
     )
     model = ModelParams(arch=args.arch, **({"target": args.target} if args.target else {}))
-    images, labels, source = load_slices(args.data)
+    return params, model
+
+
+def training_data(folder: Path, patch: int) -> tuple[TrainingData, str]:
+    """Slices 0-21 to train on and a small crop of slice 22 for the one (untimed) validation; and where they came from."""
+    from emseg.training.sampler import TrainingData
+
+    images, labels, source = load_slices(folder)
     train_images, train_labels = images[:N_TRAIN_SLICES], labels[:N_TRAIN_SLICES]
     crop = min(2 * patch, *images.shape[1:])  # the one (untimed) validation runs on a small crop: less waiting
     val_image, val_label = images[N_TRAIN_SLICES][:crop, :crop], labels[N_TRAIN_SLICES][:crop, :crop]
-    data = TrainingData(list(train_images), list(train_labels), [val_image], [val_label])
+    return TrainingData(list(train_images), list(train_labels), [val_image], [val_label]), source
+
+
+def count_patch_gflop(args: argparse.Namespace, model: ModelParams, patch: int) -> float:
+    """GFLOP of one patch's forward and backward pass, counted (``emseg.evaluation.flops``)."""
     from emseg.evaluation.flops import out_channels, train_step_flops
     from emseg.networks.architectures import resolve_kwargs
+
+    return train_step_flops(args.arch, resolve_kwargs(args.arch), out_channels(model), args.batch_size, patch) / 1e9 / args.batch_size
+
+
+def amp_label(args: argparse.Namespace, device: torch.device) -> str:
+    """The reduced precision the steps run in, as printed after the device ("" for fp32)."""
+    return " (AMP)" if device.type == "cuda" and args.amp else (" (bf16 autocast)" if args.cpu_bf16 and device.type == "cpu" else "")
+
+
+def prepare(args: argparse.Namespace, parser: argparse.ArgumentParser) -> Setup:
+    """Settings, device, data, the machine's description and sgemm peak, and the work of one patch."""
     from emseg.runtime.machine import sgemm_peak_gflops
 
+    steps, log_every, patch = run_lengths(args, parser)
+    device = configure_torch(args)
+    params, model = trainer_settings(args, steps, log_every, patch)
+    data, source = training_data(args.data, patch)
     info, peak = machine_info(), sgemm_peak_gflops()
-    patch_gflop = train_step_flops(args.arch, resolve_kwargs(args.arch), out_channels(model), args.batch_size, patch) / 1e9 / args.batch_size
-    amp = " (AMP)" if device.type == "cuda" and args.amp else (" (bf16 autocast)" if args.cpu_bf16 and device.type == "cpu" else "")
-    print(f"train step rate: {args.arch} ({model.target}, {out_channels(model)} output channel(s)), patch {patch}, "
-          f"batch {args.batch_size}, loss {args.loss}, device {device}{amp}")
-    print(f"{steps} steps per run, first {log_every} (one logging window) warm-up, {steps - log_every} timed; data: {source}")
-    print(f"torch threads: {torch.get_num_threads()}; glibc thresholds set: {args.mallopt}; machine: {machine_line(info)}")
-    print(f"one patch's forward and backward: {patch_gflop:.2f} GFLOP (counted); fp32 sgemm peak now {peak:.1f} GFLOP/s")
+    return Setup(args, params, model, device, data, source, info, peak, count_patch_gflop(args, model, patch), amp_label(args, device))
+
+
+def print_header(setup: Setup) -> None:
+    """What is measured, on what, and the titles of the per-repeat table."""
+    import torch
+
+    from emseg.evaluation.flops import out_channels
+
+    args, params, model = setup.args, setup.params, setup.model
+    print(f"train step rate: {args.arch} ({model.target}, {out_channels(model)} output channel(s)), patch {params.patch_size}, "
+          f"batch {args.batch_size}, loss {args.loss}, device {setup.device}{setup.amp}")
+    print(f"{params.steps} steps per run, first {params.log_every} (one logging window) warm-up, {params.steps - params.log_every} timed; "
+          f"data: {setup.source}")
+    print(f"torch threads: {torch.get_num_threads()}; glibc thresholds set: {args.mallopt}; machine: {machine_line(setup.info)}")
+    print(f"one patch's forward and backward: {setup.patch_gflop:.2f} GFLOP (counted); fp32 sgemm peak now {setup.peak:.1f} GFLOP/s")
     print(f"{'repeat':>6} {'real p/s':>9} {'logged p/s':>10} {'bare p/s':>9} {'ratio':>7} {'faults/step real, bare':>23}"
           f" {'sys ms/step real, bare':>23}")
 
+
+def print_repeat(r: int, a: dict, b: dict) -> None:
+    """One row of the per-repeat table: real run ``a`` against bare run ``b``."""
+    print(
+        f"{r + 1:>6} {a['patches_per_s']:>9.2f} {a['logged_patches_per_s']:>10.2f} {b['patches_per_s']:>9.2f} "
+        f"{a['patches_per_s'] / b['patches_per_s']:>7.3f} {a['minor_faults_per_step']:>11.0f} {b['minor_faults_per_step']:>11.0f}"
+        f" {a['sys_ms_per_step']:>11.1f} {b['sys_ms_per_step']:>11.1f}",
+        flush=True,
+    )
+
+
+def measure_loops(setup: Setup) -> tuple[list[dict], list[dict]]:
+    """``--repeats`` pairs of a real and a bare run, alternating which goes first; prints each pair's row."""
+    args = setup.args
     real, bare = [], []
     with tempfile.TemporaryDirectory(prefix="bench_train_") as tmp:
         for r in range(args.repeats):
             for kind in ("real", "bare") if r % 2 == 0 else ("bare", "real"):
                 if kind == "real":
-                    real.append(run_real(data, params, model, args.seed, Path(tmp) / f"real{r}"))
+                    real.append(run_real(setup.data, setup.params, setup.model, args.seed, Path(tmp) / f"real{r}"))
                 else:
-                    bare.append(run_bare(data, params, model, args.seed, Path(tmp) / f"bare{r}"))
-            a, b = real[-1], bare[-1]
-            print(
-                f"{r + 1:>6} {a['patches_per_s']:>9.2f} {a['logged_patches_per_s']:>10.2f} {b['patches_per_s']:>9.2f} "
-                f"{a['patches_per_s'] / b['patches_per_s']:>7.3f} {a['minor_faults_per_step']:>11.0f} {b['minor_faults_per_step']:>11.0f}"
-                f" {a['sys_ms_per_step']:>11.1f} {b['sys_ms_per_step']:>11.1f}",
-                flush=True,
-            )
-    results = {
+                    bare.append(run_bare(setup.data, setup.params, setup.model, args.seed, Path(tmp) / f"bare{r}"))
+            print_repeat(r, real[-1], bare[-1])
+    return real, bare
+
+
+def summarise_loops(real: list[dict], bare: list[dict]) -> dict:
+    """Median and spread of each loop's rate, of their per-repeat ratio, and of their page faults and kernel time per step."""
+    return {
         "real_patches_per_s": summary([x["patches_per_s"] for x in real]),
         "real_logged_patches_per_s": summary([x["logged_patches_per_s"] for x in real]),
         "bare_patches_per_s": summary([x["patches_per_s"] for x in bare]),
@@ -329,6 +413,10 @@ def main(argv: list[str] | None = None) -> int:
         "real_sys_ms_per_step": summary([x["sys_ms_per_step"] for x in real]),
         "bare_sys_ms_per_step": summary([x["sys_ms_per_step"] for x in bare]),
     }
+
+
+def print_rates(results: dict, repeats: int) -> None:
+    """The median and spread of both rates and of the ratio."""
     for name, label in (
         ("real_patches_per_s", "real p/s"),
         ("real_logged_patches_per_s", "real p/s, logged"),
@@ -336,16 +424,28 @@ def main(argv: list[str] | None = None) -> int:
         ("ratio", "ratio real/bare"),
     ):
         s = results[name]
-        print(f"{label:>17}: median {s['median']:.3f}  (min {s['min']:.3f}, max {s['max']:.3f}) over {args.repeats} repeat(s)")
+        print(f"{label:>17}: median {s['median']:.3f}  (min {s['min']:.3f}, max {s['max']:.3f}) over {repeats} repeat(s)")
+
+
+def add_gflop_rates(results: dict, setup: Setup) -> None:
+    """Each loop's median rate in GFLOP/s, printed with its share of the sgemm peak; added to ``results`` with the patch's GFLOP and the peak."""
     for kind in ("real", "bare"):
-        rate = results[f"{kind}_patches_per_s"]["median"] * patch_gflop
+        rate = results[f"{kind}_patches_per_s"]["median"] * setup.patch_gflop
         results[f"{kind}_gflop_per_s"] = rate
-        print(f"{kind + ' GFLOP/s':>17}: {rate:.1f} ({rate / peak:.0%} of the sgemm peak)")
-    results["patch_gflop"], results["sgemm_peak_gflops"] = patch_gflop, peak
-    results["loss_ms_per_step"] = loss_ms(params, model, device)
-    bare_step_ms = args.batch_size / results["bare_patches_per_s"]["median"] * 1e3
+        print(f"{kind + ' GFLOP/s':>17}: {rate:.1f} ({rate / setup.peak:.0%} of the sgemm peak)")
+    results["patch_gflop"], results["sgemm_peak_gflops"] = setup.patch_gflop, setup.peak
+
+
+def add_loss_time(results: dict, setup: Setup) -> None:
+    """Time the loss alone (forward and backward, ms per step) into ``results``; print it against a bare step."""
+    results["loss_ms_per_step"] = loss_ms(setup.params, setup.model, setup.device)
+    bare_step_ms = setup.args.batch_size / results["bare_patches_per_s"]["median"] * 1e3
     print(f"{'loss alone':>17}: {results['loss_ms_per_step']:.1f} ms forward and backward per step "
           f"({results['loss_ms_per_step'] / bare_step_ms:.0%} of a bare step, {bare_step_ms:.0f} ms)")
+
+
+def report_goal(results: dict) -> bool:
+    """Print whether the median ratio meets the goal (returned), and a NOTE where the two loops page-fault very differently."""
     met = results["ratio"]["median"] >= GOAL_RATIO
     print(f"goal ratio >= {GOAL_RATIO}: {'met' if met else 'NOT met'}")
     print("faults/step: minor page faults per training step (memory the allocator gave back to the kernel and touched again)")
@@ -355,43 +455,78 @@ def main(argv: list[str] | None = None) -> int:
             f"NOTE: the two loops page-fault very differently ({faults[0]:.0f} vs {faults[1]:.0f} per step): the ratio then "
             "reflects glibc's allocator state more than the data path; compare with --mallopt"
         )
+    return met
+
+
+def run_config(setup: Setup) -> dict:
+    """The configuration measured, as the JSON result records it."""
+    import torch
+
+    from emseg.evaluation.flops import out_channels
+
+    args, params = setup.args, setup.params
+    return {
+        "arch": args.arch,
+        "target": setup.model.target,
+        "out_channels": out_channels(setup.model),
+        "steps": params.steps,
+        "log_every": params.log_every,
+        "timed_steps": params.steps - params.log_every,
+        "batch_size": args.batch_size,
+        "patch_size": params.patch_size,
+        "loss": args.loss,
+        "device": str(setup.device),
+        "amp": bool(setup.amp),
+        "threads": torch.get_num_threads(),
+        "repeats": args.repeats,
+        "mallopt": args.mallopt,
+        "data": setup.source,
+        "quick": args.quick,
+    }
+
+
+def train_figures(results: dict, peak: float) -> dict:
+    """The figures ``run_all.py`` gathers: both rates, their ratio, GFLOP/s, page faults and the loss's time."""
+    return {
+        "train: real loop": _figure(results["real_patches_per_s"], "patches/s"),
+        "train: bare loop": _figure(results["bare_patches_per_s"], "patches/s"),
+        "train: ratio real/bare": {**_figure(results["ratio"], ""), "goal": f">= {GOAL_RATIO}"},
+        "train: real loop GFLOP/s": {"value": results["real_gflop_per_s"], "unit": f"GFLOP/s ({results['real_gflop_per_s'] / peak:.0%} of sgemm peak)"},
+        "train: page faults/step, real loop": _figure(results["real_minor_faults_per_step"], "faults/step"),
+        "train: loss forward and backward": {"value": results["loss_ms_per_step"], "unit": "ms/step"},
+    }
+
+
+def assemble_payload(setup: Setup, results: dict, met: bool, argv: list[str] | None) -> dict:
+    """The JSON result: the command, the machine, the configuration, every summary, the goal and the figures."""
+    return {
+        "benchmark": "train",
+        "command": command_line("bench_train.py", argv),
+        "machine": setup.info,
+        "config": run_config(setup),
+        **results,
+        "goal_ratio": GOAL_RATIO,
+        "goal_met": met,
+        "figures": train_figures(results, setup.peak),
+    }
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Both loops measured side by side, the loss alone, the goal checked; printed, and written as JSON with ``--json``."""
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if args.mallopt and not tune_malloc():
+        print("bench_train: --mallopt: no glibc mallopt here", file=sys.stderr)
+        return 2
+    setup = prepare(args, parser)
+    print_header(setup)
+    results = summarise_loops(*measure_loops(setup))
+    print_rates(results, args.repeats)
+    add_gflop_rates(results, setup)
+    add_loss_time(results, setup)
+    met = report_goal(results)
     if args.json:
-        payload = {
-            "benchmark": "train",
-            "command": shlex.join(["python", "benchmarks/bench_train.py", *(sys.argv[1:] if argv is None else argv)]),
-            "machine": info,
-            "config": {
-                "arch": args.arch,
-                "target": model.target,
-                "out_channels": out_channels(model),
-                "steps": steps,
-                "log_every": log_every,
-                "timed_steps": steps - log_every,
-                "batch_size": args.batch_size,
-                "patch_size": patch,
-                "loss": args.loss,
-                "device": str(device),
-                "amp": bool(amp),
-                "threads": torch.get_num_threads(),
-                "repeats": args.repeats,
-                "mallopt": args.mallopt,
-                "data": source,
-                "quick": args.quick,
-            },
-            **results,
-            "goal_ratio": GOAL_RATIO,
-            "goal_met": met,
-            "figures": {
-                "train: real loop": _figure(results["real_patches_per_s"], "patches/s"),
-                "train: bare loop": _figure(results["bare_patches_per_s"], "patches/s"),
-                "train: ratio real/bare": {**_figure(results["ratio"], ""), "goal": f">= {GOAL_RATIO}"},
-                "train: real loop GFLOP/s": {"value": results["real_gflop_per_s"], "unit": f"GFLOP/s ({results['real_gflop_per_s'] / peak:.0%} of sgemm peak)"},
-                "train: page faults/step, real loop": _figure(results["real_minor_faults_per_step"], "faults/step"),
-                "train: loss forward and backward": {"value": results["loss_ms_per_step"], "unit": "ms/step"},
-            },
-        }
-        args.json.parent.mkdir(parents=True, exist_ok=True)
-        args.json.write_text(json.dumps(payload, indent=2) + "\n")
+        write_result(args.json, assemble_payload(setup, results, met, argv))
     return 0
 
 

@@ -41,6 +41,7 @@ SCALING_SLICE = 8192
 
 
 def _tree_rss(root: int) -> dict[int, int]:
+    """The resident memory of a process and of each of its descendants, by pid (those gone meanwhile left out)."""
     import psutil
 
     found = {}
@@ -87,10 +88,12 @@ def run_measured(args: list[str]) -> dict:
 
 
 def _emseg(*argv: str) -> list[str]:
+    """The command line of ``emseg`` with these arguments, in this interpreter."""
     return [sys.executable, "-m", "emseg.cli.main", *argv]
 
 
 def _write_ome(path: Path, stack_or_slices, shape: tuple[int, int, int], dtype, chunk: int = 1024) -> None:
+    """An OME-Zarr volume of ``shape`` at ``path``, written slice by slice."""
     from emseg.inference.volume import omezarr
 
     omezarr.create_ome_zarr(path, shape, dtype, chunk, (50.0, 4.0, 4.0), "nanometer")
@@ -120,6 +123,7 @@ def mosaic(stack: np.ndarray, doublings: int) -> np.ndarray:
 def equivalence(
     slices: int, blocks: list[int], work: Path, engines: tuple[int | None, ...] = (None, 1, 2), doublings: int = 0
 ) -> list[dict]:
+    """The in-memory run and a block-wise run per block size and engine, each compared with the in-memory one; rows printed."""
     import tifffile
 
     from emseg.inference.volume import omezarr
@@ -155,6 +159,7 @@ def equivalence(
 
 
 def _cheap_model(path: Path) -> None:
+    """Save the stand-in network of the scaling runs: a 2-level UNet of 2 channels, patch 512."""
     import torch
 
     from emseg.networks.architectures import build_network, resolve_kwargs
@@ -167,6 +172,7 @@ def _cheap_model(path: Path) -> None:
 
 
 def scaling(gib: list[float], workers: list[int], work: Path) -> list[dict]:
+    """Each synthetic volume size through the stand-in network on each worker count; rows printed."""
     model = work / "cheap.pt"
     _cheap_model(model)
     rng = np.random.default_rng(0)
@@ -193,7 +199,8 @@ def scaling(gib: list[float], workers: list[int], work: Path) -> list[dict]:
     return rows
 
 
-def main() -> None:
+def parse_args() -> argparse.Namespace:
+    """The command line; ``--quick`` replaces the sizes with tiny ones."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("part", choices=("equivalence", "scaling", "all"))
     parser.add_argument("--slices", type=int, default=10)
@@ -207,12 +214,12 @@ def main() -> None:
     args = parser.parse_args()
     if args.quick:
         args.slices, args.blocks, args.gib, args.workers = 2, [256], [0.02], [0]
-    from emseg.runtime.machine import machine_info, machine_line
+    return args
 
-    info = machine_info()
-    print(f"machine: {machine_line(info)}", flush=True)
+
+def measure_parts(args: argparse.Namespace, result: dict) -> None:
+    """The parts asked for, into ``result``, in a scratch folder removed afterwards."""
     work = Path(tempfile.mkdtemp(dir=args.work))
-    result: dict = {"command": "python benchmarks/bench_volume.py " + " ".join(sys.argv[1:]), "machine": info}
     try:
         if args.part in ("equivalence", "all"):
             result["equivalence"] = equivalence(args.slices, args.blocks, work, (None, 2) if args.quick else (None, 1, 2), args.mosaic)
@@ -220,6 +227,17 @@ def main() -> None:
             result["scaling"] = scaling(args.gib, args.workers, work)
     finally:
         shutil.rmtree(work, ignore_errors=True)
+
+
+def main() -> None:
+    """Run the parts asked for, each row printed as JSON as it comes; all of them written with ``--json``."""
+    args = parse_args()
+    from emseg.runtime.machine import machine_info, machine_line
+
+    info = machine_info()
+    print(f"machine: {machine_line(info)}", flush=True)
+    result: dict = {"command": "python benchmarks/bench_volume.py " + " ".join(sys.argv[1:]), "machine": info}
+    measure_parts(args, result)
     if args.json:
         args.json.write_text(json.dumps(result, indent=2) + "\n")
 

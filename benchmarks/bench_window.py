@@ -23,9 +23,7 @@ test-volume.tif's slices 0-15 (4 x 4), standing in for a large slice.
 from __future__ import annotations
 
 import argparse
-import json
 import os
-import shlex
 import sys
 import time
 from pathlib import Path
@@ -33,13 +31,14 @@ from pathlib import Path
 import numpy as np
 import tifffile
 import torch
+from run_all import command_line, write_result
 
 from emseg.config.layout import CELL_VALUE
 from emseg.evaluation.flops import forward_flops
 from emseg.evaluation.metrics import score
 from emseg.inference.predictor import Predictor
 from emseg.inference.sliding_window import count_tiles
-from emseg.networks.model_file import load_model
+from emseg.networks.model_file import ModelConfig, load_model
 from emseg.runtime.machine import machine_info, machine_line, sgemm_peak_gflops
 from emseg.segmentation.thinning import membrane_to_cell
 from emseg.sharing.bundled import BUNDLED_MODEL
@@ -64,13 +63,15 @@ def _inputs(data: Path, quick: bool) -> dict[str, tuple[list[np.ndarray], np.nda
 
 
 def _run(predictor: Predictor, slices: list[np.ndarray]) -> tuple[np.ndarray, float]:
+    """The predictor's membrane maps of the slices and the seconds they took, after a small warm-up call."""
     predictor.membrane(slices[0][:256, :256])  # warm-up: first-call allocations and kernel choice are not throughput
     start = time.perf_counter()
     maps = np.stack([predictor.membrane(image) for image in slices])
     return maps, time.perf_counter() - start
 
 
-def main(argv: list[str] | None = None) -> int:
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    """The command line."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--model", type=Path, default=BUNDLED_MODEL)
     parser.add_argument("--data", type=Path, default=REPO.parent / "shared" / "isbi2012")
@@ -78,7 +79,70 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--tta", action="store_true", help="8x TTA in every layout")
     parser.add_argument("--quick", action="store_true", help="slice 25 only, two layouts, no mosaic")
     parser.add_argument("--json", default=None, help="also write the results here")
-    args = parser.parse_args(argv)
+    return parser.parse_args(argv)
+
+
+def print_header(args: argparse.Namespace, config: ModelConfig, threshold: float, info: dict, peak: float) -> None:
+    """What is measured, on what, and the table's column titles."""
+    print(f"sliding-window layouts: model {args.model} ({config.arch}, trained on {config.patch_size}^2), TTA {args.tta}, threshold {threshold:g}")
+    print(f"machine: {machine_line(info)}; torch threads {torch.get_num_threads()}; fp32 sgemm peak now {peak:.1f} GFLOP/s")
+    print(f"{'input':<12} {'window':>6} {'overlap':>7} {'tiles':>6} {'GFLOP':>8} {'s':>7} {'GFLOP/s':>8} {'%peak':>6} "
+          f"{'max |d|':>8} {'mean |d|':>9} {'flipped':>8} {'V_rand val-thr':>14} {'V_rand best':>11}")
+
+
+def measure_work(predictor: Predictor, config: ModelConfig, slices: list[np.ndarray], window: int, overlap: float, tta: bool,
+                 peak: float) -> tuple[dict, np.ndarray]:
+    """One layout's run on the slices: tiles, GFLOP counted, seconds, GFLOP/s and share of the peak; and the maps it made."""
+    maps, seconds = _run(predictor, slices)
+    variants = 8 if tta else 1
+    tiles = sum(count_tiles(image.shape, window, overlap) for image in slices)
+    flops = tiles * variants * forward_flops(config.arch, config.kwargs, config.expected_out_channels(), min(window, *slices[0].shape))
+    work = {"tiles": tiles, "gflop": flops / 1e9, "seconds": seconds, "gflop_per_s": flops / 1e9 / seconds,
+            "fraction_of_peak": flops / 1e9 / seconds / peak}
+    return work, maps
+
+
+def compare(maps: np.ndarray, reference: np.ndarray, threshold: float) -> dict:
+    """The difference from the default layout's maps: largest and mean absolute, and the share of membrane pixels flipped."""
+    diff = np.abs(maps - reference)
+    flipped = (maps > 1 - threshold) != (reference > 1 - threshold)  # membrane where cell probability < threshold
+    return {"max_abs_diff": float(diff.max()), "mean_abs_diff": float(diff.mean()), "flipped_fraction": float(flipped.mean())}
+
+
+def quality(maps: np.ndarray, labels: np.ndarray, threshold: float) -> dict:
+    """V_rand of the cells at the validated threshold and the challenge's best of 11."""
+    cell = membrane_to_cell(maps)
+    return {"v_rand_at_val_threshold": score(labels, cell, [threshold]).v_rand, "v_rand_challenge": score(labels, cell).v_rand}
+
+
+def print_row(row: dict) -> None:
+    """One layout's row of the table."""
+    print(f"{row['input']:<12} {row['window']:>6} {row['overlap']:>7.2f} {row['tiles']:>6} {row['gflop']:>8.1f} {row['seconds']:>7.2f} "
+          f"{row['gflop_per_s']:>8.1f} {row['fraction_of_peak']:>6.0%} {row['max_abs_diff']:>8.4f} {row['mean_abs_diff']:>9.5f} "
+          f"{row['flipped_fraction']:>8.2%} {row.get('v_rand_at_val_threshold', float('nan')):>14.4f} "
+          f"{row.get('v_rand_challenge', float('nan')):>11.4f}", flush=True)
+
+
+def measure_layouts(inputs: dict[str, tuple[list[np.ndarray], np.ndarray | None]], layouts: tuple[tuple[int, float], ...],
+                    model: torch.nn.Module, config: ModelConfig, tta: bool, threshold: float, peak: float) -> list[dict]:
+    """Every input in every layout, each row printed as it comes; the first layout is the reference of the differences."""
+    results, reference = [], {}
+    for name, (slices, labels) in inputs.items():
+        for window, overlap in layouts:
+            predictor = Predictor(model, config, overlap=overlap, tta=tta, tile=window)
+            work, maps = measure_work(predictor, config, slices, window, overlap, tta, peak)
+            reference.setdefault(name, maps)
+            row = {"input": name, "window": window, "overlap": overlap, **work, **compare(maps, reference[name], threshold)}
+            if labels is not None:
+                row.update(quality(maps, labels, threshold))
+            results.append(row)
+            print_row(row)
+    return results
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Every layout on every input; the table printed, and written as JSON with ``--json``."""
+    args = parse_args(argv)
     layouts = QUICK_LAYOUTS if args.quick else LAYOUTS
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -86,40 +150,13 @@ def main(argv: list[str] | None = None) -> int:
     threshold = config.threshold()[0]
     inputs = _inputs(args.data, args.quick)
     info, peak = machine_info(), sgemm_peak_gflops()
-    out_channels = config.expected_out_channels()
-    print(f"sliding-window layouts: model {args.model} ({config.arch}, trained on {config.patch_size}^2), TTA {args.tta}, threshold {threshold:g}")
-    print(f"machine: {machine_line(info)}; torch threads {torch.get_num_threads()}; fp32 sgemm peak now {peak:.1f} GFLOP/s")
-    print(f"{'input':<12} {'window':>6} {'overlap':>7} {'tiles':>6} {'GFLOP':>8} {'s':>7} {'GFLOP/s':>8} {'%peak':>6} "
-          f"{'max |d|':>8} {'mean |d|':>9} {'flipped':>8} {'V_rand val-thr':>14} {'V_rand best':>11}")
-    results, reference = [], {}
-    for name, (slices, labels) in inputs.items():
-        for window, overlap in layouts:
-            predictor = Predictor(model, config, overlap=overlap, tta=args.tta, tile=window)
-            maps, seconds = _run(predictor, slices)
-            variants = 8 if args.tta else 1
-            tiles = sum(count_tiles(image.shape, window, overlap) for image in slices)
-            flops = tiles * variants * forward_flops(config.arch, config.kwargs, out_channels, min(window, *slices[0].shape))
-            row = {"input": name, "window": window, "overlap": overlap, "tiles": tiles, "gflop": flops / 1e9, "seconds": seconds,
-                   "gflop_per_s": flops / 1e9 / seconds, "fraction_of_peak": flops / 1e9 / seconds / peak}
-            reference.setdefault(name, maps)
-            diff = np.abs(maps - reference[name])
-            flipped = (maps > 1 - threshold) != (reference[name] > 1 - threshold)  # membrane where cell probability < threshold
-            row.update({"max_abs_diff": float(diff.max()), "mean_abs_diff": float(diff.mean()), "flipped_fraction": float(flipped.mean())})
-            if labels is not None:
-                cell = membrane_to_cell(maps)
-                row["v_rand_at_val_threshold"] = score(labels, cell, [threshold]).v_rand
-                row["v_rand_challenge"] = score(labels, cell).v_rand
-            results.append(row)
-            print(f"{name:<12} {window:>6} {overlap:>7.2f} {tiles:>6} {row['gflop']:>8.1f} {seconds:>7.2f} {row['gflop_per_s']:>8.1f} "
-                  f"{row['fraction_of_peak']:>6.0%} {row['max_abs_diff']:>8.4f} {row['mean_abs_diff']:>9.5f} {row['flipped_fraction']:>8.2%} "
-                  f"{row.get('v_rand_at_val_threshold', float('nan')):>14.4f} {row.get('v_rand_challenge', float('nan')):>11.4f}", flush=True)
+    print_header(args, config, threshold, info, peak)
+    results = measure_layouts(inputs, layouts, model, config, args.tta, threshold, peak)
     print(f"differences against window {LAYOUTS[0][0]}, overlap {LAYOUTS[0][1]} (today's default); load average at end "
           f"{' '.join(f'{x:.2f}' for x in os.getloadavg())}")
     if args.json:
-        payload = {"benchmark": "window", "command": shlex.join(["python", "benchmarks/bench_window.py", *(sys.argv[1:] if argv is None else argv)]),
-                   "machine": info, "sgemm_peak_gflops": peak, "model": str(args.model), "tta": args.tta, "results": results}
-        Path(args.json).parent.mkdir(parents=True, exist_ok=True)
-        Path(args.json).write_text(json.dumps(payload, indent=2) + "\n")
+        write_result(args.json, {"benchmark": "window", "command": command_line("bench_window.py", argv), "machine": info,
+                                 "sgemm_peak_gflops": peak, "model": str(args.model), "tta": args.tta, "results": results})
     return 0
 
 

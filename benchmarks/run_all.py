@@ -25,15 +25,29 @@ import tempfile
 import time
 from pathlib import Path
 
-from emseg.runtime.machine import machine_info
-
 HERE = Path(__file__).resolve().parent
 REPO_ROOT = HERE.parent
 BENCHMARKS = ("score", "segment", "predict", "train", "pipeline")
 THREAD_OPTION = {"score": "--workers", "predict": "--threads", "train": "--threads", "pipeline": "--threads"}
 
 
+# The result every script writes with --json, and this script gathers: the scripts import
+# these two (``from run_all import ...``; they run with benchmarks/ on sys.path), so this
+# module imports emseg (and torch) only inside main.
+def command_line(script: str, argv: list[str] | None) -> str:
+    """The command that made a result, as typed at the repository root: ``python benchmarks/<script> ARGS``."""
+    return shlex.join(["python", f"benchmarks/{script}", *(sys.argv[1:] if argv is None else argv)])
+
+
+def write_result(path: str | Path, payload: dict) -> None:
+    """Write a result as indented JSON (one final newline), making its folder first."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(payload, indent=2) + "\n")
+
+
 def machine_short(info: dict, load: list[float] | None = None) -> str:
+    """The machine in a few words for the table: cores, CPU model and flags, GPU, and the load where given."""
     gpu = info["cuda_device"] if info["cuda"] else "no CUDA"
     cpu = info.get("cpu") or {}
     text = f"{info['cpu_count']} x {cpu.get('model', 'CPU')} ({'/'.join(cpu.get('flags') or ['no AVX2'])}), {gpu}"
@@ -41,6 +55,7 @@ def machine_short(info: dict, load: list[float] | None = None) -> str:
 
 
 def format_value(figure: dict) -> str:
+    """A figure's value as the table shows it: 3 significant digits, the spread, the unit and the goal."""
     def number(x: float) -> str:
         return f"{x:.3g}" if abs(x) < 100 else f"{x:.0f}"
 
@@ -55,6 +70,7 @@ def format_value(figure: dict) -> str:
 
 
 def markdown_table(info: dict, runs: dict) -> str:
+    """Every figure of every run, one row each, with its command and machine (or the script's failure)."""
     lines = [
         f"Machine: {machine_short(info)}, torch {info['torch']}, Python {info['python']}, "
         f"load average at start {' '.join(map(str, info['load_average']))}",
@@ -95,7 +111,8 @@ def run_one(name: str, args: argparse.Namespace, env: dict, out_dir: Path) -> di
     return run
 
 
-def main(argv: list[str] | None = None) -> int:
+def parse_args(argv: list[str] | None) -> tuple[argparse.Namespace, list[str]]:
+    """The command line, and the scripts ``--only`` names (checked against ``BENCHMARKS``)."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="every script in its --quick mode")
     parser.add_argument("--only", default=",".join(BENCHMARKS), help=f"comma-separated subset of {','.join(BENCHMARKS)}")
@@ -104,28 +121,38 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--json", type=Path, default=None, help="write all results here")
     parser.add_argument("--markdown", type=Path, default=None, help="also write the table here")
     args = parser.parse_args(argv)
-
     names = [n.strip() for n in args.only.split(",") if n.strip()]
     unknown = sorted(set(names) - set(BENCHMARKS))
     if unknown:
         parser.error(f"--only: unknown {', '.join(unknown)} (choose from {', '.join(BENCHMARKS)})")
+    return args, names
+
+
+def run_scripts(names: list[str], args: argparse.Namespace) -> dict:
+    """Each named script run in turn (``--threads`` also as OMP/NUMBA threads), its JSON in ``--out-dir`` or a temporary folder."""
     env = dict(os.environ)
     if args.threads:
         env.update({"OMP_NUM_THREADS": str(args.threads), "NUMBA_NUM_THREADS": str(args.threads)})
-    info = machine_info()
-    print(f"machine: {machine_short(info)}, torch {info['torch']}, load average {' '.join(map(str, info['load_average']))}")
     with tempfile.TemporaryDirectory(prefix="bench_all_") as tmp:
         out_dir = args.out_dir or Path(tmp)
         out_dir.mkdir(parents=True, exist_ok=True)
-        runs = {name: run_one(name, args, env, out_dir) for name in names}
+        return {name: run_one(name, args, env, out_dir) for name in names}
 
+
+def main(argv: list[str] | None = None) -> int:
+    """Run the scripts, print and write the table, write all results as one JSON; 1 if any script failed."""
+    from emseg.runtime.machine import machine_info
+
+    args, names = parse_args(argv)
+    info = machine_info()
+    print(f"machine: {machine_short(info)}, torch {info['torch']}, load average {' '.join(map(str, info['load_average']))}")
+    runs = run_scripts(names, args)
     table = markdown_table(info, runs)
     print("\n" + table)
     if args.markdown:
         args.markdown.write_text(table + "\n")
     if args.json:
-        args.json.parent.mkdir(parents=True, exist_ok=True)
-        args.json.write_text(json.dumps({"machine": info, "quick": args.quick, "threads": args.threads, "runs": runs}, indent=2) + "\n")
+        write_result(args.json, {"machine": info, "quick": args.quick, "threads": args.threads, "runs": runs})
     return 1 if any(run.get("error") for run in runs.values()) else 0
 
 
