@@ -10,6 +10,7 @@
 from __future__ import annotations
 
 import argparse
+import ast
 import contextlib
 import io
 from pathlib import Path
@@ -151,11 +152,19 @@ def api_modules() -> list[str]:
     return names
 
 
+def summary(name: str) -> str:
+    """The first line of a module's docstring (read from the file, nothing imported)."""
+    path = ROOT / Path(*name.split("."))
+    path = path / "__init__.py" if path.is_dir() else path.with_suffix(".py")
+    docstring = ast.get_docstring(ast.parse(path.read_text())) or ""
+    return docstring.strip().split("\n")[0]
+
+
 def write_api_pages() -> None:
     """A page per module, the section's nav (SUMMARY.md, for literate-nav) and its index page."""
     nav = ["- [Overview](index.md)"]
-    index = ["# API reference", "", "Generated from the docstrings, one page per module, by phase "
-             "(the layout is explained in [Architecture](../../explanation/architecture.md)).", ""]
+    index = ["# API reference", "", "The package by phase, one page per module, generated from the docstrings; each line is "
+             "the module's own first line. Why it is laid out so: [Architecture](../../explanation/architecture.md).", ""]
     for name in api_modules():
         path = Path("reference", "api", *name.split(".")[1:])
         is_package = (ROOT / Path(*name.split("."))).is_dir()
@@ -163,9 +172,9 @@ def write_api_pages() -> None:
         with mkdocs_gen_files.open(page, "w") as out:
             out.write(f"# `{name}`\n\n::: {name}\n" + ("    options:\n      members: false\n" if is_package else ""))
         depth = name.count(".") - 1
-        entry = f"{'    ' * depth}- [`{name}`]({page.relative_to('reference/api').as_posix()})"
-        nav.append(entry)
-        index.append(entry)
+        link = page.relative_to("reference/api").as_posix()
+        nav.append(f"{'    ' * depth}- [`{name}`]({link})")
+        index.append(f"{'    ' * depth}- [`{name}`]({link}): {summary(name)}")
     with mkdocs_gen_files.open("reference/api/SUMMARY.md", "w") as out:
         out.write("\n".join(nav) + "\n")
     with mkdocs_gen_files.open("reference/api/index.md", "w") as out:
