@@ -19,6 +19,7 @@ from sklearn.metrics import precision_recall_curve
 
 from emseg.config.layout import EVAL_NAMES, slice_name
 from emseg.config.params import EvaluateParams, SegmentParams
+from emseg.evaluation import score_names
 from emseg.evaluation.metrics import ScoreResult, score
 from emseg.evaluation.score_names import SEGMENTED_KEYS, VALIDATED_KEYS, of_cells
 from emseg.inference.predictor import Predictor
@@ -52,7 +53,7 @@ def summary(result: ScoreResult, at_validated: ScoreResult, n_slices: int, tta: 
         "test_slices": n_slices,
         "tta": tta,
         "val_threshold": at_validated.v_rand_threshold,
-        **{at_validated(key): getattr(at_validated, key) for key in VALIDATED_KEYS},
+        **{score_names.at_validated(key): getattr(at_validated, key) for key in VALIDATED_KEYS},
     }
 
 
@@ -62,7 +63,7 @@ def per_slice_rows(result: ScoreResult, at_validated: ScoreResult, slice_ids: li
     for position, slice_id in enumerate(slice_ids):
         row: dict[str, float] = {"slice": slice_id}
         row.update({name: float(values[position]) for name, values in result.per_slice.items()})
-        row.update({at_validated(key): float(at_validated.per_slice[key][position]) for key in VALIDATED_KEYS})
+        row.update({score_names.at_validated(key): float(at_validated.per_slice[key][position]) for key in VALIDATED_KEYS})
         rows.append(row)
     return rows
 
