@@ -24,7 +24,7 @@ import os
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, ClassVar, Literal
 
 import yaml
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
@@ -36,20 +36,12 @@ from emseg.errors import EmsegError
 DEFAULT_PARAMS_FILE = "params.yaml"
 
 
-class BlockKeyError(ValueError):
-    """A block validator's complaint about one of its keys, reported under that key's full name."""
+class ParamsKeyError(EmsegError, ValueError):
+    """A complaint about one params key, `key` its full dotted name (`model.arch`).
 
-    def __init__(self, key: str, message: str) -> None:
-        super().__init__(f"{key}: {message}")
-        self.key = key
-        self.message = message
-
-
-class ParamsKeyError(EmsegError):
-    """A registry's complaint about a params key, raised by a `ParamsCheck`.
-
-    `key` is the key's full dotted name (`model.arch`); [`parse_params`][emseg.config.params.parse_params]
-    reports the error as `<params file>: <key>: <message>`.
+    Raised by a block's validator (a `ValueError`, so that pydantic reports it; the key is then
+    relative to the block) or by a registry's `ParamsCheck` (the key from the root);
+    [`parse_params`][emseg.config.params.parse_params] reports it as `<params file>: <key>: <message>`.
     """
 
     def __init__(self, key: str, message: str) -> None:
@@ -219,20 +211,37 @@ class AugmentParams(_Block):
     preview_samples: int = Field(4, ge=1, le=16, description="rows of the preview grid (original beside augmented)")
 
 
-def _mappings(raw: dict[str, Any], what: str) -> None:
-    for name, value in raw.items():
-        if not isinstance(value, dict):
-            raise BlockKeyError(name, f"must be a mapping of {what} ({{}} for the defaults), got {value!r}")
+class _NamedBlocks(_Block):
+    """A block whose extra keys are registry names, each holding a mapping: `model.<arch>`, `segment.<method>`."""
+
+    model_config = ConfigDict(extra="allow", frozen=True)
+    #: what each named block holds, for the error on one that is no mapping
+    _holds: ClassVar[str] = "settings"
+
+    @model_validator(mode="after")
+    def _blocks_are_mappings(self) -> _NamedBlocks:
+        for name, value in self.blocks().items():
+            if not isinstance(value, dict):
+                raise ParamsKeyError(name, f"must be a mapping of {self._holds} ({{}} for the defaults), got {value!r}")
+        return self
+
+    def blocks(self) -> dict[str, dict[str, Any]]:
+        """The named blocks given, by name."""
+        return dict(self.model_extra or {})
+
+    def block(self, name: str) -> dict[str, Any]:
+        """The block given for `name` (empty when none was)."""
+        return dict(self.blocks().get(name) or {})
 
 
-class ModelParams(_Block):
+class ModelParams(_NamedBlocks):
     """`arch` picks a registered network; the block of the same name (`model.<arch>`) holds its arguments.
 
     The blocks are extra keys, one per network named: the network registry checks their
     names and arguments ([`check_model_params`][emseg.networks.architectures.check_model_params]).
     """
 
-    model_config = ConfigDict(extra="allow", frozen=True)
+    _holds: ClassVar[str] = "constructor arguments"
 
     arch: str = Field("unet", description="a registered network (`emseg models` lists them)")
     target: Literal["boundary", "affinities"] = Field("affinities", description="what the network predicts: one membrane map, or affinities")
@@ -249,18 +258,9 @@ class ModelParams(_Block):
             raise ValueError(str(exc)) from None
         return value
 
-    @model_validator(mode="after")
-    def _blocks_are_mappings(self) -> ModelParams:
-        _mappings(self.blocks(), "constructor arguments")
-        return self
-
-    def blocks(self) -> dict[str, dict[str, Any]]:
-        """The `model.<arch>` blocks given, by network name."""
-        return dict(self.model_extra or {})
-
     def overrides(self, arch: str | None = None) -> dict[str, Any]:
         """The constructor arguments given for `arch` (default: the chosen network)."""
-        return dict(self.blocks().get(arch or self.arch) or {})
+        return self.block(arch or self.arch)
 
 
 class TrainParams(_Block):
@@ -311,7 +311,7 @@ class TrainParams(_Block):
     @model_validator(mode="after")
     def _batch_splits_over_processes(self) -> TrainParams:
         if self.batch_size % self.processes:
-            raise BlockKeyError("batch_size", f"{self.batch_size} patches cannot be split evenly over {self.processes} processes (processes)")
+            raise ParamsKeyError("batch_size", f"{self.batch_size} patches cannot be split evenly over {self.processes} processes (processes)")
         return self
 
 
@@ -328,7 +328,7 @@ class EvaluateParams(_Block):
     threads: int = Field(0, ge=0, description="torch CPU threads and scoring workers; 0 = all cores")
 
 
-class SegmentParams(_Block):
+class SegmentParams(_NamedBlocks):
     """`method` picks a registered cell method; the block of the same name (`segment.<method>`) holds its settings.
 
     A setting given as a list is a grid that the evaluate stage searches. The blocks are extra
@@ -336,22 +336,11 @@ class SegmentParams(_Block):
     ([`check_segment_params`][emseg.segmentation.methods.check_segment_params]).
     """
 
-    model_config = ConfigDict(extra="allow", frozen=True)
-
     method: str = Field("gasp", description="a registered cell method: how cells are drawn from the prediction")
-
-    @model_validator(mode="after")
-    def _blocks_are_mappings(self) -> SegmentParams:
-        _mappings(self.blocks(), "settings")
-        return self
-
-    def blocks(self) -> dict[str, dict[str, Any]]:
-        """The `segment.<method>` blocks given, by method name."""
-        return dict(self.model_extra or {})
 
     def given(self, method: str | None = None) -> dict[str, Any]:
         """The settings given for `method` (default: the chosen method)."""
-        return dict(self.blocks().get(method or self.method) or {})
+        return self.block(method or self.method)
 
 
 class CVParams(_Block):
@@ -388,7 +377,7 @@ class Params(_Block):
     @model_validator(mode="after")
     def _target_fits_border_weights(self) -> Params:
         if self.model.target == "affinities" and self.train.border_weight > 0:
-            raise BlockKeyError("train.border_weight", "the U-Net border weights are for a boundary model (model.target: boundary)")
+            raise ParamsKeyError("train.border_weight", "the U-Net border weights are for a boundary model (model.target: boundary)")
         return self
 
 
@@ -403,7 +392,7 @@ def _format_error(path: Path, exc: ValidationError) -> str:
     elif first["type"] == "value_error":
         error = first["ctx"]["error"]
         message = str(error)
-        if isinstance(error, BlockKeyError):
+        if isinstance(error, ParamsKeyError):
             key = error.key if key == "(top level)" else f"{key}.{error.key}"
             message = error.message
     more = f" (and {exc.error_count() - 1} more)" if exc.error_count() > 1 else ""

@@ -218,8 +218,9 @@ def check_segment_params(params: Params) -> None:
             check_settings(method, given)
         except EmsegError as exc:
             raise ParamsKeyError(f"segment.{method}", str(exc)) from None
-        if len(settings_grid(method, given)) > MAX_GRID:
-            raise ParamsKeyError(f"segment.{method}", f"a grid of {len(settings_grid(method, given))} settings; at most {MAX_GRID}")
+        combinations = len(settings_grid(method, given))
+        if combinations > MAX_GRID:
+            raise ParamsKeyError(f"segment.{method}", f"a grid of {combinations} settings; at most {MAX_GRID}")
     if params.model.target == "boundary" and METHODS[segment.method].needs_affinities:
         raise ParamsKeyError("segment.method", f"{segment.method} needs an affinity model (model.target: affinities)")
 
