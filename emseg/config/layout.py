@@ -7,7 +7,8 @@ the data set and evaluate all read it from here.
 * `data/raw/`: the three stacks of `STACKS`, under the names of `RAW_NAMES` whatever the
   source calls them;
 * `data/png/`: one lossless PNG per slice, named by [`slice_name`][emseg.config.layout.slice_name],
-  in the folders of `PNG_FOLDERS`; labels stored as `CELL_VALUE` (255) = cell interior, 0 = membrane;
+  in the folders of `PNG_FOLDERS`; labels stored as `CELL_VALUE` (255) = cell interior, 0 = membrane,
+  `UNLABELLED_VALUE` (128) = not labelled (sparse labels);
 * `data/augmented/`: `images/` and `labels/` pairs named by
   [`augmented_name`][emseg.config.layout.augmented_name];
 * `data/eval/`: the stacks evaluate scored and predicted, `EVAL_NAMES`; the segmentation it chose
@@ -29,6 +30,8 @@ RAW_NAMES = {"train_images": "train-volume.tif", "train_labels": "train-labels.t
 PNG_FOLDERS = {"train_images": Path("train") / "images", "train_labels": Path("train") / "labels", "test_images": Path("test") / "images"}
 #: the ISBI label convention kept on disk: cell interior 255, membrane 0
 CELL_VALUE = 255
+#: a pixel nobody labelled (sparse labels, `data.unlabelled`), as convert stores it: ignored by the loss and the scores
+UNLABELLED_VALUE = 128
 #: an augmented set's two folders
 AUGMENTED_IMAGES, AUGMENTED_LABELS = "images", "labels"
 #: what evaluate writes under ``data/eval/``: the scored test labels and map, the unlabelled volume's map

@@ -39,6 +39,18 @@ What the Java does, and therefore what this module does, per threshold `t`
   reported (a NaN average never wins, the maximum starts at 0).
 * pixel error: 1 - best F-score of the cell class over the thresholds, with
   TP/FP/FN pooled over all slices and the ground truth taken as `label > 0`.
+
+Sparse labels (not in Fiji): `score(..., unlabelled=v)` treats the pixels whose label is `v`
+(the canonical `UNLABELLED_VALUE` of [`emseg.config.layout`][emseg.config.layout] for the
+pipeline's own labels) as unlabelled, and every count above is restricted to the labelled
+pixels: an unlabelled pixel is in no ground-truth cell (the cells are the 4-connected
+components of the *labelled* pixels `> t`, so an unlabelled stripe separates two cells), and
+counts in neither the contingency tables (as a GT membrane pixel) nor the pixel counts. The
+proposal is still thinned and segmented whole: a proposal segment that joins two labelled
+cells through an unlabelled region merges them. A slice with no labelled pixel is left out
+of the slice means (its per-slice values are NaN); a stack without one is an error. Without
+`unlabelled` (the default, and `emseg score`'s behaviour) every pixel is labelled and the
+numbers are Fiji's; with it, a stack that holds no pixel of value `v` scores exactly the same.
 """
 
 from __future__ import annotations
@@ -222,11 +234,12 @@ def _size_terms(sizes: np.ndarray, nf: float) -> tuple[int, float]:
 
 
 @njit(cache=True, nogil=True)
-def _slice_at_threshold(proba_t: np.ndarray, gt_t: np.ndarray, gt_pos_t: np.ndarray, t: float, n_gt: int):
+def _slice_at_threshold(proba_t: np.ndarray, gt_t: np.ndarray, gt_pos_t: np.ndarray, known_t: np.ndarray, t: float, n_gt: int):
     """Everything one (slice, threshold) pair needs, on transposed `[x, y]` arrays.
 
     `proba_t` float32, compared as double (`p > t`) like Fiji; `gt_t` GT region
-    labels; `gt_pos_t` the pixel-error ground truth (`label > 0`).
+    labels (0 on unlabelled pixels too); `gt_pos_t` the pixel-error ground truth (`label > 0`);
+    `known_t` the labelled pixels, the only ones the pixel counts count.
     """
     size1, size2 = proba_t.shape
     levels = np.empty((size1, size2), np.uint8)
@@ -240,12 +253,16 @@ def _slice_at_threshold(proba_t: np.ndarray, gt_t: np.ndarray, gt_pos_t: np.ndar
             pos = gt_pos_t[x, y]
             if cell:
                 levels[x, y] = 0
+                if not known_t[x, y]:
+                    continue
                 if pos:
                     tp += 1
                 else:
                     fp += 1
             else:
                 levels[x, y] = 255
+                if not known_t[x, y]:
+                    continue
                 if pos:
                     fn += 1
                 else:
@@ -342,7 +359,7 @@ def _fiji_max(values: Sequence[float]) -> tuple[float, int]:
     return best, best_i
 
 
-def segmentation_scores(gt_labels: np.ndarray, seg_labels: np.ndarray) -> dict[str, float]:
+def segmentation_scores(gt_labels: np.ndarray, seg_labels: np.ndarray, labelled: np.ndarray | None = None) -> dict[str, float]:
     """V_rand and V_info (and their split and merge scores) of one 2-D segment labelling against GT regions.
 
     No thresholding or thinning: this is the contingency part of the scorer, useful to score
@@ -351,12 +368,14 @@ def segmentation_scores(gt_labels: np.ndarray, seg_labels: np.ndarray) -> dict[s
     Args:
         gt_labels: GT region ids, 0 = membrane (ignored).
         seg_labels: Proposal segment ids, 0 = singleton pixels.
+        labelled: Where the ground truth is labelled (boolean, the maps' shape); the other
+            pixels are ignored as membrane is. None: everywhere.
 
     Returns:
         `v_rand`, `rand_split`, `rand_merge`, `v_info`, `info_split` and `info_merge`.
 
     Raises:
-        EmsegError: The maps are not 2-D and equal in shape, or hold negative labels.
+        EmsegError: The maps (or `labelled`) are not 2-D and equal in shape, or hold negative labels.
     """
     gt = np.asarray(gt_labels)
     sg = np.asarray(seg_labels)
@@ -364,6 +383,10 @@ def segmentation_scores(gt_labels: np.ndarray, seg_labels: np.ndarray) -> dict[s
         raise EmsegError(f"label maps must be 2-D and equal in shape, got {gt.shape} and {sg.shape}")
     if gt.size and (gt.min() < 0 or sg.min() < 0):
         raise EmsegError("label maps must be non-negative")
+    if labelled is not None:
+        if np.shape(labelled) != gt.shape:
+            raise EmsegError(f"the labelled mask must have the label maps' shape {gt.shape}, got {np.shape(labelled)}")
+        gt = np.where(np.asarray(labelled, bool), gt, 0)  # an unlabelled pixel is ignored, as a membrane pixel is
     gt_ids = np.unique(gt, return_inverse=True)[1].reshape(gt.shape).astype(np.int32)
     if gt.size and gt.min() > 0:
         gt_ids += 1  # keep 0 free: no GT pixel is background
@@ -471,7 +494,8 @@ def _as_stack(array: np.ndarray, name: str) -> np.ndarray:
     return array
 
 
-def _check_inputs(labels: Any, proba: Any, labels_name: str, proba_name: str) -> tuple[np.ndarray, np.ndarray]:
+def _check_inputs(labels: Any, proba: Any, labels_name: str, proba_name: str, unlabelled: float | None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The labels and the map as float32 stacks, and the stack of labelled pixels (boolean)."""
     lab = np.asarray(labels)
     prob = np.asarray(proba)
     if lab.shape != prob.shape:
@@ -503,22 +527,27 @@ def _check_inputs(labels: Any, proba: Any, labels_name: str, proba_name: str) ->
     prob32 = np.ascontiguousarray(prob, dtype=np.float32)
     # Labels too are compared as float32 values (ImageProcessor.convertToFloat).
     lab32 = np.ascontiguousarray(lab, dtype=np.float32)
-    return lab32, prob32
+    known = np.ones(lab.shape, bool) if unlabelled is None else lab != unlabelled
+    if not known.any():
+        raise EmsegError(f"{labels_name}: no labelled pixel (every pixel is the unlabelled value {unlabelled:g})")
+    return lab32, prob32, known
 
 
 def _score_one_slice(
-    labels2d: np.ndarray, proba2d: np.ndarray, thresholds: Sequence[float], pool: ThreadPoolExecutor | None = None
+    labels2d: np.ndarray, proba2d: np.ndarray, known2d: np.ndarray, thresholds: Sequence[float], pool: ThreadPoolExecutor | None = None
 ) -> np.ndarray:
-    """Per-threshold raw statistics of one slice: array (n_thresholds, 12)."""
+    """Per-threshold raw statistics of one slice (`known2d`: its labelled pixels): array (n_thresholds, 12)."""
     proba_t = np.ascontiguousarray(proba2d.T)
     gt_pos_t = np.ascontiguousarray((labels2d > 0).T)
+    known_t = np.ascontiguousarray(known2d.T)
     labels64 = labels2d.astype(np.float64)
     gts: list[tuple[np.ndarray, int]] = []
     prev_mask = None
     for t in thresholds:
         # Fiji binarises the GT with the same threshold (label > t); for integer labels this
-        # is the same mask at every t, so the components are computed once.
-        mask = labels64 > t
+        # is the same mask at every t, so the components are computed once. Unlabelled
+        # pixels are in no GT cell: the contingency tables skip them as membrane.
+        mask = (labels64 > t) & known2d
         if prev_mask is None or not np.array_equal(mask, prev_mask):
             gt, n_gt = _label4(mask)
             current = (np.ascontiguousarray(gt.T), int(n_gt))
@@ -526,33 +555,33 @@ def _score_one_slice(
         gts.append(current)
 
     def run(i: int) -> tuple:
-        return _slice_at_threshold(proba_t, gts[i][0], gt_pos_t, float(thresholds[i]), gts[i][1])
+        return _slice_at_threshold(proba_t, gts[i][0], gt_pos_t, known_t, float(thresholds[i]), gts[i][1])
 
     indices = range(len(thresholds))
     rows = list(pool.map(run, indices)) if pool is not None else [run(i) for i in indices]
     return np.array(rows, np.float64).reshape(len(thresholds), 12)
 
 
-def _raw_stats(lab: np.ndarray, prob: np.ndarray, thresholds: list[float], workers: int | None) -> np.ndarray:
-    """The counts of every (slice, threshold) pair: array (slices, thresholds, 12)."""
+def _raw_stats(lab: np.ndarray, prob: np.ndarray, known: np.ndarray, thresholds: list[float], workers: int | None) -> np.ndarray:
+    """The counts of every (slice, threshold) pair over the labelled pixels `known`: array (slices, thresholds, 12)."""
     n_slices = lab.shape[0]
     if workers is None:
         workers = os.cpu_count() or 1
     if workers <= 1:
-        return np.stack([_score_one_slice(lab[k], prob[k], thresholds) for k in range(n_slices)])
+        return np.stack([_score_one_slice(lab[k], prob[k], known[k], thresholds) for k in range(n_slices)])
     # the numba kernels release the GIL: threads over slices, or over the thresholds of
     # each slice when there are fewer slices than workers (one big slice)
     with ThreadPoolExecutor(max_workers=workers) as pool:
         if n_slices >= workers:
-            return np.stack(list(pool.map(lambda k: _score_one_slice(lab[k], prob[k], thresholds), range(n_slices))))
-        return np.stack([_score_one_slice(lab[k], prob[k], thresholds, pool) for k in range(n_slices)])
+            return np.stack(list(pool.map(lambda k: _score_one_slice(lab[k], prob[k], known[k], thresholds), range(n_slices))))
+        return np.stack([_score_one_slice(lab[k], prob[k], known[k], thresholds, pool) for k in range(n_slices)])
 
 
-def _per_slice_scores(stats: np.ndarray) -> dict[str, np.ndarray]:
-    """Each per-slice score at each threshold: `{key: (slices, thresholds)}`."""
+def _per_slice_scores(stats: np.ndarray, scored: np.ndarray) -> dict[str, np.ndarray]:
+    """Each per-slice score at each threshold: `{key: (slices, thresholds)}`; NaN for a slice not `scored` (nothing labelled)."""
     n_slices, n_thr = stats.shape[:2]
-    per_slice: dict[str, np.ndarray] = {k: np.empty((n_slices, n_thr)) for k in _PER_SLICE_KEYS}
-    for k in range(n_slices):
+    per_slice: dict[str, np.ndarray] = {k: np.full((n_slices, n_thr), math.nan) for k in _PER_SLICE_KEYS}
+    for k in np.flatnonzero(scored):
         for i in range(n_thr):
             tp, fp, fn, tn, n, singles, a2, b2, c2, alog, blog, clog = stats[k, i]
             n, singles, a2, b2, c2 = (int(v) for v in (n, singles, a2, b2, c2))
@@ -567,15 +596,16 @@ def _per_slice_scores(stats: np.ndarray) -> dict[str, np.ndarray]:
     return per_slice
 
 
-def _per_threshold_scores(per_slice: dict[str, np.ndarray], stats: np.ndarray) -> dict[str, list[float]]:
-    """Stack-level scores per threshold: slice means of the segmentation scores, pooled pixel counts."""
-    n_slices, n_thr = stats.shape[:2]
+def _per_threshold_scores(per_slice: dict[str, np.ndarray], stats: np.ndarray, scored: np.ndarray) -> dict[str, list[float]]:
+    """Stack-level scores per threshold: slice means of the segmentation scores over the `scored` slices, pooled pixel counts."""
+    n_thr = stats.shape[1]
+    means_over = [int(k) for k in np.flatnonzero(scored)]  # a slice nobody labelled has no score to average
 
     def slice_mean(key: str, i: int) -> float:
         total = 0.0
-        for k in range(n_slices):  # Fiji: fScore += f.get(), then / getSize()
+        for k in means_over:  # Fiji: fScore += f.get(), then / getSize()
             total += float(per_slice[key][k, i])
-        return total / n_slices
+        return total / len(means_over)
 
     pooled = stats[:, :, :4].sum(axis=0)  # (thresholds, [tp, fp, fn, tn])
     per_threshold: dict[str, list[float]] = {
@@ -602,32 +632,38 @@ def score(
     labels_name: str = "labels",
     proba_name: str = "proposal",
     workers: int | None = None,
+    unlabelled: float | None = None,
 ) -> ScoreResult:
     """Score a cell-probability map against ISBI-style labels, as Fiji's official scorer.
 
     Args:
-        labels: (H, W) or (N, H, W) labels, 0 = membrane, > 0 = cell.
+        labels: (H, W) or (N, H, W) labels, 0 = membrane, > 0 = cell (but `unlabelled`).
         proba_cell: The map of the same shape, float in [0, 1], high = cell (use
             [`membrane_to_cell`][emseg.segmentation.thinning.membrane_to_cell] for membrane maps).
         thresholds: The thresholds to score at (default: the challenge's 11).
         labels_name: Names the labels in error messages.
         proba_name: Names the map in error messages.
         workers: Threads scoring slices (or one slice's thresholds) in parallel; None: one per core.
+        unlabelled: The label value of pixels nobody labelled (`UNLABELLED_VALUE` for the
+            pipeline's canonical labels), left out of every count; None: every pixel is
+            labelled (Fiji's scorer). See the module's notes on sparse labels.
 
     Returns:
-        The scores ([`ScoreResult`][emseg.evaluation.metrics.ScoreResult]).
+        The scores ([`ScoreResult`][emseg.evaluation.metrics.ScoreResult]); a slice without a
+            labelled pixel is NaN in `per_slice` and left out of the means.
 
     Raises:
-        EmsegError: A shape mismatch, empty, non-numeric or negative labels, a map that is not
-            float, NaN, values outside [0, 1], or no finite thresholds.
+        EmsegError: A shape mismatch, empty, non-numeric or negative labels, no labelled
+            pixel, a map that is not float, NaN, values outside [0, 1], or no finite thresholds.
     """
     thresholds = [float(t) for t in thresholds]
     if not thresholds or not all(math.isfinite(t) for t in thresholds):
         raise EmsegError(f"thresholds must be a non-empty list of finite numbers, got {thresholds}")
-    lab, prob = _check_inputs(labels, proba_cell, labels_name, proba_name)
-    stats = _raw_stats(lab, prob, thresholds, workers)
-    per_slice = _per_slice_scores(stats)
-    per_threshold = _per_threshold_scores(per_slice, stats)
+    lab, prob, known = _check_inputs(labels, proba_cell, labels_name, proba_name, unlabelled)
+    stats = _raw_stats(lab, prob, known, thresholds, workers)
+    scored = known.reshape(len(known), -1).any(axis=1)
+    per_slice = _per_slice_scores(stats, scored)
+    per_threshold = _per_threshold_scores(per_slice, stats, scored)
     v_rand, i_best = _fiji_max(per_threshold["v_rand"])
     v_info, i_info = _fiji_max(per_threshold["v_info"])
     best_f, i_pixel = _fiji_max(per_threshold["pixel_f_score"])

@@ -9,6 +9,10 @@ A channel holds, for offset `(dy, dx)`, the probability that pixel `(y, x)` and 
 cell; the same sense as the membrane map (high = separate), and the convention of elf's
 mutex watershed. The first two offsets are the nearest neighbours; they are also what a
 boundary map is made of ([`boundary_from_affinities`][emseg.networks.affinities.boundary_from_affinities]).
+
+Labels follow the canonical convention of [`emseg.config.layout`][emseg.config.layout]: `CELL_VALUE`
+= cell, 0 = membrane, `UNLABELLED_VALUE` = nobody labelled the pixel; a pair with an unlabelled
+pixel has no target, and its mask is 0.
 """
 
 from __future__ import annotations
@@ -18,6 +22,7 @@ from collections.abc import Sequence
 import numpy as np
 
 from emseg.config.defaults import DEFAULT_OFFSETS
+from emseg.config.layout import CELL_VALUE, UNLABELLED_VALUE
 from emseg.errors import EmsegError
 
 Offset = tuple[int, int]
@@ -27,10 +32,11 @@ _FOUR_CONNECTED = np.array([[0, 1, 0], [1, 1, 1], [0, 1, 0]], bool)
 
 
 def cell_instances(label: np.ndarray) -> np.ndarray:
-    """The 4-connected cells of an ISBI label slice (0 = membrane) as instances 1, 2, ..., membrane 0."""
+    """The 4-connected cells (`CELL_VALUE` pixels) of a label slice as instances 1, 2, ...; membrane and unlabelled pixels 0."""
     from scipy import ndimage  # imported here: the CLI parser reaches this module
 
-    instances, _ = ndimage.label(label > 0, structure=_FOUR_CONNECTED)
+    # == CELL_VALUE, not > 0: an unlabelled pixel (UNLABELLED_VALUE) is no cell, nor does it join two
+    instances, _ = ndimage.label(label == CELL_VALUE, structure=_FOUR_CONNECTED)
     return instances
 
 
@@ -48,25 +54,27 @@ def _shifted(array: np.ndarray, offset: Offset, fill: float) -> np.ndarray:
 
 
 def affinity_targets(label: np.ndarray, offsets: Sequence[Offset] = DEFAULT_OFFSETS) -> tuple[np.ndarray, np.ndarray]:
-    """The affinity target of one ISBI label slice, and its mask.
+    """The affinity target of one label slice, and its mask.
 
     Args:
-        label: One ISBI label slice (H, W), 0 = membrane.
+        label: One label slice (H, W): `CELL_VALUE` = cell, 0 = membrane, `UNLABELLED_VALUE` =
+            not labelled.
         offsets: The `(dy, dx)` offsets, one channel each.
 
     Returns:
         The target (C, H, W), 1 where the pixel pair is not in one cell; and its mask
-        (C, H, W), 0 where the offset leaves the slice (those pairs exist in no image and
-        count in no loss). Both `float32`.
+        (C, H, W), 0 where the offset leaves the slice (those pairs exist in no image) or
+        either pixel of the pair is unlabelled (that pair has no target): those pairs count in
+        no loss. Both `float32`.
     """
     instances = cell_instances(label)
     targets = np.empty((len(offsets), *label.shape), np.float32)
     masks = np.empty_like(targets)
-    inside = np.ones(label.shape, np.float32)
+    labelled = (label != UNLABELLED_VALUE).astype(np.float32)  # all ones for fully labelled slices: the mask is the same
     for channel, offset in enumerate(offsets):
         other = _shifted(instances, offset, 0)
         targets[channel] = ~((instances > 0) & (instances == other))
-        masks[channel] = _shifted(inside, offset, 0.0)
+        np.multiply(_shifted(labelled, offset, 0.0), labelled, out=masks[channel])
     return targets, masks
 
 

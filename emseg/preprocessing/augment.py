@@ -93,8 +93,8 @@ def augment_slices(
     """Augmented copies of every training slice, `params.copies` per slice, from one seeded stream.
 
     Returns:
-        One `(source index, image, label)` per copy, in the input's types; the label stays
-        binary with the input's cell value.
+        One `(source index, image, label)` per copy, in the input's types; the label keeps
+        the input's values (0 membrane, the cell value, and the unlabelled value of sparse labels).
     """
     transforms = build_transforms(params)
     transforms.set_random_state(seed=seed)
@@ -105,9 +105,8 @@ def augment_slices(
             sample = transforms({IMAGE: torch.from_numpy(float_image), LABEL: torch.from_numpy(label[np.newaxis].copy())})
             aug_image = np.asarray(sample[IMAGE])[0]
             aug_label = np.asarray(sample[LABEL])[0]
-            results.append(
-                (index, np.rint(aug_image * scale).astype(image.dtype), np.where(aug_label > 0, label.max(), 0).astype(label.dtype))
-            )
+            # nearest-neighbour resampling keeps the label's own values (membrane, cell and unlabelled alike)
+            results.append((index, np.rint(aug_image * scale).astype(image.dtype), np.rint(aug_label).astype(label.dtype)))
     return results
 
 

@@ -12,6 +12,8 @@ from __future__ import annotations
 import numpy as np
 from scipy import ndimage
 
+from emseg.config.layout import CELL_VALUE
+
 _FOUR_CONNECTED = ndimage.generate_binary_structure(2, 1)
 
 
@@ -19,11 +21,11 @@ def border_weight_map(label: np.ndarray, w0: float, sigma: float) -> np.ndarray:
     """Per-pixel loss weights (`float32`, >= 1) for an ISBI label slice (0 = membrane).
 
     Args:
-        label: One ISBI label slice; cells are its 4-connected non-zero regions.
+        label: One label slice (0 membrane, `CELL_VALUE` cell, anything else unlabelled); cells are its 4-connected cell regions.
         w0: The weight added at most, on membrane pixels between two close cells.
         sigma: How fast the added weight falls with the distances to the two cells, pixels.
     """
-    cells, _ = ndimage.label(label > 0, structure=_FOUR_CONNECTED)
+    cells, _ = ndimage.label(label == CELL_VALUE, structure=_FOUR_CONNECTED)
     height, width = label.shape
     d1 = np.full(label.shape, np.inf, np.float32)
     d2 = np.full(label.shape, np.inf, np.float32)
@@ -41,5 +43,5 @@ def border_weight_map(label: np.ndarray, w0: float, sigma: float) -> np.ndarray:
         second[...] = np.where(closer, near, np.minimum(second, distance))
         near[...] = np.where(closer, distance, near)
     extra = w0 * np.exp(-((d1 + d2) ** 2) / (2.0 * sigma**2))
-    extra[label > 0] = 0.0
+    extra[label != 0] = 0.0  # cells, and pixels nobody labelled
     return (1.0 + extra).astype(np.float32)

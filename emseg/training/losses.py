@@ -4,6 +4,11 @@ A boundary model takes any of `LOSSES`; an affinity model those of `AFFINITY_LOS
 same names masked per offset ([`MaskedAffinityLoss`][emseg.training.losses.MaskedAffinityLoss]).
 [`check_loss_params`][emseg.training.losses.check_loss_params] checks the name when params are
 loaded, [`build_loss`][emseg.training.losses.build_loss] makes the loss.
+
+Every loss takes a mask of the pixels (or pixel pairs) that count, 0 where the label says
+nothing (sparse labels, an offset leaving the patch): a masked pixel counts in no term, neither
+in a cross-entropy's mean nor in a Dice sum, so that whatever is predicted there changes
+nothing. A boundary loss called without a mask is MONAI's loss itself, as it always was.
 """
 
 from __future__ import annotations
@@ -11,7 +16,7 @@ from __future__ import annotations
 from collections.abc import Callable
 
 import torch
-from monai.losses import DiceCELoss, DiceFocalLoss, DiceLoss, SoftclDiceLoss
+from monai.losses import DiceCELoss, DiceFocalLoss, DiceLoss, FocalLoss, SoftclDiceLoss
 from torch import nn
 
 from emseg.config.params import Params, ParamsKeyError, one_of
@@ -21,6 +26,53 @@ from emseg.errors import EmsegError
 CLDICE_ALPHA = 0.3
 #: soft-skeleton iterations: half-widths up to about 3 px, the width of ISBI membranes
 CLDICE_ITERATIONS = 3
+#: MONAI's Dice smoothing (`smooth_nr`, `smooth_dr`), which the masked Dice terms keep
+DICE_SMOOTH = 1e-5
+
+
+def masked_mean(values: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    """The mean of per-pixel `values` over the pixels of `mask` (0 when the mask holds none)."""
+    return (values * mask).sum() / mask.sum().clamp(min=1.0)
+
+
+def masked_dice(logits: torch.Tensor, target: torch.Tensor, mask: torch.Tensor, smooth: float = DICE_SMOOTH) -> torch.Tensor:
+    """MONAI's soft Dice loss of sigmoid(`logits`) over the pixels of `mask`, per sample and channel, averaged.
+
+    A masked pixel counts in neither the overlap nor the denominator; a sample and channel
+    without a pixel counted has Dice 1 (loss 0), as MONAI's smoothing gives an empty one.
+    """
+    proba = torch.sigmoid(logits) * mask
+    kept = target * mask
+    dims = (-2, -1)
+    overlap = (proba * kept).sum(dims)
+    dice = (2 * overlap + smooth) / (proba.sum(dims) + kept.sum(dims) + smooth)
+    return (1.0 - dice).mean()
+
+
+class MaskableLoss(nn.Module):
+    """A boundary loss of `LOSSES`: MONAI's module without a mask, its terms over the mask's pixels with one.
+
+    Args:
+        plain: The MONAI (or torch) loss, what `loss(logits, target)` returns.
+        dice: Whether the loss has a soft Dice term.
+        pixelwise: Its per-pixel term: `bce`, `focal` (MONAI's sigmoid focal loss) or None.
+    """
+
+    def __init__(self, plain: nn.Module, dice: bool, pixelwise: str | None) -> None:
+        super().__init__()
+        self.plain, self.dice, self.pixelwise = plain, dice, pixelwise
+        self.focal = FocalLoss(reduction="none") if pixelwise == "focal" else None
+
+    def forward(self, logits: torch.Tensor, target: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:
+        """The loss of membrane logits against 0/1 targets, both (B, 1, H, W), over the pixels of `mask` if given."""
+        if mask is None:
+            return self.plain(logits, target)
+        total = masked_dice(logits, target, mask) if self.dice else logits.new_zeros(())
+        if self.pixelwise == "bce":
+            total = total + masked_mean(nn.functional.binary_cross_entropy_with_logits(logits, target, reduction="none"), mask)
+        elif self.focal is not None:
+            total = total + masked_mean(self.focal(logits, target), mask)
+        return total
 
 
 class DiceCEclDiceLoss(nn.Module):
@@ -40,16 +92,27 @@ class DiceCEclDiceLoss(nn.Module):
         self.dice_ce = DiceCELoss(sigmoid=True)
         self.cldice = SoftclDiceLoss(iter_=iterations, sigmoid=True)
 
-    def forward(self, logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
-        """The loss of membrane logits against 0/1 targets, both (B, 1, H, W)."""
-        return (1.0 - self.alpha) * self.dice_ce(logits, target) + self.alpha * self.cldice(logits, target)
+        self.masked_dice_ce = MaskableLoss(self.dice_ce, dice=True, pixelwise="bce")
+        self.masked_cldice = SoftclDiceLoss(iter_=iterations)  # on probabilities already masked
+
+    def forward(self, logits: torch.Tensor, target: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:
+        """The loss of membrane logits against 0/1 targets, both (B, 1, H, W), over the pixels of `mask` if given.
+
+        With a mask, both skeletons are taken of maps that are 0 outside it (the probability
+        and the target alike), so that what is predicted there reaches neither: a masked pixel
+        lies on no skeleton, and none near it depends on it.
+        """
+        if mask is None:
+            return (1.0 - self.alpha) * self.dice_ce(logits, target) + self.alpha * self.cldice(logits, target)
+        cldice = self.masked_cldice(torch.sigmoid(logits) * mask, target * mask)
+        return (1.0 - self.alpha) * self.masked_dice_ce(logits, target, mask) + self.alpha * cldice
 
 
 LOSSES: dict[str, Callable[[], nn.Module]] = {
-    "dice_ce": lambda: DiceCELoss(sigmoid=True),
-    "dice": lambda: DiceLoss(sigmoid=True),
-    "bce": lambda: nn.BCEWithLogitsLoss(),
-    "dice_focal": lambda: DiceFocalLoss(sigmoid=True),
+    "dice_ce": lambda: MaskableLoss(DiceCELoss(sigmoid=True), dice=True, pixelwise="bce"),
+    "dice": lambda: MaskableLoss(DiceLoss(sigmoid=True), dice=True, pixelwise=None),
+    "bce": lambda: MaskableLoss(nn.BCEWithLogitsLoss(), dice=False, pixelwise="bce"),
+    "dice_focal": lambda: MaskableLoss(DiceFocalLoss(sigmoid=True), dice=True, pixelwise="focal"),
     "dice_ce_cldice": DiceCEclDiceLoss,
 }
 
@@ -57,12 +120,14 @@ LOSSES: dict[str, Callable[[], nn.Module]] = {
 class MaskedAffinityLoss(nn.Module):
     """Soft Dice and/or binary cross-entropy of each affinity channel, over the pixel pairs that exist.
 
-    `mask` (like the target, (B, C, H, W)) is 0 where an offset leaves the patch: those
-    pairs have no target and count in neither term. Dice is taken per sample and channel
-    and averaged, as MONAI's `DiceLoss`; cross-entropy is the mean over the pairs counted.
+    `mask` (like the target, (B, C, H, W)) is 0 where an offset leaves the patch or a pixel of
+    the pair is unlabelled: those pairs have no target and count in neither term. Dice is
+    taken per sample and channel and averaged, as MONAI's `DiceLoss`
+    ([`masked_dice`][emseg.training.losses.masked_dice]); cross-entropy is the mean over the
+    pairs counted.
     """
 
-    def __init__(self, dice: bool = True, bce: bool = True, smooth: float = 1e-5) -> None:
+    def __init__(self, dice: bool = True, bce: bool = True, smooth: float = DICE_SMOOTH) -> None:
         super().__init__()
         self.dice, self.bce, self.smooth = dice, bce, smooth
 
@@ -70,15 +135,9 @@ class MaskedAffinityLoss(nn.Module):
         """The loss of affinity logits against their target over the pairs of `mask`, all (B, C, H, W)."""
         total = logits.new_zeros(())
         if self.bce:
-            pairs = nn.functional.binary_cross_entropy_with_logits(logits, target, reduction="none")
-            total = total + (pairs * mask).sum() / mask.sum().clamp(min=1.0)
+            total = total + masked_mean(nn.functional.binary_cross_entropy_with_logits(logits, target, reduction="none"), mask)
         if self.dice:
-            proba = torch.sigmoid(logits) * mask
-            kept = target * mask
-            dims = (-2, -1)
-            overlap = (proba * kept).sum(dims)
-            dice = (2 * overlap + self.smooth) / (proba.sum(dims) + kept.sum(dims) + self.smooth)
-            total = total + (1.0 - dice).mean()
+            total = total + masked_dice(logits, target, mask, self.smooth)
         return total
 
 
@@ -126,14 +185,17 @@ def deep_supervision_weights(n_heads: int) -> list[float]:
     return [w / sum(raw) for w in raw]
 
 
-def border_term(logits: torch.Tensor, target: torch.Tensor, pixel_weights: torch.Tensor) -> torch.Tensor:
+def border_term(logits: torch.Tensor, target: torch.Tensor, pixel_weights: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:
     """The extra cross-entropy of up-weighted pixels.
 
     With weights `w >= 1`, the loss plus this term is the base loss with its cross-entropy
-    weighted by `w` (exactly so for `dice_ce` and `bce`).
+    weighted by `w` (exactly so for `dice_ce` and `bce`); with a boundary model's `mask`, over
+    the mask's pixels, as the masked base loss's cross-entropy.
     """
     bce = nn.functional.binary_cross_entropy_with_logits(logits, target, reduction="none")
-    return ((pixel_weights - 1.0) * bce).mean()
+    if mask is None:
+        return ((pixel_weights - 1.0) * bce).mean()
+    return masked_mean((pixel_weights - 1.0) * bce, mask)
 
 
 def supervised_loss(
@@ -153,13 +215,14 @@ def supervised_loss(
         loss: The loss module ([`build_loss`][emseg.training.losses.build_loss]).
         heads: The network's heads, the main one first.
         target: The batch's target.
-        pixel_weights: Per-pixel loss weights (U-Net border weights), or None.
-        mask: An affinity model's mask of the pixel pairs that exist, or None.
+        pixel_weights: Per-pixel loss weights (U-Net border weights, boundary models only), or None.
+        mask: What counts in the loss ([`Batch`][emseg.training.sampler.Batch]): an affinity
+            model's pixel pairs, a boundary model's labelled pixels (None when all are).
     """
 
     def one(head: torch.Tensor) -> torch.Tensor:
         value = loss(head.float(), target) if mask is None else loss(head.float(), target, mask)
-        return value if pixel_weights is None else value + border_term(head.float(), target, pixel_weights)
+        return value if pixel_weights is None else value + border_term(head.float(), target, pixel_weights, mask)
 
     if len(heads) == 1:
         return one(heads[0])

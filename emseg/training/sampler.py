@@ -1,4 +1,11 @@
-"""Random training patches drawn in memory from the training slices, and the targets they carry."""
+"""Random training patches drawn in memory from the training slices, and the targets they carry.
+
+Labels follow the canonical convention of [`emseg.config.layout`][emseg.config.layout]: 0 =
+membrane, `CELL_VALUE` = cell, `UNLABELLED_VALUE` = not labelled. Unlabelled pixels count in no
+loss: a boundary model's batch carries a mask of the labelled pixels, an affinity model's mask
+leaves out the pairs that touch one. A slice without an unlabelled pixel is sampled exactly as
+before sparse labels existed: the same random draws, the same tensors.
+"""
 
 from __future__ import annotations
 
@@ -8,14 +15,29 @@ from typing import NamedTuple
 import numpy as np
 import torch
 
+from emseg.config.layout import UNLABELLED_VALUE
 from emseg.errors import EmsegError
 from emseg.networks.affinities import Offset, affinity_targets
 from emseg.preprocessing.normalization import normalize
 
 
 def membrane_target(label: np.ndarray) -> np.ndarray:
-    """A boundary model's target from an ISBI label (0 = membrane): 1.0 on membrane, 0.0 in cells."""
+    """A boundary model's target from a label (0 = membrane): 1.0 on membrane, 0.0 in cells (and, masked out, on unlabelled pixels)."""
     return (label == 0).astype(np.float32)
+
+
+def labelled_mask(label: np.ndarray) -> np.ndarray | None:
+    """A boundary model's loss mask of one label slice (`float32`, 0 on unlabelled pixels), or None when every pixel is labelled."""
+    labelled = label != UNLABELLED_VALUE
+    return None if labelled.all() else labelled.astype(np.float32)
+
+
+def _patch_corners(labelled: np.ndarray, size: int) -> torch.Tensor:
+    """The flat indices `top * (W - size + 1) + left` of the `size` patches of a slice that hold a labelled pixel."""
+    # a summed-area table counts each window's labelled pixels in one pass
+    table = np.pad(np.cumsum(np.cumsum(labelled, 0, dtype=np.int64), 1), ((1, 0), (1, 0)))
+    counts = table[size:, size:] - table[:-size, size:] - table[size:, :-size] + table[:-size, :-size]
+    return torch.from_numpy(np.flatnonzero(counts > 0))
 
 
 @dataclass
@@ -29,10 +51,12 @@ class TrainingData:
 
 
 class Batch(NamedTuple):
-    """A batch of patches, each (B, C, P, P): image, target, per-pixel loss weights and affinity mask.
+    """A batch of patches, each (B, C, P, P): image, target, per-pixel loss weights and loss mask.
 
-    `weights` is None without per-pixel loss weights; `mask`, for an affinity model, holds the
-    pixel pairs that exist in the patch (None for a boundary model).
+    `weights` is None without per-pixel loss weights (U-Net border weights). `mask` is what
+    counts in the loss: for an affinity model, the pixel pairs that exist in the patch and are
+    labelled at both ends; for a boundary model, the labelled pixels (1) and the unlabelled
+    ones (0), or None when the training slices have no unlabelled pixel.
     """
 
     image: torch.Tensor
@@ -53,6 +77,12 @@ class PatchSampler:
     model's (`offsets` given) is derived from each patch's label after its flips and turns
     ([`affinity_targets`][emseg.networks.affinities.affinity_targets]), so that it is the target
     of the patch the network sees, with the mask of the pairs the patch holds.
+
+    Sparse labels: a patch entirely unlabelled would teach nothing (its loss is 0 whatever the
+    network says) and spend a batch slot, so a slice with unlabelled pixels is cropped only
+    where the patch holds a labelled pixel, drawn uniformly among those corners in one draw
+    (`corners`); a fully labelled slice draws its top and left as it always did. Slices with no
+    labelled pixel are left out.
     """
 
     images: list[torch.Tensor]
@@ -64,6 +94,10 @@ class PatchSampler:
     weights: list[torch.Tensor] | None = None
     #: an affinity model's offsets; None for a boundary model
     offsets: tuple[Offset, ...] | None = None
+    #: a boundary model's loss masks (1 = labelled), cropped with the patches; None when every pixel is labelled
+    masks: list[torch.Tensor] | None = None
+    #: per slice, the patch corners that hold a labelled pixel (see `_patch_corners`); None for a fully labelled slice
+    corners: list[torch.Tensor | None] | None = None
 
     @classmethod
     def from_arrays(
@@ -80,7 +114,7 @@ class PatchSampler:
 
         Args:
             images: The raw training slices (normalised here).
-            labels: Their ISBI labels.
+            labels: Their labels (0 = membrane, `CELL_VALUE` = cell, `UNLABELLED_VALUE` = not labelled).
             patch_size: The patch side, pixels.
             random_dihedral: Flip and turn each patch at random.
             seed: The seed of the patch stream.
@@ -88,7 +122,7 @@ class PatchSampler:
             offsets: An affinity model's offsets; None for a boundary model.
 
         Raises:
-            EmsegError: No training slices, or a slice smaller than the patch.
+            EmsegError: No training slices, a slice smaller than the patch, or no labelled pixel.
         """
         if not images:
             raise EmsegError("no training slices: check data/split.json and the augment output")
@@ -98,8 +132,21 @@ class PatchSampler:
                     f"params train.patch_size: {patch_size} is larger than a training slice ({image.shape[0]}x{image.shape[1]})"
                 )
         generator = torch.Generator().manual_seed(seed)
-        # an affinity model keeps the labels themselves: its target is derived patch by patch
+        masks = [labelled_mask(l) for l in labels]
+        corners = None
+        if any(m is not None for m in masks):
+            # sparse labels: slices nobody labelled are left out, the others cropped where they are labelled
+            kept = [i for i, m in enumerate(masks) if m is None or m.any()]
+            if not kept:
+                raise EmsegError(f"no labelled pixel in the training labels: every pixel is unlabelled ({UNLABELLED_VALUE})")
+            images, labels, masks = [images[i] for i in kept], [labels[i] for i in kept], [masks[i] for i in kept]
+            weights = [weights[i] for i in kept] if weights is not None else None
+            corners = [None if m is None else _patch_corners(m, patch_size) for m in masks]
+        # an affinity model keeps the labels themselves: its target (and mask) is derived patch by patch
         targets = [torch.from_numpy(l.copy()) if offsets else torch.from_numpy(membrane_target(l)) for l in labels]
+        boundary_masks = None
+        if corners is not None and not offsets:
+            boundary_masks = [torch.from_numpy(np.ones(l.shape, np.float32) if m is None else m) for l, m in zip(labels, masks)]
         return cls(
             [torch.from_numpy(normalize(i)) for i in images],
             targets,
@@ -108,6 +155,8 @@ class PatchSampler:
             generator,
             [torch.from_numpy(w) for w in weights] if weights is not None else None,
             offsets,
+            boundary_masks,
+            corners,
         )
 
     def _randint(self, high: int) -> int:
@@ -115,15 +164,21 @@ class PatchSampler:
 
     def sample(self, batch_size: int) -> Batch:
         """A batch of `batch_size` random patches."""
-        xs, ys, ws = [], [], []
+        xs, ys, ws, ms = [], [], [], []
         size = self.patch_size
         for _ in range(batch_size):
             index = self._randint(len(self.images))
             image, target = self.images[index], self.targets[index]
-            top = self._randint(image.shape[0] - size + 1)
-            left = self._randint(image.shape[1] - size + 1)
+            corners = self.corners[index] if self.corners is not None else None
+            if corners is None:
+                top = self._randint(image.shape[0] - size + 1)
+                left = self._randint(image.shape[1] - size + 1)
+            else:
+                top, left = divmod(int(corners[self._randint(len(corners))]), image.shape[1] - size + 1)
             crop = (slice(top, top + size), slice(left, left + size))
-            patches = [image[crop], target[crop]] + ([self.weights[index][crop]] if self.weights is not None else [])
+            patches = [image[crop], target[crop]]
+            patches += [self.weights[index][crop]] if self.weights is not None else []
+            patches += [self.masks[index][crop]] if self.masks is not None else []
             if self.random_dihedral:
                 k, flip = self._randint(4), self._randint(2)
                 patches = [torch.rot90(p, k) for p in patches]
@@ -133,10 +188,13 @@ class PatchSampler:
             ys.append(patches[1])
             if self.weights is not None:
                 ws.append(patches[2])
+            if self.masks is not None:
+                ms.append(patches[-1])
         x = torch.stack(xs)[:, None].contiguous()
         weights = torch.stack(ws)[:, None].contiguous() if ws else None
         if self.offsets is None:
-            return Batch(x, torch.stack(ys)[:, None].contiguous(), weights)
+            mask = torch.stack(ms)[:, None].contiguous() if ms else None
+            return Batch(x, torch.stack(ys)[:, None].contiguous(), weights, mask)
         pairs = [affinity_targets(label.numpy(), self.offsets) for label in ys]
         target = torch.from_numpy(np.stack([p[0] for p in pairs]))
         return Batch(x, target, weights, torch.from_numpy(np.stack([p[1] for p in pairs])))

@@ -362,3 +362,71 @@ def test_to_dict_is_json_ready():
     assert data["per_slice"]["rand_merge"][1] is None  # NaN (Fiji's 0/0) -> null
     assert len(data["per_threshold"]["v_rand"]) == 11
     assert set(data["per_slice"]) >= {"v_rand", "v_info", "pixel_error_plain", "dice", "iou"}
+
+
+# --------------------------------------------------------------------------------------
+# sparse labels: unlabelled pixels count nowhere
+# --------------------------------------------------------------------------------------
+
+UNLABELLED = 128  # the canonical value (emseg.config.layout.UNLABELLED_VALUE)
+
+
+def _sparse_slice(rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+    """A 24x24 slice labelled in its left 14 columns only, and a proposal; column 13 is membrane in both.
+
+    The labelled part has four GT cells; the proposal splits one (a line at column 3) and merges
+    two (row 8 is cell in the proposal below 0.55) at some thresholds. Every proposal border
+    inside a GT cell lies >= 10 px from the unlabelled part, and the membrane column keeps the
+    proposal's segments apart: the unlabelled part can change nothing, so that cropping it away
+    gives exactly the same scores.
+    """
+    label = np.full((24, 24), 255, np.uint8)
+    label[8, :13] = label[16, :13] = label[:, 6] = label[:, 13] = 0
+    proba = np.where(label > 0, 1.0, 0.2).astype(np.float32)
+    proba[8, :6] = 0.55  # a membrane the proposal misses below 0.55: a merge
+    proba[:8, 3] = 0.35  # a line inside a cell: a split from 0.35 on
+    label[:, 14:] = UNLABELLED
+    proba[:, 14:] = rng.random((24, 10))  # whatever the proposal says where nobody labelled
+    return label, proba
+
+
+def test_unlabelled_pixels_score_as_if_cropped_away():
+    rng = np.random.default_rng(5)
+    label, proba = _sparse_slice(rng)
+    full = score(label, proba, unlabelled=UNLABELLED, workers=1).to_dict()
+    cropped = score(label[:, :14], proba[:, :14], workers=1).to_dict()
+    assert full == cropped
+    assert 0.3 < full["v_rand"] < 1.0 and len(set(full["per_threshold"]["v_rand"])) > 2  # the case tests something
+    # treated as cell (the default, Fiji's reading of 128 > 0), the same pixels change the scores
+    assert score(label, proba, workers=1).to_dict() != cropped
+
+
+def test_a_slice_nobody_labelled_is_left_out_of_the_means():
+    label, proba = _sparse_slice(np.random.default_rng(6))
+    nobody = np.full_like(label, UNLABELLED)
+    stack = score(np.stack([label, nobody]), np.stack([proba, proba]), unlabelled=UNLABELLED, workers=1)
+    alone = score(label, proba, unlabelled=UNLABELLED, workers=1)
+    assert stack.per_threshold == alone.per_threshold and stack.v_rand == alone.v_rand
+    assert stack.per_slice["v_rand"][0] == alone.v_rand and math.isnan(stack.per_slice["v_rand"][1])
+    with pytest.raises(EmsegError, match="^labels: no labelled pixel"):
+        score(nobody, proba, unlabelled=UNLABELLED)
+
+
+def test_an_unlabelled_value_absent_from_the_labels_changes_nothing():
+    rng = np.random.default_rng(8)
+    labels = np.stack([_voronoi_labels(rng, 40, 44, 9) for _ in range(2)])
+    proba = np.clip((labels > 0) * 0.7 + 0.4 * rng.random(labels.shape), 0, 1).astype(np.float32)
+    assert score(labels, proba, unlabelled=UNLABELLED, workers=1).to_dict() == score(labels, proba, workers=1).to_dict()
+
+
+def test_segmentation_scores_ignore_pixels_outside_the_labelled_mask():
+    gt = np.zeros((6, 8), np.int32)
+    gt[:, :3], gt[:, 4:6] = 1, 2
+    seg = np.ones_like(gt)  # merges 1 and 2
+    seg[:, 6:] = 3
+    labelled = np.ones(gt.shape, bool)
+    labelled[:, 4:] = False  # GT cell 2 unlabelled: no merge is left to see
+    assert segmentation_scores(gt, seg, labelled) == segmentation_scores(gt[:, :4], seg[:, :4])
+    assert segmentation_scores(gt, seg, labelled)["v_rand"] == 1.0 > segmentation_scores(gt, seg)["v_rand"]
+    with pytest.raises(EmsegError, match="labelled mask must have the label maps' shape"):
+        segmentation_scores(gt, seg, labelled[:, :4])

@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from emseg.config.layout import CELL_VALUE, UNLABELLED_VALUE
 from emseg.config.params import check_offsets
 from emseg.errors import EmsegError
 from emseg.io.synthetic import synthetic_slice
@@ -12,6 +13,7 @@ from emseg.networks.affinities import (
     DEFAULT_OFFSETS,
     affinity_targets,
     boundary_from_affinities,
+    cell_instances,
     dihedral_offset,
     untransform,
     variant_plan,
@@ -87,3 +89,28 @@ def test_an_offset_longer_than_the_label_has_no_pairs() -> None:
     target, mask = affinity_targets(LABEL, ((-1, 0), (0, -1), (-9, 0), (0, 27)))
     assert target.shape == mask.shape == (4, *LABEL.shape)
     assert not mask[2:].any() and mask[1].any()
+
+
+def test_unlabelled_pixels_are_no_cell_and_their_pairs_are_masked_out() -> None:
+    label = LABEL.copy()
+    label[:, 4] = UNLABELLED_VALUE  # the right cell's last column: nobody labelled it
+    # the cells are the CELL_VALUE pixels only: 128 > 0 is no cell
+    np.testing.assert_array_equal(cell_instances(label), [[1, 1, 0, 2, 0]] * 3)
+    target, mask = affinity_targets(label, ((-1, 0), (0, -1), (0, 2)))
+    reference_target, reference_mask = affinity_targets(LABEL, ((-1, 0), (0, -1), (0, 2)))
+    # a pair with an unlabelled end counts nowhere: column 4 itself, and its partners
+    np.testing.assert_array_equal(mask[0], [[0] * 5, [1, 1, 1, 1, 0], [1, 1, 1, 1, 0]])
+    np.testing.assert_array_equal(mask[1], [[0, 1, 1, 1, 0]] * 3)
+    np.testing.assert_array_equal(mask[2], [[1, 1, 0, 0, 0]] * 3)  # (0, 2) from column 2 reaches column 4
+    # every pair that still counts keeps the fully labelled slice's target
+    kept = mask > 0
+    np.testing.assert_array_equal(target[kept], reference_target[kept])
+    assert (mask <= reference_mask).all()
+
+
+def test_fully_labelled_cells_are_the_cell_value_pixels() -> None:
+    _, label = synthetic_slice(40, 44, 3)
+    assert set(np.unique(label)) == {0, CELL_VALUE}
+    from scipy import ndimage
+
+    np.testing.assert_array_equal(cell_instances(label), ndimage.label(label > 0)[0])

@@ -40,3 +40,15 @@ def test_written_files_and_preview(tmp_path) -> None:
     write_preview([(images[0], labels[0])], [(samples[0][1], samples[0][2])], tmp_path / "preview.png", tile=32)
     preview = read_image(tmp_path / "preview.png", allow_rgb=True)
     assert preview.shape[1:] == (32, 68)
+
+
+def test_unlabelled_pixels_stay_unlabelled_through_the_deformation() -> None:
+    from emseg.config.layout import UNLABELLED_VALUE
+
+    images, labels = synthetic_stack(1, 64, 64)
+    sparse = labels.copy()
+    sparse[0, :, 32:] = UNLABELLED_VALUE
+    params = AugmentParams(copies=4, elastic=ElasticParams(prob=1.0, grid_spacing=16, magnitude=(4.0, 6.0)))
+    for _, _, label in augment_slices(list(images), list(sparse), params, seed=3):
+        assert set(np.unique(label)) == {0, UNLABELLED_VALUE, 255}  # neither made cell nor membrane
+        assert 0.3 < np.mean(label == UNLABELLED_VALUE) < 0.7

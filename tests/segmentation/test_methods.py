@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 from scipy import ndimage
 
+from emseg.config.layout import UNLABELLED_VALUE
 from emseg.config.params import parse_params
 from emseg.errors import EmsegError
 from emseg.evaluation.metrics import score, segmentation_scores
@@ -115,3 +116,18 @@ def test_the_registry_checks_the_segment_params_with_one_line(raw: dict, message
 def test_an_affinity_model_with_the_mutex_watershed_is_a_valid_profile() -> None:
     params = parse_params({"model": {"target": "affinities"}, "segment": {"method": "mws", "mws": {"stride": [2, 4]}}}, checks=(check_segment_params,))
     assert params.segment.given() == {"stride": [2, 4]}
+
+
+def test_tuning_with_the_sparse_label_scorer_ignores_unlabelled_cells() -> None:
+    """`tune` scores through the callable it is given: with `score(..., unlabelled=...)` a merge
+    into a cell nobody labelled is no merge, as if that cell were cropped away."""
+    label, membrane = _two_cells_with_a_gap()
+    sparse = label.copy()
+    sparse[:, 33:] = UNLABELLED_VALUE  # the right cell: nobody labelled it
+    grid = {"threshold": [0.1, 0.5, 0.99]}
+    _, _, tries = tune("components", grid, [Prediction(membrane)], [sparse], lambda gt, maps: score(gt, maps, [0.5], unlabelled=UNLABELLED_VALUE).v_rand)
+    for tried in tries:
+        cropped = cell_map(segment("components", Prediction(membrane), tried["settings"]))[:, :33]
+        assert tried["v_rand"] == score(label[:, :33], cropped, [0.5]).v_rand
+    _, _, naive = tune("components", grid, [Prediction(membrane)], [sparse], lambda gt, maps: score(gt, maps, [0.5]).v_rand)
+    assert [t["v_rand"] for t in naive] != [t["v_rand"] for t in tries]  # 128 read as cell: the merge counts

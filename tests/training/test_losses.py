@@ -1,9 +1,10 @@
 import pytest
 import torch
+from monai.losses import DiceCELoss, DiceFocalLoss, DiceLoss, SoftclDiceLoss
 
 from emseg.config.params import parse_params
 from emseg.errors import EmsegError
-from emseg.training.losses import AFFINITY_LOSSES, LOSSES, build_loss, check_loss_params
+from emseg.training.losses import AFFINITY_LOSSES, CLDICE_ALPHA, CLDICE_ITERATIONS, LOSSES, build_loss, check_loss_params, supervised_loss
 
 
 def _membrane_line() -> torch.Tensor:
@@ -78,3 +79,61 @@ def test_losses_accept_logits_and_binary_targets(name: str) -> None:
 def test_unknown_loss() -> None:
     with pytest.raises(EmsegError, match="unknown loss 'l2' for a boundary model; registered: bce, dice"):
         build_loss("l2")
+
+
+def _batch(channels: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    generator = torch.Generator().manual_seed(1)
+    logits = torch.randn(2, channels, 24, 24, generator=generator) * 3
+    target = (torch.rand(2, channels, 24, 24, generator=generator) > 0.7).float()
+    mask = torch.ones_like(target)
+    mask[0, :, :, 10:] = 0.0  # sample 0: its right part nobody labelled
+    mask[1, :, 5:9] = 0.0  # sample 1: a band
+    return logits, target, mask
+
+
+@pytest.mark.parametrize(("name", "target_kind"), [(n, "boundary") for n in sorted(LOSSES)] + [(n, "affinities") for n in sorted(AFFINITY_LOSSES)])
+def test_no_loss_hears_what_is_predicted_where_the_mask_is_0(name: str, target_kind: str) -> None:
+    logits, target, mask = _batch(1 if target_kind == "boundary" else 3)
+    loss = build_loss(name, target_kind)
+    elsewhere = torch.where(mask > 0, logits, torch.randn(logits.shape) * 20)  # whatever the network says there
+    flipped_target = torch.where(mask > 0, target, 1 - target)  # and whatever the target says there
+    value = float(loss(logits, target, mask))
+    assert float(loss(elsewhere, flipped_target, mask)) == pytest.approx(value, rel=1e-5, abs=1e-6)
+    weights = 1 + 4 * target  # border weights too: their extra term is taken over the mask
+    with_weights = float(supervised_loss(loss, [logits, logits / 2], target, weights, mask))
+    assert float(supervised_loss(loss, [elsewhere, elsewhere / 2], flipped_target, weights, mask)) == pytest.approx(with_weights, rel=1e-5)
+    assert value != pytest.approx(float(loss(logits, target, torch.ones_like(mask))), rel=1e-3)  # the mask does leave something out
+
+
+@pytest.mark.parametrize("name", ["bce", "dice", "dice_ce", "dice_focal"])
+def test_a_masked_loss_is_the_loss_of_the_labelled_part_cut_out(name: str) -> None:
+    """A masked pixel counts in no Dice sum (numerator or denominator) and no cross-entropy mean."""
+    logits, target, _ = _batch(1)
+    mask = torch.ones_like(target)
+    mask[..., 15:] = 0.0
+    loss = build_loss(name)
+    assert float(loss(logits, target, mask)) == pytest.approx(float(loss(logits[..., :15], target[..., :15])), rel=1e-5)
+
+
+@pytest.mark.parametrize("name", sorted(LOSSES))
+def test_a_mask_of_ones_is_no_mask(name: str) -> None:
+    logits, target, _ = _batch(1)
+    loss = build_loss(name)
+    assert float(loss(logits, target, torch.ones_like(target))) == pytest.approx(float(loss(logits, target)), rel=1e-5)
+
+
+def test_without_a_mask_the_boundary_losses_are_monai_s_own_bit_for_bit() -> None:
+    """Fully labelled (ISBI) training takes the loss it always took: MONAI's modules, the same floats."""
+    logits, target, _ = _batch(1)
+    monai = {
+        "dice_ce": DiceCELoss(sigmoid=True),
+        "dice": DiceLoss(sigmoid=True),
+        "bce": torch.nn.BCEWithLogitsLoss(),
+        "dice_focal": DiceFocalLoss(sigmoid=True),
+    }
+    for name, reference in monai.items():
+        assert torch.equal(build_loss(name)(logits, target), reference(logits, target)), name
+    cldice = (1.0 - CLDICE_ALPHA) * DiceCELoss(sigmoid=True)(logits, target) + CLDICE_ALPHA * SoftclDiceLoss(iter_=CLDICE_ITERATIONS, sigmoid=True)(
+        logits, target
+    )
+    assert torch.equal(build_loss("dice_ce_cldice")(logits, target), cldice)

@@ -3,8 +3,10 @@ import numpy as np
 import pytest
 import torch
 
+from emseg.config.layout import UNLABELLED_VALUE
 from emseg.errors import EmsegError
 from emseg.networks.affinities import affinity_targets
+from emseg.preprocessing.normalization import normalize
 from emseg.training.sampler import PatchSampler, membrane_target
 
 from conftest import synthetic_stack
@@ -61,3 +63,88 @@ def test_an_affinity_sampler_derives_the_target_from_the_turned_patch() -> None:
         expected, expected_mask = affinity_targets(np.where(membrane[0].numpy() > 0, 0, 255).astype(np.uint8), offsets)
         np.testing.assert_array_equal(target.numpy(), expected)
         np.testing.assert_array_equal(mask.numpy(), expected_mask)
+
+
+def _sparse(labels: np.ndarray) -> list[np.ndarray]:
+    """The labels with each slice's right half unlabelled (and a fully labelled last slice)."""
+    sparse = [label.copy() for label in labels]
+    for label in sparse[:-1]:
+        label[:, label.shape[1] // 2 :] = UNLABELLED_VALUE
+    return sparse
+
+
+def test_a_boundary_batch_masks_out_the_unlabelled_pixels() -> None:
+    images, labels = synthetic_stack(3, 40, 40)
+    sparse = _sparse(labels)
+    # weights that mark the unlabelled pixels (2), cropped and turned with the patch as the mask must be
+    marks = [np.where(label == UNLABELLED_VALUE, 2.0, 1.0).astype(np.float32) for label in sparse]
+    batch = PatchSampler.from_arrays(list(images), sparse, 16, True, seed=2, weights=marks).sample(12)
+    assert batch.mask is not None and batch.mask.shape == batch.target.shape
+    torch.testing.assert_close(batch.mask, (batch.weights == 1).float())
+    assert (batch.mask == 0).any() and (batch.mask == 1).any()
+    assert batch.mask.flatten(1).any(dim=1).all()  # no patch is all unlabelled
+
+
+def test_an_affinity_batch_masks_out_the_pairs_with_an_unlabelled_end() -> None:
+    images, labels = synthetic_stack(2, 48, 48)
+    sparse = _sparse(labels)
+    offsets = ((-1, 0), (0, -1), (-3, 0), (0, -3))
+    affinity = PatchSampler.from_arrays(list(images), sparse, 32, True, seed=4, offsets=offsets).sample(6)
+    boundary = PatchSampler.from_arrays(list(images), sparse, 32, True, seed=4).sample(6)  # the same crops, turns and flips
+    assert torch.equal(affinity.image, boundary.image)
+    for membrane, labelled, target, mask in zip(boundary.target, boundary.mask, affinity.target, affinity.mask):
+        label = np.where(labelled[0].numpy() == 0, UNLABELLED_VALUE, np.where(membrane[0].numpy() > 0, 0, 255)).astype(np.uint8)
+        expected, expected_mask = affinity_targets(label, offsets)
+        np.testing.assert_array_equal(target.numpy(), expected)
+        np.testing.assert_array_equal(mask.numpy(), expected_mask)
+        assert not mask.numpy()[:, label == UNLABELLED_VALUE].any()
+
+
+def test_patches_are_drawn_where_something_is_labelled_and_unlabelled_slices_left_out() -> None:
+    images, labels = synthetic_stack(2, 40, 40)
+    sparse = np.full_like(labels, UNLABELLED_VALUE)
+    sparse[0, 30:, 33:] = labels[0, 30:, 33:]  # a 10x7 labelled corner; slice 1 nobody labelled
+    sampler = PatchSampler.from_arrays(list(images), list(sparse), 16, True, seed=0)
+    assert len(sampler.images) == 1
+    # a 16 px patch of this 40 px slice reaches the labelled corner from tops 15..24 and lefts 18..24
+    expected = [top * 25 + left for top in range(15, 25) for left in range(18, 25)]
+    assert sampler.corners[0].tolist() == expected
+    mask = sampler.sample(64).mask
+    assert mask.flatten(1).any(dim=1).all()
+    with pytest.raises(EmsegError, match="no labelled pixel in the training labels"):
+        PatchSampler.from_arrays(list(images), [sparse[1]] * 2, 16, True, seed=0)
+
+
+def _old_stream(images, labels, size, seed, batch, weights=None):
+    """The patch stream as drawn before sparse labels: slice, top, left, then turns and flip, from one generator."""
+    generator = torch.Generator().manual_seed(seed)
+
+    def draw(high):
+        return int(torch.randint(high, (1,), generator=generator))
+
+    images = [torch.from_numpy(normalize(i)) for i in images]
+    targets = [torch.from_numpy(membrane_target(l)) for l in labels]
+    xs, ys, ws = [], [], []
+    for _ in range(batch):
+        index = draw(len(images))
+        top, left = draw(images[index].shape[0] - size + 1), draw(images[index].shape[1] - size + 1)
+        crop = (slice(top, top + size), slice(left, left + size))
+        patches = [images[index][crop], targets[index][crop]] + ([torch.from_numpy(weights[index])[crop]] if weights else [])
+        k, flip = draw(4), draw(2)
+        patches = [torch.rot90(p, k) for p in patches]
+        patches = [torch.flip(p, (1,)) for p in patches] if flip else patches
+        xs.append(patches[0])
+        ys.append(patches[1])
+        ws += patches[2:]
+    return torch.stack(xs)[:, None], torch.stack(ys)[:, None], torch.stack(ws)[:, None] if ws else None
+
+
+@pytest.mark.parametrize("weighted", [False, True])
+def test_fully_labelled_slices_draw_the_stream_they_always_drew(weighted: bool) -> None:
+    images, labels = synthetic_stack(3, 40, 44)
+    weights = [np.where(label == 0, 3.0, 1.0).astype(np.float32) for label in labels] if weighted else None
+    sampler = PatchSampler.from_arrays(list(images), list(labels), 16, True, seed=9, weights=weights)
+    batch = sampler.sample(7)
+    x, y, w = _old_stream(list(images), list(labels), 16, 9, 7, weights)
+    assert torch.equal(batch.image, x) and torch.equal(batch.target, y) and batch.mask is None
+    assert (batch.weights is None and w is None) or torch.equal(batch.weights, w)

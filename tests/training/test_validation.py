@@ -3,12 +3,15 @@ import numpy as np
 import pytest
 import torch
 
+from emseg.config.layout import UNLABELLED_VALUE
+from emseg.evaluation.metrics import score
 from emseg.inference.predictor import Predictor
 from emseg.networks.model_file import ModelConfig
 from emseg.preprocessing.normalization import DEFAULT_NORMALIZATION, normalize
+from emseg.segmentation.thinning import membrane_to_cell
 from emseg.training.losses import build_loss
 from emseg.training.sampler import membrane_target
-from emseg.training.validation import validate
+from emseg.training.validation import validate, validation_loss
 
 from conftest import synthetic_stack
 
@@ -44,3 +47,23 @@ def test_validation_loss_is_computed_from_the_logits() -> None:
         direct = float(loss_fn(confident(x), torch.from_numpy(membrane_target(labels[0]))[None, None]))
     assert result["loss"] == pytest.approx(direct, rel=1e-4)
     assert result["loss"] > -np.log(1e-6)  # beyond what a map clamped at 1e-6 can express
+
+
+@pytest.mark.parametrize("offsets", [None, ((-1, 0), (0, -1), (-3, 0), (0, -3))])
+def test_validation_ignores_unlabelled_pixels_and_slices_nobody_labelled(offsets) -> None:
+    images, labels = synthetic_stack(2, 40, 48, seed=4)
+    sparse = labels[0].copy()
+    sparse[:, 30:] = UNLABELLED_VALUE
+    nobody = np.full_like(labels[1], UNLABELLED_VALUE)
+    torch.manual_seed(0)
+    model = torch.nn.Conv2d(1, 1 if offsets is None else len(offsets), 3, padding=1)
+    config = ModelConfig("unet", {}, dict(DEFAULT_NORMALIZATION), 32, **({} if offsets is None else {"target": "affinities", "offsets": [list(o) for o in offsets]}))
+    predictor = Predictor(model, config, tta=False, amp=False)
+    loss_fn = build_loss("dice_ce", "boundary" if offsets is None else "affinities")
+    both = validate(predictor, loss_fn, list(images), [sparse, nobody])
+    assert both == validate(predictor, loss_fn, [images[0]], [sparse])  # the slice nobody labelled changes nothing
+    # the scores are those of the labelled part; the loss that of the labelled pixels (pairs)
+    prediction, logits = predictor.predict_with_logits(images[0])
+    assert both["v_rand"] == score(sparse, membrane_to_cell(prediction.membrane), unlabelled=UNLABELLED_VALUE).v_rand
+    assert both["loss"] == pytest.approx(validation_loss(loss_fn, logits, sparse, predictor.offsets))
+    assert both["loss"] != pytest.approx(validation_loss(loss_fn, logits, labels[0], predictor.offsets), rel=1e-4)
