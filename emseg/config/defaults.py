@@ -22,3 +22,5 @@ BLOCK_SLICES = 3
 CONFIDENCE = 0.95
 #: affinity offsets (dy, dx): the nearest neighbours, then long-range ones along both axes (Mutex Watershed, Wolf et al. 2020, in 2-D)
 DEFAULT_OFFSETS = ((-1, 0), (0, -1), (-3, 0), (0, -3), (-9, 0), (0, -9), (-27, 0), (0, -27))
+#: [z, y, x] of an ISBI 2012 voxel, nm: 50 nm sections of 4 x 4 nm pixels (the `data.pixel_size` default)
+ISBI_PIXEL_SIZE = (50.0, 4.0, 4.0)

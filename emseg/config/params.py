@@ -126,17 +126,51 @@ class BaseParams(_Block):
 
 
 class DataParams(_Block):
-    """Where the fetch stage finds the three stacks (an ISBI-style data set) and what they are called there."""
+    """Where the fetch stage finds the labelled slices and the unlabelled ones, what they are called there, and what they hold.
 
-    source: str = Field("../shared/isbi2012", description="local folder or http(s) base URL holding the three TIFFs")
-    train_images: str = Field(RAW_NAMES["train_images"], description="the labelled slices' images at the source (a multi-page TIFF)")
-    train_labels: str = Field(RAW_NAMES["train_labels"], description="their labels: binary, 0 = membrane, one positive value = cell")
-    test_images: str = Field(RAW_NAMES["test_images"], description="the unlabelled slices the evaluate stage predicts")
+    Images and labels may be multi-page TIFFs, folders of TIFF/PNG slices (one slice per file,
+    in name order), OME-Zarr or HDF5 (`file.h5:/dataset`); the labels are membrane masks
+    (binary) or instance labels (one integer per cell), optionally sparse (`unlabelled`).
+    """
+
+    source: str = Field("../shared/isbi2012", description="local folder or http(s) base URL holding the stacks")
+    train_images: str = Field(
+        RAW_NAMES["train_images"], description="the labelled slices' images at the source: a multi-page TIFF, a folder of slices, OME-Zarr or HDF5"
+    )
+    train_labels: str = Field(RAW_NAMES["train_labels"], description="their labels, in one of the same forms (see labels)")
+    test_images: str = Field(RAW_NAMES["test_images"], description="unlabelled slices the evaluate stage predicts ('' = none)")
     sha256: dict[str, str] = Field(default_factory=dict, description="optional {file name: sha256} checked on fetch")
+    labels: Literal["membrane", "instances"] = Field(
+        "membrane",
+        description="membrane: a binary mask (membrane_value says which value is membrane); instances: one integer per cell, "
+        "membranes derived from the borders between cells",
+    )
+    membrane_value: int | Literal["auto"] = Field(
+        "auto", description="membrane masks: the value that marks membrane; auto: the rarer of the two values (membranes are the minority)"
+    )
+    unlabelled: int | None = Field(
+        None, description="label value of pixels nobody labelled (sparse labels): ignored by the loss and the scores; null = all labelled"
+    )
+    pixel_size: tuple[float, float, float] = Field(
+        defaults.ISBI_PIXEL_SIZE, description="[z, y, x] size of a voxel in nm (section thickness, pixel side); recorded in the model file"
+    )
+
+    @field_validator("pixel_size")
+    @classmethod
+    def _sizes_are_positive(cls, value: tuple[float, float, float]) -> tuple[float, float, float]:
+        if min(value) <= 0:
+            raise ValueError(f"{list(value)}: every size must be positive (nm)")
+        return value
+
+    @model_validator(mode="after")
+    def _unlabelled_is_no_label(self) -> DataParams:
+        if self.unlabelled is not None and self.labels == "membrane" and self.unlabelled == self.membrane_value:
+            raise ParamsKeyError("unlabelled", f"{self.unlabelled} is also membrane_value")
+        return self
 
     def source_names(self) -> dict[str, str]:
-        """The file name of each stack at the source, keyed as `RAW_NAMES` of [`emseg.config.layout`][emseg.config.layout]."""
-        return {stack: getattr(self, stack) for stack in RAW_NAMES}
+        """The file name of each stack at the source, keyed as `RAW_NAMES` of [`emseg.config.layout`][emseg.config.layout]; no test stack when none is named."""
+        return {stack: getattr(self, stack) for stack in RAW_NAMES if getattr(self, stack)}
 
 
 class SplitParams(_Block):
@@ -263,6 +297,18 @@ class ModelParams(_NamedBlocks):
         return self.block(arch or self.arch)
 
 
+#: what train.init_from takes besides a model file's path
+INIT_CHOICES = ("none", "bundled")
+
+
+class FinetuneParams(_Block):
+    """The schedule of a run that starts from a model's weights (`train.init_from`): it replaces the matching `train` keys."""
+
+    lr: float = Field(3e-4, gt=0.0, description="base learning rate of a fine-tuning run")
+    steps: int = Field(300, gt=0, description="optimiser steps of a fine-tuning run")
+    val_every: int = Field(50, gt=0, description="steps between validations of a fine-tuning run")
+
+
 class TrainParams(_Block):
     """The train stage: loss, optimiser, schedule, patches, validation, checkpoints and where it runs."""
 
@@ -293,6 +339,21 @@ class TrainParams(_Block):
     processes: int = Field(
         1, ge=1, description="DDP processes per node under torchrun (one per GPU on CUDA); batch_size is the global batch split over them"
     )
+    init_from: str = Field(
+        "none", description="none: random weights; bundled: the bundled model's weights; or a model file's path: start from its weights (same network and target)"
+    )
+    finetune: FinetuneParams = FinetuneParams()
+
+    @property
+    def fine_tuning(self) -> bool:
+        """Whether the run starts from a model's weights."""
+        return self.init_from != "none"
+
+    def schedule_of_run(self) -> TrainParams:
+        """These params with the `finetune` schedule in place of `lr`, `steps` and `val_every` when fine-tuning; else themselves."""
+        if not self.fine_tuning:
+            return self
+        return self.model_copy(update=self.finetune.model_dump())
 
     @field_validator("cpu_bf16", mode="before")
     @classmethod

@@ -13,20 +13,18 @@ from __future__ import annotations
 
 import os
 import re
-import xml.etree.ElementTree as ElementTree
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
 from emseg.errors import EmsegError
+from emseg.io.stacks import OME_UNITS, UNIT_NAMES, tidy, tiff_voxel_size
 
 #: units a pixel size may be given in, and their size in micrometres
 UNITS = {"nm": 1e-3, "um": 1.0, "mm": 1e3}
-_UNIT_NAMES = {"nm": "nm", "nanometer": "nm", "nanometre": "nm", "um": "um", "µm": "um", "μm": "um", "micron": "um",
-               "micrometer": "um", "micrometre": "um", "mm": "mm", "millimeter": "mm", "millimetre": "mm"}
-#: TIFF ResolutionUnit: 2 inch, 3 centimetre, in micrometres
-_TIFF_UNITS = {2: 25400.0, 3: 10000.0}
+#: the spellings of those units that `--pixel-size` takes (`4 nanometer`): the io layer's, for nm, um and mm
+_UNIT_NAMES = {spelling: unit for spelling, name in UNIT_NAMES.items() for unit, ome in OME_UNITS.items() if name == ome}
 
 
 @dataclass(frozen=True)
@@ -41,6 +39,17 @@ class PixelSize:
         """The size in the unit that keeps the number between 1 and 1000 where it can (4 nm, not 0.004 um)."""
         unit = "nm" if microns < 1 else ("um" if microns < 1000 else "mm")
         return cls(microns / UNITS[unit], unit)
+
+    @classmethod
+    def in_nm(cls, nm: float) -> PixelSize:
+        """A size given in nm (as [`VoxelSize`][emseg.io.stacks.VoxelSize] holds it), in the unit of `in_microns`, to 12 digits."""
+        size = cls.in_microns(nm * UNITS["nm"])
+        return cls(tidy(size.value), size.unit)
+
+    @property
+    def nm(self) -> float:
+        """The size in nanometres (the unit of a model file's pixel size)."""
+        return self.value * UNITS[self.unit] / UNITS["nm"]
 
 
 def parse_pixel_size(text: str) -> PixelSize:
@@ -59,50 +68,18 @@ def parse_pixel_size(text: str) -> PixelSize:
     return PixelSize(value, unit)
 
 
-def _ome_size(xml: str) -> PixelSize | None:
-    try:
-        pixels = next(e for e in ElementTree.fromstring(xml).iter() if e.tag.endswith("Pixels"))
-    except (ElementTree.ParseError, StopIteration):
-        return None
-    size, unit = pixels.get("PhysicalSizeX"), _UNIT_NAMES.get(pixels.get("PhysicalSizeXUnit", "µm").lower())
-    return PixelSize.in_microns(float(size) * UNITS[unit]) if size and unit and float(size) > 0 else None
-
-
 def tiff_pixel_size(path: str | os.PathLike[str]) -> PixelSize | None:
-    """The pixel size a TIFF says it has, or None.
+    """The pixel size (the x side) a TIFF says it has, or None.
 
-    OME metadata first, then ImageJ's unit, then the resolution tags (screen and print defaults
-    such as 72 dpi say nothing and are ignored). An unreadable tag never fails a prediction:
-    it gives None.
+    Read by [`tiff_voxel_size`][emseg.io.stacks.tiff_voxel_size]: OME metadata first, then
+    ImageJ's unit, then the resolution tags (screen and print defaults such as 72 dpi say
+    nothing and are ignored). An unreadable tag never fails a prediction: it gives None.
     """
-    import tifffile
-
     path = Path(path)
     if path.suffix.lower() not in (".tif", ".tiff"):
         return None
-    try:
-        with tifffile.TiffFile(path) as tif:
-            if tif.is_ome and tif.ome_metadata:
-                found = _ome_size(tif.ome_metadata)
-                if found:
-                    return found
-            page = tif.pages[0]
-            resolution = page.tags.get("XResolution")
-            if resolution is None:
-                return None
-            numerator, denominator = resolution.value
-            if not numerator or not denominator:
-                return None
-            per_unit = numerator / denominator  # pixels per unit
-            imagej_unit = _UNIT_NAMES.get(str((tif.imagej_metadata or {}).get("unit", "")).lower())
-            tiff_unit = int(page.tags["ResolutionUnit"].value) if "ResolutionUnit" in page.tags else 2
-            if imagej_unit:
-                return PixelSize.in_microns(UNITS[imagej_unit] / per_unit)
-            if tiff_unit in _TIFF_UNITS and per_unit not in (72.0, 96.0, 300.0, 1.0):  # screen/print defaults say nothing
-                return PixelSize.in_microns(_TIFF_UNITS[tiff_unit] / per_unit)
-    except Exception:  # a pixel size is a nicety: an unreadable tag never fails a prediction
-        return None
-    return None
+    size = tiff_voxel_size(path)
+    return PixelSize.in_nm(size.x) if size else None
 
 
 #: the per-cell columns, in pixels; the length/area ones also come in the physical unit

@@ -50,6 +50,10 @@ def test_pixel_size_takes_a_number_and_a_unit(text: str, expected: PixelSize) ->
     assert parse_pixel_size(text) == expected
 
 
+def test_a_pixel_size_in_nanometres() -> None:
+    assert PixelSize(4.0, "nm").nm == 4.0 and PixelSize(0.0073, "um").nm == pytest.approx(7.3) and PixelSize(2e-6, "mm").nm == pytest.approx(2.0)
+
+
 @pytest.mark.parametrize(("text", "message"), [("4", "give a number and a unit"), ("4 parsecs", "give a number and a unit"), ("0nm", "must be positive")])
 def test_a_pixel_size_without_a_unit_or_not_positive_is_one_error(text: str, message: str) -> None:
     with pytest.raises(EmsegError, match=message):
@@ -66,3 +70,8 @@ def test_tiff_resolution_tags_give_the_pixel_size(tmp_path: Path) -> None:
     assert tiff_pixel_size(tmp_path / "cm.tif") == PixelSize(4.0, "nm")
     assert tiff_pixel_size(tmp_path / "ome.ome.tif") == PixelSize(5.0, "nm")
     assert tiff_pixel_size(tmp_path / "plain.tif") is None
+
+
+def test_a_size_in_nm_takes_the_unit_that_keeps_the_number_readable() -> None:
+    assert PixelSize.in_nm(4.6) == PixelSize(4.6, "nm") and PixelSize.in_nm(4600.0) == PixelSize(4.6, "um")
+    assert PixelSize.in_nm(2.5e6) == PixelSize(2.5, "mm") and PixelSize.in_nm(4.6).nm == pytest.approx(4.6)

@@ -15,7 +15,6 @@ process id, because h5py and tifffile handles must not cross a `fork`).
 from __future__ import annotations
 
 import os
-import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -23,23 +22,25 @@ from typing import Any
 import numpy as np
 
 from emseg.errors import EmsegError
+from emseg.io.stacks import (
+    OME_UNITS,
+    OME_UNITS_NM,
+    UNIT_NAMES,
+    ZARR_MARKERS,
+    hdf5_dataset,
+    hdf5_scale,
+    ome_zarr_level,
+    open_hdf5,
+    open_zarr,
+    split_hdf5_spec,
+    tidy,
+    tiff_voxel_size,
+)
 from emseg.segmentation.measurements import PixelSize
 
 __all__ = ["OME_UNITS", "VolumeSource", "emseg_unit", "is_volume_spec", "ome_unit", "open_volume"]
 
-#: emseg's pixel-size units and the OME-NGFF unit names they stand for
-OME_UNITS = {"nm": "nanometer", "um": "micrometer", "mm": "millimeter"}
 _EMSEG_UNITS = {ome: short for short, ome in OME_UNITS.items()}
-#: OME-NGFF (and common) spatial unit names, in micrometres, for converting between them
-_MICRONS = {"angstrom": 1e-4, "picometer": 1e-6, "nanometer": 1e-3, "micrometer": 1.0, "millimeter": 1e3,
-            "centimeter": 1e4, "decimeter": 1e5, "meter": 1e6}
-#: unit spellings met in HDF5 attributes and ImageJ metadata -> OME-NGFF names
-_UNIT_ALIASES = {"a": "angstrom", "å": "angstrom", "angstrom": "angstrom", "nm": "nanometer", "nanometer": "nanometer",
-                 "nanometre": "nanometer", "um": "micrometer", "µm": "micrometer", "μm": "micrometer", "micron": "micrometer",
-                 "microns": "micrometer", "micrometer": "micrometer", "micrometre": "micrometer", "mm": "millimeter",
-                 "millimeter": "millimeter", "millimetre": "millimeter", "cm": "centimeter", "m": "meter", "meter": "meter"}
-
-_H5_SPEC = re.compile(r"^(.*?\.(?:h5|hdf5|hdf))(?::(.*))?$", re.IGNORECASE | re.DOTALL)
 _STEM_SUFFIXES = (".ome.zarr", ".zarr", ".ome.tiff", ".ome.tif", ".tiff", ".tif", ".hdf5", ".hdf", ".h5")
 
 #: open arrays, per process: (pid, kind, file, inner path) -> array-like (zarr.Array, h5py.Dataset)
@@ -50,17 +51,12 @@ def ome_unit(unit: str | None) -> str | None:
     """The OME-NGFF name of an emseg unit (`nm` -> `nanometer`); OME names and None pass through."""
     if unit is None:
         return None
-    return OME_UNITS.get(unit, _UNIT_ALIASES.get(unit.lower(), unit))
+    return OME_UNITS.get(unit, UNIT_NAMES.get(unit.lower(), unit))
 
 
 def emseg_unit(unit: str | None) -> str | None:
     """The emseg unit (nm, um, mm) of an OME-NGFF unit name, or None where emseg has no such unit."""
     return _EMSEG_UNITS.get(unit) if unit else None
-
-
-def _tidy(value: float) -> float:
-    """`value` to 12 significant digits: unit conversions must not print as 4.000000000000001 nm."""
-    return float(f"{value:.12g}")
 
 
 @dataclass(frozen=True)
@@ -121,10 +117,9 @@ class VolumeSource:
         [`tiff_pixel_size`][emseg.segmentation.measurements.tiff_pixel_size] gives it, so that the
         measurement columns do not depend on the format the volume came in.
         """
-        if self.unit is None or self.unit not in _MICRONS or not self.scale[1] > 0:
+        if self.unit is None or self.unit not in OME_UNITS_NM or not self.scale[1] > 0:
             return None
-        size = PixelSize.in_microns(self.scale[1] * _MICRONS[self.unit])
-        return PixelSize(_tidy(size.value), size.unit)
+        return PixelSize.in_nm(self.scale[1] * OME_UNITS_NM[self.unit])
 
 
 def _index(layout: str, z: int | slice, rows: slice, cols: slice) -> tuple[int | slice, ...]:
@@ -173,7 +168,7 @@ def is_volume_spec(text: str) -> bool:
     text = str(text).rstrip("/\\")
     if text.lower().endswith(".zarr"):
         return True
-    return _H5_SPEC.match(text) is not None
+    return split_hdf5_spec(text) is not None
 
 
 def open_volume(spec: str, *, tiff: bool = False) -> VolumeSource:
@@ -190,10 +185,10 @@ def open_volume(spec: str, *, tiff: bool = False) -> VolumeSource:
     """
     spec = str(spec)
     text = spec.rstrip("/\\") or spec
-    if text.lower().endswith(".zarr") or (Path(text).is_dir() and not _H5_SPEC.match(text)):
+    if text.lower().endswith(".zarr") or (Path(text).is_dir() and not split_hdf5_spec(text)):
         source = _open_zarr(spec, text)
-    elif match := _H5_SPEC.match(text):
-        source = _open_hdf5(spec, match.group(1), match.group(2))
+    elif h5 := split_hdf5_spec(text):
+        source = _open_hdf5(spec, *h5)
     elif text.lower().endswith((".tif", ".tiff")):
         if not tiff:
             raise EmsegError(f"{spec}: a TIFF is read as a volume only when asked to (tiff=True)")
@@ -238,16 +233,11 @@ def _open_zarr(spec: str, text: str) -> VolumeSource:
     import zarr
 
     path = Path(text)
-    if not path.exists():
-        raise EmsegError(f"{spec}: no such file or folder")
-    if not path.is_dir():
+    if path.exists() and not path.is_dir():
         raise EmsegError(f"{spec}: not a zarr store (a zarr store is a folder)")
-    if not any((path / marker).is_file() for marker in ("zarr.json", ".zgroup", ".zarray")):
+    if path.is_dir() and not any((path / marker).is_file() for marker in ZARR_MARKERS):
         raise EmsegError(f"{spec}: not a zarr store (no zarr.json, .zgroup or .zarray in the folder)")
-    try:
-        root = zarr.open(str(path), mode="r")
-    except Exception as exc:  # zarr raises several kinds (FileNotFoundError, ValueError, its own errors)
-        raise EmsegError(f"{spec}: not a readable zarr store ({type(exc).__name__}: {exc})") from None
+    root = open_zarr(spec, path)
     _forget("ome-zarr", str(path))
     if isinstance(root, zarr.Array):  # a plain array, no OME metadata
         names = ["z", "y", "x"][-root.ndim:] if root.ndim in (2, 3) else []
@@ -255,32 +245,18 @@ def _open_zarr(spec: str, text: str) -> VolumeSource:
             raise EmsegError(f"{spec}: a zarr array of {root.ndim} dimensions {root.shape}; emseg predicts grey (z, y, x) volumes")
         layout, shape = _layout(spec, names, root.shape, "plain zarr array")
         return VolumeSource(spec, "ome-zarr", shape, str(root.dtype), file=str(path), inner="", layout=layout)
-    attrs = dict(root.attrs)
-    ome = attrs.get("ome") if isinstance(attrs.get("ome"), dict) else attrs  # v0.5 nests under "ome", v0.4 does not
-    multiscales = ome.get("multiscales") or attrs.get("multiscales")
-    if not multiscales:
-        raise EmsegError(f"{spec}: a zarr group without OME-Zarr 'multiscales' metadata (not an OME-Zarr image)")
     try:
-        image = multiscales[0]
-        level0 = image["datasets"][0]
-        inner = str(level0["path"])
-        array = root[inner]
+        level = ome_zarr_level(root)
     except (KeyError, IndexError, TypeError) as exc:
         raise EmsegError(f"{spec}: broken OME-Zarr multiscales metadata ({type(exc).__name__}: {exc})") from None
-    axes = image.get("axes") or [{"name": n} for n in "tczyx"[-array.ndim:]]  # v0.1/0.2: always 5-D tczyx
-    names = [a if isinstance(a, str) else str(a.get("name", "")) for a in axes]
-    units = [None if isinstance(a, str) else a.get("unit") for a in axes]
-    layout, shape = _layout(spec, names, array.shape, f"level {inner}")
-    factors = np.ones(len(names))
-    for transforms in (image.get("coordinateTransformations"), level0.get("coordinateTransformations")):
-        for transform in transforms or []:
-            if transform.get("type") == "scale" and len(transform.get("scale", [])) == len(names):
-                factors = factors * np.asarray(transform["scale"], float)
+    if level is None:
+        raise EmsegError(f"{spec}: a zarr group without OME-Zarr 'multiscales' metadata (not an OME-Zarr image)")
+    layout, shape = _layout(spec, level.names, level.array.shape, f"level {level.path}")
     keep = [i for i, axis in enumerate(layout) if axis != "."]
-    scale = [float(factors[i]) for i in keep]
-    unit_of = {layout[i]: units[i] for i in keep}
+    scale = [level.scale[i] for i in keep]
+    unit_of = {layout[i]: level.units[i] for i in keep}
     scale3, unit = _common_unit(scale if len(scale) == 3 else [1.0, *scale], unit_of)
-    return VolumeSource(spec, "ome-zarr", shape, str(array.dtype), scale3, unit, file=str(path), inner=inner, layout=layout)
+    return VolumeSource(spec, "ome-zarr", shape, str(level.array.dtype), scale3, unit, file=str(path), inner=level.path, layout=layout)
 
 
 def _common_unit(scale: list[float], unit_of: dict[str, str | None]) -> tuple[tuple[float, float, float], str | None]:
@@ -291,8 +267,8 @@ def _common_unit(scale: list[float], unit_of: dict[str, str | None]) -> tuple[tu
     out = list(scale)
     for i, axis in enumerate("zyx"):
         other = unit_of.get(axis)
-        if other and other != unit and other in _MICRONS and unit in _MICRONS:
-            out[i] = _tidy(scale[i] * _MICRONS[other] / _MICRONS[unit])
+        if other and other != unit and other in OME_UNITS_NM and unit in OME_UNITS_NM:
+            out[i] = tidy(scale[i] * OME_UNITS_NM[other] / OME_UNITS_NM[unit])
     return (out[0], out[1], out[2]), unit
 
 
@@ -300,30 +276,10 @@ def _common_unit(scale: list[float], unit_of: dict[str, str | None]) -> tuple[tu
 
 
 def _open_hdf5(spec: str, file: str, dataset: str | None) -> VolumeSource:
-    import h5py
-
     path = Path(file)
-    if not path.exists():
-        raise EmsegError(f"{spec}: no such file {file}")
-    if not path.is_file():
-        raise EmsegError(f"{spec}: {file} is not a file")
     _forget("hdf5", str(path))
-    try:
-        handle = h5py.File(path, "r")
-    except OSError as exc:
-        raise EmsegError(f"{spec}: not a readable HDF5 file ({exc})") from None
-    with handle:
-        found: list[str] = []
-        handle.visititems(lambda name, obj: found.append("/" + name) if isinstance(obj, h5py.Dataset) else None)
-        listed = ", ".join(found) or "none"
-        if dataset is None or dataset.strip("/") == "":
-            if len(found) != 1:
-                raise EmsegError(f"{file}: holds {len(found)} datasets ({listed}); name one, e.g. '{file}:{found[0] if found else '/raw'}'")
-            dataset = found[0]
-        dataset = "/" + dataset.strip("/")
-        obj = handle.get(dataset)
-        if not isinstance(obj, h5py.Dataset):
-            raise EmsegError(f"{file}: no dataset {dataset} (datasets: {listed})")
+    with open_hdf5(spec, file) as handle:
+        dataset, obj = hdf5_dataset(handle, file, dataset)
         shape = tuple(int(d) for d in obj.shape)
         ndim = len(shape)
         if ndim < 2 or ndim > 3 and any(d != 1 for d in shape[: ndim - 3]):
@@ -332,7 +288,7 @@ def _open_hdf5(spec: str, file: str, dataset: str | None) -> VolumeSource:
         layout = "".join(names)
         dims = shape[max(ndim - 3, 0):]
         zyx = dims if len(dims) == 3 else (1, *dims)
-        scale, unit = _h5_voxel_size(dict(obj.attrs))
+        scale, unit = _h5_scale(dict(obj.attrs))
         dtype = obj.dtype
     if dtype.kind in "OSUV":  # strings, objects, compound records: no grey values
         raise EmsegError(f"{spec}: dtype {dtype} is not a grey image type (bool, integer or float)")
@@ -340,37 +296,14 @@ def _open_hdf5(spec: str, file: str, dataset: str | None) -> VolumeSource:
                         file=str(path), inner=dataset, layout=layout)
 
 
-def _h5_voxel_size(attrs: dict[str, Any]) -> tuple[tuple[float, float, float], str | None]:
-    """Voxel size from `element_size_um` (Fiji/ilastik: zyx in micrometres) or `resolution` (+ `unit`).
-
-    `resolution` without a `unit` keeps its numbers (the ratios still say how
-    anisotropic the volume is) but the unit stays unknown: emseg does not guess nm.
-    """
-
-    def zyx(value: Any) -> tuple[float, float, float] | None:
-        try:
-            numbers = [float(v) for v in np.atleast_1d(np.asarray(value, dtype=float))]
-        except (TypeError, ValueError):
-            return None
-        if len(numbers) == 1:
-            numbers = numbers * 3
-        if len(numbers) == 2:
-            numbers = [1.0, *numbers]
-        if len(numbers) != 3 or not all(n > 0 for n in numbers):
-            return None
-        return (numbers[0], numbers[1], numbers[2])
-
-    if "element_size_um" in attrs and (size := zyx(attrs["element_size_um"])):
-        return size, "micrometer"
-    if "resolution" in attrs and (size := zyx(attrs["resolution"])):
-        unit = attrs.get("unit")
-        if isinstance(unit, bytes):
-            unit = unit.decode(errors="replace")
-        if isinstance(unit, np.ndarray):
-            unit = str(unit.ravel()[0]) if unit.size else None
-        name = _UNIT_ALIASES.get(str(unit).strip().lower()) if unit is not None else None
-        return size, name
-    return (1.0, 1.0, 1.0), None
+def _h5_scale(attrs: dict[str, Any]) -> tuple[tuple[float, float, float], str | None]:
+    """The (z, y, x) scale and OME-NGFF unit of [`hdf5_scale`][emseg.io.stacks.hdf5_scale]: z = 1 for two numbers, 1, 1, 1 for none."""
+    found = hdf5_scale(attrs)
+    if found is None:
+        return (1.0, 1.0, 1.0), None
+    numbers, unit = found
+    z, y, x = numbers if len(numbers) == 3 else [1.0, *numbers]
+    return (z, y, x), unit
 
 
 # --- TIFF ---------------------------------------------------------------------------------------
@@ -389,8 +322,6 @@ def _tiff_zarr(file: str) -> Any:
 def _open_tiff(spec: str, text: str) -> VolumeSource:
     import tifffile
 
-    from emseg.segmentation.measurements import UNITS, tiff_pixel_size
-
     path = Path(text)
     if not path.is_file():
         raise EmsegError(f"{spec}: no such file")
@@ -403,7 +334,6 @@ def _open_tiff(spec: str, text: str) -> VolumeSource:
             axes, shape = series.axes.upper(), tuple(int(d) for d in series.shape)
             photometric = tif.pages[0].photometric
             dtype = np.dtype(series.dtype)
-            imagej = tif.imagej_metadata or {}
     except Exception as exc:  # tifffile raises TiffFileError, ValueError, struct errors on broken files
         raise EmsegError(f"{spec}: not a readable TIFF ({type(exc).__name__}: {exc})") from None
     if "S" in axes and shape[axes.index("S")] > 1 or photometric in (tifffile.PHOTOMETRIC.RGB, tifffile.PHOTOMETRIC.PALETTE):
@@ -418,12 +348,11 @@ def _open_tiff(spec: str, text: str) -> VolumeSource:
         raise EmsegError(f"{spec}: axes {axes}; emseg predicts grey (z, y, x) volumes")
     dims = [size for axis, size in zip(layout, shape) if axis != "."]
     zyx = (1, *dims) if len(dims) == 2 else tuple(dims)
-    size = tiff_pixel_size(path)
-    if size is None:
+    voxel = tiff_voxel_size(path)
+    if voxel is None:
         return VolumeSource(spec, "tiff", (int(zyx[0]), int(zyx[1]), int(zyx[2])), dtype.name, file=str(path), layout=layout)
-    z = 1.0
-    spacing, imagej_unit = imagej.get("spacing"), _UNIT_ALIASES.get(str(imagej.get("unit", "")).strip().lower())
-    if spacing and imagej_unit in ("nanometer", "micrometer", "millimeter") and float(spacing) > 0:
-        z = _tidy(float(spacing) * _MICRONS[imagej_unit] / UNITS[size.unit])  # ImageJ's spacing is in its unit
+    size = PixelSize.in_nm(voxel.x)  # the unit the measurement columns of this TIFF get, as the in-memory path gives them
+    unit_nm = OME_UNITS_NM[OME_UNITS[size.unit]]
+    z = tidy(voxel.z / unit_nm) if voxel.z else 1.0
     return VolumeSource(spec, "tiff", (int(zyx[0]), int(zyx[1]), int(zyx[2])), dtype.name, (z, size.value, size.value),
                         OME_UNITS[size.unit], file=str(path), layout=layout)

@@ -224,6 +224,13 @@ def test_tiff_region_is_read_lazily_and_equals_tifffile(tmp_path: Path) -> None:
     np.testing.assert_array_equal(source.read(slice(0, 2), slice(None), slice(0, 5)), full[0:2, :, 0:5])
 
 
+def test_ome_tiff_voxel_size_comes_in_the_pixel_unit(tmp_path: Path) -> None:
+    path = tmp_path / "v.ome.tif"
+    tifffile.imwrite(path, DATA, metadata={"axes": "ZYX", "PhysicalSizeX": 0.004, "PhysicalSizeY": 0.004, "PhysicalSizeZ": 0.05})
+    source = open_volume(str(path), tiff=True)
+    assert source.unit == "nanometer" and source.scale == pytest.approx((50.0, 4.0, 4.0)) and source.pixel_size() == PixelSize(4.0, "nm")
+
+
 @pytest.mark.parametrize("pages", [1, 4])
 def test_plain_tiff_pages(tmp_path: Path, pages: int) -> None:
     data = np.random.default_rng(3).integers(0, 255, (pages, 10, 11), dtype=np.uint8)
