@@ -39,11 +39,24 @@ def describe() -> list[dict]:
 
 
 def bundled() -> dict | None:
-    """The bundled model's description, if this installation has one."""
+    """The bundled model's description, if this installation has one: its info, pixel size and cell step."""
+    from emseg.networks.model_file import ModelConfig, read_model_file
     from emseg.sharing.bundled import BUNDLED_MODEL, bundled_info
 
     info = bundled_info()
-    return None if info is None else {"path": str(BUNDLED_MODEL), **info}
+    if info is None:
+        return None
+    payload = read_model_file(BUNDLED_MODEL)
+    config = ModelConfig.from_payload(payload["config"], payload["version"])
+    return {"path": str(BUNDLED_MODEL), **info, "pixel_size_nm": config.pixel_size, "cells": config.cells}
+
+
+def pixel_size_line(pixel_size: list[float] | None) -> str:
+    """`[z, y, x]` nm as `4 x 4 nm pixels, 50 nm sections`, or that the model does not say."""
+    if not pixel_size:
+        return "pixel size not recorded (emseg predict assumes its inputs match)"
+    z, y, x = pixel_size
+    return f"{y:g} x {x:g} nm pixels, {z:g} nm sections"
 
 
 def run(args: argparse.Namespace) -> int:
@@ -58,6 +71,10 @@ def run(args: argparse.Namespace) -> int:
         print(f"  held-out test slices 25-29: V_rand {scores['v_rand']:.4f} (challenge's threshold), "
               f"{scores.get('v_rand_at_val_threshold', float('nan')):.4f} (validated threshold {scores.get('val_threshold', float('nan')):g}), "
               f"V_info {scores['v_info']:.4f}")
+        print(f"  trained at {pixel_size_line(model['pixel_size_nm'])}")
+        if model["cells"]:
+            cells = model["cells"]
+            print(f"  cells: {cells['method']} {json.dumps(cells['settings'])}, chosen on {cells['chosen_on']}")
         print(f"  made by: {model['made_by']} at commit {model['commit']} on {model['cpu']['model']}")
         print()
     for row in rows:

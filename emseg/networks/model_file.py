@@ -4,7 +4,7 @@ It holds only tensors and plain Python values, so that it loads with
 `torch.load(..., weights_only=True)`: a file that would need arbitrary unpickling
 (and so could run code) is refused. [`save_model`][emseg.networks.model_file.save_model]
 writes it, [`load_model`][emseg.networks.model_file.load_model] rebuilds the network from it;
-files of format versions 1 and 2 are read.
+files of format versions 1 to 3 are read.
 """
 
 from __future__ import annotations
@@ -25,9 +25,10 @@ from emseg.io.atomic import atomic_output
 from emseg.networks.architectures import IN_CHANNELS, OUT_CHANNELS, build_network
 
 FORMAT = "emseg-model"
-#: 2: the validated threshold is a field of the config (version 1 kept it in ``info.val``)
-FORMAT_VERSION = 2
-READABLE_VERSIONS = (1, 2)
+#: 2: the validated threshold is a field of the config (version 1 kept it in ``info.val``);
+#: 3: the pixel size the model was trained at, and the cell step chosen for it
+FORMAT_VERSION = 3
+READABLE_VERSIONS = (1, 2, 3)
 #: the first bytes of files that ``--model`` is sometimes pointed at by mistake
 _NOT_MODELS = {
     b"II*\x00": "a TIFF image",
@@ -47,8 +48,11 @@ class ModelConfig:
     ([`normalize`][emseg.preprocessing.normalization.normalize]); `patch_size` the training patch
     side, the default sliding window; `target` is `boundary` (one membrane map) or `affinities`
     (one channel per offset of `offsets`); `val_threshold` the best V_rand threshold on the
-    validation slices, if training recorded one; `info` what training noted (the step, the
-    validation scores, the seed).
+    validation slices, if training recorded one; `pixel_size` the `[z, y, x]` size of a voxel of
+    the training data in nm (`params.yaml: data.pixel_size`), which `emseg predict` rescales its
+    inputs to; `cells` the cell step chosen for the model on labelled slices it was not trained
+    on (`method`, `settings`, and where they were chosen); `info` what training noted (the
+    step, the validation scores, the seed).
     """
 
     arch: str
@@ -62,7 +66,23 @@ class ModelConfig:
     offsets: list[list[int]] | None = None
     #: the best V_rand threshold on the validation slices of the kept checkpoint, if training recorded one
     val_threshold: float | None = None
+    #: [z, y, x] of a voxel of the training data, nm; None for files of format 1-2 (then unknown)
+    pixel_size: list[float] | None = None
+    #: the cell step chosen for this model: {"method", "settings", "chosen_on", "v_rand"}; None: not chosen
+    cells: dict[str, Any] | None = None
     info: dict[str, Any] = field(default_factory=dict)
+
+    def pixel_size_yx(self) -> tuple[float, float] | None:
+        """The in-plane pixel size `(y, x)` in nm the model was trained at, or None when the file does not say."""
+        if not self.pixel_size:
+            return None
+        return float(self.pixel_size[-2]), float(self.pixel_size[-1])
+
+    def cell_step(self) -> tuple[str, dict[str, Any]] | None:
+        """The cell method and settings chosen for this model, or None when none was chosen."""
+        if not self.cells:
+            return None
+        return str(self.cells["method"]), dict(self.cells.get("settings") or {})
 
     def threshold(self, given: float | None = None) -> tuple[float, str]:
         """The cell/membrane threshold to apply, and where it came from.
@@ -103,6 +123,11 @@ class ModelConfig:
         if version == 1:  # the threshold sat in info.val.threshold
             raw.setdefault("val_threshold", (raw.get("info", {}).get("val") or {}).get("threshold"))
         config = cls(**raw)
+        size = config.pixel_size
+        if not (isinstance(size, (list, tuple)) and len(size) == 3 and all(isinstance(v, (int, float)) and v > 0 for v in size)):
+            config.pixel_size = None
+        if not (isinstance(config.cells, dict) and isinstance(config.cells.get("method"), str)):
+            config.cells = None
         value = config.val_threshold
         if not (isinstance(value, (int, float)) and not isinstance(value, bool) and 0.0 <= value <= 1.0):
             config.val_threshold = None
@@ -114,7 +139,10 @@ def save_model(path: str | os.PathLike[str], model: nn.Module, config: ModelConf
 
     The weights go to the CPU; the same weights and config always give the same bytes.
     """
-    state = {key: value.detach().cpu() for key, value in model.state_dict().items()}
+    _write(path, config, {key: value.detach().cpu() for key, value in model.state_dict().items()})
+
+
+def _write(path: str | os.PathLike[str], config: ModelConfig, state: dict[str, torch.Tensor]) -> None:
     # JSON round trip: the config holds only plain values (numpy scalars become floats),
     # which is what lets the file load with weights_only=True
     plain_config = json.loads(json.dumps(config.to_dict(), default=float))
@@ -207,3 +235,22 @@ def load_model(path: str | os.PathLike[str], device: torch.device | str = "cpu")
     except RuntimeError as exc:
         raise EmsegError(f"{path}: weights do not fit architecture {config.arch!r} ({str(exc).splitlines()[0]})") from None
     return model.to(device).eval(), config
+
+
+def with_cell_step(source: str | os.PathLike[str], target: str | os.PathLike[str], cells: dict[str, Any]) -> ModelConfig:
+    """Write `source`'s model file again at `target`, its weights untouched, with the cell step `cells` in its config.
+
+    Args:
+        source: A model file.
+        target: Where the file with the cell step goes (may be `source`).
+        cells: `{"method", "settings", "chosen_on", "v_rand"}`: the cell method and settings chosen
+            for the model, and where.
+
+    Returns:
+        The new config.
+    """
+    payload = read_model_file(source)
+    config = ModelConfig.from_payload(payload["config"], payload["version"])
+    config.cells = json.loads(json.dumps(cells, default=float))
+    _write(target, config, payload["state_dict"])
+    return config

@@ -28,6 +28,7 @@ import warnings
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
@@ -95,6 +96,12 @@ HEADS: dict[str, Head] = {
 }
 
 
+def _axis_scale(config: ModelConfig, index: int) -> dict[str, Any]:
+    """The `scale` and `unit` of spatial axis `index` (0 = y, 1 = x): the model's pixel size in nm, or nothing when unknown."""
+    size = config.pixel_size_yx()
+    return {} if size is None else {"scale": size[index], "unit": "nanometer"}
+
+
 def _documentation(config: ModelConfig, path: Path, halo: int) -> Path:
     kind = "membrane" if config.target == "boundary" else "affinity"
     path.write_text(
@@ -142,7 +149,7 @@ def _weights(model: torch.nn.Module, config: ModelConfig, folder: Path) -> tuple
     return state, script
 
 
-def describe(model_path: Path, image: np.ndarray, folder: Path):  # noqa: ANN201  (a bioimageio ModelDescr)
+def describe(model_path: Path, image: np.ndarray, folder: Path):
     """The BioImage Model Zoo description (a `bioimageio.spec` model description, format 0.5) of the model at `model_path`.
 
     Its files (weights, test tensors, cover, documentation) are written into `folder`; the
@@ -160,11 +167,13 @@ def describe(model_path: Path, image: np.ndarray, folder: Path):  # noqa: ANN201
     kwargs = {"spatial_dims": SPATIAL_DIMS, "in_channels": IN_CHANNELS, "out_channels": config.out_channels, **config.kwargs}
     constructor = REGISTRY[config.arch].constructor
     size = spec.ParameterizedSize(min=smallest, step=divisor)
+    # the pixel size the model was trained at, on the spatial axes (a consumer rescales its image to it)
+    scale = {axis: _axis_scale(config, index) for index, axis in enumerate(("y", "x"))}
     inputs = spec.InputTensorDescr(
         id=spec.TensorId("raw"),
         description="one grey EM slice",
         axes=[spec.BatchAxis(), spec.ChannelAxis(channel_names=[spec.Identifier("em")]),
-              spec.SpaceInputAxis(id=spec.AxisId("y"), size=size), spec.SpaceInputAxis(id=spec.AxisId("x"), size=size)],
+              spec.SpaceInputAxis(id=spec.AxisId("y"), size=size, **scale["y"]), spec.SpaceInputAxis(id=spec.AxisId("x"), size=size, **scale["x"])],
         test_tensor=spec.FileDescr(source=test_input),
         data=spec.IntervalOrRatioDataDescr(type="float32"),
         preprocessing=[spec.ZeroMeanUnitVarianceDescr(kwargs=spec.ZeroMeanUnitVarianceKwargs(axes=[spec.AxisId("y"), spec.AxisId("x")], eps=_EPS))],
@@ -177,14 +186,17 @@ def describe(model_path: Path, image: np.ndarray, folder: Path):  # noqa: ANN201
         id=spec.TensorId(head.tensor_id),
         description=head.description,
         axes=[spec.BatchAxis(), spec.ChannelAxis(channel_names=[spec.Identifier(name) for name in head.channel_names(config)]),
-              spec.SpaceOutputAxisWithHalo(id=spec.AxisId("y"), size=same["y"], halo=halo),
-              spec.SpaceOutputAxisWithHalo(id=spec.AxisId("x"), size=same["x"], halo=halo)],
+              spec.SpaceOutputAxisWithHalo(id=spec.AxisId("y"), size=same["y"], halo=halo, **scale["y"]),
+              spec.SpaceOutputAxisWithHalo(id=spec.AxisId("x"), size=same["x"], halo=halo, **scale["x"])],
         test_tensor=spec.FileDescr(source=test_output),
         data=spec.IntervalOrRatioDataDescr(type="float32"),
         postprocessing=postprocessing,
     )
     version = spec.Version(torch.__version__.split("+")[0])
-    emseg_config = {"tolerance": TOLERANCE, "patch_size": config.patch_size, "val_threshold": config.threshold()[0], "target": config.target}
+    emseg_config = {
+        "tolerance": TOLERANCE, "patch_size": config.patch_size, "val_threshold": config.threshold()[0], "target": config.target,
+        "pixel_size_nm": config.pixel_size, "cells": config.cells,
+    }
     extra_config = {}
     if config.target == "affinities":
         offsets = [list(offset) for offset in config.offset_tuples() or ()]

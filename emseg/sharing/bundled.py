@@ -26,7 +26,6 @@ from typing import Any
 import numpy as np
 import torch
 
-from emseg.config.layout import SEGMENT_FILE
 from emseg.errors import EmsegError, run_with_clean_errors
 from emseg.io.atomic import atomic_output, write_json
 
@@ -54,6 +53,21 @@ def default_model(given: Path | None) -> tuple[Path, str]:
     if BUNDLED_MODEL.is_file():
         return BUNDLED_MODEL, "the bundled ISBI 2012 model (emseg models)"
     raise EmsegError(f"{PIPELINE_MODEL}: model file not found, and this installation has no bundled model; give --model")
+
+
+def init_model(init_from: str) -> Path | None:
+    """The model file `train.init_from` names: None for `none`, the bundled model for `bundled`, else the path given.
+
+    Raises:
+        EmsegError: `bundled` in an installation without one, or a path with no file
+            (one line naming the key).
+    """
+    if init_from == "none":
+        return None
+    path = BUNDLED_MODEL if init_from == "bundled" else Path(init_from)
+    if not path.is_file():
+        raise EmsegError(f"train.init_from: {path}: model file not found")
+    return path
 
 
 def bundled_info() -> dict[str, Any] | None:
@@ -85,7 +99,7 @@ def make_bundle(model: Path, metrics: Path, png: Path, split: Path, out: Path = 
     """Write the fp16 bundle of `model` into `out` with its info, checking its scores against the fp32 weights.
 
     Args:
-        model: The pipeline's model file (its `segment.json`, if any, is bundled too).
+        model: The pipeline's model file (the evaluate stage's: it carries its pixel size and cell step).
         metrics: The evaluate stage's metrics of that model.
         png: The converted data set's folder, for the test slices.
         split: The split file naming the test slices.
@@ -97,10 +111,6 @@ def make_bundle(model: Path, metrics: Path, png: Path, split: Path, out: Path = 
     out.mkdir(parents=True, exist_ok=True)
     with atomic_output(out / "model.pt") as tmp:
         torch.save(_half(model), tmp)
-    segment = model.with_name(SEGMENT_FILE)
-    if segment.is_file():
-        with atomic_output(out / SEGMENT_FILE) as tmp:
-            tmp.write_text(segment.read_text())
     fp32, fp16 = _test_scores(model, png, split), _test_scores(out / "model.pt", png, split)
     commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True).stdout.strip()
     from emseg.runtime.machine import cpu_description

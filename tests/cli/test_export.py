@@ -32,6 +32,7 @@ def model_path(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 OFFSETS = [[-1, 0], [0, -1], [-3, 0], [0, -3]]
+CELLS = {"method": "gasp", "settings": {"beta": 0.4}, "chosen_on": "validation slices [3]", "v_rand": 0.9}
 
 
 @pytest.fixture(scope="module")
@@ -39,7 +40,10 @@ def affinity_model_path(tmp_path_factory: pytest.TempPathFactory) -> Path:
     torch.manual_seed(2)
     kwargs = resolve_kwargs("unet", TINY_UNET)
     path = tmp_path_factory.mktemp("affinity_model") / "model.pt"
-    config = ModelConfig("unet", kwargs, dict(DEFAULT_NORMALIZATION), 32, out_channels=len(OFFSETS), target="affinities", offsets=OFFSETS, val_threshold=0.4)
+    config = ModelConfig(
+        "unet", kwargs, dict(DEFAULT_NORMALIZATION), 32, out_channels=len(OFFSETS), target="affinities", offsets=OFFSETS, val_threshold=0.4,
+        pixel_size=[50.0, 4.6, 4.6], cells=CELLS,
+    )
     save_model(path, build_network("unet", kwargs, len(OFFSETS)).eval(), config)
     return path
 
@@ -80,6 +84,10 @@ def test_an_affinity_package_outputs_one_channel_per_offset_and_names_them(affin
     assert output["id"] == "affinities" and "sigmoid" in steps and "scale_linear" not in steps  # no 1 - p: high = different cells
     assert [axis["channel_names"] for axis in output["axes"] if axis["type"] == "channel"] == [["dym1_dx0", "dy0_dxm1", "dym3_dx0", "dy0_dxm3"]]
     assert rdf["config"]["mws"]["offsets"] == rdf["config"]["emseg"]["offsets"] == OFFSETS
+    # the model's pixel size on the spatial axes, and its cell step in the config
+    spatial = [axis for axis in rdf["inputs"][0]["axes"] + output["axes"] if axis["type"] == "space"]
+    assert [(axis["scale"], axis["unit"]) for axis in spatial] == [(4.6, "nanometer")] * 4
+    assert rdf["config"]["emseg"]["cells"] == CELLS and rdf["config"]["emseg"]["pixel_size_nm"] == [50.0, 4.6, 4.6]
     assert expected.shape == (len(OFFSETS), *test_input.shape)
     model, config = load_model(affinity_model_path)
     np.testing.assert_allclose(Predictor(model, config, amp=False).predict(test_input).affinities, expected, atol=TOLERANCE)

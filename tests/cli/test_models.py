@@ -30,3 +30,13 @@ def test_the_bundled_model_is_listed_with_its_scores_and_its_command(capsys) -> 
     assert abs(check["fp16_weights"]["v_rand"] - check["fp32_weights"]["v_rand"]) < 1e-3  # fp16 weights keep the scores
     assert main(["models"]) == 0
     assert "bundled model: ISBI 2012 CPU profile" in capsys.readouterr().out
+
+
+def test_the_bundled_model_shows_its_pixel_size_and_cell_step(capsys) -> None:
+    assert main(["models", "--json"]) == 0
+    model = json.loads(capsys.readouterr().out)["bundled_model"]
+    assert model["pixel_size_nm"] == [50.0, 4.0, 4.0]
+    assert model["cells"]["method"] == "components" and "validation" in model["cells"]["chosen_on"]
+    assert main(["models"]) == 0
+    out = capsys.readouterr().out
+    assert "trained at 4 x 4 nm pixels, 50 nm sections" in out and "cells: components" in out

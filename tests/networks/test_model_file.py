@@ -7,7 +7,7 @@ import torch
 from emseg.config.defaults import FALLBACK_THRESHOLD
 from emseg.errors import EmsegError
 from emseg.networks.architectures import build_network, resolve_kwargs
-from emseg.networks.model_file import FORMAT_VERSION, ModelConfig, load_model, read_model_file, save_model
+from emseg.networks.model_file import FORMAT_VERSION, ModelConfig, load_model, read_model_file, save_model, with_cell_step
 from emseg.preprocessing.normalization import DEFAULT_NORMALIZATION
 
 from conftest import TINY_UNET
@@ -101,7 +101,7 @@ def test_the_threshold_is_a_field_of_the_current_format(tmp_path: Path) -> None:
     path = tmp_path / "model.pt"
     save_model(path, build_network("unet", kwargs), ModelConfig("unet", kwargs, dict(DEFAULT_NORMALIZATION), 32, val_threshold=0.3))
     payload = torch.load(path, weights_only=True)
-    assert payload["version"] == FORMAT_VERSION == 2 and payload["config"]["val_threshold"] == 0.3
+    assert payload["version"] == FORMAT_VERSION == 3 and payload["config"]["val_threshold"] == 0.3
     assert load_model(path)[1].val_threshold == 0.3
 
 
@@ -164,3 +164,26 @@ def test_format_1_called_a_boundary_model_membrane(tmp_path: Path) -> None:
     payload["config"]["target"] = "membrane"
     torch.save(payload, path)
     assert load_model(path)[1].target == "boundary"
+
+
+def test_format_3_carries_the_pixel_size_and_the_cell_step(tmp_path: Path) -> None:
+    torch.manual_seed(0)
+    kwargs = resolve_kwargs("unet", TINY_UNET)
+    network = build_network("unet", kwargs)
+    path, final = tmp_path / "network.pt", tmp_path / "model.pt"
+    save_model(path, network, ModelConfig("unet", kwargs, dict(DEFAULT_NORMALIZATION), 32, pixel_size=[50.0, 4.6, 4.6]))
+    assert load_model(path)[1].pixel_size_yx() == (4.6, 4.6) and load_model(path)[1].cell_step() is None
+    cells = {"method": "gasp", "settings": {"beta": 0.4}, "chosen_on": "validation slices 22-24", "v_rand": 0.97}
+    config = with_cell_step(path, final, cells)
+    loaded_model, loaded = load_model(final)
+    assert loaded.cell_step() == ("gasp", {"beta": 0.4}) and loaded.cells == cells == config.cells
+    assert loaded.pixel_size == [50.0, 4.6, 4.6]
+    for key, value in network.state_dict().items():  # the weights are untouched
+        assert torch.equal(loaded_model.state_dict()[key], value)
+
+
+@pytest.mark.parametrize("size", [[4.0, 4.0], [50.0, -4.0, 4.0], "4nm"])
+def test_a_malformed_pixel_size_reads_as_unknown(size: object) -> None:
+    raw = {"arch": "unet", "kwargs": {}, "normalization": {}, "patch_size": 32, "pixel_size": size, "cells": {"settings": {}}}
+    config = ModelConfig.from_payload(raw, 3)
+    assert config.pixel_size_yx() is None and config.cell_step() is None

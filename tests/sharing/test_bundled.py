@@ -33,4 +33,17 @@ def test_the_bundle_ships_inside_the_package_and_loads_with_its_scores_and_segme
     info = bundled.bundled_info()
     assert config.val_threshold == info["test_scores"]["val_threshold"]
     assert {"v_rand", "v_info", "pixel_error"} <= set(info["test_scores"]) and info["commit"]
-    assert (bundled.BUNDLE / "segment.json").is_file()
+    # the cell step and the pixel size travel inside the model file: nothing beside it is needed
+    # thresholded cells at the validated threshold: the step that carried over to a second stack (benchmarks/cell_transfer.py)
+    assert config.cell_step() == ("components", {"threshold": config.val_threshold})
+    assert config.pixel_size_yx() == (4.0, 4.0) and not (bundled.BUNDLE / "segment.json").exists()
+
+
+@pytest.mark.parametrize(("given", "expected"), [("none", None), ("bundled", bundled.BUNDLED_MODEL)])
+def test_init_from_names_a_model_file(given: str, expected) -> None:
+    assert bundled.init_model(given) == expected
+
+
+def test_init_from_a_missing_file_is_one_line(tmp_path) -> None:
+    with pytest.raises(EmsegError, match=r"^train.init_from: .*absent.pt: model file not found$"):
+        bundled.init_model(str(tmp_path / "absent.pt"))
