@@ -10,10 +10,14 @@ import argparse
 import sys
 from dataclasses import replace
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from emseg.config.defaults import DEVICES, FALLBACK_THRESHOLD, OVERLAP, TILE_BATCH
 from emseg.errors import EmsegError
 from emseg.inference.outputs import OUTPUT_KINDS, parse_outputs
+
+if TYPE_CHECKING:  # the model file's module imports torch, which building the parser must not
+    from emseg.networks.model_file import ModelConfig
 
 #: the `--help` text
 HELP = """emseg predict INPUT... --out DIR [--model MODEL]: segment new images with a trained model
@@ -33,9 +37,20 @@ Outputs per input, named after it (<stem> = file name without suffix), in DIR
   measurements  <stem>_cells.csv          one row per cell per slice: area, perimeter, centroid, bounding box, ...
   summary       <stem>_cells_summary.csv  cell count and median cell area per slice
 
+Pixel size: the model file records the pixel size it was trained at. An input whose pixel
+size is known (--pixel-size, or the TIFF's OME metadata, ImageJ unit or resolution tags; a
+volume's scale) and differs from it by over 1% is resampled to the model's pixel size,
+predicted there a slice (or a block) at a time, and every output is put back on the input's
+own grid: same shape, pixel size and units as the input. One line says what was done, e.g.
+"emseg predict: input 7.3 nm/px, model 4 nm/px: predicted at 1.82x"; an input of unknown
+pixel size is predicted as if it had the model's (the line says so). --no-rescale predicts
+every input on its own grid.
+
 Lengths and areas are in pixels, and in physical units too (the unit in the column name)
-where the pixel size is known: --pixel-size, or the TIFF's OME metadata, ImageJ unit or
-resolution tags.
+where the pixel size is known.
+
+Cells: --cells, else the cell step recorded in the model file, else segment.json beside the
+model (older model files), else components of the membrane mask.
 
 Nothing is written unless every input can be read and the model loads; each file appears
 under its final name only once it is complete (also after Ctrl-C or kill -TERM).
@@ -93,9 +108,13 @@ def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[ty
         "--cells",
         metavar="METHOD",
         help="how cells are drawn: components (the thresholded mask's), watershed, multicut, gasp or mws (affinity "
-        "models); default: the method the evaluate stage chose, from segment.json beside the model, else components",
+        "models); default: the cell step recorded in the model file, else segment.json beside the model, else components",
     )
     parser.add_argument("--pixel-size", metavar="SIZE", help="the side of a pixel with its unit, e.g. 4nm (default: what each TIFF says)")
+    parser.add_argument(
+        "--no-rescale", action="store_true",
+        help="predict every input on its own grid, whatever its pixel size (default: resample to the model's pixel size)",
+    )
     parser.add_argument("--tta", action="store_true", help="average the 8 flips/rotations of every tile (8x slower)")
     parser.add_argument("--overlap", type=float, default=OVERLAP, help="overlap of neighbouring tiles, in [0, 1) (default: %(default)s)")
     parser.add_argument(
@@ -126,7 +145,7 @@ def run(args: argparse.Namespace) -> int:
     import torch
     from tqdm import tqdm
 
-    from emseg.inference.in_memory import PredictOptions, check_output_names, predict_files, total_tiles
+    from emseg.inference.in_memory import PredictOptions, check_output_names, plan_inputs, predict_files, total_tiles
     from emseg.inference.inputs import colour_note, discover_inputs, inspect_inputs
     from emseg.networks.model_file import load_model
     from emseg.runtime.device import select_device
@@ -141,13 +160,15 @@ def run(args: argparse.Namespace) -> int:
         torch.set_num_threads(args.threads)
     # everything that can be refused is refused here, before the first output file exists
     given = FALLBACK_THRESHOLD if args.threshold is None else args.threshold
-    options = PredictOptions(outputs, given, args.overlap, args.tta, args.batch_size, device, not args.no_amp, tile=args.tile)
+    options = PredictOptions(
+        outputs, given, args.overlap, args.tta, args.batch_size, device, not args.no_amp, tile=args.tile, rescale=not args.no_rescale,
+    )
     from emseg.sharing.bundled import default_model
 
     model_path, model_source = default_model(args.model)
     model, config = load_model(model_path, device)
     threshold, threshold_source = config.threshold(args.threshold)
-    method, settings, cells_source = cell_method(model_path, args.cells, config.target)
+    method, settings, cells_source = cell_method(model_path, args.cells, config)
     options = replace(options, threshold=threshold, cells=method, cell_settings=settings, pixel_size=pixel_size)
     show_bar = not args.quiet and sys.stderr.isatty()
     image_paths, volumes = split_volumes(args)
@@ -157,7 +178,7 @@ def run(args: argparse.Namespace) -> int:
             print(f"emseg predict: note: volume inputs are segmented block-wise with components; {method} ({cells_source}) "
                   "draws the cells of the images read whole", file=sys.stderr)
             volume_method = "components"
-        jobs = plan_volumes(volumes, model_path, options, volume_method, args)
+        jobs = plan_volumes(volumes, model_path, config, options, volume_method, args)
     items = inspect_inputs(discover_inputs(image_paths)) if image_paths else []
     check_output_names(items, args.out, options.outputs)
     note = colour_note(items)
@@ -168,31 +189,50 @@ def run(args: argparse.Namespace) -> int:
     if not items:
         return 0
 
-    total = total_tiles(items, config.window(options.tile), options.overlap)
+    rescalings = plan_inputs(items, config, options)
+    print_notes([(str(item.path), plan.note) for item, plan in zip(items, rescalings, strict=True)])
+    total = total_tiles(items, config.window(options.tile), options.overlap, rescalings)
     with tqdm(total=total, unit="tile", desc="predict", file=sys.stderr, disable=not show_bar, dynamic_ncols=True) as bar:
         summary = predict_files(
             model, config, items, args.out, options,
-            progress=bar.update, on_file=lambda item: bar.set_postfix_str(item.path.name, refresh=False),
+            progress=bar.update, on_file=lambda item: bar.set_postfix_str(item.path.name, refresh=False), rescalings=rescalings,
         )
     if not args.quiet:
         print(
             f"{summary.line()} -> {args.out} (model {model_path}: {model_source}; threshold {options.threshold:g}: "
-            f"{threshold_source}; cells: {method}, {cells_source})"
+            f"{threshold_source}; cells: {method}{settings_text(settings)}, {cells_source})"
         )
     return 0
 
 
-def cell_method(model_path: Path, asked: str | None, target: str) -> tuple[str, dict, str]:
+def settings_text(settings: dict) -> str:
+    """A cell method's settings for the summary line: ` (beta=0.4, min_size=25)`, or nothing."""
+    return f" ({', '.join(f'{key}={value:g}' if isinstance(value, float) else f'{key}={value}' for key, value in settings.items())})" if settings else ""
+
+
+def print_notes(notes: list[tuple[str, str]]) -> None:
+    """Print each input's pixel-size line once (to stderr): naming the input where inputs differ, a repeated line once."""
+    shown: set[str] = set()
+    named = len({note for _, note in notes if note}) > 1
+    for name, note in notes:
+        if note and note not in shown:
+            shown.add(note)
+            print(f"emseg predict: {name}: {note}" if named else f"emseg predict: {note}", file=sys.stderr)
+
+
+def cell_method(model_path: Path, asked: str | None, config: ModelConfig) -> tuple[str, dict, str]:
     """The segmentation method of `emseg predict`, its settings, and where they come from.
 
-    `segment.json` beside the model (the evaluate stage's choice) gives the method when none
-    was asked for, and its settings when it names the method asked for; otherwise the method
-    (default `components`) runs with its own defaults.
+    The cell step recorded in the model file ([`ModelConfig.cell_step`][emseg.networks.model_file.ModelConfig.cell_step])
+    gives the method when none was asked for, and its settings when it is the method asked
+    for; a model file without one (older formats) takes them from `segment.json` beside it
+    (the evaluate stage's choice); otherwise the method (default `components`) runs with its
+    own defaults.
 
     Args:
         model_path: The model file.
         asked: The method given with `--cells`, or None.
-        target: The model's target (`boundary` or `affinities`).
+        config: The model file's [`ModelConfig`][emseg.networks.model_file.ModelConfig].
 
     Returns:
         The method, its settings, and a few words on where they come from.
@@ -204,17 +244,23 @@ def cell_method(model_path: Path, asked: str | None, target: str) -> tuple[str, 
     from emseg.io.atomic import read_json
     from emseg.segmentation.methods import METHODS
 
+    step = config.cell_step()
     chosen_path = model_path.with_name(SEGMENT_FILE)
-    chosen = read_json(chosen_path) if chosen_path.is_file() else None
+    if step is not None:
+        chosen, source = {"method": step[0], "settings": step[1]}, f"settings from the model file {model_path}"
+    elif chosen_path.is_file():
+        chosen, source = read_json(chosen_path), f"settings from {chosen_path}"
+    else:
+        chosen, source = None, ""
     method = asked or (chosen["method"] if chosen else "components")
     if method not in METHODS:
         raise EmsegError(f"--cells: unknown method {method!r}; registered: {', '.join(METHODS)}")
-    if METHODS[method].needs_affinities and target != "affinities":
-        raise EmsegError(f"--cells {method} needs an affinity model; {model_path} is a {target} model")
+    if METHODS[method].needs_affinities and config.target != "affinities":
+        raise EmsegError(f"--cells {method} needs an affinity model; {model_path} is a {config.target} model")
     if method == "components":
         return method, {}, "at the mask's threshold"
     if chosen and chosen.get("method") == method:
-        return method, dict(chosen["settings"]), f"settings from {chosen_path}"
+        return method, dict(chosen["settings"]), source
     return method, {}, "default settings"
 
 
@@ -239,8 +285,9 @@ def split_volumes(args: argparse.Namespace) -> tuple[list[Path], list]:
     return images, volumes
 
 
-def plan_volumes(volumes: list, model_path: Path, options, method: str, args: argparse.Namespace) -> list:
-    """Every volume input's job, checked before anything is written."""
+def plan_volumes(volumes: list, model_path: Path, config: ModelConfig, options, method: str, args: argparse.Namespace) -> list:
+    """Every volume input's job, checked before anything is written; each one's pixel-size line is printed."""
+    from emseg.inference.rescale import plan_rescaling
     from emseg.inference.volume.blockwise import VOLUME_OUTPUTS, VolumeRequest, plan_volume
 
     if method != "components":
@@ -260,7 +307,12 @@ def plan_volumes(volumes: list, model_path: Path, options, method: str, args: ar
 
         size = options.pixel_size
         volumes = [changed(v, scale=(v.scale[0] if v.unit else 1.0, size.value, size.value), unit=ome_unit(size.unit)) for v in volumes]
-    jobs = [(plan_volume(source, model_path, request, args.out), args.ome_version) for source in volumes]
+    rescalings = [plan_rescaling(v.pixel_size(), config.pixel_size_yx(), options.rescale) for v in volumes]
+    print_notes([(v.spec, plan.note) for v, plan in zip(volumes, rescalings, strict=True)])
+    jobs = [
+        (plan_volume(source, model_path, replace(request, rescale=plan.factors), args.out), args.ome_version)
+        for source, plan in zip(volumes, rescalings, strict=True)
+    ]
     names = [path for (job, finals), _ in jobs for path in finals.values()]
     if len(set(names)) != len(names):
         raise EmsegError("two volume inputs would write the same output store; rename one or predict them separately")

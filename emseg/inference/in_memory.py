@@ -6,6 +6,10 @@ checks the inputs). Each input's outputs are streamed slice by slice into tempor
 that are renamed onto their final names only once the whole input has been predicted, so
 that an error or an interrupt never leaves a partial file behind. The kinds of output are
 those of [`emseg.inference.outputs`][emseg.inference.outputs].
+
+An input whose pixel size is known and differs from the model's is predicted at the model's
+scale, a slice at a time, and every output is put back on the input's own grid
+([`emseg.inference.rescale`][emseg.inference.rescale]).
 """
 
 from __future__ import annotations
@@ -29,6 +33,7 @@ from emseg.errors import EmsegError
 from emseg.inference.inputs import InputImage
 from emseg.inference.outputs import NEEDS_CELLS, OUTPUT_KINDS, OUTPUTS, check_outputs, output_paths
 from emseg.inference.predictor import Predictor
+from emseg.inference.rescale import Rescaling, plan_rescaling, prediction_to_input_grid, settings_on_input_grid, to_model_grid
 from emseg.inference.sliding_window import count_tiles
 from emseg.io.atomic import atomic_output
 from emseg.networks.model_file import ModelConfig
@@ -69,6 +74,8 @@ class PredictOptions:
         pixel_size: The pixel size of every input (`--pixel-size`); None: each input's own, if
             its file says.
         tile: The sliding window's side (`--tile`); None: the model's training patch size.
+        rescale: Predict an input of known pixel size at the model's pixel size (False:
+            `--no-rescale`, every input on its own grid).
 
     Raises:
         EmsegError: An unknown output kind or cell method, or a value out of range (one line
@@ -89,6 +96,8 @@ class PredictOptions:
     pixel_size: PixelSize | None = None
     #: the sliding window's side (--tile); None: the model's training patch size
     tile: int | None = None
+    #: predict at the model's pixel size where the input's is known and differs (False: --no-rescale)
+    rescale: bool = True
 
     def __post_init__(self) -> None:
         check_outputs(self.outputs)
@@ -198,6 +207,16 @@ class _OutputFiles:
         self.tables[kind].writerows(rows)
 
 
+def input_pixel_size(item: InputImage, options: PredictOptions) -> PixelSize | None:
+    """The pixel size of an input: `--pixel-size`, else what its TIFF says, else None."""
+    return options.pixel_size or tiff_pixel_size(item.path)
+
+
+def plan_inputs(items: Sequence[InputImage], config: ModelConfig, options: PredictOptions) -> list[Rescaling]:
+    """Whether and how much each input is rescaled to the model's pixel size, with the line that says so."""
+    return [plan_rescaling(input_pixel_size(item, options), config.pixel_size_yx(), options.rescale) for item in items]
+
+
 def _predict_slice(
     predictor: Predictor,
     raw: np.ndarray,
@@ -206,9 +225,18 @@ def _predict_slice(
     options: PredictOptions,
     with_overlay: bool,
     progress: Callable[[int], object] | None,
+    rescaling: Rescaling | None = None,
 ) -> float:
     """Write one slice's outputs; the seconds spent drawing its cells."""
-    prediction = predictor.predict(raw, progress)
+    settings = options.cell_settings
+    if rescaling is not None and rescaling.factors is not None:
+        # predicted on the model's grid, then everything (cells included) drawn on the input's:
+        # benchmarks/rescale_choice.py measured this against resizing cells drawn at the model's scale
+        prediction = predictor.predict(to_model_grid(raw, rescaling.factors), progress)
+        prediction = prediction_to_input_grid(prediction, raw.shape, rescaling.factors)
+        settings = settings_on_input_grid(settings, rescaling.factors)
+    else:
+        prediction = predictor.predict(raw, progress)
     cell = membrane_to_cell(prediction.membrane)
     if files.wants("proba"):
         files.write("proba", cell)
@@ -221,7 +249,7 @@ def _predict_slice(
     if any(files.wants(kind) for kind in NEEDS_CELLS if kind != "overlay") or with_overlay:
         start = time.perf_counter()
         # components at the mask's own threshold: the cells the ISBI scores of this mask judge
-        labels = instance_labels(cell_mask) if options.cells == "components" else segment(options.cells, prediction, options.cell_settings)
+        labels = instance_labels(cell_mask) if options.cells == "components" else segment(options.cells, prediction, settings)
         seconds = time.perf_counter() - start
         if files.wants("cells"):
             files.write("cells", labels)
@@ -241,8 +269,12 @@ def predict_file(
     out_dir: Path,
     options: PredictOptions,
     progress: Callable[[int], object] | None = None,
+    rescaling: Rescaling | None = None,
 ) -> tuple[list[Path], float]:
     """Predict every slice of one input and write its outputs.
+
+    `rescaling` ([`plan_inputs`][emseg.inference.in_memory.plan_inputs]) resamples each slice
+    to the model's pixel size and every output back; None: planned here.
 
     Returns:
         The files written, and the seconds spent drawing cells.
@@ -252,19 +284,22 @@ def predict_file(
     predictor = options.predictor(model, config)
     with contextlib.ExitStack() as exits:
         # entered before any slice is predicted: a failure anywhere removes every temp file
-        pixel_size = options.pixel_size or tiff_pixel_size(item.path)
+        pixel_size = input_pixel_size(item, options)
+        if rescaling is None:
+            rescaling = plan_rescaling(pixel_size, config.pixel_size_yx(), options.rescale)
         tmps = {kind: exits.enter_context(atomic_output(path)) for kind, path in targets.items()}
         files = _OutputFiles(tmps, item.is_stack, exits, pixel_size)
         seconds = 0.0
         for index, raw in enumerate(stack):
             with_overlay = files.wants("overlay") and index == stack.shape[0] // 2
-            seconds += _predict_slice(predictor, raw, index, files, options, with_overlay, progress)
+            seconds += _predict_slice(predictor, raw, index, files, options, with_overlay, progress, rescaling)
     return list(targets.values()), seconds
 
 
-def total_tiles(items: Sequence[InputImage], patch_size: int, overlap: float) -> int:
-    """The tiles a prediction of `items` runs, for a progress bar."""
-    return sum(item.shape[0] * count_tiles(item.shape[1:], patch_size, overlap) for item in items)
+def total_tiles(items: Sequence[InputImage], patch_size: int, overlap: float, rescalings: Sequence[Rescaling] | None = None) -> int:
+    """The tiles a prediction of `items` runs (on the model's grid where `rescalings` resample them), for a progress bar."""
+    plans = rescalings if rescalings is not None else [Rescaling(None, "")] * len(items)
+    return sum(item.shape[0] * count_tiles(plan.model_shape(item.shape), patch_size, overlap) for item, plan in zip(items, plans, strict=True))
 
 
 def predict_files(
@@ -275,6 +310,7 @@ def predict_files(
     options: PredictOptions,
     progress: Callable[[int], object] | None = None,
     on_file: Callable[[InputImage], object] | None = None,
+    rescalings: Sequence[Rescaling] | None = None,
 ) -> PredictSummary:
     """Predict checked inputs one after the other and write their outputs.
 
@@ -288,6 +324,8 @@ def predict_files(
         options: The run's settings.
         progress: Called with the number of tiles after each tile batch.
         on_file: Called with each input before it is predicted.
+        rescalings: Each input's [`Rescaling`][emseg.inference.rescale.Rescaling]
+            ([`plan_inputs`][emseg.inference.in_memory.plan_inputs]); None: planned here.
 
     Returns:
         What was done, and how fast.
@@ -298,11 +336,12 @@ def predict_files(
     start = time.perf_counter()
     written: list[Path] = []
     cell_seconds = 0.0
-    for item in items:
+    plans = list(rescalings) if rescalings is not None else plan_inputs(items, config, options)
+    for item, rescaling in zip(items, plans, strict=True):
         if on_file is not None:
             on_file(item)
         try:
-            files, seconds = predict_file(model, config, item, out_dir, options, progress)
+            files, seconds = predict_file(model, config, item, out_dir, options, progress, rescaling)
             written += files
             cell_seconds += seconds
         except OSError as exc:  # disk full, no permission: one clear line, not a traceback

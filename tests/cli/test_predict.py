@@ -27,6 +27,8 @@ from emseg.training.sampler import TrainingData
 from conftest import TINY_UNET, synthetic_slice, synthetic_stack, tif, tiny_model_file
 
 PATCH = 32
+#: what a model file without a pixel size (the tiny test models) makes emseg predict say
+OLD_MODEL_NOTE = "the model file records no pixel size (older format): predicted on the input's own grid"
 
 
 @pytest.fixture(scope="module")
@@ -161,8 +163,8 @@ def test_every_input_kind_gives_all_outputs(kind: str, model_path: Path, tmp_pat
     assert "; threshold 0.5: default;" in stdout  # an untrained model file carries no validated threshold
     if kind.startswith("rgb"):
         assert stderr.count("converted to grey") == 1 and "colour" in stderr
-    else:
-        assert stderr == ""  # no progress bar when stderr is not a terminal
+    else:  # no progress bar when stderr is not a terminal; one line on the pixel size
+        assert stderr == f"emseg predict: {OLD_MODEL_NOTE}\n"
 
 
 def test_several_inputs_colour_note_once_and_quiet(model_path: Path, tmp_path: Path, capsys) -> None:
@@ -171,7 +173,8 @@ def test_several_inputs_colour_note_once_and_quiet(model_path: Path, tmp_path: P
     c = _img(tmp_path / "c.png", synthetic_slice(24, 24, 3)[0])
     rc, stdout, stderr = _run(capsys, a, b, c, "--model", model_path, "--out", tmp_path / "out", "--quiet")
     assert rc == 0 and stdout == ""
-    assert len(stderr.splitlines()) == 1 and "a.png, " in stderr and "b.png" in stderr and "c.png" not in stderr
+    colour, pixel_size = stderr.splitlines()  # one note each, not one per input
+    assert "a.png, " in colour and "b.png" in colour and "c.png" not in colour and pixel_size == f"emseg predict: {OLD_MODEL_NOTE}"
 
 
 @pytest.mark.parametrize("outputs", ["proba", "membrane,cells", "overlay,proba"])
@@ -315,7 +318,9 @@ def test_out_that_is_a_file_or_cannot_be_made(model_path: Path, tmp_path: Path, 
     assert rc == 2 and "file: exists and is not a folder" in stderr
     # a folder that cannot be created (its parent is a file): an OSError at write time
     rc, _, stderr = _run(capsys, good, "--model", model_path, "--out", tmp_path / "file" / "sub")
-    assert rc == 2 and "cannot write outputs of" in stderr and "x.png" in stderr and len(stderr.splitlines()) == 1
+    assert rc == 2 and stderr.splitlines()[0] == f"emseg predict: {OLD_MODEL_NOTE}"
+    error = stderr.splitlines()[1:]
+    assert len(error) == 1 and "cannot write outputs of" in error[0] and "x.png" in error[0]
     assert sorted(p.name for p in tmp_path.iterdir()) == ["file", "x.png"]
 
 
@@ -358,7 +363,7 @@ def test_the_method_chosen_by_evaluate_is_the_default(model_path: Path, tmp_path
     source, _ = _make_input("odd_67x45", tmp_path)
     rc, stdout, stderr = _run(capsys, source, "--model", model, "--out", tmp_path / "out")
     assert rc == 0, stderr
-    assert f"cells: multicut, settings from {model.parent / 'segment.json'}" in stdout
+    assert f"cells: multicut (beta=0.6, threshold=0.3, sigma_seeds=1, min_size=25), settings from {model.parent / 'segment.json'}" in stdout
 
 
 def test_a_resolution_tag_gives_physical_columns_and_a_bad_pixel_size_is_one_error(model_path: Path, tmp_path: Path, capsys) -> None:
@@ -373,3 +378,57 @@ def test_a_resolution_tag_gives_physical_columns_and_a_bad_pixel_size_is_one_err
     assert rc == 2 and stderr.startswith("emseg: error: --pixel-size '-4nm'") and not (tmp_path / "out2").exists()
     rc, _, _ = _run(capsys, source, "--model", model_path, "--out", tmp_path / "out3", "--pixel-size", "5 um", "--outputs", "summary")
     assert rc == 0 and "median_area_um2" in (tmp_path / "out3" / "sized_cells_summary.csv").read_text()
+
+
+# ---------------------------------------------------------------- pixel size and the model file's cell step
+
+
+def _sized_model(model_path: Path, folder: Path, **fields) -> Path:
+    """The tiny model saved again with more config fields (a pixel size, a cell step)."""
+    from dataclasses import replace
+
+    from emseg.networks.model_file import save_model
+
+    model, config = load_model(model_path)
+    folder.mkdir(parents=True, exist_ok=True)
+    save_model(folder / "model.pt", model, replace(config, **fields))
+    return folder / "model.pt"
+
+
+def test_an_input_of_another_pixel_size_is_predicted_at_the_models_and_written_on_its_own(model_path: Path, tmp_path: Path, capsys) -> None:
+    sized = _sized_model(model_path, tmp_path / "m", pixel_size=[50, 4, 4])
+    stack, _ = synthetic_stack(2, 40, 36, seed=8)
+    source = tmp_path / "s.tif"
+    tifffile.imwrite(source, stack, imagej=True, resolution=(125, 125), metadata={"unit": "um", "axes": "ZYX"})  # 8 nm/px
+    rc, _, stderr = _run(capsys, source, "--model", sized, "--out", tmp_path / "out")
+    assert rc == 0, stderr
+    assert stderr == "emseg predict: input 8 nm/px, model 4 nm/px: predicted at 2x\n"
+    _check_outputs(tmp_path / "out", "s", (2, 40, 36))
+    rows = list(csv.DictReader((tmp_path / "out" / "s_cells.csv").open()))
+    assert rows and float(rows[0]["area_nm2"]) == pytest.approx(float(rows[0]["area_px"]) * 64)
+    # --no-rescale: today's outputs, those of the same weights without a pixel size; no line
+    rc, _, stderr = _run(capsys, source, "--model", sized, "--out", tmp_path / "kept", "--no-rescale")
+    assert rc == 0 and stderr == ""
+    rc, _, _ = _run(capsys, source, "--model", model_path, "--out", tmp_path / "today")
+    for name in ("s_proba.tif", "s_cells.tif"):
+        np.testing.assert_array_equal(tifffile.imread(tmp_path / "kept" / name), tifffile.imread(tmp_path / "today" / name))
+    assert not np.array_equal(tifffile.imread(tmp_path / "out" / "s_proba.tif"), tifffile.imread(tmp_path / "today" / "s_proba.tif"))
+    # --pixel-size wins over the tags; within 1% of the model's: as is
+    rc, _, stderr = _run(capsys, source, "--model", sized, "--out", tmp_path / "same", "--pixel-size", "4.02nm", "--outputs", "proba")
+    assert rc == 0 and stderr == "emseg predict: input 4.02 nm/px, model 4 nm/px: predicted as is\n"
+    # an input that says nothing: the model's pixel size is assumed, in one line for all inputs
+    png = _img(tmp_path / "p.png", synthetic_slice(30, 30, 1)[0])
+    rc, _, stderr = _run(capsys, png, _img(tmp_path / "q.png", synthetic_slice(30, 30, 2)[0]), "--model", sized, "--out", tmp_path / "png")
+    assert rc == 0 and stderr == "emseg predict: input pixel size unknown: assumed the model's 4 nm/px (give --pixel-size to rescale)\n"
+
+
+def test_the_cell_step_of_the_model_file_comes_before_segment_json(model_path: Path, tmp_path: Path, capsys) -> None:
+    cells = {"method": "multicut", "settings": {"beta": 0.7, "threshold": 0.3, "sigma_seeds": 1.0, "min_size": 25}, "chosen_on": "test"}
+    model = _sized_model(model_path, tmp_path / "m", cells=cells)
+    (model.parent / "segment.json").write_text(json.dumps({"method": "watershed", "settings": {"threshold": 0.5}}))
+    source, _ = _make_input("odd_67x45", tmp_path)
+    rc, stdout, stderr = _run(capsys, source, "--model", model, "--out", tmp_path / "out", "--outputs", "cells")
+    assert rc == 0, stderr
+    assert f"cells: multicut (beta=0.7, threshold=0.3, sigma_seeds=1, min_size=25), settings from the model file {model})" in stdout
+    rc, stdout, _ = _run(capsys, source, "--model", model, "--out", tmp_path / "ws", "--outputs", "cells", "--cells", "watershed")
+    assert rc == 0 and "cells: watershed, default settings" in stdout  # the model file chose another method

@@ -15,10 +15,15 @@ on each side.
 Only the model's tiles are shared with the in-memory path
 ([`TilePredictor`][emseg.inference.sliding_window.TilePredictor]: the same TTA and affinity
 remapping); memory is bounded by the block, not the slice.
+
+An input of another pixel size than the model's is predicted block by block at the model's
+scale ([`predict_rescaled_block`][emseg.inference.volume.blocks.predict_rescaled_block]): each
+block with a halo of one model window is resampled, predicted and put back on its own.
 """
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -208,3 +213,69 @@ def predict_block(
     output /= count
     core = output[0, :, block.y0 - rows.start : block.y1 - rows.start, block.x0 - cols.start : block.x1 - cols.start]
     return core.clamp_(0.0, 1.0).numpy().astype(np.float32, copy=False)
+
+
+def rescaled_halo(patch_size: int, factors: tuple[float, float]) -> tuple[int, int]:
+    """The context read around a block's core when it is predicted at the model's scale: one window of the model's grid.
+
+    A window of `patch_size` model pixels is `patch_size / factor` input pixels; two more keep
+    the interpolation at the region's edge away from the core.
+    """
+    return tuple(math.ceil(patch_size / factor) + 2 for factor in factors)  # type: ignore[return-value]
+
+
+@torch.inference_mode()
+def predict_rescaled_block(
+    tiles: TilePredictor,
+    read: RegionReader,
+    slice_shape: tuple[int, int],
+    block: Block,
+    factors: tuple[float, float],
+    patch_size: int,
+    overlap: float,
+    batch_size: int,
+    stats: tuple[float, float],
+    normalization: dict | None = None,
+    device: torch.device | None = None,
+) -> np.ndarray:
+    """The model's output of one block's core, predicted at the model's pixel size and put back on the input's grid.
+
+    The core and a halo of one model window ([`rescaled_halo`][emseg.inference.volume.blocks.rescaled_halo])
+    are read on the input's grid, resampled to the model's grid
+    ([`to_model_grid`][emseg.inference.rescale.to_model_grid]), predicted there with the sliding
+    window as one slice, interpolated back ([`to_input_grid`][emseg.inference.rescale.to_input_grid])
+    and cropped to the core. The input slice's own statistics normalise it, and each block is
+    resampled on its own: unlike [`predict_block`][emseg.inference.volume.blocks.predict_block],
+    the cores equal the in-memory prediction only up to interpolation at the block borders.
+
+    Args:
+        tiles: The model's tile predictor.
+        read: Reads a region (rows, columns) of the block's slice, on the input's grid.
+        slice_shape: The whole slice's (height, width), input pixels.
+        block: The block, input pixels.
+        factors: How much the input is enlarged to the model's grid
+            ([`zoom_factors`][emseg.inference.rescale.zoom_factors]).
+        patch_size: The sliding window's side, model pixels.
+        overlap: The overlap of neighbouring windows.
+        batch_size: Tiles per forward pass.
+        stats: The whole slice's mean and standard deviation.
+        normalization: The model file's normalisation.
+        device: Where the network runs (None: the CPU).
+
+    Returns:
+        The output (C, core rows, core columns) on the input's grid, `float32` in [0, 1].
+    """
+    from emseg.inference.rescale import to_input_grid, to_model_grid
+
+    halo_y, halo_x = rescaled_halo(patch_size, factors)
+    rows = slice(max(0, block.y0 - halo_y), min(slice_shape[0], block.y1 + halo_y))
+    cols = slice(max(0, block.x0 - halo_x), min(slice_shape[1], block.x1 + halo_x))
+    region = read(rows, cols)
+    scaled = to_model_grid(region, factors)
+    shape = (int(scaled.shape[0]), int(scaled.shape[1]))
+    whole = Block(0, block.z, 0, shape[0], 0, shape[1])
+    output = predict_block(tiles, lambda r, c: scaled[r, c], shape, whole, patch_size, overlap, batch_size, stats, normalization,
+                           device or torch.device("cpu"))
+    back = to_input_grid(output, region.shape)
+    core = back[:, block.y0 - rows.start : block.y1 - rows.start, block.x0 - cols.start : block.x1 - cols.start]
+    return np.clip(core, 0.0, 1.0).astype(np.float32, copy=False)

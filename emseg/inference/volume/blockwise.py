@@ -20,6 +20,13 @@ its final name is always complete. An interrupted run (Ctrl-C, kill, a lost clus
 the staging stores with their done marks; the same command started again checks that they
 come from the same run (same input, model and settings) and skips the blocks marked done.
 Blocks are aligned to the output chunks, so that no two tasks ever write the same chunk.
+
+A volume of another pixel size than the model's (`VolumeRequest.rescale`) is predicted at the
+model's scale block by block ([`predict_rescaled_block`][emseg.inference.volume.blocks.predict_rescaled_block]):
+each block and a halo of one model window is read on the input's grid, resampled, predicted,
+put back and cropped; the block side `--block-size` is counted at the model's scale
+([`input_block_size`][emseg.inference.volume.blockwise.input_block_size]). The stores keep the
+input's grid and pixel size; the cells are the components of the membrane mask on that grid.
 `emseg predict` calls [`plan_volume`][emseg.inference.volume.blockwise.plan_volume], then
 [`run_volume`][emseg.inference.volume.blockwise.run_volume].
 """
@@ -41,7 +48,7 @@ import numpy as np
 
 from emseg.errors import EmsegError
 from emseg.inference.volume import omezarr
-from emseg.inference.volume.blocks import Block, SliceStats, block_grid, predict_block
+from emseg.inference.volume.blocks import Block, SliceStats, block_grid, predict_block, predict_rescaled_block
 from emseg.inference.volume.sources import VolumeSource
 from emseg.inference.volume.stitching import LABEL_HALO, BlockFaces, block_labels, faces, relabel_tables
 from emseg.io.atomic import partial_folder
@@ -64,8 +71,10 @@ class VolumeRequest:
 
     `outputs` are the kinds asked for (those of `VOLUME_OUTPUTS` are written); `threshold`,
     `overlap`, `tta`, `batch_size`, `device` and `amp` are as for images; `block_size` is the
-    block side, `version` the OME-Zarr version of the stores, `tile` the sliding window's side
-    (None: the model's training patch size).
+    block side (at the model's scale), `version` the OME-Zarr version of the stores, `tile` the
+    sliding window's side (None: the model's training patch size), `rescale` how much the input
+    is enlarged to the model's pixel size ([`zoom_factors`][emseg.inference.rescale.zoom_factors];
+    None: predicted on its own grid).
 
     Raises:
         EmsegError: A bad block size or OME-Zarr version, or none of the volume outputs asked for.
@@ -82,9 +91,13 @@ class VolumeRequest:
     version: str = "0.4"
     #: the sliding window's side; None: the model's training patch size
     tile: int | None = None
+    #: (y, x) zoom to the model's pixel size; None: the input's own grid
+    rescale: tuple[float, float] | None = None
 
     def __post_init__(self) -> None:
         check_block_size(self.block_size)
+        if self.rescale is not None and not all(f > 0 for f in self.rescale):
+            raise EmsegError(f"volume rescaling factors must be positive, got {self.rescale}")
         if self.version not in omezarr.VERSIONS:
             raise EmsegError(f"--ome-version must be one of {', '.join(omezarr.VERSIONS)}, got {self.version!r}")
         if not any(kind in VOLUME_OUTPUTS for kind in self.outputs):
@@ -103,6 +116,8 @@ class VolumeJob:
     request: VolumeRequest
     chunk: int
     halo: int = LABEL_HALO
+    #: the block side on the input's grid (the request's is at the model's scale); 0: the request's
+    block_size: int = 0
     #: torch threads per task process (0: torch's default)
     threads: int = 0
 
@@ -221,10 +236,16 @@ def predict_task(item: tuple[VolumeJob, Block, tuple[float, float]]) -> int:
 
     job, block, stats = item
     tiles, config = _tiles(job)
-    membrane = predict_block(
-        tiles, _reader(job.source, block.z), job.source.shape[1:], block, config.window(job.request.tile), job.request.overlap,
-        job.request.batch_size, stats, config.normalization, torch.device(job.request.device),
-    )
+    if job.request.rescale is not None:
+        membrane = predict_rescaled_block(
+            tiles, _reader(job.source, block.z), job.source.shape[1:], block, job.request.rescale, config.window(job.request.tile),
+            job.request.overlap, job.request.batch_size, stats, config.normalization, torch.device(job.request.device),
+        )
+    else:
+        membrane = predict_block(
+            tiles, _reader(job.source, block.z), job.source.shape[1:], block, config.window(job.request.tile), job.request.overlap,
+            job.request.batch_size, stats, config.normalization, torch.device(job.request.device),
+        )
     if config.offset_tuples() is not None:  # an affinity model: its boundary map, as the in-memory path draws it
         from emseg.networks.affinities import boundary_from_affinities
 
@@ -367,7 +388,7 @@ def predict_volume(
     """
     start = time.perf_counter()
     source = job.source
-    blocks = block_grid(source.shape, job.request.block_size)
+    blocks = block_grid(source.shape, job.block_size or job.request.block_size)
     resumed = _prepare_stores(job, version, len(blocks))
 
     def run(name: str, fn: Callable[[Any], Any], items: list[Any]) -> list[Any]:
@@ -457,16 +478,32 @@ def tiff_is_volume(path: Path) -> bool:
         return False
 
 
+def input_block_size(block_size: int, factors: tuple[float, float] | None) -> int:
+    """The block side on the input's grid for blocks of `block_size` pixels at the model's scale.
+
+    `block_size / factor` (the larger factor: the block fits the model's side on both axes),
+    whole chunks of `CHUNK` above `CHUNK` (blocks never share a chunk), at least 16 pixels.
+    """
+    if factors is None:
+        return block_size
+    side = block_size / max(factors)
+    if side >= CHUNK:
+        return int(side // CHUNK) * CHUNK
+    return max(16, int(side))
+
+
 def plan_volume(source: VolumeSource, model_path: Path, request: VolumeRequest, out_dir: Path) -> tuple[VolumeJob, dict[str, Path]]:
     """The job of one volume input, and its final store paths (nothing is written yet)."""
     finals = {kind: out_dir / name for kind, name in store_names(source.stem, request.outputs).items()}
+    block_size = input_block_size(request.block_size, request.rescale)
     job = VolumeJob(
         source=source,
         model_path=str(Path(model_path).resolve()),
         model_sha256=sha256_of(model_path),
         stores=staging_stores(finals),
         request=request,
-        chunk=chunk_for(request.block_size),
+        chunk=chunk_for(block_size),
+        block_size=block_size,
     )
     return job, finals
 

@@ -6,8 +6,18 @@ import numpy as np
 import pytest
 import torch
 
+from emseg.inference.rescale import to_input_grid, to_model_grid
 from emseg.inference.sliding_window import TilePredictor, predict_membrane
-from emseg.inference.volume.blocks import SliceStats, block_grid, block_windows, halo_region, predict_block, slice_windows
+from emseg.inference.volume.blocks import (
+    SliceStats,
+    block_grid,
+    block_windows,
+    halo_region,
+    predict_block,
+    predict_rescaled_block,
+    rescaled_halo,
+    slice_windows,
+)
 from emseg.networks.architectures import build_network, resolve_kwargs
 from emseg.preprocessing.normalization import _mean_std
 
@@ -60,3 +70,22 @@ def test_block_cores_equal_the_whole_slice_prediction(model, shape, size, overla
         blocked[block.rows, block.cols] = predict_block(tiles, read, shape, block, PATCH, overlap, 3, stats)[0]
     # the same windows, weights and order: only tile batches of other company differ
     np.testing.assert_allclose(blocked, whole, rtol=0, atol=1e-5)
+
+
+@pytest.mark.parametrize("factors, halo", [((2.0, 2.0), (18, 18)), ((0.6, 0.6), (56, 56))])
+def test_rescaled_block_cores_are_the_rescaled_whole_slice_up_to_the_borders(model, factors, halo) -> None:
+    shape = (60, 76)
+    image = synthetic_slice(*shape, seed=2)[0]
+    assert rescaled_halo(PATCH, factors) == halo  # one model window (32 / factor input pixels), and 2 for the interpolation
+    whole = to_input_grid(predict_membrane(model, to_model_grid(image, factors), PATCH, batch_size=4, amp=False), shape)
+    read = lambda rows, cols: image[rows, cols]
+    stats = SliceStats(read, shape).mean_std()
+    tiles = TilePredictor(model, False, False)
+    blocked = np.full(shape, np.nan, np.float32)
+    for block in block_grid((1, *shape), 30):
+        core = predict_rescaled_block(tiles, read, shape, block, factors, PATCH, 0.5, 4, stats)
+        assert core.shape == (1, block.y1 - block.y0, block.x1 - block.x0) and core.dtype == np.float32
+        blocked[block.rows, block.cols] = core[0]
+    assert not np.isnan(blocked).any() and blocked.min() >= 0 and blocked.max() <= 1
+    # each block resampled on its own and normalised with the input slice's statistics: close, not equal
+    assert np.abs(blocked - whole).mean() < 0.02

@@ -228,7 +228,8 @@ def test_a_scheduler_that_does_not_answer_is_one_line(tmp_path, model_path, stac
     rc = main(["predict", str(source), "--model", str(model_path), "--out", str(out), "--scheduler", "tcp://127.0.0.1:9"])
     assert rc != 0
     err = capsys.readouterr().err.strip()
-    assert "tcp://127.0.0.1:9" in err and len(err.splitlines()) == 1
+    note, error = err.splitlines()  # the tiny model's pixel-size line, then the error in one line
+    assert "no pixel size" in note and "tcp://127.0.0.1:9" in error
     assert not out.exists() or not any(out.iterdir())
 
 
@@ -236,3 +237,41 @@ def test_the_cli_default_block_size_is_the_engines() -> None:
     from emseg.cli.predict import VOLUME_BLOCK
 
     assert VOLUME_BLOCK == BLOCK_SIZE
+
+
+def test_a_volume_of_another_pixel_size_is_predicted_at_the_models_scale_and_keeps_its_own(tmp_path, model_path, stack, capsys) -> None:
+    from dataclasses import replace
+
+    from emseg.inference.volume.blockwise import input_block_size
+    from emseg.networks.model_file import load_model, save_model
+
+    model, config = load_model(model_path)
+    sized = tmp_path / "m" / "model.pt"
+    sized.parent.mkdir()
+    save_model(sized, model, replace(config, pixel_size=[50, 4, 4]))
+    stack = stack[:1]  # one slice: the model's grid has four times its pixels
+    source = tmp_path / "vol.ome.zarr"
+    omezarr.create_ome_zarr(source, stack.shape, stack.dtype, 32, (50.0, 8.0, 8.0), "nanometer")
+    omezarr.open_level(source, 0)[:] = stack
+    # blocks of 32 model pixels are 16 input pixels; whole chunks above CHUNK (the run below: 4 blocks of 64)
+    assert input_block_size(32, (2.0, 2.0)) == 16 and input_block_size(4096, (2.0, 2.0)) == 2048 and input_block_size(4096, (0.5, 0.5)) == 8192
+    assert input_block_size(4096, None) == 4096 and input_block_size(3000, (2.0, 2.0)) == 1024
+    job, _ = plan_volume(open_volume(str(source)), sized, VolumeRequest(("proba",), 0.5, 0.5, False, 4, "cpu", False, 32, rescale=(2.0, 2.0)), tmp_path)
+    assert job.block_size == 16 and job.chunk == 16
+    out = tmp_path / "out"
+    rc = main(["predict", str(source), "--model", str(sized), "--out", str(out), "--quiet", "--threshold", "0.5", "--block-size", "128"])
+    assert rc == 0
+    assert "emseg predict: input 8 nm/px, model 4 nm/px: predicted at 2x" in capsys.readouterr().err
+    for kind in ("proba", "membrane", "cells"):
+        written = open_volume(str(out / f"vol_{kind}.ome.zarr"))
+        assert written.shape == stack.shape and written.scale == (50.0, 8.0, 8.0) and written.unit == "nanometer"
+    # the in-memory path, told the same pixel size: equal up to interpolation at block borders and the statistics
+    folder = tmp_path / "whole"
+    assert main(["predict", str(tif(tmp_path / "vol.tif", stack)), "--model", str(sized), "--out", str(folder), "--quiet",
+                 "--outputs", "proba", "--pixel-size", "8nm"]) == 0
+    capsys.readouterr()
+    whole = read_stack(folder / "vol_proba.tif")
+    assert np.abs(_level0(out, "vol", "proba") - whole).mean() < 0.02
+    rc = main(["predict", str(source), "--model", str(sized), "--out", str(tmp_path / "kept"), "--quiet", "--no-rescale", "--outputs", "proba"])
+    assert rc == 0 and "predicted at" not in capsys.readouterr().err
+    assert np.abs(_level0(tmp_path / "kept", "vol", "proba") - whole).mean() > 0.02  # not rescaled: another prediction
