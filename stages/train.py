@@ -11,6 +11,7 @@ from emseg.cli.stage import run_stage, stage_parser
 from emseg.io.dataset import read_augmented, read_labelled
 from emseg.networks.architectures import check_model_params
 from emseg.preprocessing.split import read_split
+from emseg.sharing.bundled import init_model
 from emseg.training.distributed import launch, needs_launch, worker_exits
 from emseg.training.losses import check_loss_params
 from emseg.training.run import train
@@ -28,6 +29,7 @@ def read_data(args) -> TrainingData:
 
 
 def body(args, params):
+    init = init_model(params.train.init_from)
     data = read_data(args)
     if needs_launch(params.train.processes):
         del data  # checked here once, so that bad input is one line; each worker reads its own
@@ -35,13 +37,16 @@ def body(args, params):
         return
     started = time.perf_counter()
     with worker_exits():
-        result = train(data, params.model, params.train, params.base.seed, args.model, args.live, args.checkpoints)
+        result = train(
+            data, params.model, params.train, params.base.seed, args.model, args.live, args.checkpoints, init, params.data.pixel_size
+        )
     if result["rank"] != 0:
         return
     best = result["best_val"]
     on = result["device"] if result["processes"] == 1 else f"{result['processes']} processes ({result['device']})"
+    started_from = f" from {init}" if init else ""
     print(
-        f"trained {params.model.arch} ({result['parameters']:,} parameters) on {on} "
+        f"trained {params.model.arch}{started_from} ({result['parameters']:,} parameters) on {on} "
         f"in {(time.perf_counter() - started) / 60:.1f} min: "
         f"best validation V_rand {best['v_rand']:.4f} at step {result['best_step']}"
     )

@@ -14,7 +14,9 @@ from collections.abc import Sequence
 from emseg import __version__
 from emseg.errors import run_with_clean_errors
 
-SUBCOMMAND_MODULES = ("emseg.cli.predict", "emseg.cli.score", "emseg.cli.compare", "emseg.cli.export", "emseg.cli.models")
+SUBCOMMAND_MODULES = (
+    "emseg.cli.predict", "emseg.cli.train", "emseg.cli.score", "emseg.cli.compare", "emseg.cli.export", "emseg.cli.models",
+)
 
 
 def build_parser() -> argparse.ArgumentParser:

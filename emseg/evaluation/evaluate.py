@@ -1,5 +1,8 @@
 """The evaluate stage: predict the held-out test slices, score them the ISBI way, plot.
 
+Pixels of sparse labels that nobody labelled (`UNLABELLED_VALUE` of
+[`emseg.config.layout`][emseg.config.layout]) count in no score.
+
 Writes the scalar metrics (for `dvc metrics`), the per-slice, per-threshold and
 precision-recall tables and overlay images (for `dvc plots`), the exact stacks it
 scored (so that anyone can re-score them elsewhere), and the probability map of the
@@ -17,7 +20,7 @@ import numpy as np
 import torch
 from sklearn.metrics import precision_recall_curve
 
-from emseg.config.layout import EVAL_NAMES, slice_name
+from emseg.config.layout import EVAL_NAMES, UNLABELLED_VALUE, slice_name
 from emseg.config.params import EvaluateParams, SegmentParams
 from emseg.evaluation import score_names
 from emseg.evaluation.metrics import ScoreResult, score
@@ -78,9 +81,10 @@ def threshold_rows(result: ScoreResult) -> list[dict[str, float]]:
 
 
 def pr_curve_rows(labels: np.ndarray, cell_proba: np.ndarray, points: int) -> list[dict[str, float]]:
-    """The precision-recall curve of the membrane class over all test pixels, thinned to about `points` rows."""
-    membrane = (labels == 0).ravel()
-    membrane_score = 1.0 - cell_proba.ravel().astype(np.float64)
+    """The precision-recall curve of the membrane class over the labelled test pixels, thinned to about `points` rows."""
+    labelled = labels != UNLABELLED_VALUE
+    membrane = labels[labelled] == 0
+    membrane_score = 1.0 - cell_proba[labelled].astype(np.float64)
     precision, recall, _ = precision_recall_curve(membrane, membrane_score)
     keep = np.unique(np.linspace(0, len(precision) - 1, points).round().astype(int))
     return [{"recall": float(recall[i]), "precision": float(precision[i])} for i in keep]
@@ -110,14 +114,34 @@ class SegmentJob:
     path: Path
 
 
+def choose_cell_step(
+    predictor: Predictor, params: SegmentParams, images: list[np.ndarray], labels: list[np.ndarray], workers: int | None = None
+) -> dict[str, Any]:
+    """The settings of `params`'s cell method with the best cell V_rand on the given labelled slices (not the scored ones).
+
+    Returns:
+        As [`tune_cell_step`][emseg.evaluation.evaluate.tune_cell_step], of the predictor's predictions of `images`.
+    """
+    return tune_cell_step([predictor.predict(image) for image in images], params, labels, workers)
+
+
+def tune_cell_step(predictions: list[Prediction], params: SegmentParams, labels: list[np.ndarray], workers: int | None = None) -> dict[str, Any]:
+    """The settings of `params`'s cell method with the best cell V_rand on labelled slices, from their predictions.
+
+    Returns:
+        `method`, `settings`, `val_v_rand` (their V_rand there), `val_slices` (how many) and
+        `tried` (every setting of the grid with its V_rand).
+    """
+    method = params.method
+    settings, val_v_rand, tries = tune(
+        method, params.given(), predictions, labels, lambda labels_, maps: score(labels_, maps, [0.5], workers=workers, unlabelled=UNLABELLED_VALUE).v_rand
+    )
+    return {"method": method, "settings": settings, "val_v_rand": val_v_rand, "val_slices": len(predictions), "tried": tries}
+
+
 def choose_segmentation(predictor: Predictor, job: SegmentJob, workers: int | None) -> dict[str, Any]:
     """Tune `job`'s method on its validation slices; the content of `segment.json`."""
-    predictions = [predictor.predict(image) for image in job.val_images]
-    method = job.params.method
-    settings, val_v_rand, tries = tune(
-        method, job.params.given(), predictions, job.val_labels, lambda labels, maps: score(labels, maps, [0.5], workers=workers).v_rand
-    )
-    return {"method": method, "settings": settings, "val_v_rand": val_v_rand, "val_slices": len(job.val_images), "tried": tries}
+    return choose_cell_step(predictor, job.params, job.val_images, job.val_labels, workers)
 
 
 def segmented(predictions: list[Prediction], labels: np.ndarray, chosen: dict[str, Any], workers: int | None) -> tuple[ScoreResult, np.ndarray, float]:
@@ -125,7 +149,7 @@ def segmented(predictions: list[Prediction], labels: np.ndarray, chosen: dict[st
     runs = [timed_segment(chosen["method"], prediction, chosen["settings"]) for prediction in predictions]
     cells = np.stack([labels_ for labels_, _ in runs])
     # a map with cell borders 0 and interiors 1: every threshold of the scorer gives these cells
-    result = score(labels, np.stack([cell_map(c) for c in cells]), [0.5], workers=workers)
+    result = score(labels, np.stack([cell_map(c) for c in cells]), [0.5], workers=workers, unlabelled=UNLABELLED_VALUE)
     return result, cells, float(np.mean([seconds for _, seconds in runs]))
 
 
@@ -169,9 +193,9 @@ def evaluate(
     labels = np.stack(test_labels)
     predictions = [predictor.predict(image) for image in test_images]
     cell_proba = np.stack([membrane_to_cell(p.membrane) for p in predictions]).astype(np.float32)
-    result = score(labels, cell_proba, workers=workers)
+    result = score(labels, cell_proba, workers=workers, unlabelled=UNLABELLED_VALUE)
     val_threshold, _ = predictor.config.threshold()
-    at_validated = score(labels, cell_proba, [val_threshold], workers=workers)
+    at_validated = score(labels, cell_proba, [val_threshold], workers=workers, unlabelled=UNLABELLED_VALUE)
     write_tiff(out / EVAL_NAMES["labels"], labels)
     write_tiff(out / EVAL_NAMES["proba"], cell_proba)
     if unlabelled_images is not None:

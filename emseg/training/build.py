@@ -8,6 +8,7 @@ the loss, the optimiser and the EMA of one run (one rank of a DDP job), and hand
 from __future__ import annotations
 
 import random
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -17,8 +18,9 @@ from torch import nn
 from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
 
 from emseg.config.params import ModelParams, TrainParams
+from emseg.errors import EmsegError
 from emseg.networks.architectures import build_network, resolve_kwargs
-from emseg.networks.model_file import ModelConfig
+from emseg.networks.model_file import ModelConfig, load_model
 from emseg.preprocessing.normalization import DEFAULT_NORMALIZATION
 from emseg.runtime.device import select_device
 from emseg.training.border_weights import border_weight_map
@@ -41,12 +43,51 @@ def build_optimizer(model: nn.Module, params: TrainParams) -> torch.optim.Optimi
     return optimizer_class(model.parameters(), lr=params.lr, weight_decay=params.weight_decay)
 
 
-def model_config(model_params: ModelParams, kwargs: dict[str, Any], patch_size: int) -> ModelConfig:
-    """What the model file says of the network: architecture, arguments, normalisation, patch size, target and offsets."""
+def model_config(model_params: ModelParams, kwargs: dict[str, Any], patch_size: int, pixel_size: Sequence[float] | None = None) -> ModelConfig:
+    """What the model file says of the network: architecture, arguments, normalisation, patch size, target, offsets and pixel size."""
+    size = None if pixel_size is None else [float(v) for v in pixel_size]
     if model_params.target == "affinities":
         offsets = [list(o) for o in model_params.offsets]
-        return ModelConfig(model_params.arch, kwargs, dict(DEFAULT_NORMALIZATION), patch_size, out_channels=len(offsets), target="affinities", offsets=offsets)
-    return ModelConfig(model_params.arch, kwargs, dict(DEFAULT_NORMALIZATION), patch_size)
+        return ModelConfig(
+            model_params.arch, kwargs, dict(DEFAULT_NORMALIZATION), patch_size, out_channels=len(offsets), target="affinities", offsets=offsets,
+            pixel_size=size,
+        )
+    return ModelConfig(model_params.arch, kwargs, dict(DEFAULT_NORMALIZATION), patch_size, pixel_size=size)
+
+
+#: what must agree between a model file and the run that starts from its weights
+_INIT_FIELDS = ("arch", "kwargs", "target", "offsets", "out_channels", "normalization")
+
+
+def load_initial_weights(model: nn.Module, config: ModelConfig, path: Path) -> ModelConfig:
+    """Copy the weights of the model file at `path` into `model`, the network `config` describes (fine-tuning).
+
+    Returns:
+        The model file's config (its cell step and pixel size are the run's starting point).
+
+    Raises:
+        EmsegError: The file is no loadable model, or its network differs from the run's: one
+            line naming the file and the first field that differs (architecture, arguments,
+            target, offsets, channels, normalisation).
+    """
+    network, init = load_model(path)
+    for name in _INIT_FIELDS:
+        theirs, ours = getattr(init, name), getattr(config, name)
+        if theirs != ours:
+            raise EmsegError(f"{path}: cannot start from this model: its {name} is {theirs!r}, the run's is {ours!r} (params model block)")
+    model.load_state_dict(network.state_dict())
+    return init
+
+
+def check_initial_weights(path: Path, model_params: ModelParams, patch_size: int) -> ModelConfig:
+    """Check that the model file at `path` can start a run of `model_params`' network; its config.
+
+    Raises:
+        EmsegError: As [`load_initial_weights`][emseg.training.build.load_initial_weights].
+    """
+    kwargs = resolve_kwargs(model_params.arch, model_params.overrides())
+    config = model_config(model_params, kwargs, patch_size)
+    return load_initial_weights(build_network(model_params.arch, kwargs, config.out_channels), config, path)
 
 
 def build_trainer(
@@ -57,6 +98,8 @@ def build_trainer(
     model_path: Path,
     checkpoint: Path | None = None,
     group: ProcessGroup = SINGLE_PROCESS,
+    init: Path | None = None,
+    pixel_size: Sequence[float] | None = None,
 ) -> Trainer:
     """The parts of a training run made from params, seeded, in the order that fixes its random streams.
 
@@ -72,6 +115,10 @@ def build_trainer(
         model_path: Where the best model file is written.
         checkpoint: The resumable checkpoint's path; None: no checkpoints.
         group: This process's place in a DDP job.
+        init: A model file whose weights the network starts from (`train.init_from`); None:
+            random weights.
+        pixel_size: The `[z, y, x]` voxel size of the data in nm (`data.pixel_size`), recorded in
+            the model file.
 
     Returns:
         A [`Trainer`][emseg.training.loop.Trainer] ready to run (or to resume first).
@@ -81,9 +128,13 @@ def build_trainer(
     arch = model_params.arch
     # the full argument set, defaults included, goes into the model file
     kwargs = resolve_kwargs(arch, model_params.overrides())
-    config = model_config(model_params, kwargs, params.patch_size)
+    config = model_config(model_params, kwargs, params.patch_size, pixel_size)
     offsets = config.offset_tuples()
-    model = build_network(arch, kwargs, config.out_channels).to(device)
+    model = build_network(arch, kwargs, config.out_channels)
+    if init is not None:  # after the seeded build, so that the random streams that follow are those of a fresh run
+        config.info["init_from"] = str(init)
+        config.cells = load_initial_weights(model, config, init).cells
+    model = model.to(device)
     weights = None
     if params.border_weight > 0:
         weights = [border_weight_map(label, params.border_weight, params.border_sigma) for label in data.train_labels]

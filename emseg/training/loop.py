@@ -243,7 +243,8 @@ class Trainer:
         """The model file's config for the best model so far."""
         config, progress = self.config, self.progress
         config.val_threshold = progress.best.get("threshold")
-        config.info = {"step": progress.best_step, "val": progress.best, "steps": self.params.steps, "seed": self.seed}
+        # what build put there (the model a fine-tuning run started from) stays
+        config.info = {**config.info, "step": progress.best_step, "val": progress.best, "steps": self.params.steps, "seed": self.seed}
         return config
 
     def checkpoint(self, done: int) -> None:

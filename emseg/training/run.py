@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import os
+from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -28,6 +30,8 @@ def train(
     model_path: str | os.PathLike[str],
     live_dir: str | os.PathLike[str],
     checkpoint_dir: str | os.PathLike[str] | None = None,
+    init: str | os.PathLike[str] | None = None,
+    pixel_size: Sequence[float] | None = None,
 ) -> dict[str, Any]:
     """Train, keeping the best-validation model at `model_path`; return a summary.
 
@@ -46,16 +50,29 @@ def train(
         model_path: Where the best model file is written.
         live_dir: dvclive's folder (`dvclive/`).
         checkpoint_dir: The folder of resumable checkpoints; None: no checkpoints.
+        init: The model file to start from (`train.init_from` resolved to a path); None:
+            random weights. Fine-tuning runs on `params.finetune`'s schedule.
+        pixel_size: The data's `[z, y, x]` voxel size in nm, recorded in the model file.
 
     Returns:
         The best step and its validation scores, the parameter count, the device, this
         process's rank and the number of processes.
     """
+    params = params.schedule_of_run()
     group = join(params)
+    start = _Start(None if init is None else Path(init), pixel_size)
     try:
-        return _train(data, model_params, params, seed, Path(model_path), Path(live_dir), checkpoint_dir, group)
+        return _train(data, model_params, params, seed, Path(model_path), Path(live_dir), checkpoint_dir, group, start)
     finally:
         leave(group)
+
+
+@dataclass(frozen=True)
+class _Start:
+    """Where a run's weights start (a model file, or None: random) and the data's voxel size it records."""
+
+    init: Path | None
+    pixel_size: Sequence[float] | None
 
 
 def _train(
@@ -67,6 +84,7 @@ def _train(
     live_dir: Path,
     checkpoint_dir: str | os.PathLike[str] | None,
     group: ProcessGroup,
+    start: _Start,
 ) -> dict[str, Any]:
     if params.threads:
         torch.set_num_threads(params.threads)
@@ -75,7 +93,7 @@ def _train(
     if checkpoint_dir is not None:
         checkpoint = checkpoint_file(checkpoint_dir, run_fingerprint(data, model_params, params, seed, group.world_size))
     resuming = bool(checkpoint and params.resume and checkpoint.is_file())
-    trainer = build_trainer(data, model_params, params, seed, model_path, checkpoint, group)
+    trainer = build_trainer(data, model_params, params, seed, model_path, checkpoint, group, start.init, start.pixel_size)
     if not group.is_main:
         if resuming:
             trainer.resume(checkpoint)

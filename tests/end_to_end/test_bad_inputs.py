@@ -76,6 +76,7 @@ QUICK = {
 COMMANDS: dict[str, list[str]] = {
     "score": ["emseg", "score", "labels.tif", "proba.tif", "--json", f"{OUT}/score.json"],
     "predict": ["emseg", "predict", "good.tif", "input.tif", "--model", "models/model.pt", "--out", OUT],
+    "emseg_train": ["emseg", "train", "good.tif", "good-labels.tif", "--params", "params.yaml", "--out", f"{OUT}/model.pt"],
     "fetch": ["stages/fetch.py", "--out", f"{OUT}/raw"],
     "convert": ["stages/convert.py", "--raw", "data/raw", "--out", f"{OUT}/png"],
     "split": ["stages/split.py", "--png", "data/png", "--out", f"{OUT}/split.json"],
@@ -138,6 +139,7 @@ def prepared(tmp_path_factory: pytest.TempPathFactory) -> Path:
     tif(root / "proba.tif", (labels / 255.0).astype(np.float32))
     for name, seed in (("good.tif", 6), ("input.tif", 7)):  # emseg predict's inputs
         tif(root / name, synthetic_stack(2, 48, 40, seed=seed)[0])
+    tif(root / "good-labels.tif", synthetic_stack(2, 48, 40, seed=6)[1])  # emseg train's labels of good.tif
     return root
 
 
@@ -248,6 +250,8 @@ ROWS: list[Row] = [
     Row("score", "proba.tif", "TIFF", TIFF),
     Row("predict", "input.tif", "TIFF", TIFF),  # after good.tif: nothing may be written for that one either
     Row("predict", "models/model.pt", "model file", MODEL),
+    Row("emseg_train", "good.tif", "TIFF", TIFF),
+    Row("emseg_train", "good-labels.tif", "TIFF", TIFF),
     *(Row("fetch", f"source/{name}", "TIFF", TIFF) for name in RAW_NAMES.values()),
     *(Row("convert", f"data/raw/{name}", "TIFF", TIFF) for name in RAW_NAMES.values()),
     *(Row(stage, "data/split.json", "split JSON", FILE) for stage in ("augment", "train", "evaluate")),

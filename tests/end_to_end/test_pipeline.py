@@ -170,6 +170,7 @@ def test_affinity_model_through_dvc_repro_then_emseg_predict(tiny_repo: Path, tm
 
     _, config = load_model(tiny_repo / "models" / "model.pt")
     assert config.target == "affinities" and config.offsets == params["model"]["offsets"]
+    assert config.pixel_size == [50.0, 4.0, 4.0] and config.cell_step()[0] == "mws"  # the model file carries its scale and cell step
     metrics = json.loads((tiny_repo / "metrics" / "evaluate.json").read_text())
     assert metrics["segment_method"] == "mws" and 0.0 <= metrics["segment_v_rand"] <= 1.0
     tuned = json.loads((tiny_repo / "models" / "segment.json").read_text())
@@ -177,8 +178,46 @@ def test_affinity_model_through_dvc_repro_then_emseg_predict(tiny_repo: Path, tm
 
     cells = tmp_path / "cells"
     emseg = str(Path(sys.executable).parent / "emseg")
-    out = run([emseg, "predict", str(tiny_repo / "data" / "png" / "test" / "images"), "--model", str(tiny_repo / "models" / "model.pt"),
+    alone = tmp_path / "copied" / "model.pt"  # copied away from segment.json: the model file alone says how to draw cells
+    alone.parent.mkdir()
+    alone.write_bytes((tiny_repo / "models" / "model.pt").read_bytes())
+    out = run([emseg, "predict", str(tiny_repo / "data" / "png" / "test" / "images"), "--model", str(alone),
                "--out", str(cells), "--threads", "1"], tiny_repo).stdout
     images = sorted(path.stem for path in (tiny_repo / "data" / "png" / "test" / "images").glob("*.png"))
-    assert "cells: mws" in out, out  # segment.json beside the model picks the method
+    assert "cells: mws" in out, out  # the model file's cell step picks the method
     assert sorted(path.name for path in cells.glob("*_cells.tif")) == [f"{stem}_cells.tif" for stem in images]
+
+
+def test_a_labs_own_layout_fine_tuned_from_a_model_through_dvc_repro(tmp_path: Path) -> None:
+    """Another lab's conventions (a folder of TIFF slices, 1-bit masks with True = membrane, no unlabelled slices,
+    4.6 nm pixels) through the real pipeline, starting from a model's weights: the model file records it all."""
+    import numpy as np
+    from PIL import Image
+
+    from emseg.config.params import parse_params
+    from emseg.networks.model_file import load_model
+    from emseg.training.fit import fit
+
+    from conftest import TINY_PROFILE, copy_checkout, merge, synthetic_stack, tif
+
+    images, labels = synthetic_stack(8, 64, 64, seed=11)
+    source = tmp_path / "lab"
+    (source / "membranes").mkdir(parents=True)
+    for index, (image, label) in enumerate(zip(images, labels)):
+        tif(source / "raw" / f"{index:02d}.tif", image)
+        Image.fromarray(label == 0).save(source / "membranes" / f"{index:02d}.png")
+    base = tmp_path / "base.pt"
+    fit(list(images[:2]), list(labels[:2]), base, parse_params(TINY_PROFILE))
+    overrides = {
+        "data": {"source": str(source), "train_images": "raw", "train_labels": "membranes", "test_images": "", "pixel_size": [45.0, 4.6, 4.6]},
+        "train": {"init_from": str(base), "finetune": {"steps": 2, "val_every": 2}},
+    }
+    repo = copy_checkout(tmp_path / "repo", merge(TINY_PROFILE, overrides))
+    out = _run(["dvc", "repro"], repo)
+    assert "membrane value 1" in out  # the rarer value of the masks, True, is membrane
+    _, config = load_model(repo / "models" / "model.pt")
+    assert config.pixel_size == [45.0, 4.6, 4.6] and config.info["init_from"] == str(base) and config.info["steps"] == 2
+    assert config.cells["chosen_on"].startswith("validation slices")
+    assert not (repo / "data" / "eval" / "test-volume-proba.tif").exists() and np.isfinite(
+        json.loads((repo / "metrics" / "evaluate.json").read_text())["v_rand"]
+    )

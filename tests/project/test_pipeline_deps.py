@@ -147,7 +147,8 @@ def test_the_params_schema_imports_no_registry() -> None:
         ("emseg/segmentation/methods.py", {"dvc.yaml:evaluate", "cv/dvc.yaml:evaluate"}),
         ("emseg/networks/architectures.py", {"dvc.yaml:train", "dvc.yaml:evaluate", "cv/dvc.yaml:train", "cv/dvc.yaml:evaluate"}),
         ("emseg/training/losses.py", {"dvc.yaml:train", "cv/dvc.yaml:train"}),
-        ("emseg/preprocessing/fetch.py", {"dvc.yaml:fetch", "dvc.yaml:convert"}),
+        ("emseg/preprocessing/fetch.py", {"dvc.yaml:fetch"}),
+        ("emseg/preprocessing/labels.py", {"dvc.yaml:fetch", "dvc.yaml:convert"}),
     ],
 )
 def test_an_edit_to_a_registry_re_runs_only_the_stages_that_run_it(module: str, stages: set[str]) -> None:

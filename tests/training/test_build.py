@@ -4,11 +4,13 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pytest
 import torch
 
 from emseg.config.params import ModelParams, TrainParams
 from emseg.networks.architectures import REGISTRY, resolve_kwargs
-from emseg.training.build import build_trainer, model_config
+from emseg.errors import EmsegError
+from emseg.training.build import build_trainer, check_initial_weights, model_config
 
 from conftest import TINY_UNET, tiny_training_data
 
@@ -46,3 +48,29 @@ def test_the_model_file_config_records_every_argument_and_the_target(tmp_path: P
     affinity = model_config(ModelParams(arch="unet", unet=TINY_UNET), TINY_UNET, 64)
     assert affinity.target == "affinities" and affinity.out_channels == len(affinity.offsets) == 8
     assert affinity.offset_tuples()[:2] == ((-1, 0), (0, -1))
+
+
+def test_a_run_starts_from_a_model_files_weights_and_keeps_its_cell_step(tmp_path: Path) -> None:
+    from emseg.networks.model_file import save_model
+
+    base = build_trainer(tiny_training_data(), TINY, PARAMS, seed=7, model_path=tmp_path / "base.pt")
+    base.config.cells = {"method": "watershed", "settings": {}, "chosen_on": "x", "v_rand": 0.5}
+    save_model(tmp_path / "base.pt", base.model, base.config)
+    tuned = build_trainer(tiny_training_data(), TINY, PARAMS, seed=0, model_path=tmp_path / "t.pt", init=tmp_path / "base.pt", pixel_size=(45, 4.6, 4.6))
+    assert all(torch.equal(x, y) for x, y in zip(base.model.state_dict().values(), tuned.model.state_dict().values()))
+    assert tuned.config.cells == base.config.cells and tuned.config.info["init_from"] == str(tmp_path / "base.pt")
+    assert tuned.config.pixel_size == [45.0, 4.6, 4.6]
+
+
+@pytest.mark.parametrize(
+    ("change", "field"),
+    [({"unet": {**TINY_UNET, "channels": [4, 8, 32]}}, "kwargs"), ({"target": "affinities"}, "target"), ({"arch": "basic_unet", "basic_unet": {}}, "arch")],
+)
+def test_a_model_of_another_network_is_refused_in_one_line_naming_what_differs(tmp_path: Path, change: dict, field: str) -> None:
+    from emseg.networks.model_file import save_model
+
+    base = build_trainer(tiny_training_data(), TINY, PARAMS, seed=7, model_path=tmp_path / "base.pt")
+    save_model(tmp_path / "base.pt", base.model, base.config)
+    other = TINY.model_copy(update=change)
+    with pytest.raises(EmsegError, match=rf"^{tmp_path / 'base.pt'}: cannot start from this model: its {field} is .*, the run's is .*\(params model block\)$"):
+        check_initial_weights(tmp_path / "base.pt", other, PARAMS.patch_size)

@@ -1,0 +1,73 @@
+"""emseg.training.fit: training on a lab's own slices without DVC, the entry of `emseg train`."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from emseg.config.layout import UNLABELLED_VALUE
+from emseg.config.params import parse_params
+from emseg.errors import EmsegError
+from emseg.networks.model_file import load_model
+from emseg.training.fit import MIN_FOR_HOLD_OUT, fit, hold_out
+
+from conftest import TINY_PROFILE, merge, synthetic_stack
+
+#: the tiny profile, with a fine-tuning schedule of a few steps and a small cell-step grid
+PARAMS = parse_params(merge(TINY_PROFILE, {"train": {"finetune": {"steps": 2, "val_every": 2}}, "segment": {"method": "components", "components": {"threshold": [0.3, 0.7]}}}))
+
+
+@pytest.mark.parametrize(
+    ("n", "val", "expected"),
+    [
+        (1, None, ([0], [0])),
+        (MIN_FOR_HOLD_OUT - 1, None, ([0, 1], [0, 1])),
+        (MIN_FOR_HOLD_OUT, None, ([0, 1], [2])),
+        (10, None, (list(range(8)), [8, 9])),
+        (10, 0, (list(range(10)), list(range(10)))),
+        (4, 3, ([0], [1, 2, 3])),
+    ],
+)
+def test_the_hold_out_rule(n: int, val: int | None, expected: tuple[list[int], list[int]]) -> None:
+    assert hold_out(n, val) == expected
+
+
+@pytest.mark.parametrize(("n", "val"), [(0, None), (3, 3), (3, -1)])
+def test_a_hold_out_that_leaves_nothing_to_train_is_refused(n: int, val: int | None) -> None:
+    with pytest.raises(EmsegError):
+        hold_out(n, val)
+
+
+def test_fit_writes_a_model_with_its_pixel_size_and_the_cell_step_chosen_on_held_out_slices(tmp_path: Path) -> None:
+    images, labels = synthetic_stack(4, 48, 48)
+    result = fit(list(images), list(labels), tmp_path / "model.pt", PARAMS, pixel_size=[50.0, 4.6, 4.6])
+    _, config = load_model(tmp_path / "model.pt")
+    assert result.train_slices == [0, 1, 2] and result.val_slices == [3] and result.held_out
+    assert config.pixel_size == [50.0, 4.6, 4.6] and config.info["steps"] == PARAMS.train.steps
+    assert config.cells == result.cells and config.cells["method"] == "components"
+    assert config.cells["chosen_on"] == "held-out labelled slices [3]" and config.cell_step()[1]["threshold"] in (0.3, 0.7)
+    assert [p.name for p in tmp_path.iterdir()] == ["model.pt"]  # the network and the logs went with the temporary folder
+    assert "chosen on held-out slices [3]" in result.line()
+
+
+def test_fine_tuning_starts_from_the_model_on_the_finetune_schedule_and_takes_sparse_labels(tmp_path: Path) -> None:
+    images, labels = synthetic_stack(2, 48, 48, seed=5)
+    base = fit(list(images), list(labels), tmp_path / "base.pt", PARAMS, pixel_size=[50.0, 4.0, 4.0])
+    sparse = labels.copy()
+    sparse[1, :, 24:] = UNLABELLED_VALUE  # half of the second slice nobody labelled
+    tuned = fit(list(images), list(sparse), tmp_path / "tuned.pt", PARAMS, init=base.model_path, pixel_size=[50.0, 4.0, 4.0])
+    _, config = load_model(tmp_path / "tuned.pt")
+    assert config.info["init_from"] == str(base.model_path) and config.info["steps"] == PARAMS.train.finetune.steps
+    assert not tuned.held_out and config.cells["chosen_on"] == "the training slices [0, 1] (none held out)"
+    assert np.isfinite(tuned.best_val["v_rand"])
+
+
+def test_a_model_of_another_network_is_refused_before_anything_is_written(tmp_path: Path) -> None:
+    images, labels = synthetic_stack(2, 48, 48)
+    base = fit(list(images), list(labels), tmp_path / "base.pt", PARAMS)
+    other = PARAMS.model_copy(update={"model": PARAMS.model.model_copy(update={"target": "boundary"})})
+    with pytest.raises(EmsegError, match="cannot start from this model: its target is 'affinities', the run's is 'boundary'"):
+        fit(list(images), list(labels), tmp_path / "tuned.pt", other, init=base.model_path)
+    assert not (tmp_path / "tuned.pt").exists()
