@@ -31,7 +31,7 @@ params.yaml's (--params), by default the CPU profile's.
 
 With 3 or more labelled slices the last fifth (at least one) are held out: they pick the
 best checkpoint and choose the cell step (method and settings); with fewer, the training
-slices do (--val N holds out N). The model file records the pixel size (--pixel-size,
+slices do (--val N holds out N). The model file (its folder made if missing) records the pixel size (--pixel-size,
 else the files', else the --init model's) and the cell step, so that emseg predict
 rescales new images to it and draws cells the same way. Nothing is written unless
 training completes: the model file appears under its name at the end.
@@ -110,10 +110,11 @@ def run(args: argparse.Namespace) -> int:
     from emseg.training.build import check_initial_weights
     from emseg.training.fit import fit
 
-    if args.out.exists() and args.out.is_dir():
+    if args.out.is_dir():
         raise EmsegError(f"--out {args.out}: is a folder; give the model file to write")
-    if not args.out.parent.is_dir():
-        raise EmsegError(f"--out {args.out}: folder {args.out.parent} not found")
+    blocking = next((p for p in (args.out.parent, *args.out.parent.parents) if p.exists()), None)
+    if blocking is not None and not blocking.is_dir():
+        raise EmsegError(f"--out {args.out}: {blocking} is a file, not a folder")
     params = _params(args)
     init = init_model(args.init)
     # a model that cannot start this run is refused before any data is read

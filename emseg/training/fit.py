@@ -163,5 +163,6 @@ def fit(
             "chosen_on": f"held-out labelled slices {val_ids}" if held_out else f"the training slices {train_ids} (none held out)",
             "v_rand": chosen["val_v_rand"],
         }
+        out.parent.mkdir(parents=True, exist_ok=True)  # only now: a run that fails earlier leaves nothing behind
         with_cell_step(network, out, cells)
     return FitResult(out, train_ids, val_ids, held_out, result["best_step"], result["best_val"], cells, (time.perf_counter() - started) / 60)

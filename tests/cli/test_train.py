@@ -72,7 +72,7 @@ def test_instance_labels_with_an_unlabelled_value(tmp_path: Path, params_file: P
         ("one_value", r"one value"),
         ("init_mismatch", r"cannot start from this model: its target is 'boundary', the run's is 'affinities'"),
         ("membrane_value", r"--membrane-value 'dark': give auto or an integer label value"),
-        ("no_folder", r"--out .*: folder .* not found"),
+        ("out_is_a_folder", r"--out .*: is a folder; give the model file to write"),
     ],
 )
 def test_bad_inputs_are_one_line_and_write_no_model(case: str, message: str, tmp_path: Path, params_file: Path, capsys) -> None:
@@ -91,10 +91,12 @@ def test_bad_inputs_are_one_line_and_write_no_model(case: str, message: str, tmp
         extra = ["--init", str(tiny_model_file(tmp_path / "boundary.pt"))]
     elif case == "membrane_value":
         extra = ["--membrane-value", "dark"]
-    elif case == "no_folder":
-        out = tmp_path / "absent" / "model.pt"
+    elif case == "out_is_a_folder":
+        out = tmp_path / "models"
+        out.mkdir()
     assert main(["train", str(images), str(labels), "--out", str(out), "--params", str(params_file), *extra]) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and err[0].startswith("emseg: error: "), err
     assert pytest.importorskip("re").search(message, err[0]), err[0]
-    assert not out.exists() and not list(tmp_path.glob(".emseg-train-*"))
+    assert (out.is_dir() and not any(out.iterdir())) if case == "out_is_a_folder" else not out.exists()
+    assert not list(tmp_path.glob(".emseg-train-*"))

@@ -42,13 +42,14 @@ def test_a_hold_out_that_leaves_nothing_to_train_is_refused(n: int, val: int | N
 
 def test_fit_writes_a_model_with_its_pixel_size_and_the_cell_step_chosen_on_held_out_slices(tmp_path: Path) -> None:
     images, labels = synthetic_stack(4, 48, 48)
-    result = fit(list(images), list(labels), tmp_path / "model.pt", PARAMS, pixel_size=[50.0, 4.6, 4.6])
-    _, config = load_model(tmp_path / "model.pt")
+    result = fit(list(images), list(labels), tmp_path / "models" / "model.pt", PARAMS, pixel_size=[50.0, 4.6, 4.6])
+    _, config = load_model(tmp_path / "models" / "model.pt")
     assert result.train_slices == [0, 1, 2] and result.val_slices == [3] and result.held_out
     assert config.pixel_size == [50.0, 4.6, 4.6] and config.info["steps"] == PARAMS.train.steps
     assert config.cells == result.cells and config.cells["method"] == "components"
     assert config.cells["chosen_on"] == "held-out labelled slices [3]" and config.cell_step()[1]["threshold"] in (0.3, 0.7)
-    assert [p.name for p in tmp_path.iterdir()] == ["model.pt"]  # the network and the logs went with the temporary folder
+    # the folder made at the end; the network and the logs went with the temporary folder
+    assert [p.relative_to(tmp_path).as_posix() for p in tmp_path.rglob("*")] == ["models", "models/model.pt"]
     assert "chosen on held-out slices [3]" in result.line()
 
 
