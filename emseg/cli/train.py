@@ -31,7 +31,8 @@ params.yaml's (--params), by default the CPU profile's.
 
 With 3 or more labelled slices the last fifth (at least one) are held out: they pick the
 best checkpoint and choose the cell step (method and settings); with fewer, the training
-slices do (--val N holds out N). The model file (its folder made if missing) records the pixel size (--pixel-size,
+slices pick the checkpoint and a fine-tuned model keeps the --init model's cell step
+(--val N holds out N). The model file (its folder made if missing) records the pixel size (--pixel-size,
 else the files', else the --init model's) and the cell step, so that emseg predict
 rescales new images to it and draws cells the same way. Nothing is written unless
 training completes: the model file appears under its name at the end.

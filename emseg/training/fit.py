@@ -10,8 +10,12 @@ test-time augmentation, as `emseg predict` makes them by default, over the grid 
 
 Which slices validate (`hold_out`): with at least `MIN_FOR_HOLD_OUT` labelled slices, the
 last fifth of them (at least one) are held out of training, pick the best checkpoint and
-choose the cell step; with fewer, every slice trains and the same slices validate and
-choose the cell step (nothing is left to hold out: the model file says so).
+choose the cell step; with fewer, every slice trains and the same slices validate. Then a
+fine-tuned model keeps the cell step of the model it started from (a step chosen on the
+slices the network has just fitted is biased: on the VNC stack it chose a threshold of 0.7
+where the base model's 0.4 scored higher on held-out sections, docs/results/transfer.md),
+and a model from random weights, having none, chooses on its training slices; the model
+file says which.
 """
 
 from __future__ import annotations
@@ -82,11 +86,10 @@ class FitResult:
 
     def line(self) -> str:
         """One line for the end of `emseg train`."""
-        where = f"held-out slices {self.val_slices}" if self.held_out else "the training slices (too few to hold any out)"
         return (
             f"trained on slices {self.train_slices} in {self.minutes:.1f} min: best step {self.best_step}, validation V_rand "
-            f"{self.best_val['v_rand']:.4f}; cells {self.cells['method']} {self.cells['settings']} chosen on {where} "
-            f"(cell V_rand {self.cells['v_rand']:.4f}) -> {self.model_path}"
+            f"{self.best_val['v_rand']:.4f}; cells {self.cells['method']} {self.cells['settings']}, chosen on {self.cells['chosen_on']} "
+            f"-> {self.model_path}"
         )
 
 
@@ -153,16 +156,19 @@ def fit(
         result = train(data, params.model, train_params, params.base.seed, network, live_dir or Path(tmp) / "dvclive", None, init, pixel_size)
         device = select_device(params.evaluate.device)
         model, config = load_model(network, device)
-        # without test-time augmentation: the predictions emseg predict makes by default, at an eighth of the cost
-        predictor = Predictor(model, config, params.evaluate.overlap, False, params.evaluate.batch_size, device, params.evaluate.amp)
-        chosen = _best_cell_step(predictor, params.segment, data.val_images, data.val_labels)
         held_out = val_ids != train_ids
-        cells = {
-            "method": chosen["method"],
-            "settings": chosen["settings"],
-            "chosen_on": f"held-out labelled slices {val_ids}" if held_out else f"the training slices {train_ids} (none held out)",
-            "v_rand": chosen["val_v_rand"],
-        }
+        if not held_out and config.cells:  # the network fits its training slices: a step chosen there is biased
+            cells = {**config.cells, "chosen_on": f"{config.cells['chosen_on']}; kept: no labelled slice left to hold out"}
+        else:
+            # without test-time augmentation: the predictions emseg predict makes by default, at an eighth of the cost
+            predictor = Predictor(model, config, params.evaluate.overlap, False, params.evaluate.batch_size, device, params.evaluate.amp)
+            chosen = _best_cell_step(predictor, params.segment, data.val_images, data.val_labels)
+            cells = {
+                "method": chosen["method"],
+                "settings": chosen["settings"],
+                "chosen_on": f"held-out labelled slices {val_ids}" if held_out else f"the training slices {train_ids} (none held out)",
+                "v_rand": chosen["val_v_rand"],
+            }
         out.parent.mkdir(parents=True, exist_ok=True)  # only now: a run that fails earlier leaves nothing behind
         with_cell_step(network, out, cells)
     return FitResult(out, train_ids, val_ids, held_out, result["best_step"], result["best_val"], cells, (time.perf_counter() - started) / 60)

@@ -50,7 +50,7 @@ def test_fit_writes_a_model_with_its_pixel_size_and_the_cell_step_chosen_on_held
     assert config.cells["chosen_on"] == "held-out labelled slices [3]" and config.cell_step()[1]["threshold"] in (0.3, 0.7)
     # the folder made at the end; the network and the logs went with the temporary folder
     assert [p.relative_to(tmp_path).as_posix() for p in tmp_path.rglob("*")] == ["models", "models/model.pt"]
-    assert "chosen on held-out slices [3]" in result.line()
+    assert "chosen on held-out labelled slices [3]" in result.line()
 
 
 def test_fine_tuning_starts_from_the_model_on_the_finetune_schedule_and_takes_sparse_labels(tmp_path: Path) -> None:
@@ -61,7 +61,9 @@ def test_fine_tuning_starts_from_the_model_on_the_finetune_schedule_and_takes_sp
     tuned = fit(list(images), list(sparse), tmp_path / "tuned.pt", PARAMS, init=base.model_path, pixel_size=[50.0, 4.0, 4.0])
     _, config = load_model(tmp_path / "tuned.pt")
     assert config.info["init_from"] == str(base.model_path) and config.info["steps"] == PARAMS.train.finetune.steps
-    assert not tuned.held_out and config.cells["chosen_on"] == "the training slices [0, 1] (none held out)"
+    # nothing to hold out: the fine-tuned model keeps the cell step of the model it started from
+    assert not tuned.held_out and config.cell_step() == load_model(base.model_path)[1].cell_step()
+    assert config.cells["chosen_on"] == "the training slices [0, 1] (none held out); kept: no labelled slice left to hold out"
     assert np.isfinite(tuned.best_val["v_rand"])
 
 
