@@ -22,6 +22,8 @@ FIGURE = re.compile(r"\b\d+\.\d{3,}\b|\b\d+ min \d+ s\b|\b\d+ min\b")
 #: figures of the README that also stand, as other measurements with the same digits, on another page
 COINCIDENCES = {
     ("0.9809", "docs/results/cross-validation.md"): "a V_info of the cells in a re-judge table",
+    ("0.9758", "docs/results/cross-validation.md"): "a V_info of the challenge in a re-judge table",
+    ("0.9758", "docs/results/architectures.md"): "a swin_unetr V_info",
     ("0.9795", "docs/results/profile.md"): "the V_rand of one seed of the previous profile",
     ("3 min", "docs/how-to/benchmarks.md"): "how long one benchmark mode runs",
 }

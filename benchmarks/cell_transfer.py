@@ -1,0 +1,174 @@
+"""Which cell step carries over from ISBI 2012 to another lab's stack: settings chosen by cross-validation over both.
+
+The bundled model's predictions (no test-time augmentation) of the ISBI slices it never
+trained on (22-24 validated it; 25-29 are the test slices, scored here, never chosen on) and
+of the VNC stack's 10 sections (on their own grid and rescaled from 4.6 to the model's
+4 nm) are segmented with every setting of a grid (components thresholds; GASP's beta,
+fragment threshold and minimum size; the Mutex Watershed's minimum size), each slice scored
+by the cell V_rand. Then:
+
+* **ISBI-only** (what the bundled model carries): the setting best on ISBI 22-24;
+* **both stacks, cross-validated**: for each VNC fold (a pair of sections held out, a guard
+  section beside it left out), the setting best on the mean of ISBI 22-24 and the fold's
+  other VNC sections, scored on the held-out pair; and, for the default that ships, the
+  setting best on ISBI 22-24 and all 10 VNC sections, scored on ISBI 25-29 (test, report only).
+
+    python benchmarks/cell_transfer.py --json benchmarks/results/cell_transfer.json
+
+Predictions are cached in --cache (a few hundred MB) so that a second run only segments.
+"""
+
+from __future__ import annotations
+
+import argparse
+import itertools
+import json
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from run_all import command_line
+from transfer import FOLDS, ISBI_HELD_OUT, VNC_NM, _cpu, cell_v_rand, pool, resampled_isbi, vnc
+
+ISBI_CHOOSE = (22, 23, 24)
+ISBI_TEST = (25, 26, 27, 28, 29)
+
+
+def grid() -> list[tuple[str, dict[str, Any]]]:
+    """The (method, settings) pairs tried."""
+    from emseg.segmentation.methods import METHODS
+
+    out: list[tuple[str, dict[str, Any]]] = [("components", {"threshold": t}) for t in (0.3, 0.4, 0.5, 0.6, 0.7)]
+    gasp = METHODS["gasp"].defaults
+    for beta, threshold, min_size in itertools.product((0.2, 0.3, 0.4, 0.5), (0.3, 0.5), (25, 100)):
+        out.append(("gasp", {**gasp, "beta": beta, "threshold": threshold, "min_size": min_size}))
+    out += [("mws", {"stride": 4, "min_size": m}) for m in (25, 100)]
+    return out
+
+
+def predictions(cache: Path) -> dict[str, list[Any]]:
+    """The bundled model's predictions of each slice set, cached as npz (membrane, affinities) per slice."""
+    from emseg.inference.predictor import Predictor
+    from emseg.inference.rescale import plan_rescaling, prediction_to_input_grid, to_model_grid
+    from emseg.networks.model_file import load_model
+    from emseg.networks.prediction import Prediction
+    from emseg.segmentation.measurements import PixelSize
+    from emseg.sharing.bundled import BUNDLED_MODEL
+
+    model, config = load_model(BUNDLED_MODEL)
+    predictor = Predictor(model, config)
+    plan = plan_rescaling(PixelSize(VNC_NM, "nm"), config.pixel_size_yx())
+    vnc_images, _ = vnc()
+    isbi_images, _ = resampled_isbi(4.0)
+    sets = {"isbi": (isbi_images, None), "vnc": (vnc_images, None), "vnc_rescaled": (vnc_images, plan.factors)}
+    out: dict[str, list[Any]] = {}
+    cache.mkdir(parents=True, exist_ok=True)
+    for name, (images, factors) in sets.items():
+        out[name] = []
+        for index, image in enumerate(images):
+            path = cache / f"{name}_{index:02d}.npz"
+            if not path.is_file():
+                if factors is None:
+                    prediction = predictor.predict(image)
+                else:
+                    prediction = prediction_to_input_grid(predictor.predict(to_model_grid(image, factors)), image.shape, factors)
+                np.savez(path, membrane=prediction.membrane, affinities=prediction.affinities, offsets=np.array(prediction.offsets))
+                print(f"predicted {name} {index}", flush=True)
+            data = np.load(path)
+            out[name].append(Prediction(data["membrane"], data["affinities"], tuple(map(tuple, data["offsets"].tolist()))))
+    return out
+
+
+def scores(preds: dict[str, list[Any]]) -> dict[str, list[list[float]]]:
+    """Per slice set, per setting of the grid, the cell V_rand of each slice."""
+    from emseg.inference.rescale import settings_on_input_grid
+    from emseg.segmentation.methods import segment
+
+    _, vnc_labels = vnc()
+    _, isbi_labels = resampled_isbi(4.0)
+    labels = {"isbi": isbi_labels, "vnc": vnc_labels, "vnc_rescaled": vnc_labels}
+    table: dict[str, list[list[float]]] = {}
+    for name, items in preds.items():
+        table[name] = []
+        for method, settings in grid():
+            used = settings_on_input_grid(settings, (VNC_NM / 4.0, VNC_NM / 4.0)) if name == "vnc_rescaled" else settings
+            started = time.perf_counter()
+            table[name].append([cell_v_rand(label, segment(method, p, used)) for p, label in zip(items, labels[name])])
+            print(f"{name} {method} {settings}: {np.mean(table[name][-1]):.4f} ({time.perf_counter() - started:.0f} s)", flush=True)
+    return table
+
+
+def choose(table: dict[str, list[list[float]]], vnc_set: str, vnc_sections: list[int]) -> int:
+    """The setting with the best mean over ISBI 22-24 and the given VNC sections (each slice weighs the same)."""
+    isbi_rows = [ISBI_HELD_OUT.index(s) for s in ISBI_CHOOSE]
+    means = [np.mean([table["isbi"][g][i] for i in isbi_rows] + [table[vnc_set][g][s] for s in vnc_sections]) for g in range(len(grid()))]
+    return int(np.argmax(means))
+
+
+def study(table: dict[str, list[list[float]]]) -> dict[str, Any]:
+    """The ISBI-only and the cross-validated both-stacks choices, and what they score where nobody chose."""
+    settings = grid()
+    isbi_test = [ISBI_HELD_OUT.index(s) for s in ISBI_TEST]
+    result: dict[str, Any] = {"grid": [{"method": m, "settings": s} for m, s in settings], "table": table}
+    isbi_only = choose(table, "vnc", [])
+    for vnc_set in ("vnc", "vnc_rescaled"):
+        per_fold = []
+        held_scores: dict[str, dict[int, float]] = {"isbi_only": {}, "both": {}}
+        for fold, pair in enumerate(FOLDS):
+            best = choose(table, vnc_set, pool(fold))
+            per_fold.append({"fold": fold, "chosen": settings[best]})
+            for s in pair:
+                held_scores["isbi_only"][s] = table[vnc_set][isbi_only][s]
+                held_scores["both"][s] = table[vnc_set][best][s]
+        final = choose(table, vnc_set, list(range(10)))
+        result[vnc_set] = {
+            "isbi_only": {"chosen": settings[isbi_only], "vnc_held_out": held_scores["isbi_only"]},
+            "both_cv": {"per_fold": per_fold, "vnc_held_out": held_scores["both"]},
+            "default": {"chosen": settings[final], "isbi_test": [table["isbi"][final][i] for i in isbi_test],
+                        "isbi_test_isbi_only": [table["isbi"][isbi_only][i] for i in isbi_test]},
+        }
+    return result
+
+
+def markdown(result: dict[str, Any]) -> str:
+    """The study's table: each setting's mean cell V_rand on the slices it is chosen on and on those it is not."""
+    table, isbi_test = result["table"], [ISBI_HELD_OUT.index(s) for s in ISBI_TEST]
+    chosen = result["vnc_rescaled"]["default"]["chosen"]
+    lines = ["| cell step | ISBI 22-24 (validation) | VNC, 4.6 nm/px grid | VNC, rescaled to 4 nm | ISBI 25-29 (test, never chosen on) |",
+             "| --- | --- | --- | --- | --- |"]
+    for index, entry in enumerate(result["grid"]):
+        shown = {k: v for k, v in entry["settings"].items() if k in ("threshold", "beta", "min_size")}
+        name = f"{entry['method']} " + ", ".join(f"{k} {v:g}" for k, v in shown.items())
+        if [entry["method"], entry["settings"]] == list(chosen):
+            name = f"**{name}** (chosen)"
+        isbi = table["isbi"][index]
+        lines.append(f"| {name} | {np.mean(isbi[:3]):.4f} | {np.mean(table['vnc'][index]):.4f} | {np.mean(table['vnc_rescaled'][index]):.4f} | "
+                     f"{np.mean([isbi[i] for i in isbi_test]):.4f} |")
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--cache", type=Path, default=Path("/tmp/emseg-cell-transfer"))
+    parser.add_argument("--json", type=Path, required=True)
+    parser.add_argument("--table", action="store_true", help="print the markdown table of a finished study's --json, computing nothing")
+    args = parser.parse_args(argv)
+    if args.table:
+        print(markdown(json.loads(args.json.read_text())))
+        return 0
+    preds = predictions(args.cache)
+    result = study(scores(preds))
+    result.update({"command": command_line("cell_transfer.py", argv), "cpu": _cpu()})
+    args.json.write_text(json.dumps(result, indent=1) + "\n")
+    for vnc_set in ("vnc", "vnc_rescaled"):
+        r = result[vnc_set]
+        print(vnc_set, "ISBI-only", r["isbi_only"]["chosen"], np.mean(list(r["isbi_only"]["vnc_held_out"].values())))
+        print(vnc_set, "both, CV", np.mean(list(r["both_cv"]["vnc_held_out"].values())), "default", r["default"]["chosen"],
+              "ISBI test", np.mean(r["default"]["isbi_test"]), "vs", np.mean(r["default"]["isbi_test_isbi_only"]))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
