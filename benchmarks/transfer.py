@@ -217,7 +217,7 @@ def _interval(values: list[float], ids: list[int], block: int) -> str:
     from emseg.evaluation.statistics import mean_interval
 
     i = mean_interval(values, ids, block=block)
-    return f"{i.mean:.4f} [{i.low:.4f}, {i.high:.4f}]"
+    return f"{i.mean:.4f} [{i.low:.4f}, {i.high:.4f}]" if i.blocks > 1 else f"{i.mean:.4f} (one fold: no interval)"
 
 
 def _difference(base: dict[int, float], other: dict[int, float], block: int) -> str:
@@ -225,7 +225,7 @@ def _difference(base: dict[int, float], other: dict[int, float], block: int) -> 
 
     ids = sorted(set(base) & set(other))
     d = paired_difference([base[i] for i in ids], [other[i] for i in ids], ids, block=block)
-    return f"{d.mean:+.4f} [{d.low:+.4f}, {d.high:+.4f}]"
+    return f"{d.mean:+.4f} [{d.low:+.4f}, {d.high:+.4f}]" if d.blocks > 1 else f"{d.mean:+.4f} (one fold)"
 
 
 def report(folder: Path) -> str:
