@@ -29,6 +29,10 @@ class ColourImageError(EmsegError):
     """An image has colour channels where a grey one is required (callers may convert it instead)."""
 
 
+class Cancelled(Exception):
+    """A run stopped by its user (the napari plugin's cancel button): raised from a progress callback, nothing is kept."""
+
+
 class Terminated(BaseException):
     """SIGTERM received: raised in the main thread so that cleanup runs as for Ctrl-C."""
 

@@ -145,6 +145,7 @@ def run(args: argparse.Namespace) -> int:
     import torch
     from tqdm import tqdm
 
+    from emseg.inference.cell_step import cell_method, settings_text
     from emseg.inference.in_memory import PredictOptions, check_output_names, plan_inputs, predict_files, total_tiles
     from emseg.inference.inputs import colour_note, discover_inputs, inspect_inputs
     from emseg.networks.model_file import load_model
@@ -205,11 +206,6 @@ def run(args: argparse.Namespace) -> int:
     return 0
 
 
-def settings_text(settings: dict) -> str:
-    """A cell method's settings for the summary line: ` (beta=0.4, min_size=25)`, or nothing."""
-    return f" ({', '.join(f'{key}={value:g}' if isinstance(value, float) else f'{key}={value}' for key, value in settings.items())})" if settings else ""
-
-
 def print_notes(notes: list[tuple[str, str]]) -> None:
     """Print each input's pixel-size line once (to stderr): naming the input where inputs differ, a repeated line once."""
     shown: set[str] = set()
@@ -218,50 +214,6 @@ def print_notes(notes: list[tuple[str, str]]) -> None:
         if note and note not in shown:
             shown.add(note)
             print(f"emseg predict: {name}: {note}" if named else f"emseg predict: {note}", file=sys.stderr)
-
-
-def cell_method(model_path: Path, asked: str | None, config: ModelConfig) -> tuple[str, dict, str]:
-    """The segmentation method of `emseg predict`, its settings, and where they come from.
-
-    The cell step recorded in the model file ([`ModelConfig.cell_step`][emseg.networks.model_file.ModelConfig.cell_step])
-    gives the method when none was asked for, and its settings when it is the method asked
-    for; a model file without one (older formats) takes them from `segment.json` beside it
-    (the evaluate stage's choice); otherwise the method (default `components`) runs with its
-    own defaults.
-
-    Args:
-        model_path: The model file.
-        asked: The method given with `--cells`, or None.
-        config: The model file's [`ModelConfig`][emseg.networks.model_file.ModelConfig].
-
-    Returns:
-        The method, its settings, and a few words on where they come from.
-
-    Raises:
-        EmsegError: An unknown method, or one that needs an affinity model for a boundary model.
-    """
-    from emseg.config.layout import SEGMENT_FILE
-    from emseg.io.atomic import read_json
-    from emseg.segmentation.methods import METHODS
-
-    step = config.cell_step()
-    chosen_path = model_path.with_name(SEGMENT_FILE)
-    if step is not None:
-        chosen, source = {"method": step[0], "settings": step[1]}, f"settings from the model file {model_path}"
-    elif chosen_path.is_file():
-        chosen, source = read_json(chosen_path), f"settings from {chosen_path}"
-    else:
-        chosen, source = None, ""
-    method = asked or (chosen["method"] if chosen else "components")
-    if method not in METHODS:
-        raise EmsegError(f"--cells: unknown method {method!r}; registered: {', '.join(METHODS)}")
-    if METHODS[method].needs_affinities and config.target != "affinities":
-        raise EmsegError(f"--cells {method} needs an affinity model; {model_path} is a {config.target} model")
-    if method == "components":
-        return method, {}, "at the mask's threshold"
-    if chosen and chosen.get("method") == method:
-        return method, dict(chosen["settings"]), source
-    return method, {}, "default settings"
 
 
 def split_volumes(args: argparse.Namespace) -> tuple[list[Path], list]:

@@ -217,6 +217,60 @@ def plan_inputs(items: Sequence[InputImage], config: ModelConfig, options: Predi
     return [plan_rescaling(input_pixel_size(item, options), config.pixel_size_yx(), options.rescale) for item in items]
 
 
+@dataclass
+class SliceOutputs:
+    """What the model and the cell step make of one slice, on the input's own grid.
+
+    `cell` is the cell-interior probability (`float32`, high = cell: the file output `proba`),
+    `cell_mask` where it is above the threshold (the membrane mask is its complement), and
+    `cells` the cell labels (`uint32`, 0 = outlines), or None when they were not asked for.
+    """
+
+    cell: np.ndarray
+    cell_mask: np.ndarray
+    cells: np.ndarray | None
+    #: the seconds spent drawing the cells
+    cell_seconds: float = 0.0
+
+
+def predict_slice(
+    predictor: Predictor,
+    raw: np.ndarray,
+    options: PredictOptions,
+    with_cells: bool = True,
+    progress: Callable[[int], object] | None = None,
+    rescaling: Rescaling | None = None,
+) -> SliceOutputs:
+    """One slice through the model and the cell step: the one path of `emseg predict` and of the napari plugin.
+
+    Args:
+        predictor: The model with the run's window settings.
+        raw: The slice, 2-D.
+        options: The run's threshold and cell step.
+        with_cells: Draw the cells (skipped when no output needs them).
+        progress: Called with the number of tiles after each tile batch.
+        rescaling: Resample to the model's pixel size and every output back; None: on the input's grid.
+    """
+    settings = options.cell_settings
+    if rescaling is not None and rescaling.factors is not None:
+        # predicted on the model's grid, then everything (cells included) drawn on the input's:
+        # benchmarks/rescale_choice.py measured this against resizing cells drawn at the model's scale
+        prediction = predictor.predict(to_model_grid(raw, rescaling.factors), progress)
+        prediction = prediction_to_input_grid(prediction, raw.shape, rescaling.factors)
+        settings = settings_on_input_grid(settings, rescaling.factors)
+    else:
+        prediction = predictor.predict(raw, progress)
+    cell = membrane_to_cell(prediction.membrane)
+    # Fiji's convention (cell where p > t); the membrane mask is its exact complement
+    cell_mask = cell > np.float32(options.threshold)
+    if not with_cells:
+        return SliceOutputs(cell, cell_mask, None)
+    start = time.perf_counter()
+    # components at the mask's own threshold: the cells the ISBI scores of this mask judge
+    labels = instance_labels(cell_mask) if options.cells == "components" else segment(options.cells, prediction, settings)
+    return SliceOutputs(cell, cell_mask, labels, time.perf_counter() - start)
+
+
 def _predict_slice(
     predictor: Predictor,
     raw: np.ndarray,
@@ -228,38 +282,23 @@ def _predict_slice(
     rescaling: Rescaling | None = None,
 ) -> float:
     """Write one slice's outputs; the seconds spent drawing its cells."""
-    settings = options.cell_settings
-    if rescaling is not None and rescaling.factors is not None:
-        # predicted on the model's grid, then everything (cells included) drawn on the input's:
-        # benchmarks/rescale_choice.py measured this against resizing cells drawn at the model's scale
-        prediction = predictor.predict(to_model_grid(raw, rescaling.factors), progress)
-        prediction = prediction_to_input_grid(prediction, raw.shape, rescaling.factors)
-        settings = settings_on_input_grid(settings, rescaling.factors)
-    else:
-        prediction = predictor.predict(raw, progress)
-    cell = membrane_to_cell(prediction.membrane)
+    with_cells = any(files.wants(kind) for kind in NEEDS_CELLS if kind != "overlay") or with_overlay
+    result = predict_slice(predictor, raw, options, with_cells, progress, rescaling)
     if files.wants("proba"):
-        files.write("proba", cell)
-    # Fiji's convention (cell where p > t); the membrane mask is its exact complement
-    cell_mask = cell > np.float32(options.threshold)
-    del cell
+        files.write("proba", result.cell)
     if files.wants("membrane"):
-        files.write("membrane", (~cell_mask).view(np.uint8) * np.uint8(255))
-    seconds = 0.0
-    if any(files.wants(kind) for kind in NEEDS_CELLS if kind != "overlay") or with_overlay:
-        start = time.perf_counter()
-        # components at the mask's own threshold: the cells the ISBI scores of this mask judge
-        labels = instance_labels(cell_mask) if options.cells == "components" else segment(options.cells, prediction, settings)
-        seconds = time.perf_counter() - start
+        files.write("membrane", (~result.cell_mask).view(np.uint8) * np.uint8(255))
+    labels = result.cells
+    if labels is not None:
         if files.wants("cells"):
             files.write("cells", labels)
         if with_overlay:
-            files.write("overlay", overlay(raw, ~cell_mask, labels))
+            files.write("overlay", overlay(raw, ~result.cell_mask, labels))
         if files.wants("measurements"):
             files.write_rows("measurements", cell_rows(labels, raw, index, files.pixel_size))
         if files.wants("summary"):
             files.write_rows("summary", [summary_row(labels, index, files.pixel_size)])
-    return seconds
+    return result.cell_seconds
 
 
 def predict_file(
@@ -355,3 +394,73 @@ def predict_files(
         written=written,
         cell_seconds=cell_seconds,
     )
+
+
+@dataclass
+class SegmentedImage:
+    """What [`segment_image`][emseg.inference.in_memory.segment_image] made of an image, on its own grid and with its shape.
+
+    `cell` is the cell-interior probability (`float32`: `emseg predict`'s `proba`), `membrane`
+    the membrane mask (`uint8`, 1 = membrane: `emseg predict`'s `membrane` / 255), `cells` the
+    cell labels (`uint32`, 0 = outlines, numbered per slice as in `<stem>_cells.tif`), and
+    `rescaling` whether the image was predicted at the model's pixel size, with its line.
+    """
+
+    cell: np.ndarray
+    membrane: np.ndarray
+    cells: np.ndarray
+    rescaling: Rescaling
+    seconds: float
+
+
+def segment_image(
+    model: nn.Module,
+    config: ModelConfig,
+    image: np.ndarray,
+    options: PredictOptions,
+    progress: Callable[[int], object] | None = None,
+) -> SegmentedImage:
+    """`emseg predict` on an array in memory (a slice `(H, W)` or a stack `(Z, H, W)`): the napari plugin's segmentation.
+
+    Each slice runs [`predict_slice`][emseg.inference.in_memory.predict_slice], the path of
+    [`predict_files`][emseg.inference.in_memory.predict_files], with `options.pixel_size` as
+    the image's pixel size, so the cells equal those `emseg predict` writes for the same
+    image and settings. A single slice's arrays are returned as made (no copy: the peak is
+    the command line's); a stack's are filled slice by slice.
+
+    Args:
+        model: The network.
+        config: Its model file's config.
+        image: Grey pixels, 2-D or 3-D (any real or integer type).
+        options: The run's settings; `options.pixel_size` is the image's (None: unknown).
+        progress: Called with the number of tiles after each tile batch; it may raise
+            ([`Cancelled`][emseg.errors.Cancelled]) to stop the run.
+
+    Raises:
+        EmsegError: An image that is not 2-D or 3-D.
+    """
+    if image.ndim not in (2, 3) or min(image.shape[-2:]) < 1:
+        raise EmsegError(f"expected a grey slice (H, W) or a stack (Z, H, W), got an array of shape {image.shape}")
+    start = time.perf_counter()
+    rescaling = plan_rescaling(options.pixel_size, config.pixel_size_yx(), options.rescale)
+    predictor = options.predictor(model, config)
+    stack = image[None] if image.ndim == 2 else image
+    outputs = None
+    for index, raw in enumerate(stack):
+        result = predict_slice(predictor, np.asarray(raw), options, True, progress, rescaling)
+        membrane = (~result.cell_mask).view(np.uint8)
+        if image.ndim == 2:
+            return SegmentedImage(result.cell, membrane, result.cells, rescaling, time.perf_counter() - start)  # type: ignore[arg-type]
+        if outputs is None:
+            outputs = [np.empty(stack.shape, dtype) for dtype in (np.float32, np.uint8, np.uint32)]
+        for output, page in zip(outputs, (result.cell, membrane, result.cells), strict=True):
+            output[index] = page
+    assert outputs is not None  # a stack has at least one slice
+    return SegmentedImage(*outputs, rescaling, time.perf_counter() - start)
+
+
+def tiles_of_image(config: ModelConfig, shape: Sequence[int], options: PredictOptions) -> int:
+    """The tiles [`segment_image`][emseg.inference.in_memory.segment_image] runs for an image of `shape`, for a progress bar."""
+    rescaling = plan_rescaling(options.pixel_size, config.pixel_size_yx(), options.rescale)
+    slices = shape[0] if len(shape) == 3 else 1
+    return slices * count_tiles(rescaling.model_shape((slices, *shape[-2:])), config.window(options.tile), options.overlap)
