@@ -237,7 +237,9 @@ def load_model(path: str | os.PathLike[str], device: torch.device | str = "cpu")
     return model.to(device).eval(), config
 
 
-def with_cell_step(source: str | os.PathLike[str], target: str | os.PathLike[str], cells: dict[str, Any]) -> ModelConfig:
+def with_cell_step(
+    source: str | os.PathLike[str], target: str | os.PathLike[str], cells: dict[str, Any], info: dict[str, Any] | None = None,
+) -> ModelConfig:
     """Write `source`'s model file again at `target`, its weights untouched, with the cell step `cells` in its config.
 
     Args:
@@ -245,6 +247,8 @@ def with_cell_step(source: str | os.PathLike[str], target: str | os.PathLike[str
         target: Where the file with the cell step goes (may be `source`).
         cells: `{"method", "settings", "chosen_on", "v_rand"}`: the cell method and settings chosen
             for the model, and where.
+        info: Entries added to the config's `info` (e.g. `provenance`: the model a fine-tune
+            started from, the slices and steps it used).
 
     Returns:
         The new config.
@@ -252,5 +256,7 @@ def with_cell_step(source: str | os.PathLike[str], target: str | os.PathLike[str
     payload = read_model_file(source)
     config = ModelConfig.from_payload(payload["config"], payload["version"])
     config.cells = json.loads(json.dumps(cells, default=float))
+    if info:
+        config.info = {**config.info, **json.loads(json.dumps(info, default=str))}
     _write(target, config, payload["state_dict"])
     return config

@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import tempfile
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -37,6 +37,7 @@ from emseg.networks.model_file import load_model, with_cell_step
 from emseg.preprocessing.augment import augment_slices
 from emseg.runtime.device import select_device
 from emseg.training.build import check_initial_weights
+from emseg.training.progress import TrainingStatus
 from emseg.training.run import train
 from emseg.training.sampler import TrainingData
 
@@ -114,6 +115,8 @@ def fit(
     pixel_size: Sequence[float] | None = None,
     val: int | None = None,
     live_dir: str | Path | None = None,
+    listener: Callable[[TrainingStatus], object] | None = None,
+    provenance: dict[str, Any] | None = None,
 ) -> FitResult:
     """Train a model on labelled slices (from `init`'s weights when given) and write it, with its cell step, to `out`.
 
@@ -128,6 +131,12 @@ def fit(
         pixel_size: The data's `[z, y, x]` voxel size in nm, recorded in the model file.
         val: How many slices to hold out for validation ([`hold_out`][emseg.training.fit.hold_out]).
         live_dir: Where dvclive's training logs go; None: a temporary folder, removed after.
+        listener: Called with a [`TrainingStatus`][emseg.training.progress.TrainingStatus] as
+            training goes (a GUI's progress bar and ETA); it may raise
+            [`Cancelled`][emseg.errors.Cancelled] to stop: then nothing is written.
+        provenance: What the caller knows of the data (e.g. the image and its slices used),
+            recorded with the model it started from, the slices and the steps in the model
+            file's `info.provenance`.
 
     Returns:
         What was made.
@@ -153,7 +162,9 @@ def fit(
     )
     with tempfile.TemporaryDirectory(prefix=".emseg-train-", dir=out.parent if out.parent.is_dir() else None) as tmp:
         network = Path(tmp) / "network.pt"
-        result = train(data, params.model, train_params, params.base.seed, network, live_dir or Path(tmp) / "dvclive", None, init, pixel_size)
+        result = train(
+            data, params.model, train_params, params.base.seed, network, live_dir or Path(tmp) / "dvclive", None, init, pixel_size, listener,
+        )
         device = select_device(params.evaluate.device)
         model, config = load_model(network, device)
         held_out = val_ids != train_ids
@@ -170,5 +181,11 @@ def fit(
                 "v_rand": chosen["val_v_rand"],
             }
         out.parent.mkdir(parents=True, exist_ok=True)  # only now: a run that fails earlier leaves nothing behind
-        with_cell_step(network, out, cells)
+        made = {
+            "base_model": str(init) if init else None,
+            "train_slices": train_ids,
+            "val_slices": val_ids if held_out else [],
+            "steps": train_params.schedule_of_run().steps,
+        }
+        with_cell_step(network, out, cells, {"provenance": {**made, **(provenance or {})}})
     return FitResult(out, train_ids, val_ids, held_out, result["best_step"], result["best_val"], cells, (time.perf_counter() - started) / 60)

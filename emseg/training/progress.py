@@ -8,20 +8,41 @@ from __future__ import annotations
 
 import sys
 import time
+from collections.abc import Callable
+from dataclasses import dataclass
 from typing import TextIO
 
 from tqdm import tqdm
+
+
+@dataclass(frozen=True)
+class TrainingStatus:
+    """How far a run has got, for a listener (the napari plugin's progress bar): step, loss, validation, seconds so far and left."""
+
+    step: int
+    total: int
+    loss: float
+    val_v_rand: float | None
+    seconds: float
+    #: NaN before the first step is done
+    seconds_left: float
 
 
 class TrainingProgress:
     """Step, loss, the last validation V_rand and the time left, for `total` steps from `start`.
 
     A tqdm bar when `stream` (default: stderr) is a terminal, else one line every
-    `every_percent` percent of the steps.
+    `every_percent` percent of the steps; `listener`, when given, is called with a
+    [`TrainingStatus`][emseg.training.progress.TrainingStatus] at every update (it may raise
+    [`Cancelled`][emseg.errors.Cancelled] to stop the run).
     """
 
-    def __init__(self, total: int, start: int = 0, stream: TextIO | None = None, every_percent: float = 5.0) -> None:
+    def __init__(
+        self, total: int, start: int = 0, stream: TextIO | None = None, every_percent: float = 5.0,
+        listener: Callable[[TrainingStatus], object] | None = None,
+    ) -> None:
         self.total, self.start = total, start
+        self.listener = listener
         self.stream = stream or sys.stderr
         self.every = max(1, round(total * every_percent / 100))
         self.began = time.perf_counter()
@@ -36,6 +57,11 @@ class TrainingProgress:
         """Training has done `step` steps: its loss over the last ones, and a validation's V_rand if one ran."""
         if val_v_rand is not None:
             self.val_v_rand = val_v_rand
+        if self.listener is not None:
+            seconds = time.perf_counter() - self.began
+            done = step - self.start
+            left = seconds / done * (self.total - step) if done else float("nan")
+            self.listener(TrainingStatus(step, self.total, loss, self.val_v_rand, seconds, left))
         if self.bar is not None:
             self.bar.update(step - self.bar.n)
             self.bar.set_postfix(loss=f"{loss:.3f}", val_v_rand="-" if self.val_v_rand is None else f"{self.val_v_rand:.4f}", refresh=False)

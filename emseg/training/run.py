@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import os
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -18,7 +18,7 @@ from emseg.training.build import build_trainer
 from emseg.training.checkpoints import checkpoint_file, run_fingerprint
 from emseg.training.distributed import ProcessGroup, join, leave
 from emseg.training.logs import SilentLogger, open_live, truncate_live_logs
-from emseg.training.progress import TrainingProgress
+from emseg.training.progress import TrainingProgress, TrainingStatus
 from emseg.training.sampler import TrainingData
 
 
@@ -32,6 +32,7 @@ def train(
     checkpoint_dir: str | os.PathLike[str] | None = None,
     init: str | os.PathLike[str] | None = None,
     pixel_size: Sequence[float] | None = None,
+    listener: Callable[[TrainingStatus], object] | None = None,
 ) -> dict[str, Any]:
     """Train, keeping the best-validation model at `model_path`; return a summary.
 
@@ -53,6 +54,8 @@ def train(
         init: The model file to start from (`train.init_from` resolved to a path); None:
             random weights. Fine-tuning runs on `params.finetune`'s schedule.
         pixel_size: The data's `[z, y, x]` voxel size in nm, recorded in the model file.
+        listener: Called with a [`TrainingStatus`][emseg.training.progress.TrainingStatus] at
+            every progress update (the napari plugin's bar); it may raise to stop the run.
 
     Returns:
         The best step and its validation scores, the parameter count, the device, this
@@ -60,7 +63,7 @@ def train(
     """
     params = params.schedule_of_run()
     group = join(params)
-    start = _Start(None if init is None else Path(init), pixel_size)
+    start = _Start(None if init is None else Path(init), pixel_size, listener)
     try:
         return _train(data, model_params, params, seed, Path(model_path), Path(live_dir), checkpoint_dir, group, start)
     finally:
@@ -73,6 +76,8 @@ class _Start:
 
     init: Path | None
     pixel_size: Sequence[float] | None
+    #: called at every progress update (emseg.training.progress.TrainingProgress)
+    listener: Callable[[TrainingStatus], object] | None = None
 
 
 def _train(
@@ -111,7 +116,7 @@ def _train(
                 if group.distributed:
                     run_params["processes"] = group.world_size
                 live.log_params(run_params)
-                trainer.reporter = TrainingProgress(params.steps, trainer.progress.step)
+                trainer.reporter = TrainingProgress(params.steps, trainer.progress.step, listener=start.listener)
                 try:
                     progress = trainer.run()
                 finally:

@@ -74,3 +74,23 @@ def test_a_model_of_another_network_is_refused_before_anything_is_written(tmp_pa
     with pytest.raises(EmsegError, match="cannot start from this model: its target is 'affinities', the run's is 'boundary'"):
         fit(list(images), list(labels), tmp_path / "tuned.pt", other, init=base.model_path)
     assert not (tmp_path / "tuned.pt").exists()
+
+
+def test_a_listener_sees_every_update_and_can_stop_the_run_leaving_nothing(tmp_path: Path) -> None:
+    from emseg.errors import Cancelled
+
+    images, labels = synthetic_stack(2, 48, 48)
+    params = PARAMS.model_copy(update={"train": PARAMS.train.model_copy(update={"log_every": 1, "checkpoint_every": 1})})
+    seen = []
+    result = fit(list(images), list(labels), tmp_path / "m.pt", params, listener=seen.append, provenance={"image": "em.tif", "slices": [3, 5]})
+    assert [status.step for status in seen] == list(range(1, params.train.steps + 1)) and seen[-1].total == params.train.steps
+    _, config = load_model(result.model_path)
+    assert config.info["provenance"] == {"base_model": None, "train_slices": [0, 1], "val_slices": [], "steps": params.train.steps,
+                                         "image": "em.tif", "slices": [3, 5]}
+
+    def stop(status) -> None:
+        raise Cancelled()
+
+    with pytest.raises(Cancelled):
+        fit(list(images), list(labels), tmp_path / "stopped" / "m.pt", params, listener=stop)
+    assert not (tmp_path / "stopped").exists()
