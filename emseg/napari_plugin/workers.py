@@ -80,6 +80,8 @@ class RunPanel(Container):
         self.worker: FunctionWorker | None = None
         self.progress: Progress | None = None
         self._steps: list[Callable[[], Any]] = []
+        #: the work has returned or failed: the status line is the result's, no longer the progress'
+        self._over = False
         self._timer_running = False
         self.cancel_button.changed.connect(self.cancel)
 
@@ -105,7 +107,7 @@ class RunPanel(Container):
         # the handlers given at creation: an "errored" handler there stops napari re-raising the error on the GUI thread
         connect = {"returned": lambda result: self._done(on_done, result), "errored": self._failed, "finished": self._finished}
         worker = create_worker(work, self.progress, _start_thread=False, _connect=connect)
-        self.worker = worker
+        self.worker, self._over = worker, False
         self.run_button.enabled, self.cancel_button.enabled, self.bar.visible = False, True, True
         self.bar.value, self.status.value = 0, f"{self.what}: starting"
         worker.start()
@@ -124,7 +126,7 @@ class RunPanel(Container):
         from qtpy.QtCore import QTimer
 
         progress = self.progress
-        if self.worker is None or progress is None:
+        if self.worker is None or progress is None or self._over:
             return
         if progress.total:
             self.bar.max = max(progress.total, 1)
@@ -134,6 +136,7 @@ class RunPanel(Container):
         QTimer.singleShot(200, self._tick)
 
     def _done(self, on_done: Callable[[Any], Any], result: Any) -> None:
+        self._over = True
         try:
             self._steps = list(on_done(result) or [])
         except Exception as exc:  # putting the results in the viewer failed: say so, once
@@ -141,6 +144,7 @@ class RunPanel(Container):
             self.status.value = f"{self.what}: failed"
 
     def _failed(self, exc: BaseException) -> None:
+        self._over = True
         if isinstance(exc, Cancelled):
             show_info(f"emseg {self.what} cancelled: nothing was added")
             self.status.value = f"{self.what}: cancelled"

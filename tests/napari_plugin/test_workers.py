@@ -64,3 +64,22 @@ def test_a_failing_run_says_so_and_calls_nothing(qtbot, wait_for, notes) -> None
     wait_for(panel)
     assert not results and panel.status.value == "test run: failed"
     assert notes == [("show_error", "emseg test run: model.pt: not an emseg model file")]
+
+
+def test_the_results_status_line_is_not_overwritten_by_the_progress(qtbot, wait_for) -> None:
+    import time
+
+    panel = RunPanel("Run", "test run")
+
+    def work(progress: Progress) -> int:
+        time.sleep(0.5)  # long enough for the progress display to tick
+        return 1
+
+    def done(result: int) -> list:
+        # the status line set between slow steps: the progress display's timer comes due during each
+        return [lambda: time.sleep(0.3), lambda: setattr(panel.status, "value", "test run: done"), lambda: time.sleep(0.3)]
+
+    panel.start(work, done)
+    wait_for(panel)
+    qtbot.wait(400)
+    assert panel.status.value == "test run: done"
