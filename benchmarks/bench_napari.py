@@ -30,18 +30,9 @@ import tempfile
 import time
 from pathlib import Path
 
-from run_all import command_line, write_result
+from run_all import command_line, rss_mib, write_result
 
 ISBI = Path(__file__).resolve().parents[1].parent / "shared" / "isbi2012" / "train-volume.tif"
-
-
-def rss_mib() -> float:
-    """Current resident set size (Linux /proc), in MiB."""
-    with open("/proc/self/status") as handle:
-        for line in handle:
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1]) / 1024
-    return float("nan")
 
 
 def big_slice(size: int):

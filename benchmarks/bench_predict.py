@@ -35,7 +35,7 @@ import sys
 import time
 from typing import TYPE_CHECKING
 
-from run_all import command_line, write_result
+from run_all import command_line, rss_mib, write_result
 
 if TYPE_CHECKING:
     import numpy as np
@@ -44,15 +44,6 @@ if TYPE_CHECKING:
 PATCH = 256
 BATCH = 4
 VARIANTS = 8
-
-
-def _rss_mib() -> float:
-    """Current resident set size (Linux /proc), in MiB."""
-    with open("/proc/self/status") as handle:
-        for line in handle:
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1]) / 1024
-    return float("nan")
 
 
 def _model_and_image(arch: str, size: int, threads: int, device: str) -> tuple[torch.nn.Module, np.ndarray]:
@@ -131,7 +122,7 @@ def _child(size: int, mode: str, patch: int, batch: int, threads: int, bare_batc
     model, image = _model_and_image(arch, size, threads, device)
     tiles, roi, batches = _tile_batches(size, patch, batch)
     _warm_up(model, batches, roi, device)
-    rss_before = _rss_mib()
+    rss_before = rss_mib()
     timed_batches = None
     if mode == "bare":
         seconds, timed_batches = _time_bare(model, batches, roi, tiles, bare_batches, device)

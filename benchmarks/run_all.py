@@ -39,6 +39,15 @@ def command_line(script: str, argv: list[str] | None) -> str:
     return shlex.join(["python", f"benchmarks/{script}", *(sys.argv[1:] if argv is None else argv)])
 
 
+def rss_mib() -> float:
+    """This process's resident set size now (Linux /proc), in MiB."""
+    with open("/proc/self/status") as handle:
+        for line in handle:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) / 1024
+    return float("nan")
+
+
 def write_result(path: str | Path, payload: dict) -> None:
     """Write a result as indented JSON (one final newline), making its folder first."""
     path = Path(path)

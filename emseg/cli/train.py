@@ -77,13 +77,9 @@ def _membrane_value(text: str) -> int | str:
 
 def _params(args: argparse.Namespace):
     """The params of the run: the file's (or the defaults), with the command line's overrides, checked."""
-    from emseg.config.params import load_params, parse_params
-    from emseg.networks.architectures import check_model_params
-    from emseg.segmentation.methods import check_segment_params
-    from emseg.training.losses import check_loss_params
+    from emseg.training.fit import load_run_params
 
-    checks = (check_model_params, check_loss_params, check_segment_params)
-    params = load_params(args.params, checks) if args.params else parse_params({}, "defaults", checks)
+    params = load_run_params(args.params)
     train = params.train
     schedule = "finetune" if args.init != "none" else None
     overrides = {key: value for key, value in (("steps", args.steps), ("lr", args.lr)) if value is not None}

@@ -21,7 +21,7 @@ from napari.layers import Image, Labels, Shapes
 from napari.utils.notifications import show_error, show_info
 
 from emseg.errors import EmsegError
-from emseg.napari_plugin.layers import cells_run, check_image_layer, layer_pixel_size, source_path
+from emseg.napari_plugin.layers import cells_run, check_image_layer, follow_layers, layer_pixel_size, segmented_image, source_path
 from emseg.napari_plugin.workers import Progress, RunPanel
 
 if TYPE_CHECKING:
@@ -40,13 +40,9 @@ def finetune_params(params_file: Path | None, steps: int) -> Any:
     Raises:
         EmsegError: A params file that does not validate (one line naming the key).
     """
-    from emseg.config.params import load_params, parse_params
-    from emseg.networks.architectures import check_model_params
-    from emseg.segmentation.methods import check_segment_params
-    from emseg.training.losses import check_loss_params
+    from emseg.training.fit import load_run_params
 
-    checks = (check_model_params, check_loss_params, check_segment_params)
-    params = load_params(params_file, checks) if params_file else parse_params({}, "defaults", checks)
+    params = load_run_params(params_file)
     if steps < 1:
         raise EmsegError(f"steps must be at least 1, got {steps}")
     train = params.train.model_copy(update={"finetune": params.train.finetune.model_copy(update={"steps": steps})})
@@ -89,9 +85,7 @@ class FinetuneWidget(Container):
         self.check_slice_button.changed.connect(self.mark_slice_checked)
         self.panel.run_button.changed.connect(self.run)
         self.cells.changed.connect(self._pick_image)
-        for event in (viewer.layers.events.inserted, viewer.layers.events.removed):
-            event.connect(self.cells.reset_choices)
-            event.connect(self.image.reset_choices)
+        follow_layers(viewer, self.cells, self.image)
         #: the model file of the last fine-tune
         self.last_model: Path | None = None
 
@@ -102,9 +96,10 @@ class FinetuneWidget(Container):
         return parse_params({}, "defaults").train.finetune.steps
 
     def _pick_image(self, cells: Labels | None) -> None:
-        name = cells_run(cells).get("image_layer") if cells is not None else None
-        if name and name in self.viewer.layers and isinstance(self.viewer.layers[name], Image):
-            self.image.value = self.viewer.layers[name]
+        """Default the image to the one the cells were segmented from."""
+        image = segmented_image(self.viewer, cells)
+        if image is not None:
+            self.image.value = image
 
     def _cells(self) -> Labels:
         if self.cells.value is None or self.cells.value not in self.viewer.layers:  # a removed layer can linger in the choice

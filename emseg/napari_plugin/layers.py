@@ -61,6 +61,21 @@ def layer_pixel_size(layer: Layer) -> PixelSize | None:
     return PixelSize.in_nm(nm) if nm > 0 else None
 
 
+def follow_layers(viewer: Any, *choices: Any) -> None:
+    """Keep layer choices (magicgui's layer combo boxes) up to date as layers are added to and removed from `viewer`."""
+    for event in (viewer.layers.events.inserted, viewer.layers.events.removed):
+        for choice in choices:
+            event.connect(choice.reset_choices)
+
+
+def segmented_image(viewer: Any, cells: Labels | None) -> Image | None:
+    """The image layer a cells layer was segmented from (named in its metadata), if it is still in the viewer."""
+    name = cells_run(cells).get("image_layer") if cells is not None else None
+    if name and name in viewer.layers and isinstance(viewer.layers[name], Image):
+        return viewer.layers[name]
+    return None
+
+
 def source_path(layer: Layer) -> Path | None:
     """The file a layer was opened from, if napari knows it."""
     path = layer.source.path

@@ -19,7 +19,7 @@ from qtpy.QtCore import QAbstractTableModel, QModelIndex, QSortFilterProxyModel,
 from qtpy.QtWidgets import QAbstractItemView, QTableView
 
 from emseg.errors import EmsegError
-from emseg.napari_plugin.layers import cells_run, layer_pixel_size
+from emseg.napari_plugin.layers import cells_run, follow_layers, layer_pixel_size, segmented_image
 from emseg.napari_plugin.workers import Progress, RunPanel
 
 if TYPE_CHECKING:
@@ -147,15 +147,13 @@ class MeasureWidget(Container):
         self.colour_button.changed.connect(self.colour)
         self.export_button.changed.connect(self.export)
         self.cells.changed.connect(self._pick_image)
-        for event in (viewer.layers.events.inserted, viewer.layers.events.removed):
-            event.connect(self.cells.reset_choices)
-            event.connect(self.image.reset_choices)
+        follow_layers(viewer, self.cells, self.image)
 
     def _pick_image(self, cells: Labels | None) -> None:
         """Default the image to the one the cells were segmented from."""
-        name = cells_run(cells).get("image_layer") if cells is not None else None
-        if name and name in self.viewer.layers and isinstance(self.viewer.layers[name], Image):
-            self.image.value = self.viewer.layers[name]
+        image = segmented_image(self.viewer, cells)
+        if image is not None:
+            self.image.value = image
 
     def run(self) -> Any:
         """Measure the chosen cells layer on a worker; returns the worker, or None when refused with a notification."""

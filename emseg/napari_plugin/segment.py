@@ -11,9 +11,9 @@ cells are the ones `emseg predict` writes for the same image and settings.
 from __future__ import annotations
 
 import weakref
+from collections.abc import Callable
 from dataclasses import dataclass, replace
 from pathlib import Path
-from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -22,7 +22,7 @@ from napari.layers import Image
 from napari.utils.notifications import show_error
 
 from emseg.errors import EmsegError
-from emseg.napari_plugin.layers import check_image_layer, layer_pixel_size, output_layers, put_layers
+from emseg.napari_plugin.layers import check_image_layer, follow_layers, layer_pixel_size, output_layers, put_layers
 from emseg.napari_plugin.workers import Progress, RunPanel
 
 if TYPE_CHECKING:
@@ -106,8 +106,7 @@ class SegmentWidget(Container):
         SEGMENT_WIDGETS[viewer] = self
         self.model.changed.connect(lambda choice: setattr(self.model_file, "visible", choice == MODEL_CHOICES[2]))
         self.panel.run_button.changed.connect(self.run)
-        viewer.layers.events.inserted.connect(self.image.reset_choices)
-        viewer.layers.events.removed.connect(self.image.reset_choices)
+        follow_layers(viewer, self.image)
 
     def use_model(self, path: Path) -> None:
         """Segment with this model file from now on (the fine-tune widget's new model)."""

@@ -41,6 +41,25 @@ from emseg.training.progress import TrainingStatus
 from emseg.training.run import train
 from emseg.training.sampler import TrainingData
 
+
+def load_run_params(params_file: str | Path | None) -> Params:
+    """The params of a `fit` run: a params file's (a project's params.yaml), else emseg's defaults, checked.
+
+    Checked as the pipeline checks them: the network's arguments, the loss and the cell
+    method against their registries.
+
+    Raises:
+        EmsegError: A key or value that does not validate (one line naming it).
+    """
+    from emseg.config.params import load_params, parse_params
+    from emseg.networks.architectures import check_model_params
+    from emseg.segmentation.methods import check_segment_params
+    from emseg.training.losses import check_loss_params
+
+    checks = (check_model_params, check_loss_params, check_segment_params)
+    return load_params(params_file, checks) if params_file else parse_params({}, "defaults", checks)
+
+
 #: the fewest labelled slices from which some are held out for validation
 MIN_FOR_HOLD_OUT = 3
 

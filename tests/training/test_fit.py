@@ -94,3 +94,12 @@ def test_a_listener_sees_every_update_and_can_stop_the_run_leaving_nothing(tmp_p
     with pytest.raises(Cancelled):
         fit(list(images), list(labels), tmp_path / "stopped" / "m.pt", params, listener=stop)
     assert not (tmp_path / "stopped").exists()
+
+
+def test_run_params_are_the_defaults_or_a_files_checked_against_the_registries(tmp_path: Path) -> None:
+    from emseg.training.fit import load_run_params
+
+    assert load_run_params(None) == parse_params({})
+    (tmp_path / "params.yaml").write_text("segment:\n  method: nope\n")
+    with pytest.raises(EmsegError, match="segment.method"):
+        load_run_params(tmp_path / "params.yaml")
