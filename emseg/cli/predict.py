@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING
 
 from emseg.config.defaults import DEVICES, FALLBACK_THRESHOLD, OVERLAP, TILE_BATCH
 from emseg.errors import EmsegError
-from emseg.inference.outputs import OUTPUT_KINDS, parse_outputs
+from emseg.inference.outputs import OUTPUT_KINDS, default_outputs, parse_outputs
 
 if TYPE_CHECKING:  # the model file's module imports torch, which building the parser must not
     from emseg.networks.model_file import ModelConfig
@@ -36,6 +36,12 @@ Outputs per input, named after it (<stem> = file name without suffix), in DIR
   overlay   <stem>_overlay.png   membranes (red) and cell outlines (yellow) over the image (middle slice of a stack)
   measurements  <stem>_cells.csv          one row per cell per slice: area, perimeter, centroid, bounding box, ...
   summary       <stem>_cells_summary.csv  cell count and median cell area per slice
+  uncertainty   <stem>_uncertainty.tif    float32 variance across the 8 test-time augmentations (--tta only;
+                                          in the default set with --tta): where to look first
+
+With --tta the measurements gain two columns per cell: uncertainty (the mean variance over the
+cell and a 2-pixel rim) and confidence (1 - 2 x its square root, 0..1): sort by confidence
+to review the likeliest mistakes first.
 
 Pixel size: the model file records the pixel size it was trained at. An input whose pixel
 size is known (--pixel-size, or the TIFF's OME metadata, ImageJ unit or resolution tags; a
@@ -95,7 +101,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[ty
     parser.add_argument("--out", type=Path, required=True, metavar="DIR", help="output folder (created if missing)")
     parser.add_argument(
         "--outputs", metavar="LIST",
-        help=f"comma-separated subset of {','.join(OUTPUT_KINDS)} (default: all; for volumes all of proba,membrane,cells)",
+        help=f"comma-separated subset of {','.join(OUTPUT_KINDS)} (default: all, uncertainty only with --tta; "
+        "for volumes all of proba,membrane,cells)",
     )
     parser.add_argument(
         "--threshold",
@@ -152,7 +159,7 @@ def run(args: argparse.Namespace) -> int:
     from emseg.runtime.device import select_device
     from emseg.segmentation.measurements import parse_pixel_size
 
-    outputs = parse_outputs(args.outputs or ",".join(OUTPUT_KINDS))
+    outputs = parse_outputs(args.outputs, args.tta) if args.outputs else default_outputs(args.tta)
     pixel_size = parse_pixel_size(args.pixel_size) if args.pixel_size is not None else None
     device = select_device(args.device)
     if args.threads < 0:

@@ -31,7 +31,7 @@ from torch import nn
 from emseg.config.defaults import FALLBACK_THRESHOLD, OVERLAP, TILE_BATCH
 from emseg.errors import EmsegError
 from emseg.inference.inputs import InputImage
-from emseg.inference.outputs import NEEDS_CELLS, OUTPUT_KINDS, OUTPUTS, check_outputs, output_paths
+from emseg.inference.outputs import NEEDS_CELLS, OUTPUTS, check_outputs, default_outputs, output_paths
 from emseg.inference.predictor import Predictor
 from emseg.inference.rescale import Rescaling, plan_rescaling, prediction_to_input_grid, settings_on_input_grid, to_model_grid
 from emseg.inference.sliding_window import count_tiles
@@ -62,7 +62,7 @@ class PredictOptions:
 
     Args:
         outputs: The kinds of output to write (keys of `OUTPUTS` of
-            [`emseg.inference.outputs`][emseg.inference.outputs]).
+            [`emseg.inference.outputs`][emseg.inference.outputs]); `uncertainty` needs `tta`.
         threshold: Cell where the cell probability is above it.
         overlap: The overlap of neighbouring windows, in [0, 1).
         tta: Average the 8 flips and rotations of every tile.
@@ -82,7 +82,7 @@ class PredictOptions:
             naming the option).
     """
 
-    outputs: tuple[str, ...] = OUTPUT_KINDS
+    outputs: tuple[str, ...] = default_outputs(tta=False)
     threshold: float = FALLBACK_THRESHOLD
     overlap: float = OVERLAP
     tta: bool = False
@@ -100,7 +100,7 @@ class PredictOptions:
     rescale: bool = True
 
     def __post_init__(self) -> None:
-        check_outputs(self.outputs)
+        check_outputs(self.outputs, self.tta)
         check_settings(self.cells, self.cell_settings)
         if not 0.0 <= self.threshold <= 1.0:
             raise EmsegError(f"--threshold must lie in [0, 1], got {self.threshold:g}")
@@ -109,6 +109,11 @@ class PredictOptions:
         if self.batch_size < 1:
             raise EmsegError(f"--batch-size must be at least 1, got {self.batch_size}")
         check_tile(self.tile)
+
+    @property
+    def uncertainty(self) -> bool:
+        """Whether the run measures the uncertainty: with TTA, for its own file or the measurements' confidence."""
+        return self.tta and any(kind in self.outputs for kind in ("uncertainty", "measurements"))
 
     def predictor(self, model: nn.Module, config: ModelConfig) -> Predictor:
         """The [`Predictor`][emseg.inference.predictor.Predictor] of `model` with these settings."""
@@ -177,7 +182,9 @@ class _OutputFiles:
     measurements are CSV tables with their header written first.
     """
 
-    def __init__(self, tmps: dict[str, Path], is_stack: bool, exits: contextlib.ExitStack, pixel_size: PixelSize | None) -> None:
+    def __init__(
+        self, tmps: dict[str, Path], is_stack: bool, exits: contextlib.ExitStack, pixel_size: PixelSize | None, confidence: bool = False
+    ) -> None:
         self.tmps = tmps
         self.pixel_size = pixel_size
         self.tiffs: dict[str, tifffile.TiffWriter] = {}
@@ -191,7 +198,7 @@ class _OutputFiles:
             elif name.endswith(".csv"):
                 handle = exits.enter_context(open(tmp, "w", newline=""))
                 self.tables[kind] = csv.writer(handle)
-                header = cell_columns(pixel_size) if kind == "measurements" else summary_columns(pixel_size)
+                header = cell_columns(pixel_size, confidence) if kind == "measurements" else summary_columns(pixel_size)
                 self.tables[kind].writerow(header)
 
     def wants(self, kind: str) -> bool:
@@ -223,7 +230,8 @@ class SliceOutputs:
 
     `cell` is the cell-interior probability (`float32`, high = cell: the file output `proba`),
     `cell_mask` where it is above the threshold (the membrane mask is its complement), and
-    `cells` the cell labels (`uint32`, 0 = outlines), or None when they were not asked for.
+    `cells` the cell labels (`uint32`, 0 = outlines), or None when they were not asked for;
+    `uncertainty` the variance across the test-time augmentations where the run measures it.
     """
 
     cell: np.ndarray
@@ -231,6 +239,7 @@ class SliceOutputs:
     cells: np.ndarray | None
     #: the seconds spent drawing the cells
     cell_seconds: float = 0.0
+    uncertainty: np.ndarray | None = None
 
 
 def predict_slice(
@@ -255,20 +264,20 @@ def predict_slice(
     if rescaling is not None and rescaling.factors is not None:
         # predicted on the model's grid, then everything (cells included) drawn on the input's:
         # benchmarks/rescale_choice.py measured this against resizing cells drawn at the model's scale
-        prediction = predictor.predict(to_model_grid(raw, rescaling.factors), progress)
+        prediction = predictor.predict(to_model_grid(raw, rescaling.factors), progress, options.uncertainty)
         prediction = prediction_to_input_grid(prediction, raw.shape, rescaling.factors)
         settings = settings_on_input_grid(settings, rescaling.factors)
     else:
-        prediction = predictor.predict(raw, progress)
+        prediction = predictor.predict(raw, progress, options.uncertainty)
     cell = membrane_to_cell(prediction.membrane)
     # Fiji's convention (cell where p > t); the membrane mask is its exact complement
     cell_mask = cell > np.float32(options.threshold)
     if not with_cells:
-        return SliceOutputs(cell, cell_mask, None)
+        return SliceOutputs(cell, cell_mask, None, uncertainty=prediction.uncertainty)
     start = time.perf_counter()
     # components at the mask's own threshold: the cells the ISBI scores of this mask judge
     labels = instance_labels(cell_mask) if options.cells == "components" else segment(options.cells, prediction, settings)
-    return SliceOutputs(cell, cell_mask, labels, time.perf_counter() - start)
+    return SliceOutputs(cell, cell_mask, labels, time.perf_counter() - start, prediction.uncertainty)
 
 
 def _predict_slice(
@@ -288,6 +297,8 @@ def _predict_slice(
         files.write("proba", result.cell)
     if files.wants("membrane"):
         files.write("membrane", (~result.cell_mask).view(np.uint8) * np.uint8(255))
+    if files.wants("uncertainty"):
+        files.write("uncertainty", result.uncertainty)
     labels = result.cells
     if labels is not None:
         if files.wants("cells"):
@@ -295,7 +306,7 @@ def _predict_slice(
         if with_overlay:
             files.write("overlay", overlay(raw, ~result.cell_mask, labels))
         if files.wants("measurements"):
-            files.write_rows("measurements", cell_rows(labels, raw, index, files.pixel_size))
+            files.write_rows("measurements", cell_rows(labels, raw, index, files.pixel_size, result.uncertainty))
         if files.wants("summary"):
             files.write_rows("summary", [summary_row(labels, index, files.pixel_size)])
     return result.cell_seconds
@@ -327,7 +338,7 @@ def predict_file(
         if rescaling is None:
             rescaling = plan_rescaling(pixel_size, config.pixel_size_yx(), options.rescale)
         tmps = {kind: exits.enter_context(atomic_output(path)) for kind, path in targets.items()}
-        files = _OutputFiles(tmps, item.is_stack, exits, pixel_size)
+        files = _OutputFiles(tmps, item.is_stack, exits, pixel_size, confidence=options.uncertainty)
         seconds = 0.0
         for index, raw in enumerate(stack):
             with_overlay = files.wants("overlay") and index == stack.shape[0] // 2
@@ -402,8 +413,10 @@ class SegmentedImage:
 
     `cell` is the cell-interior probability (`float32`: `emseg predict`'s `proba`), `membrane`
     the membrane mask (`uint8`, 1 = membrane: `emseg predict`'s `membrane` / 255), `cells` the
-    cell labels (`uint32`, 0 = outlines, numbered per slice as in `<stem>_cells.tif`), and
-    `rescaling` whether the image was predicted at the model's pixel size, with its line.
+    cell labels (`uint32`, 0 = outlines, numbered per slice as in `<stem>_cells.tif`),
+    `rescaling` whether the image was predicted at the model's pixel size, with its line, and
+    `uncertainty` the variance across the test-time augmentations (`emseg predict`'s
+    `uncertainty`; None without TTA).
     """
 
     cell: np.ndarray
@@ -411,6 +424,7 @@ class SegmentedImage:
     cells: np.ndarray
     rescaling: Rescaling
     seconds: float
+    uncertainty: np.ndarray | None = None
 
 
 def segment_image(
@@ -450,13 +464,16 @@ def segment_image(
         result = predict_slice(predictor, np.asarray(raw), options, True, progress, rescaling)
         membrane = (~result.cell_mask).view(np.uint8)
         if image.ndim == 2:
-            return SegmentedImage(result.cell, membrane, result.cells, rescaling, time.perf_counter() - start)  # type: ignore[arg-type]
+            return SegmentedImage(result.cell, membrane, result.cells, rescaling, time.perf_counter() - start, result.uncertainty)  # type: ignore[arg-type]
+        pages = (result.cell, membrane, result.cells, result.uncertainty)
         if outputs is None:
-            outputs = [np.empty(stack.shape, dtype) for dtype in (np.float32, np.uint8, np.uint32)]
-        for output, page in zip(outputs, (result.cell, membrane, result.cells), strict=True):
-            output[index] = page
+            outputs = [None if page is None else np.empty(stack.shape, page.dtype) for page in pages]
+        for output, page in zip(outputs, pages, strict=True):
+            if output is not None:
+                output[index] = page
     assert outputs is not None  # a stack has at least one slice
-    return SegmentedImage(*outputs, rescaling, time.perf_counter() - start)
+    cell, membrane, cells, uncertainty = outputs
+    return SegmentedImage(cell, membrane, cells, rescaling, time.perf_counter() - start, uncertainty)
 
 
 def tiles_of_image(config: ModelConfig, shape: Sequence[int], options: PredictOptions) -> int:

@@ -11,7 +11,7 @@ from torch import nn
 
 from emseg.config.defaults import OVERLAP, TILE_BATCH
 from emseg.config.params import EvaluateParams
-from emseg.inference.sliding_window import predict_affinities, predict_membrane, predict_with_logits
+from emseg.inference.sliding_window import predict_affinities, predict_membrane, predict_with_logits, predict_with_uncertainty
 from emseg.networks.affinities import Offset, boundary_from_affinities
 from emseg.networks.model_file import ModelConfig
 from emseg.networks.prediction import Prediction
@@ -72,13 +72,23 @@ class Predictor:
             "amp": self.amp,
         }
 
-    def _prediction(self, proba: np.ndarray) -> Prediction:
+    def _prediction(self, proba: np.ndarray, uncertainty: np.ndarray | None = None) -> Prediction:
         if self.offsets is None:
-            return Prediction(proba)
-        return Prediction(boundary_from_affinities(proba), proba, self.offsets)
+            return Prediction(proba, uncertainty=uncertainty)
+        return Prediction(boundary_from_affinities(proba), proba, self.offsets, uncertainty)
 
-    def predict(self, image: np.ndarray, progress: Callable[[int], object] | None = None) -> Prediction:
-        """What the model says about one raw slice: the membrane map, and the affinities of an affinity model."""
+    def predict(self, image: np.ndarray, progress: Callable[[int], object] | None = None, uncertainty: bool = False) -> Prediction:
+        """What the model says about one raw slice: the membrane map, and the affinities of an affinity model.
+
+        With `uncertainty` (which needs `tta`), the variance across the test-time
+        augmentations as well ([`Prediction.uncertainty`][emseg.networks.prediction.Prediction]).
+        """
+        if uncertainty:
+            if not self.tta:
+                raise ValueError("the uncertainty is the variance across the test-time augmentations: it needs tta")
+            settings = {key: value for key, value in self._window_args().items() if key not in ("patch_size", "tta")}
+            proba, variance = predict_with_uncertainty(self.model, image, self.window, self.offsets, progress=progress, **settings)
+            return self._prediction(proba, variance)
         if self.offsets is None:
             return Prediction(predict_membrane(self.model, image, progress=progress, **self._window_args()))
         return self._prediction(predict_affinities(self.model, image, offsets=self.offsets, progress=progress, **self._window_args()))

@@ -128,13 +128,14 @@ def scaled_offsets(offsets: tuple[Offset, ...], factors: tuple[float, float]) ->
 def prediction_to_input_grid(prediction: Prediction, shape: tuple[int, int], factors: tuple[float, float]) -> Prediction:
     """A prediction made on the model's grid, on the input's grid of `shape`: what the cells are drawn from.
 
-    The membrane map and the affinities are interpolated linearly
+    The membrane map, the affinities and the uncertainty are interpolated linearly
     ([`to_input_grid`][emseg.inference.rescale.to_input_grid]); the offsets become input pixels
     ([`scaled_offsets`][emseg.inference.rescale.scaled_offsets]).
     """
     affinities = None if prediction.affinities is None else to_input_grid(prediction.affinities, shape)
     offsets = None if prediction.offsets is None else scaled_offsets(prediction.offsets, factors)
-    return Prediction(to_input_grid(prediction.membrane, shape), affinities, offsets)
+    uncertainty = None if prediction.uncertainty is None else to_input_grid(prediction.uncertainty, shape)
+    return Prediction(to_input_grid(prediction.membrane, shape), affinities, offsets, uncertainty)
 
 
 #: settings of the cell methods (emseg.segmentation.methods) that measure the image in pixels: lengths, and areas

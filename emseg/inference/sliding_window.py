@@ -7,6 +7,10 @@ the number of variants. A boundary model's one channel turns with the tile; an a
 model's channels also trade places (an offset along x becomes one along y, and one turned
 to point the other way is the same pixel pair read from its other end): see
 [`variant_plan`][emseg.networks.affinities.variant_plan].
+
+With TTA, the variance of the 8 variants' probabilities is the predicted uncertainty
+([`predict_with_uncertainty`][emseg.inference.sliding_window.predict_with_uncertainty]): where
+the flipped and turned tiles disagree, the network is unsure of the pixel.
 """
 
 from __future__ import annotations
@@ -68,7 +72,8 @@ class TilePredictor(nn.Module):
     A boundary model (`offsets` None) gives the membrane probability; an affinity model
     one channel per offset, each variant's channels mapped back to the original offsets.
     With `logits`, the mean logit over the variants as well, as a second output: what a
-    loss is computed from.
+    loss is computed from. With `uncertainty`, the variance of the variants' probabilities
+    averaged over the channels (B, 1, P, P), as the last output.
 
     Args:
         model: The network.
@@ -77,6 +82,7 @@ class TilePredictor(nn.Module):
         progress: Called with the number of tiles after each batch (e.g. a tqdm bar's `update`).
         logits: Also return the mean logits.
         offsets: An affinity model's offsets; None for a boundary model.
+        uncertainty: Also return the variance across the variants (needs `tta`).
     """
 
     def __init__(
@@ -87,8 +93,11 @@ class TilePredictor(nn.Module):
         progress: Callable[[int], object] | None = None,
         logits: bool = False,
         offsets: tuple[Offset, ...] | None = None,
+        uncertainty: bool = False,
     ) -> None:
         super().__init__()
+        if uncertainty and not tta:
+            raise ValueError("the uncertainty is the variance across the test-time augmentations: it needs tta")
         self.model = model
         self.variants = DIHEDRAL if tta else DIHEDRAL[:1]
         self.amp = amp
@@ -96,38 +105,58 @@ class TilePredictor(nn.Module):
         self.progress = progress
         self.logits = logits
         self.plans = {variant: variant_plan(offsets, *variant) for variant in self.variants} if offsets else None
+        self.uncertainty = uncertainty
 
-    def forward(self, tiles: torch.Tensor) -> torch.Tensor | tuple[torch.Tensor, torch.Tensor]:
-        """The probabilities (B, C, P, P) of a batch of normalised tiles, and with `logits` the mean logits as well."""
-        proba, logits = self._boundary(tiles) if self.plans is None else self._affinities(tiles)
+    def forward(self, tiles: torch.Tensor) -> torch.Tensor | tuple[torch.Tensor, ...]:
+        """The probabilities (B, C, P, P) of a batch of normalised tiles; with `logits` and `uncertainty` those as well."""
+        proba, logits, squares = self._boundary(tiles) if self.plans is None else self._affinities(tiles)
         if self.progress is not None:
             self.progress(int(tiles.shape[0]))
-        return proba if logits is None else (proba, logits)
+        outputs = [proba]
+        if logits is not None:
+            outputs.append(logits)
+        if squares is not None:
+            # E[p^2] - E[p]^2 per channel, then the mean over the channels: one map, however many offsets
+            outputs.append((squares - proba * proba).clamp_(min=0.0).mean(dim=1, keepdim=True))
+        return proba if len(outputs) == 1 else tuple(outputs)
 
-    def _boundary(self, tiles: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
+    def _boundary(self, tiles: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None, torch.Tensor | None]:
         total = torch.zeros_like(tiles, dtype=torch.float32)
         total_logits = torch.zeros_like(total) if self.logits else None
+        total_squares = torch.zeros_like(total) if self.uncertainty else None
         with autocast(tiles.device, self.amp):
             for k, flip in self.variants:
                 logits = _forward(tiles, k, flip, self.model).float()
-                total += torch.sigmoid(logits)
+                proba = torch.sigmoid(logits)
+                total += proba
                 if total_logits is not None:
                     total_logits += logits
-        return total / len(self.variants), None if total_logits is None else total_logits / len(self.variants)
+                if total_squares is not None:
+                    total_squares += proba * proba
+        n = len(self.variants)
+        return total / n, None if total_logits is None else total_logits / n, None if total_squares is None else total_squares / n
 
-    def _affinities(self, tiles: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
-        total = total_logits = weights = None
+    def _affinities(self, tiles: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None, torch.Tensor | None]:
+        total = total_logits = total_squares = weights = None
         with autocast(tiles.device, self.amp):
             for variant in self.variants:
                 logits = _forward(tiles, *variant, self.model).float()
-                proba, weight = _remap(torch.sigmoid(logits), self.plans[variant])
+                probas = torch.sigmoid(logits)
+                proba, weight = _remap(probas, self.plans[variant])
                 total = proba if total is None else total + proba
                 weights = weight if weights is None else weights + weight
                 if self.logits:
                     mapped, _ = _remap(logits, self.plans[variant])
                     total_logits = mapped if total_logits is None else total_logits + mapped
+                if self.uncertainty:
+                    squares, _ = _remap(probas * probas, self.plans[variant])
+                    total_squares = squares if total_squares is None else total_squares + squares
         weights = weights.clamp_(min=1.0)  # the identity variant covers every pair: only rounding guards here
-        return total / weights, None if total_logits is None else total_logits / weights
+        return (
+            total / weights,
+            None if total_logits is None else total_logits / weights,
+            None if total_squares is None else total_squares / weights,
+        )
 
 
 def _roi_size(shape: tuple[int, int], patch_size: int) -> tuple[int, int]:
@@ -228,6 +257,46 @@ def predict_with_logits(
     if offsets is None:
         return _membrane_map(proba), logits
     return proba[0].clamp_(0.0, 1.0).numpy().astype(np.float32, copy=False), logits
+
+
+@torch.inference_mode()
+def predict_with_uncertainty(
+    model: nn.Module,
+    image: np.ndarray,
+    patch_size: int,
+    offsets: tuple[Offset, ...] | None = None,
+    *,
+    progress: Callable[[int], object] | None = None,
+    **settings: Any,
+) -> tuple[np.ndarray, np.ndarray]:
+    """A prediction with 8x TTA and its uncertainty: the variance of the 8 variants' probabilities.
+
+    The variance is taken per channel (per offset of an affinity model) and averaged over the
+    channels, so the uncertainty is one map (`float32`, H x W, 0..0.25) whatever the model's
+    outputs: high where the flipped and turned tiles disagree about a membrane.
+
+    Args:
+        model: The network.
+        image: One raw slice.
+        patch_size: The sliding window's side.
+        offsets: An affinity model's offsets; None for a boundary model.
+        progress: Called with the number of tiles after each tile batch.
+        **settings: The other arguments of [`predict_membrane`][emseg.inference.sliding_window.predict_membrane]
+            (`normalization`, `overlap`, `batch_size`, `device`, `amp`); `tta` is always on.
+
+    Returns:
+        The map of [`predict_membrane`][emseg.inference.sliding_window.predict_membrane] (`offsets` None)
+        or of [`predict_affinities`][emseg.inference.sliding_window.predict_affinities], and the uncertainty.
+    """
+    window = {"normalization": None, "overlap": OVERLAP, "batch_size": TILE_BATCH, "device": "cpu", "amp": True, **settings, "tta": True}
+    predictor = TilePredictor(model, True, window["amp"], progress, offsets=offsets, uncertainty=True)
+    proba, variance = _sliding_window(
+        predictor, image, patch_size, window["normalization"], window["overlap"], window["batch_size"], torch.device(window["device"])
+    )
+    variance = _membrane_map(variance)
+    if offsets is None:
+        return _membrane_map(proba), variance
+    return proba[0].clamp_(0.0, 1.0).numpy().astype(np.float32, copy=False), variance
 
 
 @torch.inference_mode()

@@ -16,8 +16,9 @@ from napari.layers import Image, Labels, Layer
 from emseg.errors import EmsegError
 from emseg.segmentation.measurements import PixelSize
 
-#: what a segmentation run adds, after the image layer's name: the membrane probability, the membrane mask, the cells
-OUTPUT_SUFFIXES = {"membrane_probability": " membrane probability", "membranes": " membranes", "cells": " cells"}
+#: what a segmentation run adds, after the image layer's name: the membrane probability, the membrane mask, the cells,
+#: and with TTA the uncertainty (the variance across its 8 variants)
+OUTPUT_SUFFIXES = {"membrane_probability": " membrane probability", "membranes": " membranes", "cells": " cells", "uncertainty": " uncertainty"}
 #: the key of a cells layer's metadata where the run that made it is described
 METADATA_KEY = "emseg"
 
@@ -91,19 +92,32 @@ class OutputLayer:
     layer_type: str
 
 
-def output_layers(image: Image, membrane_probability: np.ndarray, membranes: np.ndarray, cells: np.ndarray, run: dict[str, Any]) -> list[OutputLayer]:
+def output_layers(
+    image: Image,
+    membrane_probability: np.ndarray,
+    membranes: np.ndarray,
+    cells: np.ndarray,
+    run: dict[str, Any],
+    uncertainty: np.ndarray | None = None,
+) -> list[OutputLayer]:
     """The membrane probability (image), membrane mask and cells (labels) of `image`, on its grid: same scale, translation and units.
 
     `run` (the model, pixel size, cell step, ...) goes into the cells layer's metadata, where
-    the measurement and fine-tuning widgets read it.
+    the measurement and fine-tuning widgets read it. `uncertainty` (a run with TTA) comes
+    last, hidden: an image layer of the variance across the test-time augmentations.
     """
     grid = {"scale": image.scale, "translate": image.translate, "units": image.units}
     name = image.name
+    unsure = [] if uncertainty is None else [
+        OutputLayer(uncertainty, {"name": name + OUTPUT_SUFFIXES["uncertainty"], "colormap": "inferno",
+                                  "blending": "additive", "visible": False, **grid}, "image")
+    ]
     return [
         OutputLayer(membrane_probability, {"name": name + OUTPUT_SUFFIXES["membrane_probability"], "colormap": "magma",
                                            "contrast_limits": (0.0, 1.0), "blending": "additive", "visible": False, **grid}, "image"),
         OutputLayer(membranes, {"name": name + OUTPUT_SUFFIXES["membranes"], "opacity": 0.5, "visible": False, **grid}, "labels"),
         OutputLayer(cells, {"name": name + OUTPUT_SUFFIXES["cells"], "opacity": 0.5, "metadata": {METADATA_KEY: run}, **grid}, "labels"),
+        *unsure,
     ]
 
 

@@ -181,6 +181,6 @@ class SegmentJob:
         viewer, panel = self.widget.viewer, self.widget.panel
         note = f"; {run['note']}" if run["note"] else ""
         steps: list[Callable[[], Any]] = [
-            lambda layer=layer: put_layers(viewer, [layer]) for layer in output_layers(self.image, result.cell, result.membrane, result.cells, run)
+            lambda layer=layer: put_layers(viewer, [layer]) for layer in output_layers(self.image, result.cell, result.membrane, result.cells, run, result.uncertainty)
         ]
         return [*steps, lambda: setattr(panel.status, "value", f"segmentation: {count} cells in {result.seconds:.1f} s ({run['cells']}{note})")]

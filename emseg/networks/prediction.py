@@ -16,8 +16,12 @@ class Prediction:
     `membrane` is the membrane probability (H, W); an affinity model adds `affinities`
     (C, H, W), one channel per offset of `offsets`, and its membrane map is made of them
     ([`boundary_from_affinities`][emseg.networks.affinities.boundary_from_affinities]).
+    `uncertainty` (H, W), where asked for, is the variance of the test-time augmentations'
+    probabilities, averaged over the channels
+    ([`predict_with_uncertainty`][emseg.inference.sliding_window.predict_with_uncertainty]).
     """
 
     membrane: np.ndarray
     affinities: np.ndarray | None = None
     offsets: tuple[Offset, ...] | None = None
+    uncertainty: np.ndarray | None = None

@@ -6,7 +6,9 @@
 `<stem>_cells_summary.csv` (cell count and median area per slice) beside the cell labels.
 Where the pixel size is known (`--pixel-size 4nm`, OME metadata, ImageJ or TIFF
 resolution tags) the lengths and areas are given in that unit as well, the unit in the
-column name (`area_um2`, `perimeter_um`, ...).
+column name (`area_um2`, `perimeter_um`, ...). A run with test-time augmentation adds each
+cell's `uncertainty` and `confidence` ([`cell_confidence`][emseg.segmentation.measurements.cell_confidence]):
+which cells a reviewer should look at first.
 """
 
 from __future__ import annotations
@@ -89,15 +91,55 @@ _LENGTHS = ("perimeter", "centroid_y", "centroid_x", "bbox_min_y", "bbox_min_x",
 _PROPERTIES = ("label", "area", "perimeter", "centroid", "bbox", "equivalent_diameter_area", "eccentricity", "solidity", "intensity_mean")
 
 
-def cell_columns(pixel_size: PixelSize | None) -> list[str]:
-    """The CSV header: the pixel columns, then, with a pixel size, `area_<unit>2` and each length in the unit."""
+#: the per-cell columns of a run with test-time augmentation (after the pixel columns)
+CONFIDENCE_COLUMNS = ("uncertainty", "confidence")
+#: pixels around a cell whose uncertainty counts as the cell's: its side of the outlines it shares with its neighbours
+CONFIDENCE_RIM = 2
+
+
+def cell_uncertainty(labels: np.ndarray, variance: np.ndarray, rim: int = CONFIDENCE_RIM) -> np.ndarray:
+    """The mean uncertainty of every label `0..labels.max()` over its pixels and a rim of `rim` pixels around it.
+
+    A cell goes wrong at its borders: a membrane missed inside it (a merge) or one drawn
+    through it (a split). The rim gives each cell its side of the outlines between cells
+    (`skimage.segmentation.expand_labels`: a pixel of the rim goes to the nearest cell), so
+    that an unsure border counts against the cells on both of its sides.
+
+    Args:
+        labels: One slice's cells (0 = outlines / no cell).
+        variance: The slice's uncertainty ([`Prediction.uncertainty`][emseg.networks.prediction.Prediction]).
+        rim: The rim's width in pixels.
+    """
+    from skimage.segmentation import expand_labels
+
+    grown = expand_labels(labels, rim) if rim else labels
+    size = int(labels.max()) + 1
+    sums = np.bincount(grown.ravel(), weights=variance.ravel().astype(np.float64), minlength=size)[:size]
+    counts = np.bincount(grown.ravel(), minlength=size)[:size]
+    return sums / np.maximum(counts, 1)
+
+
+def cell_confidence(uncertainty: np.ndarray) -> np.ndarray:
+    """Confidence 0..1 from a cell's mean variance: 1 - 2 x its root, the standard deviation of a probability being at most 0.5."""
+    return 1.0 - 2.0 * np.sqrt(np.clip(uncertainty, 0.0, 0.25))
+
+
+def cell_columns(pixel_size: PixelSize | None, confidence: bool = False) -> list[str]:
+    """The CSV header: the pixel columns, with `confidence` the uncertainty and confidence, then, with a pixel size,
+    `area_<unit>2` and each length in the unit."""
+    columns = [*PIXEL_COLUMNS, *(CONFIDENCE_COLUMNS if confidence else ())]
     if pixel_size is None:
-        return list(PIXEL_COLUMNS)
-    return [*PIXEL_COLUMNS, f"area_{pixel_size.unit}2", *(f"{name}_{pixel_size.unit}" for name in _LENGTHS)]
+        return columns
+    return [*columns, f"area_{pixel_size.unit}2", *(f"{name}_{pixel_size.unit}" for name in _LENGTHS)]
 
 
-def cell_rows(labels: np.ndarray, image: np.ndarray, slice_index: int, pixel_size: PixelSize | None) -> list[list[float]]:
-    """One row per cell of one slice's labels (0 = no cell), in the order of [`cell_columns`][emseg.segmentation.measurements.cell_columns]."""
+def cell_rows(
+    labels: np.ndarray, image: np.ndarray, slice_index: int, pixel_size: PixelSize | None, variance: np.ndarray | None = None
+) -> list[list[float]]:
+    """One row per cell of one slice's labels (0 = no cell), in the order of [`cell_columns`][emseg.segmentation.measurements.cell_columns].
+
+    `variance` (the slice's uncertainty map) adds each cell's `uncertainty` and `confidence`.
+    """
     from skimage.measure import regionprops_table
 
     if not labels.any():
@@ -111,6 +153,9 @@ def cell_rows(labels: np.ndarray, image: np.ndarray, slice_index: int, pixel_siz
         "eccentricity": table["eccentricity"], "solidity": table["solidity"], "mean_intensity": table["intensity_mean"],
     }
     columns = [pixel[name] for name in PIXEL_COLUMNS]
+    if variance is not None:
+        uncertainty = cell_uncertainty(labels, variance)[table["label"]]
+        columns += [uncertainty, cell_confidence(uncertainty)]
     if pixel_size is not None:
         columns.append(table["area"] * pixel_size.value**2)
         columns += [pixel[f"{name}_px"] * pixel_size.value for name in _LENGTHS]

@@ -18,7 +18,7 @@ from PIL import Image
 
 from emseg.cli.main import main
 from emseg.config.params import ModelParams, TrainParams
-from emseg.inference.outputs import OUTPUT_KINDS
+from emseg.inference.outputs import OUTPUT_KINDS, default_outputs
 from emseg.io.images import read_stack
 from emseg.networks.model_file import load_model
 from emseg.training.run import train
@@ -157,7 +157,7 @@ def test_every_input_kind_gives_all_outputs(kind: str, model_path: Path, tmp_pat
     assert rc == 0, stderr
     for stem, shape in expected.items():
         _check_outputs(out, stem, shape)
-    assert len(list(out.iterdir())) == len(OUTPUT_KINDS) * len(expected)  # and nothing else (no temp files)
+    assert len(list(out.iterdir())) == len(default_outputs(tta=False)) * len(expected)  # and nothing else (no temp files)
     slices = sum(s[0] for s in expected.values())
     assert f"predicted {len(expected)} image(s), {slices} slice(s)" in stdout and "MPix/s" in stdout
     assert "; threshold 0.5: default;" in stdout  # an untrained model file carries no validated threshold
@@ -286,6 +286,27 @@ def test_bad_input_fails_cleanly_before_any_output(case: str, named: str, model_
     assert len(lines) == 1 and lines[0].startswith("emseg: error: ") and named in lines[0], stderr
     assert [p.name for p in out.iterdir()] == ["keep.txt"]
     assert stdout == ""
+
+
+def test_tta_adds_the_uncertainty_and_each_cells_confidence(model_path: Path, tmp_path: Path, capsys) -> None:
+    source, expected = _make_input("multipage_tiff", tmp_path)
+    out = tmp_path / "out"
+    rc, _, stderr = _run(capsys, source, "--model", model_path, "--out", out, "--tta")
+    assert rc == 0, stderr
+    _check_outputs(out, "vol", expected["vol"])
+    assert len(list(out.iterdir())) == len(OUTPUT_KINDS)
+    variance = tifffile.imread(out / "vol_uncertainty.tif")
+    assert variance.dtype == np.float32 and variance.shape == expected["vol"]
+    assert 0.0 <= variance.min() and variance.max() <= 0.25 and variance.max() > 0.0  # a random network is not flip-invariant
+    rows = list(csv.DictReader((out / "vol_cells.csv").open()))
+    confidence = np.array([float(r["confidence"]) for r in rows])
+    assert len(rows) and ((0.0 <= confidence) & (confidence <= 1.0)).all()
+    np.testing.assert_allclose(confidence, 1 - 2 * np.sqrt([float(r["uncertainty"]) for r in rows]))
+    # without --tta there is no variance to give: the default set leaves it out, asking for it is one error line
+    rc, _, stderr = _run(capsys, source, "--model", model_path, "--out", tmp_path / "plain", "--outputs", "measurements")
+    assert rc == 0 and "confidence" not in (tmp_path / "plain" / "vol_cells.csv").read_text().splitlines()[0]
+    rc, _, stderr = _run(capsys, source, "--model", model_path, "--out", tmp_path / "no", "--outputs", "uncertainty")
+    assert rc == 2 and "needs --tta" in stderr and len(stderr.splitlines()) == 1 and not (tmp_path / "no").exists()
 
 
 def test_bad_options_and_name_clash(model_path: Path, tmp_path: Path, capsys) -> None:

@@ -14,6 +14,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from conftest import ISBI_DIR, REPO_ROOT
@@ -159,3 +160,21 @@ def test_window_quick_compares_a_larger_window_with_the_default(tmp_path: Path) 
     assert default["max_abs_diff"] == 0.0 and 0.0 < larger["mean_abs_diff"] < 0.1  # the reference is itself; one window is not nine
     assert larger["gflop"] < default["gflop"] and all(_positive(row["gflop_per_s"]) for row in (default, larger))
     assert 0.9 < default["v_rand_at_val_threshold"] <= 1.0 and 0.9 < larger["v_rand_at_val_threshold"] <= 1.0
+
+
+def test_confidence_check_scores_merges_and_ranks_low_confidence_first() -> None:
+    sys.path.insert(0, str(BENCH))
+    import bench_confidence
+
+    from emseg.config.layout import CELL_VALUE
+
+    label = np.zeros((8, 9), np.uint8)
+    label[:, :4] = label[:, 5:] = CELL_VALUE  # two cells, a membrane column between them
+    merged = np.ones((8, 9), np.uint32)  # one cell over both: half of the union at best
+    split = np.zeros((8, 9), np.uint32)
+    split[:, :4], split[:, 5:] = 1, 2
+    assert bench_confidence.cell_iou(merged, label) == pytest.approx([0.5])
+    assert bench_confidence.cell_iou(split, label) == pytest.approx([1.0, 1.0])
+    wrong = np.array([True, False, False, True])
+    assert bench_confidence.auroc(np.array([0.1, 0.9, 0.8, 0.2]), wrong) == 1.0
+    assert bench_confidence.auroc(np.array([0.9, 0.1, 0.2, 0.8]), wrong) == 0.0

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from emseg.errors import EmsegError
-from emseg.inference.outputs import OUTPUT_KINDS, OUTPUTS, output_paths, parse_outputs
+from emseg.inference.outputs import OUTPUT_KINDS, OUTPUTS, default_outputs, output_paths, parse_outputs
 
 
 def test_output_paths_follow_the_input_kind(tmp_path: Path) -> None:
@@ -40,3 +40,10 @@ def test_parse_outputs_keeps_the_table_order_once(text: str, expected: tuple[str
 def test_parse_outputs_refuses_unknown_kinds(text: str) -> None:
     with pytest.raises(EmsegError, match="--outputs: unknown output"):
         parse_outputs(text)
+
+
+def test_the_uncertainty_comes_with_tta_only() -> None:
+    assert "uncertainty" not in default_outputs(tta=False) and default_outputs(tta=True) == OUTPUT_KINDS
+    assert parse_outputs("uncertainty,proba", tta=True) == ("proba", "uncertainty")
+    with pytest.raises(EmsegError, match="--outputs uncertainty: .* needs --tta"):
+        parse_outputs("proba,uncertainty", tta=False)

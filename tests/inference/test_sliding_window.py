@@ -2,7 +2,16 @@ import numpy as np
 import pytest
 import torch
 
-from emseg.inference.sliding_window import DIHEDRAL, TilePredictor, _forward, count_tiles, predict_affinities, predict_membrane, predict_with_logits
+from emseg.inference.sliding_window import (
+    DIHEDRAL,
+    TilePredictor,
+    _forward,
+    count_tiles,
+    predict_affinities,
+    predict_membrane,
+    predict_with_logits,
+    predict_with_uncertainty,
+)
 from emseg.networks.affinities import untransform
 
 
@@ -131,3 +140,52 @@ def test_tta_of_affinities_works_on_images_smaller_than_the_longest_offset(side:
     image = np.random.default_rng(7).integers(0, 255, size=(side, side), dtype=np.uint8)
     affinities = predict_affinities(torch.nn.Conv2d(1, 4, 3, padding=1), image, 32, offsets, tta=True)
     assert affinities.shape == (4, side, side) and np.isfinite(affinities).all()
+
+
+def _variance_by_hand(model, image, offsets=None) -> np.ndarray:
+    """The variance of the 8 variants' probabilities, each predicted alone and turned back, mean over the channels."""
+    maps, weights = [], []
+    for k, flip in DIHEDRAL:
+        variant = np.ascontiguousarray(np.rot90(image[:, ::-1] if flip else image, k))
+        if offsets is None:
+            back = predict_membrane(model, variant, 32)
+            back = np.rot90(back, -k)
+            maps.append((back[:, ::-1] if flip else back)[None])
+            weights.append(np.ones_like(maps[-1]))
+        else:
+            back, weight = untransform(predict_affinities(model, variant, 32, offsets), offsets, k, flip)
+            maps.append(back)
+            weights.append(weight)
+    maps, weights = np.array(maps, np.float64), np.array(weights, np.float64)
+    total = weights.sum(0).clip(min=1.0)
+    mean = (maps * weights).sum(0) / total
+    return ((maps**2 * weights).sum(0) / total - mean**2).clip(min=0.0).mean(0)
+
+
+def test_the_uncertainty_is_the_variance_of_the_eight_variants() -> None:
+    torch.manual_seed(1)
+    model = torch.nn.Conv2d(1, 1, 3, padding=1)
+    image = np.random.default_rng(8).integers(0, 255, size=(32, 32), dtype=np.uint8)
+    proba, variance = predict_with_uncertainty(model, image, 32)
+    np.testing.assert_array_equal(proba, predict_membrane(model, image, 32, tta=True))
+    assert variance.shape == (32, 32) and variance.dtype == np.float32 and variance.max() > 1e-4
+    np.testing.assert_allclose(variance, _variance_by_hand(model, image), atol=1e-5)
+
+
+def test_the_uncertainty_of_affinities_averages_the_channels_variances() -> None:
+    torch.manual_seed(2)
+    model = torch.nn.Conv2d(1, 4, 3, padding=1)
+    image = np.random.default_rng(9).integers(0, 255, size=(32, 32), dtype=np.uint8)
+    affinities, variance = predict_with_uncertainty(model, image, 32, OFFSETS)
+    np.testing.assert_allclose(affinities, predict_affinities(model, image, 32, OFFSETS, tta=True), atol=1e-6)
+    np.testing.assert_allclose(variance, _variance_by_hand(model, image, OFFSETS), atol=1e-5)
+
+
+def test_an_equivariant_model_is_certain_and_the_uncertainty_needs_tta() -> None:
+    image = np.random.default_rng(10).integers(0, 255, size=(40, 48), dtype=np.uint8)
+    _, variance = predict_with_uncertainty(_Darkness(), image, 32)
+    assert variance.max() < 1e-6
+    _, variance = predict_with_uncertainty(_PairDifference(OFFSETS), image, 32, OFFSETS)
+    assert variance[3:-3, 3:-3].max() < 1e-6
+    with pytest.raises(ValueError, match="needs tta"):
+        TilePredictor(_Darkness(), tta=False, amp=False, uncertainty=True)

@@ -46,7 +46,7 @@ def test_outputs_overlay_the_image_and_replace_their_own_layers_on_a_second_run(
     image = viewer.add_image(np.zeros((6, 8)), name="em", scale=(4.0, 4.0), translate=(1.0, 2.0), units=("nm", "nm"))
     cells = np.ones((6, 8), np.uint32)
     made = put_layers(viewer, output_layers(image, np.zeros((6, 8), np.float32), np.zeros((6, 8), np.uint8), cells, {"model": "m.pt"}))
-    assert [layer.name for layer in made] == ["em" + suffix for suffix in OUTPUT_SUFFIXES.values()]
+    assert [layer.name for layer in made] == ["em" + OUTPUT_SUFFIXES[key] for key in ("membrane_probability", "membranes", "cells")]
     assert [layer._type_string for layer in made] == ["image", "labels", "labels"]
     assert all(tuple(layer.scale) == (4.0, 4.0) and tuple(layer.translate) == (1.0, 2.0) for layer in made)
     assert cells_run(made[2]) == {"model": "m.pt"} and cells_run(Labels(cells)) == {}
@@ -54,3 +54,6 @@ def test_outputs_overlay_the_image_and_replace_their_own_layers_on_a_second_run(
     again = put_layers(viewer, output_layers(image, np.zeros((6, 8), np.float32), np.zeros((6, 8), np.uint8), cells * 2, {"model": "n.pt"}))
     assert len(viewer.layers) == 4 and again[2] is made[2] and made[2].opacity == 0.9
     assert made[2].data.max() == 2 and cells_run(made[2]) == {"model": "n.pt"}
+    # a run with TTA adds its uncertainty, hidden, last
+    unsure = put_layers(viewer, output_layers(image, np.zeros((6, 8), np.float32), np.zeros((6, 8), np.uint8), cells, {}, np.ones((6, 8), np.float32)))
+    assert unsure[3].name == "em" + OUTPUT_SUFFIXES["uncertainty"] and unsure[3]._type_string == "image" and not unsure[3].visible

@@ -63,6 +63,21 @@ def test_a_stack_at_another_pixel_size_is_rescaled_and_agglomerated_as_the_comma
     assert "predicted at" in cells.metadata["emseg"]["note"] and cells.metadata["emseg"]["cells"] == "gasp"
 
 
+def test_tta_adds_the_uncertainty_of_emseg_predict(make_napari_viewer, predict_cli, wait_for) -> None:
+    from emseg.io.synthetic import synthetic_stack
+
+    stack = synthetic_stack(2, 64, 72, seed=3, cells=6)[0]
+    viewer, widget = docked(make_napari_viewer)
+    widget.image.value = viewer.add_image(stack, name="stack")
+    widget.tta.value = True
+    widget.run()
+    wait_for(widget.panel)
+    out = predict_cli(stack, "--tta", "--outputs", "uncertainty")
+    uncertainty = viewer.layers["stack" + OUTPUT_SUFFIXES["uncertainty"]]
+    np.testing.assert_allclose(uncertainty.data, tifffile.imread(out / "image_uncertainty.tif"), atol=1e-7)
+    assert uncertainty.data.shape == stack.shape and not uncertainty.visible
+
+
 def test_a_typed_pixel_size_wins_over_the_layers_scale(make_napari_viewer, em_slice, predict_cli, wait_for) -> None:
     viewer, widget = docked(make_napari_viewer)
     widget.image.value = viewer.add_image(em_slice, name="em")  # no units: the scale says nothing of nanometres

@@ -12,7 +12,9 @@ from emseg.errors import EmsegError
 from emseg.segmentation.measurements import (
     PixelSize,
     cell_columns,
+    cell_confidence,
     cell_rows,
+    cell_uncertainty,
     parse_pixel_size,
     summary_row,
     tiff_pixel_size,
@@ -75,3 +77,17 @@ def test_tiff_resolution_tags_give_the_pixel_size(tmp_path: Path) -> None:
 def test_a_size_in_nm_takes_the_unit_that_keeps_the_number_readable() -> None:
     assert PixelSize.in_nm(4.6) == PixelSize(4.6, "nm") and PixelSize.in_nm(4600.0) == PixelSize(4.6, "um")
     assert PixelSize.in_nm(2.5e6) == PixelSize(2.5, "mm") and PixelSize.in_nm(4.6).nm == pytest.approx(4.6)
+
+
+def test_a_cell_with_an_unsure_border_gets_the_lower_confidence() -> None:
+    variance = np.zeros(LABELS.shape, np.float32)
+    variance[5, 5:12] = 0.2  # unsure pixels on the outline just above cell 2, none near cell 1
+    uncertainty = cell_uncertainty(LABELS, variance)
+    assert uncertainty.shape == (3,) and uncertainty[1] == 0.0 and uncertainty[2] > 0.0
+    assert cell_uncertainty(LABELS, variance, rim=0)[2] == 0.0  # the border counts only through the rim
+    confidence = cell_confidence(uncertainty)
+    assert confidence[1] == 1.0 and 0.0 <= confidence[2] < 1.0 and cell_confidence(np.array([0.25]))[0] == 0.0
+    columns = cell_columns(PixelSize(4.0, "nm"), confidence=True)
+    rows = [dict(zip(columns, row)) for row in cell_rows(LABELS, IMAGE, 0, PixelSize(4.0, "nm"), variance)]
+    assert [r["confidence"] for r in rows] == pytest.approx(list(confidence[1:]))
+    assert columns.index("confidence") < columns.index("area_nm2") and "confidence" not in cell_columns(None)
