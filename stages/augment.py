@@ -11,7 +11,7 @@ parser = stage_parser("augment", __doc__, "png", "split", "preview", out="folder
 
 def body(args, params):
     train_ids = read_split(args.split)["train"]
-    images, labels = read_labelled(args.png, train_ids)
+    images, labels = read_labelled(args.png, train_ids, params.model.context)
     samples = augment_slices(images, labels, params.augment, params.base.seed)
     with staged_directory(args.out) as staging:
         names = write_augmented(samples, train_ids, staging)

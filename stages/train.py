@@ -20,17 +20,17 @@ from emseg.training.sampler import TrainingData
 parser = stage_parser("train", __doc__, "png", "split", "augmented", "model", "live", "checkpoints")
 
 
-def read_data(args) -> TrainingData:
+def read_data(args, context: int) -> TrainingData:
     split = read_split(args.split)
-    train_images, train_labels = read_labelled(args.png, split["train"])
-    aug_images, aug_labels = read_augmented(args.augmented)
-    val_images, val_labels = read_labelled(args.png, split["val"])
+    train_images, train_labels = read_labelled(args.png, split["train"], context)
+    aug_images, aug_labels = read_augmented(args.augmented, context)
+    val_images, val_labels = read_labelled(args.png, split["val"], context)
     return TrainingData(train_images + aug_images, train_labels + aug_labels, val_images, val_labels)
 
 
 def body(args, params):
     init = init_model(params.train.init_from)
-    data = read_data(args)
+    data = read_data(args, params.model.context)
     if needs_launch(params.train.processes):
         del data  # checked here once, so that bad input is one line; each worker reads its own
         launch(params.train, sys.argv)

@@ -42,8 +42,8 @@ def tiny_training_data():
     return TrainingData(list(images[:3]), list(labels[:3]), [images[3]], [labels[3]])
 
 
-def tiny_model_file(path: Path, patch: int = 32) -> Path:
-    """A tiny untrained UNet (seed 0) saved the way training saves it."""
+def tiny_model_file(path: Path, patch: int = 32, context: int = 0) -> Path:
+    """A tiny untrained UNet (seed 0) saved the way training saves it; `context`: the sections on each side it reads."""
     import torch
 
     from emseg.networks.architectures import build_network, resolve_kwargs
@@ -52,7 +52,9 @@ def tiny_model_file(path: Path, patch: int = 32) -> Path:
 
     torch.manual_seed(0)
     kwargs = resolve_kwargs("unet", TINY_UNET)
-    save_model(path, build_network("unet", kwargs).eval(), ModelConfig("unet", kwargs, dict(DEFAULT_NORMALIZATION), patch))
+    channels = 2 * context + 1
+    network = build_network("unet", kwargs, in_channels=channels).eval()
+    save_model(path, network, ModelConfig("unet", kwargs, dict(DEFAULT_NORMALIZATION), patch, in_channels=channels, context=context))
     return path
 
 

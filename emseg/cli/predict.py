@@ -153,7 +153,7 @@ def run(args: argparse.Namespace) -> int:
     from tqdm import tqdm
 
     from emseg.inference.cell_step import cell_method, settings_text
-    from emseg.inference.in_memory import PredictOptions, check_output_names, plan_inputs, predict_files, total_tiles
+    from emseg.inference.in_memory import PredictOptions, check_output_names, context_note, plan_inputs, predict_files, total_tiles
     from emseg.inference.inputs import colour_note, discover_inputs, inspect_inputs
     from emseg.networks.model_file import load_model
     from emseg.runtime.device import select_device
@@ -199,6 +199,7 @@ def run(args: argparse.Namespace) -> int:
 
     rescalings = plan_inputs(items, config, options)
     print_notes([(str(item.path), plan.note) for item, plan in zip(items, rescalings, strict=True)])
+    print_notes([(str(item.path), context_note(item.shape[0], config.context)) for item in items])
     total = total_tiles(items, config.window(options.tile), options.overlap, rescalings)
     with tqdm(total=total, unit="tile", desc="predict", file=sys.stderr, disable=not show_bar, dynamic_ncols=True) as bar:
         summary = predict_files(
@@ -251,6 +252,11 @@ def plan_volumes(volumes: list, model_path: Path, config: ModelConfig, options, 
 
     if method != "components":
         raise EmsegError(f"--cells {method}: volume inputs are segmented block-wise with components only")
+    if config.context:
+        raise EmsegError(
+            f"{volumes[0].spec}: the model reads {config.context} section(s) on each side of a slice, which the block-wise volume "
+            "path does not give it yet; predict the stack as a TIFF read whole (under 1 GiB) or with a model of context 0"
+        )
     request = VolumeRequest(
         tuple(options.outputs), options.threshold, options.overlap, options.tta, options.batch_size,
         str(options.device), options.amp, args.block_size, args.ome_version, options.tile,

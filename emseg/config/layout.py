@@ -10,7 +10,9 @@ the data set and evaluate all read it from here.
   in the folders of `PNG_FOLDERS`; labels stored as `CELL_VALUE` (255) = cell interior, 0 = membrane,
   `UNLABELLED_VALUE` (128) = not labelled (sparse labels);
 * `data/augmented/`: `images/` and `labels/` pairs named by
-  [`augmented_name`][emseg.config.layout.augmented_name];
+  [`augmented_name`][emseg.config.layout.augmented_name]; for a model that reads neighbouring
+  sections (`model.context`), `context/` holds each copy's neighbours, deformed with it
+  ([`context_name`][emseg.config.layout.context_name]);
 * `data/eval/`: the stacks evaluate scored and predicted, `EVAL_NAMES`; the segmentation it chose
   goes beside the model file as `SEGMENT_FILE` (`segment.json`);
 * `cv/folds/<k>/`: one cross-validation fold's split, scores and per-slice table, `CV_FOLD_FILES`
@@ -32,8 +34,8 @@ PNG_FOLDERS = {"train_images": Path("train") / "images", "train_labels": Path("t
 CELL_VALUE = 255
 #: a pixel nobody labelled (sparse labels, `data.unlabelled`), as convert stores it: ignored by the loss and the scores
 UNLABELLED_VALUE = 128
-#: an augmented set's two folders
-AUGMENTED_IMAGES, AUGMENTED_LABELS = "images", "labels"
+#: an augmented set's two folders, and the folder of its copies' neighbouring sections (model.context > 0)
+AUGMENTED_IMAGES, AUGMENTED_LABELS, AUGMENTED_CONTEXT = "images", "labels", "context"
 #: what evaluate writes under ``data/eval/``: the scored test labels and map, the unlabelled volume's map
 EVAL_NAMES = {"labels": "test-labels.tif", "proba": "test-proba.tif", "volume_proba": "test-volume-proba.tif", "cells": "test-cells.tif"}
 #: the segmentation the evaluate stage chose on the validation slices, beside the model file
@@ -48,6 +50,11 @@ def slice_name(index: int) -> str:
 def augmented_name(index: int, copy: int) -> str:
     """The PNG file name of augmented copy `copy` of training slice `index`."""
     return f"slice_{index:03d}_aug_{copy:02d}.png"
+
+
+def context_name(name: str, offset: int) -> str:
+    """The PNG file name of the section `offset` (-2, -1, 1, 2, ...) from the augmented copy `name`."""
+    return f"{Path(name).stem}_z{offset:+d}.png"
 
 
 def png_folder(png_root: str | os.PathLike[str], stack: str) -> Path:

@@ -282,6 +282,21 @@ class ModelParams(_NamedBlocks):
     offsets: list[list[int]] = Field(
         [list(o) for o in defaults.DEFAULT_OFFSETS], description="affinity offsets [dy, dx]; the nearest neighbours first"
     )
+    context: int = Field(
+        0, ge=0, le=4,
+        description="sections on each side of a slice given to the network as more input channels (2.5-D); 0 = the slice alone",
+    )
+    lsd_sigma: float = Field(
+        0.0, ge=0.0, le=64.0,
+        description="train an auxiliary head of local shape descriptors with this Gaussian sigma in pixels (10-15); 0 = none; "
+        "affinity models only; dropped at inference",
+    )
+
+    @model_validator(mode="after")
+    def _descriptors_beside_affinities(self) -> ModelParams:
+        if self.lsd_sigma > 0 and self.target != "affinities":
+            raise ParamsKeyError("lsd_sigma", "local shape descriptors train beside affinities: set model.target: affinities")
+        return self
 
     @field_validator("offsets")
     @classmethod

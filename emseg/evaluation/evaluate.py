@@ -28,6 +28,7 @@ from emseg.evaluation.score_names import SEGMENTED_KEYS, VALIDATED_KEYS, of_cell
 from emseg.inference.predictor import Predictor
 from emseg.io.atomic import write_json
 from emseg.io.images import write_tiff
+from emseg.io.sections import centre
 from emseg.networks.prediction import Prediction
 from emseg.runtime.machine import machine_info, machine_line
 from emseg.segmentation.methods import cell_map, timed_segment, tune
@@ -217,7 +218,7 @@ def evaluate(
     write_json(plots / "thresholds.json", threshold_rows(result))
     write_json(plots / "pr_curve.json", pr_curve_rows(labels, cell_proba, params.pr_points))
     for position in range(min(params.overlays, len(test_ids))):
-        panel = overlay_panel(test_images[position], labels[position], cell_proba[position], result.v_rand_threshold)
+        panel = overlay_panel(centre(test_images[position]), labels[position], cell_proba[position], result.v_rand_threshold)
         write_rgb_png(plots / "overlays" / slice_name(test_ids[position]), panel)
     write_json(metrics_path, metrics)
     return metrics

@@ -22,6 +22,7 @@ from emseg.config.defaults import OVERLAP
 from emseg.config.params import Params
 from emseg.inference.sliding_window import count_tiles
 from emseg.networks.architectures import build_network, resolve_kwargs
+from emseg.networks.lsd import LSD_CHANNELS
 
 
 def out_channels(model: Any) -> int:
@@ -29,22 +30,22 @@ def out_channels(model: Any) -> int:
     return len(model.offsets) if model.target == "affinities" else 1
 
 
-def train_step_flops(arch: str, kwargs: dict[str, Any], out_channels: int, batch: int, patch: int) -> int:
+def train_step_flops(arch: str, kwargs: dict[str, Any], out_channels: int, batch: int, patch: int, in_channels: int = 1) -> int:
     """The FLOPs of forward and backward of one batch of `batch` patches of `patch` x `patch` pixels through the network."""
     with torch.random.fork_rng(devices=[]):
-        model = build_network(arch, kwargs, out_channels).train()
-    x = torch.zeros(batch, 1, patch, patch)
+        model = build_network(arch, kwargs, out_channels, in_channels).train()
+    x = torch.zeros(batch, in_channels, patch, patch)
     with FlopCounterMode(display=False) as counter:
         model(x).sum().backward()
     return int(counter.get_total_flops())
 
 
-def forward_flops(arch: str, kwargs: dict[str, Any], out_channels: int, tile: int) -> int:
+def forward_flops(arch: str, kwargs: dict[str, Any], out_channels: int, tile: int, in_channels: int = 1) -> int:
     """The FLOPs of one forward pass of one `tile` x `tile` tile (inference)."""
     with torch.random.fork_rng(devices=[]):
-        model = build_network(arch, kwargs, out_channels).eval()
+        model = build_network(arch, kwargs, out_channels, in_channels).eval()
     with torch.no_grad(), FlopCounterMode(display=False) as counter:
-        model(torch.zeros(1, 1, tile, tile))
+        model(torch.zeros(1, in_channels, tile, tile))
     return int(counter.get_total_flops())
 
 
@@ -85,9 +86,10 @@ def pipeline_flops(params: Params, slice_shape: tuple[int, int], val_slices: int
     """
     model, train = params.model, params.train
     kwargs = resolve_kwargs(model.arch, model.overrides())
-    channels = out_channels(model)
-    step = train_step_flops(model.arch, kwargs, channels, train.batch_size, train.patch_size)
-    tile = forward_flops(model.arch, kwargs, channels, min(train.patch_size, *slice_shape))
+    channels, inputs = out_channels(model), 2 * model.context + 1
+    # an auxiliary head's channels are trained, then dropped: they count in training only
+    step = train_step_flops(model.arch, kwargs, channels + (LSD_CHANNELS if model.lsd_sigma else 0), train.batch_size, train.patch_size, inputs)
+    tile = forward_flops(model.arch, kwargs, channels, min(train.patch_size, *slice_shape), inputs)
     validations = math.ceil(train.steps / train.val_every)
     val_tiles = count_tiles(slice_shape, train.patch_size, OVERLAP) * (8 if train.val_tta else 1)
     eval_tiles = count_tiles(slice_shape, train.patch_size, params.evaluate.overlap) * (8 if params.evaluate.tta else 1)

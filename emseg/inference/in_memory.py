@@ -36,6 +36,7 @@ from emseg.inference.predictor import Predictor
 from emseg.inference.rescale import Rescaling, plan_rescaling, prediction_to_input_grid, settings_on_input_grid, to_model_grid
 from emseg.inference.sliding_window import count_tiles
 from emseg.io.atomic import atomic_output
+from emseg.io.sections import lone_slices, with_neighbours
 from emseg.networks.model_file import ModelConfig
 from emseg.segmentation.measurements import PixelSize, cell_columns, cell_rows, summary_columns, summary_row, tiff_pixel_size
 from emseg.segmentation.methods import check_settings, segment
@@ -219,6 +220,14 @@ def input_pixel_size(item: InputImage, options: PredictOptions) -> PixelSize | N
     return options.pixel_size or tiff_pixel_size(item.path)
 
 
+def context_note(slices: int, context: int) -> str:
+    """The line that says a model reading neighbouring sections got a lone slice (its own neighbours); empty otherwise."""
+    if not lone_slices(slices, context):
+        return ""
+    sections = "section" if context == 1 else "sections"
+    return f"the model reads {context} {sections} on each side of a slice; a single slice is given as its own neighbours"
+
+
 def plan_inputs(items: Sequence[InputImage], config: ModelConfig, options: PredictOptions) -> list[Rescaling]:
     """Whether and how much each input is rescaled to the model's pixel size, with the line that says so."""
     return [plan_rescaling(input_pixel_size(item, options), config.pixel_size_yx(), options.rescale) for item in items]
@@ -254,7 +263,8 @@ def predict_slice(
 
     Args:
         predictor: The model with the run's window settings.
-        raw: The slice, 2-D.
+        raw: The slice, 2-D; for a model that reads neighbouring sections, the slice with them
+            (2k + 1, H, W: [`with_neighbours`][emseg.io.sections.with_neighbours]).
         options: The run's threshold and cell step.
         with_cells: Draw the cells (skipped when no output needs them).
         progress: Called with the number of tiles after each tile batch.
@@ -265,7 +275,7 @@ def predict_slice(
         # predicted on the model's grid, then everything (cells included) drawn on the input's:
         # benchmarks/rescale_choice.py measured this against resizing cells drawn at the model's scale
         prediction = predictor.predict(to_model_grid(raw, rescaling.factors), progress, options.uncertainty)
-        prediction = prediction_to_input_grid(prediction, raw.shape, rescaling.factors)
+        prediction = prediction_to_input_grid(prediction, raw.shape[-2:], rescaling.factors)
         settings = settings_on_input_grid(settings, rescaling.factors)
     else:
         prediction = predictor.predict(raw, progress, options.uncertainty)
@@ -289,10 +299,11 @@ def _predict_slice(
     with_overlay: bool,
     progress: Callable[[int], object] | None,
     rescaling: Rescaling | None = None,
+    inputs: np.ndarray | None = None,
 ) -> float:
-    """Write one slice's outputs; the seconds spent drawing its cells."""
+    """Write one slice's outputs (`inputs`: the slice with its neighbouring sections, for a model that reads them); the seconds spent drawing its cells."""
     with_cells = any(files.wants(kind) for kind in NEEDS_CELLS if kind != "overlay") or with_overlay
-    result = predict_slice(predictor, raw, options, with_cells, progress, rescaling)
+    result = predict_slice(predictor, raw if inputs is None else inputs, options, with_cells, progress, rescaling)
     if files.wants("proba"):
         files.write("proba", result.cell)
     if files.wants("membrane"):
@@ -342,7 +353,8 @@ def predict_file(
         seconds = 0.0
         for index, raw in enumerate(stack):
             with_overlay = files.wants("overlay") and index == stack.shape[0] // 2
-            seconds += _predict_slice(predictor, raw, index, files, options, with_overlay, progress, rescaling)
+            inputs = with_neighbours(stack, index, config.context) if config.context else None
+            seconds += _predict_slice(predictor, raw, index, files, options, with_overlay, progress, rescaling, inputs)
     return list(targets.values()), seconds
 
 
@@ -460,8 +472,8 @@ def segment_image(
     predictor = options.predictor(model, config)
     stack = image[None] if image.ndim == 2 else image
     outputs = None
-    for index, raw in enumerate(stack):
-        result = predict_slice(predictor, np.asarray(raw), options, True, progress, rescaling)
+    for index in range(len(stack)):
+        result = predict_slice(predictor, with_neighbours(stack, index, config.context), options, True, progress, rescaling)
         membrane = (~result.cell_mask).view(np.uint8)
         if image.ndim == 2:
             return SegmentedImage(result.cell, membrane, result.cells, rescaling, time.perf_counter() - start, result.uncertainty)  # type: ignore[arg-type]

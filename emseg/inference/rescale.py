@@ -78,8 +78,11 @@ def to_model_grid(image: np.ndarray, factors: tuple[float, float]) -> np.ndarray
     """One raw slice (H, W) resampled to the model's grid: float32 of `scaled_shape(image.shape, factors)`.
 
     Linear interpolation; anti-aliased (Gaussian pre-filter) on an axis that shrinks. The model
-    normalises intensities itself, so float32 keeps the input's range.
+    normalises intensities itself, so float32 keeps the input's range. A slice with its
+    neighbouring sections (2k + 1, H, W) is resampled section by section.
     """
+    if image.ndim == 3:
+        return np.stack([to_model_grid(section, factors) for section in image])
     shape = scaled_shape(image.shape, factors)
     return _resize(image, shape, order=1, anti_aliasing=any(f < 1.0 for f in factors))
 

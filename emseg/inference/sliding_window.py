@@ -178,10 +178,11 @@ def count_tiles(shape: tuple[int, int], patch_size: int, overlap: float = 0.5) -
 def _sliding_window(
     predictor: TilePredictor, image: np.ndarray, patch_size: int, normalization: dict | None, overlap: float, batch_size: int, device: torch.device
 ) -> torch.Tensor | tuple[torch.Tensor, ...]:
-    x = torch.from_numpy(normalize(image, normalization))[None, None]
+    x = torch.from_numpy(normalize(image, normalization))
+    x = x[None, None] if x.ndim == 2 else x[None]  # a slice with its neighbouring sections: they are the channels
     return sliding_window_inference(
         x,
-        roi_size=_roi_size(image.shape, patch_size),
+        roi_size=_roi_size(image.shape[-2:], patch_size),
         sw_batch_size=batch_size,
         predictor=predictor,
         overlap=overlap,
@@ -214,7 +215,9 @@ def predict_membrane(
 
     Args:
         model: The network (a boundary model).
-        image: One raw slice; it is normalised here.
+        image: One raw slice (H, W), or for a model that reads neighbouring sections the slice
+            with them (2k + 1, H, W, [`with_neighbours`][emseg.io.sections.with_neighbours]);
+            it is normalised here.
         patch_size: The sliding window's side.
         normalization: The model file's normalisation (None: the per-slice z-score).
         overlap: The overlap of neighbouring windows, a fraction of the window.

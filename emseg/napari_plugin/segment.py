@@ -155,7 +155,7 @@ class SegmentJob:
     def work(self, progress: Progress) -> tuple[Any, dict[str, Any], int]:
         """Load the model (a file that is not an emseg model fails here, in one line), segment, count the cells."""
         from emseg.inference.cell_step import cell_method
-        from emseg.inference.in_memory import PredictOptions, segment_image, tiles_of_image
+        from emseg.inference.in_memory import PredictOptions, context_note, segment_image, tiles_of_image
 
         model_path = resolve_model(*self.model_choice)
         model, config = self.widget.models.load(model_path)
@@ -169,10 +169,11 @@ class SegmentJob:
         result = segment_image(model, config, self.data, options, progress.advance)
         np.subtract(np.float32(1), result.cell, out=result.cell)  # the membrane probability, in the same buffer
         pages = result.cells[None] if result.cells.ndim == 2 else result.cells
+        slices = len(pages)
         count = sum(int(np.count_nonzero(np.bincount(page.ravel())[1:])) for page in pages)
         run = {"model": str(model_path), "image_layer": self.image.name, "pixel_size_nm": self.pixel_size.nm if self.pixel_size else None,
                "threshold": threshold, "cells": method, "settings": settings, "cells_source": source, "tta": self.tta,
-               "note": result.rescaling.note}
+               "note": "; ".join(n for n in (result.rescaling.note, context_note(slices, config.context)) if n)}
         return result, run, count
 
     def done(self, outcome: tuple[Any, dict[str, Any], int]) -> list[Callable[[], Any]]:

@@ -161,21 +161,27 @@ class PadToMultiple(nn.Module):
     down to a single pixel, work. [`forward`][emseg.networks.architectures.PadToMultiple.forward]
     returns the main prediction;
     [`forward_heads`][emseg.networks.architectures.PadToMultiple.forward_heads] every
-    deep-supervision head (main first), for the loss.
+    deep-supervision head (main first), for the loss. With `outputs`, `forward` keeps the
+    first `outputs` channels and `forward_heads` all: the others are an auxiliary training
+    target (local shape descriptors, [`emseg.networks.lsd`][emseg.networks.lsd]) that no
+    prediction uses.
     """
 
-    def __init__(self, net: nn.Module, divisor: int) -> None:
+    def __init__(self, net: nn.Module, divisor: int, outputs: int | None = None) -> None:
         super().__init__()
         self.net = net
         self.divisor = int(divisor)
+        #: the channels a prediction keeps (None: all); the rest are the loss's only
+        self.outputs = outputs
 
     def padded_size(self, size: int) -> int:
         """The side the network sees for an input side of `size` pixels."""
         return max(-(-size // self.divisor), 2) * self.divisor
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        """The main prediction (B, C, H, W) for a (B, 1, H, W) batch of any height and width."""
-        return self.forward_heads(x)[0]
+        """The main prediction (B, C, H, W) for a (B, 1, H, W) batch of any height and width (an auxiliary head's channels left out)."""
+        main = self.forward_heads(x)[0]
+        return main if self.outputs is None else main[:, : self.outputs]
 
     def forward_heads(self, x: torch.Tensor) -> list[torch.Tensor]:
         """Every head's prediction (B, C, H, W), the main one first, cropped back to the input's size.
@@ -194,14 +200,24 @@ class PadToMultiple(nn.Module):
         return [head[..., :height, :width] for head in output_heads(self.net(x))]
 
 
-def build_network(arch: str, overrides: dict[str, Any] | None = None, out_channels: int = OUT_CHANNELS) -> PadToMultiple:
-    """Construct the registered network `arch` for one-channel 2-D input.
+def build_network(
+    arch: str,
+    overrides: dict[str, Any] | None = None,
+    out_channels: int = OUT_CHANNELS,
+    in_channels: int = IN_CHANNELS,
+    aux_channels: int = 0,
+) -> PadToMultiple:
+    """Construct the registered network `arch` for 2-D input: one slice, or a slice with its neighbouring sections.
 
     Args:
         arch: A registered network name.
         overrides: Constructor arguments that replace the registry's defaults.
         out_channels: The output channels: 1 for a boundary model (the membrane map), one per
             offset for an affinity model.
+        in_channels: The input channels: 1, or `2 * context + 1` for a model that reads
+            `context` sections on each side of the slice.
+        aux_channels: Channels of an auxiliary training target after the `out_channels`, which
+            only `forward_heads` returns.
 
     Returns:
         The network wrapped in [`PadToMultiple`][emseg.networks.architectures.PadToMultiple].
@@ -212,10 +228,10 @@ def build_network(arch: str, overrides: dict[str, Any] | None = None, out_channe
     kwargs = resolve_kwargs(arch, overrides)
     spec = REGISTRY[arch]
     try:
-        net = spec.constructor(spatial_dims=SPATIAL_DIMS, in_channels=IN_CHANNELS, out_channels=out_channels, **kwargs)
+        net = spec.constructor(spatial_dims=SPATIAL_DIMS, in_channels=in_channels, out_channels=out_channels + aux_channels, **kwargs)
     except (TypeError, ValueError, AssertionError, KeyError) as exc:
         raise EmsegError(f"invalid arguments for {spec.constructor.__name__} ({exc})") from None
-    return PadToMultiple(net, spec.divisor(kwargs))
+    return PadToMultiple(net, spec.divisor(kwargs), out_channels if aux_channels else None)
 
 
 def check_network(arch: str, overrides: dict[str, Any] | None = None) -> None:

@@ -52,7 +52,9 @@ class ModelConfig:
     the training data in nm (`params.yaml: data.pixel_size`), which `emseg predict` rescales its
     inputs to; `cells` the cell step chosen for the model on labelled slices it was not trained
     on (`method`, `settings`, and where they were chosen); `info` what training noted (the
-    step, the validation scores, the seed).
+    step, the validation scores, the seed). `context` is how many neighbouring sections on
+    each side of a slice the network reads (its `in_channels` are `2 * context + 1`, the slice
+    in the middle; 0: the slice alone).
     """
 
     arch: str
@@ -71,6 +73,14 @@ class ModelConfig:
     #: the cell step chosen for this model: {"method", "settings", "chosen_on", "v_rand"}; None: not chosen
     cells: dict[str, Any] | None = None
     info: dict[str, Any] = field(default_factory=dict)
+    #: sections on each side of a slice that the network reads as more input channels (0: the slice alone)
+    context: int = 0
+    #: channels of an auxiliary training head after the outputs (6: local shape descriptors), which predictions drop
+    aux_channels: int = 0
+
+    def expected_in_channels(self) -> int:
+        """The input channels the context needs: the slice and `context` sections on each side."""
+        return 2 * self.context + IN_CHANNELS
 
     def pixel_size_yx(self) -> tuple[float, float] | None:
         """The in-plane pixel size `(y, x)` in nm the model was trained at, or None when the file does not say."""
@@ -221,13 +231,13 @@ def load_model(path: str | os.PathLike[str], device: torch.device | str = "cpu")
         raise EmsegError(f"{path}: malformed model config ({exc})") from None
     if config.target not in ("boundary", "affinities"):
         raise EmsegError(f"{path}: unknown model target {config.target!r} (boundary, affinities)")
-    if config.in_channels != IN_CHANNELS or config.out_channels != config.expected_out_channels():
+    if config.in_channels != config.expected_in_channels() or config.out_channels != config.expected_out_channels():
         raise EmsegError(
-            f"{path}: model takes {config.in_channels} input / {config.out_channels} output channels; "
-            f"its {config.target} target needs {IN_CHANNELS} input / {config.expected_out_channels()} output channels"
+            f"{path}: model takes {config.in_channels} input / {config.out_channels} output channels; its context of "
+            f"{config.context} and {config.target} target need {config.expected_in_channels()} input / {config.expected_out_channels()} output channels"
         )
     try:
-        model = build_network(config.arch, config.kwargs, config.out_channels)
+        model = build_network(config.arch, config.kwargs, config.out_channels, config.in_channels, config.aux_channels)
     except EmsegError as exc:
         raise EmsegError(f"{path}: {exc}") from None
     try:

@@ -5,7 +5,9 @@ smoothly interpolated), flips, 90-degree rotations and intensity changes (gamma,
 contrast, noise, blur) are built from `params.yaml: augment` in
 [`build_transforms`][emseg.preprocessing.augment.build_transforms], the one list of them.
 Image and label go through the same spatial transforms, the label with nearest-neighbour
-interpolation, so that it stays binary.
+interpolation, so that it stays binary. A slice given with its neighbouring sections
+(`(2k + 1, H, W)`, for `model.context` k) is deformed as one: every section moves with the
+slice and its label.
 """
 
 from __future__ import annotations
@@ -27,9 +29,10 @@ from monai.transforms import (
 )
 from monai.transforms.transform import MapTransform, Transform
 
-from emseg.config.layout import AUGMENTED_IMAGES, AUGMENTED_LABELS, augmented_name
+from emseg.config.layout import AUGMENTED_CONTEXT, AUGMENTED_IMAGES, AUGMENTED_LABELS, augmented_name, context_name
 from emseg.config.params import AugmentParams
 from emseg.io.images import write_png
+from emseg.io.sections import centre
 from emseg.visualization import MEMBRANE_RGB, grey_rgb, resized, side_by_side, stacked, tint, write_rgb_png
 
 IMAGE, LABEL = "image", "label"
@@ -80,8 +83,10 @@ def build_transforms(params: AugmentParams) -> Compose:
 
 
 def _as_float(image: np.ndarray) -> tuple[np.ndarray, float]:
+    """The image as MONAI's channel-first float in [0, 1]: a slice gets one channel, a slice with its sections keeps theirs."""
     scale = float(np.iinfo(image.dtype).max)
-    return (image.astype(np.float32) / scale)[np.newaxis], scale
+    floats = image.astype(np.float32) / scale
+    return (floats[np.newaxis] if image.ndim == 2 else floats), scale
 
 
 def augment_slices(
@@ -92,9 +97,15 @@ def augment_slices(
 ) -> list[tuple[int, np.ndarray, np.ndarray]]:
     """Augmented copies of every training slice, `params.copies` per slice, from one seeded stream.
 
+    Args:
+        images: The training slices (H, W), or each with its neighbouring sections (2k + 1, H, W).
+        labels: Their labels (H, W).
+        params: The `augment` block.
+        seed: The seed of the one random stream.
+
     Returns:
-        One `(source index, image, label)` per copy, in the input's types; the label keeps
-        the input's values (0 membrane, the cell value, and the unlabelled value of sparse labels).
+        One `(source index, image, label)` per copy, in the input's types and shapes; the label
+        keeps the input's values (0 membrane, the cell value, and the unlabelled value of sparse labels).
     """
     transforms = build_transforms(params)
     transforms.set_random_state(seed=seed)
@@ -103,7 +114,8 @@ def augment_slices(
         float_image, scale = _as_float(image)
         for _ in range(params.copies):
             sample = transforms({IMAGE: torch.from_numpy(float_image), LABEL: torch.from_numpy(label[np.newaxis].copy())})
-            aug_image = np.asarray(sample[IMAGE])[0]
+            aug_image = np.asarray(sample[IMAGE])
+            aug_image = aug_image[0] if image.ndim == 2 else aug_image
             aug_label = np.asarray(sample[LABEL])[0]
             # nearest-neighbour resampling keeps the label's own values (membrane, cell and unlabelled alike)
             results.append((index, np.rint(aug_image * scale).astype(image.dtype), np.rint(aug_label).astype(label.dtype)))
@@ -112,6 +124,9 @@ def augment_slices(
 
 def write_augmented(samples: list[tuple[int, np.ndarray, np.ndarray]], slice_ids: list[int], out_dir: str | os.PathLike[str]) -> list[str]:
     """Write the samples of [`augment_slices`][emseg.preprocessing.augment.augment_slices] as image and label PNG pairs.
+
+    A sample with neighbouring sections writes its slice to `images/` and each section to
+    `context/` ([`context_name`][emseg.config.layout.context_name]).
 
     Args:
         samples: The `(source index, image, label)` copies.
@@ -128,6 +143,11 @@ def write_augmented(samples: list[tuple[int, np.ndarray, np.ndarray]], slice_ids
         copy = copy_counter.get(source, 0)
         copy_counter[source] = copy + 1
         name = augmented_name(slice_ids[source], copy)
+        if image.ndim == 3:
+            context = image.shape[0] // 2
+            for offset in [d for d in range(-context, context + 1) if d]:
+                write_png(out / AUGMENTED_CONTEXT / context_name(name, offset), image[context + offset])
+            image = image[context]
         write_png(out / AUGMENTED_IMAGES / name, image)
         write_png(out / AUGMENTED_LABELS / name, label)
         names.append(name)
@@ -140,7 +160,9 @@ def write_preview(
     path: str | os.PathLike[str],
     tile: int = 256,
 ) -> None:
-    """A grid PNG of samples: one row per sample, original beside augmented, membranes tinted red."""
+    """A grid PNG of samples: one row per sample, original beside augmented, membranes tinted red (of a stack, its middle slice)."""
+    originals = [(centre(image), label) for image, label in originals]
+    augmented = [(centre(image), label) for image, label in augmented]
     rows = [
         side_by_side([resized(tint(grey_rgb(image), label == 0, MEMBRANE_RGB), tile) for image, label in pair], gap=4)
         for pair in zip(originals, augmented)

@@ -19,10 +19,11 @@ _EPS = 1e-6
 def normalize(image: np.ndarray, spec: dict | None = None) -> np.ndarray:
     """`image` (2-D, any numeric type) as `float32`, normalised as `spec` says.
 
-    The mean and standard deviation are taken in float64, a band of rows at a time.
+    The mean and standard deviation are taken in float64, a band of rows at a time. A slice
+    with its neighbouring sections (3-D, sections first) is normalised section by section.
 
     Args:
-        image: One raw slice.
+        image: One raw slice, or a slice with its sections (2k + 1, H, W).
         spec: The model file's normalisation, `{"kind": "zscore_per_slice"}` (None: that one).
 
     Raises:
@@ -31,6 +32,8 @@ def normalize(image: np.ndarray, spec: dict | None = None) -> np.ndarray:
     spec = spec or DEFAULT_NORMALIZATION
     if spec.get("kind") != ZSCORE_PER_SLICE:
         raise EmsegError(f"unknown normalisation {spec.get('kind')!r} in the model file")
+    if image.ndim == 3:
+        return np.stack([normalize(section, spec) for section in image])
     mean, std = _mean_std(image)
     out = np.asarray(image, dtype=np.float32).copy() if image.dtype == np.float32 else image.astype(np.float32)
     out -= mean

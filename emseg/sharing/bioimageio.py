@@ -158,6 +158,13 @@ def describe(model_path: Path, image: np.ndarray, folder: Path):
     from bioimageio.spec.model import v0_5 as spec
 
     model, config = load_model(model_path)
+    if config.aux_channels:
+        raise EmsegError(f"{model_path}: the model carries an auxiliary training head; its BioImage Model Zoo package is not written yet")
+    if config.context:
+        raise EmsegError(
+            f"{model_path}: the model reads {config.context} section(s) on each side of a slice; its BioImage Model Zoo package "
+            "is not written yet (export a model of context 0)"
+        )
     head = HEADS[config.target]
     divisor = model.divisor
     halo = min(HALO, config.patch_size // 4)

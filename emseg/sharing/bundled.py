@@ -90,7 +90,7 @@ def _test_scores(model_path: Path, png: Path, split: Path) -> dict[str, float]:
     from emseg.preprocessing.split import read_split
 
     model, config = load_model(model_path)
-    images, labels = read_labelled(png, read_split(str(split))["test"])
+    images, labels = read_labelled(png, read_split(str(split))["test"], config.context)
     cell = Predictor(model, config, tta=True).cell_stack(images)
     return {"v_rand": score(np.stack(labels), cell).v_rand, "v_rand_at_val_threshold": score(np.stack(labels), cell, [config.threshold()[0]]).v_rand}
 

@@ -20,6 +20,7 @@ from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
 from emseg.config.params import ModelParams, TrainParams
 from emseg.errors import EmsegError
 from emseg.networks.architectures import build_network, resolve_kwargs
+from emseg.networks.lsd import LSD_CHANNELS
 from emseg.networks.model_file import ModelConfig, load_model
 from emseg.preprocessing.normalization import DEFAULT_NORMALIZATION
 from emseg.runtime.device import select_device
@@ -44,19 +45,21 @@ def build_optimizer(model: nn.Module, params: TrainParams) -> torch.optim.Optimi
 
 
 def model_config(model_params: ModelParams, kwargs: dict[str, Any], patch_size: int, pixel_size: Sequence[float] | None = None) -> ModelConfig:
-    """What the model file says of the network: architecture, arguments, normalisation, patch size, target, offsets and pixel size."""
+    """What the model file says of the network: architecture, arguments, normalisation, patch size, target, offsets, context and pixel size."""
     size = None if pixel_size is None else [float(v) for v in pixel_size]
+    context = {"context": model_params.context, "in_channels": 2 * model_params.context + 1,
+               "aux_channels": LSD_CHANNELS if model_params.lsd_sigma else 0}
     if model_params.target == "affinities":
         offsets = [list(o) for o in model_params.offsets]
         return ModelConfig(
             model_params.arch, kwargs, dict(DEFAULT_NORMALIZATION), patch_size, out_channels=len(offsets), target="affinities", offsets=offsets,
-            pixel_size=size,
+            pixel_size=size, **context,
         )
-    return ModelConfig(model_params.arch, kwargs, dict(DEFAULT_NORMALIZATION), patch_size, pixel_size=size)
+    return ModelConfig(model_params.arch, kwargs, dict(DEFAULT_NORMALIZATION), patch_size, pixel_size=size, **context)
 
 
 #: what must agree between a model file and the run that starts from its weights
-_INIT_FIELDS = ("arch", "kwargs", "target", "offsets", "out_channels", "normalization")
+_INIT_FIELDS = ("arch", "kwargs", "target", "offsets", "out_channels", "context", "aux_channels", "normalization")
 
 
 def load_initial_weights(model: nn.Module, config: ModelConfig, path: Path) -> ModelConfig:
@@ -68,7 +71,7 @@ def load_initial_weights(model: nn.Module, config: ModelConfig, path: Path) -> M
     Raises:
         EmsegError: The file is no loadable model, or its network differs from the run's: one
             line naming the file and the first field that differs (architecture, arguments,
-            target, offsets, channels, normalisation).
+            target, offsets, channels, context, normalisation).
     """
     network, init = load_model(path)
     for name in _INIT_FIELDS:
@@ -87,7 +90,8 @@ def check_initial_weights(path: Path, model_params: ModelParams, patch_size: int
     """
     kwargs = resolve_kwargs(model_params.arch, model_params.overrides())
     config = model_config(model_params, kwargs, patch_size)
-    return load_initial_weights(build_network(model_params.arch, kwargs, config.out_channels), config, path)
+    network = build_network(model_params.arch, kwargs, config.out_channels, config.in_channels, config.aux_channels)
+    return load_initial_weights(network, config, path)
 
 
 def build_trainer(
@@ -130,7 +134,7 @@ def build_trainer(
     kwargs = resolve_kwargs(arch, model_params.overrides())
     config = model_config(model_params, kwargs, params.patch_size, pixel_size)
     offsets = config.offset_tuples()
-    model = build_network(arch, kwargs, config.out_channels)
+    model = build_network(arch, kwargs, config.out_channels, config.in_channels, config.aux_channels)
     if init is not None:  # after the seeded build, so that the random streams that follow are those of a fresh run
         config.info["init_from"] = str(init)
         config.cells = load_initial_weights(model, config, init).cells
@@ -139,9 +143,10 @@ def build_trainer(
     if params.border_weight > 0:
         weights = [border_weight_map(label, params.border_weight, params.border_sigma) for label in data.train_labels]
     sampler = PatchSampler.from_arrays(
-        data.train_images, data.train_labels, params.patch_size, params.random_dihedral, rank_seed(seed, group.rank), weights, offsets
+        data.train_images, data.train_labels, params.patch_size, params.random_dihedral, rank_seed(seed, group.rank), weights, offsets,
+        lsd_sigma=model_params.lsd_sigma,
     )
-    loss_fn = build_loss(params.loss, config.target)
+    loss_fn = build_loss(params.loss, config.target, config.aux_channels)
     optimizer = build_optimizer(model, params)
     # an exponential moving average of the weights: validated, kept and saved in place of
     # the raw weights, it smooths the last steps' noise out of the membrane map

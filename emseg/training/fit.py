@@ -33,6 +33,7 @@ from emseg.config.params import Params, SegmentParams
 from emseg.errors import EmsegError
 from emseg.evaluation.evaluate import tune_cell_step
 from emseg.inference.predictor import Predictor
+from emseg.io.sections import with_neighbours
 from emseg.networks.model_file import load_model, with_cell_step
 from emseg.preprocessing.augment import augment_slices
 from emseg.runtime.device import select_device
@@ -171,6 +172,8 @@ def fit(
     if init is not None:  # a model that does not fit the run is refused before anything is augmented or trained
         check_initial_weights(init, params.model, params.train.patch_size)
     train_params = params.train.model_copy(update={"init_from": str(init) if init else "none"})
+    if params.model.context:  # each slice with its neighbouring sections of the same stack, as the model will read them
+        images = [with_neighbours(images, i, params.model.context) for i in range(len(images))]
     train_images, train_labels = [images[i] for i in train_ids], [labels[i] for i in train_ids]
     copies = augment_slices(train_images, train_labels, params.augment, params.base.seed)
     data = TrainingData(

@@ -264,6 +264,6 @@ class Trainer:
         """Continue from the checkpoint at `path`; the best model so far is written to `model_path` again."""
         restore_streams(self.sampler.generator, load_checkpoint(path, self, self.group.rank))
         if self.progress.best_state and self.group.is_main:
-            best = build_network(self.config.arch, self.config.kwargs, self.config.out_channels)
+            best = build_network(self.config.arch, self.config.kwargs, self.config.out_channels, self.config.in_channels, self.config.aux_channels)
             best.load_state_dict(self.progress.best_state)
             save_model(self.model_path, best, self.best_config())

@@ -149,13 +149,42 @@ AFFINITY_LOSSES: dict[str, Callable[[], nn.Module]] = {
 }
 
 
-def build_loss(name: str, target: str = "boundary") -> nn.Module:
+#: the descriptors' share of the loss beside the affinities' (Sheridan et al. weigh the two heads alike)
+LSD_WEIGHT = 1.0
+
+
+class WithDescriptors(nn.Module):
+    """An affinity loss of the first channels, plus the masked mean squared error of the last `aux_channels`.
+
+    The last channels are the local shape descriptors ([`emseg.networks.lsd`][emseg.networks.lsd]),
+    regressed as they are (no sigmoid), over the cell pixels their mask keeps.
+
+    Args:
+        base: The affinity loss (`loss(logits, target, mask)`).
+        aux_channels: The descriptor channels at the end of logits, target and mask.
+        weight: The descriptors' share.
+    """
+
+    def __init__(self, base: nn.Module, aux_channels: int, weight: float = LSD_WEIGHT) -> None:
+        super().__init__()
+        self.base, self.aux_channels, self.weight = base, aux_channels, weight
+
+    def forward(self, logits: torch.Tensor, target: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        """The loss of (B, C + aux, H, W) logits against the affinity targets and the descriptors."""
+        n = logits.shape[1] - self.aux_channels
+        errors = (logits[:, n:] - target[:, n:]) ** 2
+        return self.base(logits[:, :n], target[:, :n], mask[:, :n]) + self.weight * masked_mean(errors, mask[:, n:])
+
+
+def build_loss(name: str, target: str = "boundary", aux_channels: int = 0) -> nn.Module:
     """A loss module by name, for the model's target.
 
     Args:
         name: A registered loss (`train.loss`).
         target: `boundary`: `loss(logits, target)` on (B, 1, H, W) membrane logits and 0/1
             targets; `affinities`: `loss(logits, target, mask)` on (B, C, H, W).
+        aux_channels: An affinity model's auxiliary descriptor channels after its affinities
+            ([`WithDescriptors`][emseg.training.losses.WithDescriptors]); 0: none.
 
     Raises:
         EmsegError: The name is not registered for this target.
@@ -163,7 +192,8 @@ def build_loss(name: str, target: str = "boundary") -> nn.Module:
     registry = AFFINITY_LOSSES if target == "affinities" else LOSSES
     if name not in registry:
         raise EmsegError(f"unknown loss {name!r} for {'an affinities' if target == 'affinities' else 'a boundary'} model; registered: {', '.join(sorted(registry))}")
-    return registry[name]()
+    loss = registry[name]()
+    return WithDescriptors(loss, aux_channels) if aux_channels else loss
 
 
 def check_loss_params(params: Params) -> None:

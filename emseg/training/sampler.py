@@ -18,6 +18,7 @@ import torch
 from emseg.config.layout import UNLABELLED_VALUE
 from emseg.errors import EmsegError
 from emseg.networks.affinities import Offset, affinity_targets
+from emseg.networks.lsd import LSD_CHANNELS, lsd_targets, turn_descriptors
 from emseg.preprocessing.normalization import normalize
 
 
@@ -98,6 +99,8 @@ class PatchSampler:
     masks: list[torch.Tensor] | None = None
     #: per slice, the patch corners that hold a labelled pixel (see `_patch_corners`); None for a fully labelled slice
     corners: list[torch.Tensor | None] | None = None
+    #: per slice, its local shape descriptors (6, H, W) and their mask (H, W), for an auxiliary head; None: none
+    descriptors: list[tuple[torch.Tensor, torch.Tensor]] | None = None
 
     @classmethod
     def from_arrays(
@@ -109,17 +112,21 @@ class PatchSampler:
         seed: int,
         weights: list[np.ndarray] | None = None,
         offsets: tuple[Offset, ...] | None = None,
+        lsd_sigma: float = 0.0,
     ) -> PatchSampler:
         """A sampler of the given slices, seeded.
 
         Args:
-            images: The raw training slices (normalised here).
+            images: The raw training slices (normalised here), or each with its neighbouring
+                sections (2k + 1, H, W): the sections are cropped, flipped and turned with it.
             labels: Their labels (0 = membrane, `CELL_VALUE` = cell, `UNLABELLED_VALUE` = not labelled).
             patch_size: The patch side, pixels.
             random_dihedral: Flip and turn each patch at random.
             seed: The seed of the patch stream.
             weights: Per-pixel loss weights of each slice, or None.
             offsets: An affinity model's offsets; None for a boundary model.
+            lsd_sigma: Also give each patch its local shape descriptors of this sigma (an
+                affinity model's auxiliary head), computed once per slice here; 0: none.
 
         Raises:
             EmsegError: No training slices, a slice smaller than the patch, or no labelled pixel.
@@ -127,9 +134,9 @@ class PatchSampler:
         if not images:
             raise EmsegError("no training slices: check data/split.json and the augment output")
         for image in images:
-            if min(image.shape) < patch_size:
+            if min(image.shape[-2:]) < patch_size:
                 raise EmsegError(
-                    f"params train.patch_size: {patch_size} is larger than a training slice ({image.shape[0]}x{image.shape[1]})"
+                    f"params train.patch_size: {patch_size} is larger than a training slice ({image.shape[-2]}x{image.shape[-1]})"
                 )
         generator = torch.Generator().manual_seed(seed)
         masks = [labelled_mask(l) for l in labels]
@@ -144,6 +151,9 @@ class PatchSampler:
             corners = [None if m is None else _patch_corners(m, patch_size) for m in masks]
         # an affinity model keeps the labels themselves: its target (and mask) is derived patch by patch
         targets = [torch.from_numpy(l.copy()) if offsets else torch.from_numpy(membrane_target(l)) for l in labels]
+        descriptors = None
+        if lsd_sigma > 0:  # once per slice: a patch crops, turns and flips them with its label
+            descriptors = [tuple(torch.from_numpy(a) for a in lsd_targets(l, lsd_sigma)) for l in labels]
         boundary_masks = None
         if corners is not None and not offsets:
             boundary_masks = [torch.from_numpy(np.ones(l.shape, np.float32) if m is None else m) for l, m in zip(labels, masks)]
@@ -157,6 +167,7 @@ class PatchSampler:
             offsets,
             boundary_masks,
             corners,
+            descriptors,  # type: ignore[arg-type]
         )
 
     def _randint(self, high: int) -> int:
@@ -164,37 +175,49 @@ class PatchSampler:
 
     def sample(self, batch_size: int) -> Batch:
         """A batch of `batch_size` random patches."""
-        xs, ys, ws, ms = [], [], [], []
+        xs, ys, ws, ms, ds = [], [], [], [], []
         size = self.patch_size
         for _ in range(batch_size):
             index = self._randint(len(self.images))
             image, target = self.images[index], self.targets[index]
             corners = self.corners[index] if self.corners is not None else None
             if corners is None:
-                top = self._randint(image.shape[0] - size + 1)
-                left = self._randint(image.shape[1] - size + 1)
+                top = self._randint(image.shape[-2] - size + 1)
+                left = self._randint(image.shape[-1] - size + 1)
             else:
-                top, left = divmod(int(corners[self._randint(len(corners))]), image.shape[1] - size + 1)
+                top, left = divmod(int(corners[self._randint(len(corners))]), image.shape[-1] - size + 1)
             crop = (slice(top, top + size), slice(left, left + size))
-            patches = [image[crop], target[crop]]
+            patches = [image[(..., *crop)], target[crop]]
             patches += [self.weights[index][crop]] if self.weights is not None else []
             patches += [self.masks[index][crop]] if self.masks is not None else []
+            patches += [d[(..., *crop)] for d in self.descriptors[index]] if self.descriptors is not None else []
+            k, flip = 0, False
             if self.random_dihedral:
                 k, flip = self._randint(4), self._randint(2)
-                patches = [torch.rot90(p, k) for p in patches]
+                # on the last two axes: a slice's sections turn with it
+                patches = [torch.rot90(p, k, dims=(-2, -1)) for p in patches]
                 if flip:
-                    patches = [torch.flip(p, (1,)) for p in patches]
+                    patches = [torch.flip(p, (-1,)) for p in patches]
+            if self.descriptors is not None:  # what the descriptors say turns with their pixels
+                *patches, descriptors, kept = patches
+                ds.append(torch.cat([turn_descriptors(descriptors, k, flip), kept[None].expand(LSD_CHANNELS, -1, -1)]))
             xs.append(patches[0])
             ys.append(patches[1])
             if self.weights is not None:
                 ws.append(patches[2])
             if self.masks is not None:
                 ms.append(patches[-1])
-        x = torch.stack(xs)[:, None].contiguous()
+        x = torch.stack(xs)
+        x = (x[:, None] if x.ndim == 3 else x).contiguous()  # (B, 1, P, P), or (B, 2k + 1, P, P) with sections
         weights = torch.stack(ws)[:, None].contiguous() if ws else None
         if self.offsets is None:
             mask = torch.stack(ms)[:, None].contiguous() if ms else None
             return Batch(x, torch.stack(ys)[:, None].contiguous(), weights, mask)
         pairs = [affinity_targets(label.numpy(), self.offsets) for label in ys]
         target = torch.from_numpy(np.stack([p[0] for p in pairs]))
-        return Batch(x, target, weights, torch.from_numpy(np.stack([p[1] for p in pairs])))
+        mask = torch.from_numpy(np.stack([p[1] for p in pairs]))
+        if ds:  # the descriptors after the affinities, in the target and in the mask
+            both = torch.stack(ds)
+            target = torch.cat([target, both[:, :LSD_CHANNELS]], 1).contiguous()
+            mask = torch.cat([mask, both[:, LSD_CHANNELS:]], 1).contiguous()
+        return Batch(x, target, weights, mask)

@@ -309,6 +309,28 @@ def test_tta_adds_the_uncertainty_and_each_cells_confidence(model_path: Path, tm
     assert rc == 2 and "needs --tta" in stderr and len(stderr.splitlines()) == 1 and not (tmp_path / "no").exists()
 
 
+def test_a_model_of_context_reads_each_slices_sections_and_a_lone_slice_is_its_own(tmp_path: Path, capsys) -> None:
+    from emseg.inference.in_memory import PredictOptions, predict_slice
+    from emseg.inference.predictor import Predictor
+    from emseg.io.sections import with_neighbours
+
+    model_file = tiny_model_file(tmp_path / "m" / "model.pt", PATCH, context=1)
+    stack, _ = synthetic_stack(3, 40, 36, seed=4)
+    source = tif(tmp_path / "s.tif", stack)
+    rc, _, stderr = _run(capsys, source, "--model", model_file, "--out", tmp_path / "out", "--outputs", "proba")
+    assert rc == 0 and "own neighbours" not in stderr, stderr
+    model, config = load_model(model_file)
+    assert config.context == 1 and config.in_channels == 3
+    predictor = Predictor(model, config)
+    expected = [predict_slice(predictor, with_neighbours(stack, i, 1), PredictOptions(), with_cells=False).cell for i in range(3)]
+    np.testing.assert_array_equal(tifffile.imread(tmp_path / "out" / "s_proba.tif"), np.stack(expected))
+    lone = _img(tmp_path / "one.png", stack[1])
+    rc, _, stderr = _run(capsys, lone, "--model", model_file, "--out", tmp_path / "one", "--outputs", "proba")
+    assert rc == 0 and "reads 1 section on each side of a slice; a single slice is given as its own neighbours" in stderr
+    single = tifffile.imread(tmp_path / "one" / "one_proba.tif")
+    np.testing.assert_array_equal(single, predict_slice(predictor, np.stack([stack[1]] * 3), PredictOptions(), with_cells=False).cell)
+
+
 def test_bad_options_and_name_clash(model_path: Path, tmp_path: Path, capsys) -> None:
     good = _img(tmp_path / "x.png", synthetic_slice(30, 30, 1)[0])
     same_stem = tif(tmp_path / "x.tif", synthetic_slice(30, 30, 2)[0])

@@ -171,3 +171,11 @@ def test_a_pair_out_of_range_is_refused_naming_its_key(path: tuple[str, ...]) ->
     low = PAIRS[path]
     with pytest.raises(EmsegError, match=rf"^params.yaml: {'[.]'.join(path)}: \[{low:g}, 2\]: both ends must be (above|at least) 0$"):
         parse_params(_nested(path, [low, 2.0]))
+
+
+def test_descriptors_are_for_affinity_models_only() -> None:
+    assert parse_params({"model": {"lsd_sigma": 12.0}}).model.lsd_sigma == 12.0
+    with pytest.raises(EmsegError, match="model.lsd_sigma: .*model.target: affinities"):
+        parse_params({"model": {"target": "boundary", "lsd_sigma": 12.0}})
+    with pytest.raises(EmsegError, match="model.context"):
+        parse_params({"model": {"context": -1}})

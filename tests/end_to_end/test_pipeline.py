@@ -158,18 +158,20 @@ def _drawn_plots(html: Path, profile: Path) -> dict[str, bool]:
 
 
 def test_affinity_model_through_dvc_repro_then_emseg_predict(tiny_repo: Path, tmp_path: Path) -> None:
-    """model.target=affinities with segment.method=mws runs the real train/evaluate stages and `emseg predict`."""
+    """model.target=affinities with segment.method=mws and 2.5-D context runs the real stages and `emseg predict`."""
     params = yaml.safe_load((tiny_repo / "params.yaml").read_text())
     params["model"]["target"] = "affinities"
     params["model"]["offsets"] = [[-1, 0], [0, -1], [-4, 0], [0, -4]]
     params["segment"]["method"] = "mws"
+    params["model"]["context"] = 1  # each slice with one section on each side: augmented, trained and predicted with them
     (tiny_repo / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
     _run(["dvc", "repro"], tiny_repo)
 
     from emseg.networks.model_file import load_model
 
     _, config = load_model(tiny_repo / "models" / "model.pt")
-    assert config.target == "affinities" and config.offsets == params["model"]["offsets"]
+    assert config.target == "affinities" and config.offsets == params["model"]["offsets"] and config.context == 1
+    assert len(list((tiny_repo / "data" / "augmented" / "context").glob("*_z-1.png"))) == len(list((tiny_repo / "data" / "augmented" / "images").glob("*.png")))
     assert config.pixel_size == [50.0, 4.0, 4.0] and config.cell_step()[0] == "mws"  # the model file carries its scale and cell step
     metrics = json.loads((tiny_repo / "metrics" / "evaluate.json").read_text())
     assert metrics["segment_method"] == "mws" and 0.0 <= metrics["segment_v_rand"] <= 1.0
@@ -181,10 +183,12 @@ def test_affinity_model_through_dvc_repro_then_emseg_predict(tiny_repo: Path, tm
     alone = tmp_path / "copied" / "model.pt"  # copied away from segment.json: the model file alone says how to draw cells
     alone.parent.mkdir()
     alone.write_bytes((tiny_repo / "models" / "model.pt").read_bytes())
-    out = run([emseg, "predict", str(tiny_repo / "data" / "png" / "test" / "images"), "--model", str(alone),
-               "--out", str(cells), "--threads", "1"], tiny_repo).stdout
+    done = run([emseg, "predict", str(tiny_repo / "data" / "png" / "test" / "images"), "--model", str(alone),
+                "--out", str(cells), "--threads", "1"], tiny_repo)
+    out = done.stdout
     images = sorted(path.stem for path in (tiny_repo / "data" / "png" / "test" / "images").glob("*.png"))
     assert "cells: mws" in out, out  # the model file's cell step picks the method
+    assert "a single slice is given as its own neighbours" in done.stderr  # each PNG of a folder is a lone slice
     assert sorted(path.name for path in cells.glob("*_cells.tif")) == [f"{stem}_cells.tif" for stem in images]
 
 

@@ -131,3 +131,17 @@ def test_the_registry_passes_the_profile_and_every_network_by_name() -> None:
     parse_params({}, checks=(check_model_params,))
     for arch in REGISTRY:
         parse_params({"model": {"arch": arch}}, checks=(check_model_params,))
+
+
+def test_an_auxiliary_head_trains_and_predictions_leave_it_out(tmp_path) -> None:
+    kwargs = resolve_kwargs("unet", TINY_UNET)
+    net = build_network("unet", kwargs, out_channels=4, aux_channels=6)
+    x = torch.zeros(2, 1, 32, 32)
+    assert net(x).shape == (2, 4, 32, 32) and net.forward_heads(x)[0].shape == (2, 10, 32, 32)
+    config = ModelConfig("unet", kwargs, dict(DEFAULT_NORMALIZATION), 32, out_channels=4, target="affinities",
+                         offsets=[[-1, 0], [0, -1], [-3, 0], [0, -3]], aux_channels=6)
+    save_model(tmp_path / "lsd.pt", net.eval(), config)
+    loaded, read = load_model(tmp_path / "lsd.pt")
+    assert read.aux_channels == 6
+    with torch.no_grad():
+        torch.testing.assert_close(loaded(x), net(x))

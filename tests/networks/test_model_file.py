@@ -154,8 +154,22 @@ def test_an_affinity_model_file_records_its_target_and_offsets(tmp_path: Path) -
     payload = torch.load(path, weights_only=True)
     payload["config"]["offsets"] = offsets[:3]  # three offsets for four channels
     torch.save(payload, path)
-    with pytest.raises(EmsegError, match="1 input / 4 output channels; its affinities target needs 1 input / 3 output channels"):
+    with pytest.raises(EmsegError, match="1 input / 4 output channels; its context of 0 and affinities target need 1 input / 3 output channels"):
         load_model(path)
+    payload["config"]["offsets"], payload["config"]["context"] = offsets, 1  # a context of 1 reads three sections
+    torch.save(payload, path)
+    with pytest.raises(EmsegError, match="1 input / 4 output channels; its context of 1 and affinities target need 3 input / 4 output"):
+        load_model(path)
+
+
+def test_a_model_of_context_records_it_and_reads_its_sections(tmp_path: Path) -> None:
+    kwargs = resolve_kwargs("unet", TINY_UNET)
+    config = ModelConfig("unet", kwargs, dict(DEFAULT_NORMALIZATION), 32, in_channels=5, context=2)
+    save_model(tmp_path / "ctx.pt", build_network("unet", kwargs, in_channels=5), config)
+    model, loaded = load_model(tmp_path / "ctx.pt")
+    assert loaded.context == 2 and loaded.expected_in_channels() == 5
+    with torch.no_grad():
+        assert model(torch.zeros(1, 5, 32, 32)).shape == (1, 1, 32, 32)
 
 
 def test_format_1_called_a_boundary_model_membrane(tmp_path: Path) -> None:

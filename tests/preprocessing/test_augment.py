@@ -52,3 +52,24 @@ def test_unlabelled_pixels_stay_unlabelled_through_the_deformation() -> None:
     for _, _, label in augment_slices(list(images), list(sparse), params, seed=3):
         assert set(np.unique(label)) == {0, UNLABELLED_VALUE, 255}  # neither made cell nor membrane
         assert 0.3 < np.mean(label == UNLABELLED_VALUE) < 0.7
+
+
+def test_a_slice_and_its_sections_are_deformed_as_one_and_written_apart(tmp_path) -> None:
+    from emseg.io.dataset import read_augmented
+
+    images, labels = synthetic_stack(1, 64, 64)
+    sections = np.stack([images[0], 255 - images[0], images[0]])  # the outer two equal the slice, the middle its negative
+    spatial_only = AugmentParams(copies=2, elastic=ElasticParams(prob=1.0, grid_spacing=16, magnitude=(4.0, 6.0)),
+                                 gamma={"prob": 0.0}, contrast={"prob": 0.0}, noise={"prob": 0.0}, blur={"prob": 0.0})
+    samples = augment_slices([sections], list(labels), spatial_only, seed=3)
+    for _, image, label in samples:
+        assert image.shape == (3, 64, 64) and image.dtype == np.uint8
+        np.testing.assert_array_equal(image[0], image[2])  # one deformation for every section
+        assert np.abs(image[1].astype(int) - (255 - image[0].astype(int))).max() <= 1
+        assert image[1][label == 0].mean() > image[1][label == 255].mean() + 40  # and for the label
+    names = write_augmented(samples, [5], tmp_path / "aug")
+    stacks, read_labels = read_augmented(tmp_path / "aug", context=1)
+    np.testing.assert_array_equal(stacks[0], samples[0][1])
+    np.testing.assert_array_equal(read_labels[1], samples[1][2])
+    assert names == ["slice_005_aug_00.png", "slice_005_aug_01.png"]
+    write_preview([(sections, labels[0])], [(samples[0][1], samples[0][2])], tmp_path / "preview.png", tile=32)

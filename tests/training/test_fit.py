@@ -103,3 +103,28 @@ def test_run_params_are_the_defaults_or_a_files_checked_against_the_registries(t
     (tmp_path / "params.yaml").write_text("segment:\n  method: nope\n")
     with pytest.raises(EmsegError, match="segment.method"):
         load_run_params(tmp_path / "params.yaml")
+
+
+def test_a_model_of_context_trains_on_each_slice_with_its_sections_and_records_them(tmp_path: Path) -> None:
+    images, labels = synthetic_stack(4, 48, 48)
+    params = parse_params(merge(TINY_PROFILE, {"model": {"context": 1}, "segment": {"method": "components", "components": {"threshold": [0.5]}}}))
+    fit(list(images), list(labels), tmp_path / "model.pt", params)
+    model, config = load_model(tmp_path / "model.pt")
+    assert config.context == 1 and config.in_channels == 3
+    assert next(model.parameters()).shape[1] == 3  # the first convolution reads three sections
+    with pytest.raises(EmsegError, match="context is 1, the run's is 0"):
+        fit(list(images), list(labels), tmp_path / "again.pt", PARAMS, init=tmp_path / "model.pt")
+
+
+def test_a_model_with_descriptors_trains_their_head_and_predicts_affinities_only(tmp_path: Path) -> None:
+    import torch
+
+    images, labels = synthetic_stack(4, 48, 48)
+    offsets = [[-1, 0], [0, -1], [-3, 0], [0, -3]]
+    params = parse_params(merge(TINY_PROFILE, {"model": {"target": "affinities", "offsets": offsets, "lsd_sigma": 5.0},
+                                               "segment": {"method": "components", "components": {"threshold": [0.5]}}}))
+    fit(list(images), list(labels), tmp_path / "model.pt", params)
+    model, config = load_model(tmp_path / "model.pt")
+    assert config.aux_channels == 6 and config.out_channels == 4
+    with torch.no_grad():
+        assert model(torch.zeros(1, 1, 32, 32)).shape == (1, 4, 32, 32)

@@ -137,3 +137,20 @@ def test_without_a_mask_the_boundary_losses_are_monai_s_own_bit_for_bit() -> Non
         logits, target
     )
     assert torch.equal(build_loss("dice_ce_cldice")(logits, target), cldice)
+
+
+def test_descriptors_add_their_masked_squared_error_to_the_affinity_loss() -> None:
+    from emseg.training.losses import LSD_WEIGHT, WithDescriptors
+
+    torch.manual_seed(0)
+    logits, target = torch.randn(2, 4 + 6, 8, 8), torch.rand(2, 4 + 6, 8, 8)
+    mask = torch.ones_like(target)
+    mask[:, 4:, :4] = 0  # half the rows hold no descriptor
+    loss = build_loss("dice_ce", "affinities", aux_channels=6)
+    assert isinstance(loss, WithDescriptors)
+    base = build_loss("dice_ce", "affinities")(logits[:, :4], target[:, :4], mask[:, :4])
+    squared = ((logits[:, 4:] - target[:, 4:]) ** 2)[:, :, 4:].mean()  # the rows that hold descriptors
+    torch.testing.assert_close(loss(logits, target, mask), base + LSD_WEIGHT * squared)
+    changed = logits.clone()
+    changed[:, 4:, :4] += 5.0  # what is predicted where no descriptor is held changes nothing
+    torch.testing.assert_close(loss(changed, target, mask), loss(logits, target, mask))

@@ -148,3 +148,38 @@ def test_fully_labelled_slices_draw_the_stream_they_always_drew(weighted: bool) 
     x, y, w = _old_stream(list(images), list(labels), 16, 9, 7, weights)
     assert torch.equal(batch.image, x) and torch.equal(batch.target, y) and batch.mask is None
     assert (batch.weights is None and w is None) or torch.equal(batch.weights, w)
+
+
+def test_sections_are_cropped_and_turned_with_their_slice_on_the_same_random_draws() -> None:
+    images, labels = synthetic_stack(2, 40, 48)
+    sections = [np.stack([255 - image, image, 255 - image]) for image in images]
+    offsets = ((-1, 0), (0, -1))
+    alone = PatchSampler.from_arrays(list(images), list(labels), 16, True, seed=5, offsets=offsets).sample(6)
+    stacked = PatchSampler.from_arrays(sections, list(labels), 16, True, seed=5, offsets=offsets).sample(6)
+    assert stacked.image.shape == (6, 3, 16, 16)
+    torch.testing.assert_close(stacked.image[:, 1:2], alone.image)  # the middle channel is the slice alone
+    torch.testing.assert_close(stacked.image[:, 0], -stacked.image[:, 1], atol=1e-5, rtol=0)  # each section z-scored on its own
+    torch.testing.assert_close(stacked.target, alone.target)
+
+
+def test_descriptors_follow_the_affinities_in_target_and_mask_on_the_same_random_draws() -> None:
+    from emseg.networks.lsd import LSD_CHANNELS, lsd_targets, turn_descriptors
+
+    images, labels = synthetic_stack(2, 40, 48)
+    offsets = ((-1, 0), (0, -1), (-3, 0), (0, -3))
+    plain = PatchSampler.from_arrays(list(images), list(labels), 16, True, seed=2, offsets=offsets).sample(5)
+    with_lsd = PatchSampler.from_arrays(list(images), list(labels), 16, True, seed=2, offsets=offsets, lsd_sigma=4.0)
+    batch = with_lsd.sample(5)
+    assert batch.target.shape == batch.mask.shape == (5, 4 + LSD_CHANNELS, 16, 16)
+    torch.testing.assert_close(batch.image, plain.image)
+    torch.testing.assert_close(batch.target[:, :4], plain.target)
+    torch.testing.assert_close(batch.mask[:, :4], plain.mask)
+    # a descriptor is held on cell pixels only: where the patch's own label is cell
+    assert (batch.mask[:, 4:] == (batch.target[:, :2].amax(1, keepdim=True) < 2).float() * batch.mask[:, 4:]).all()
+    # a patch the size of its slice, not turned: its descriptors are the slice's
+    square_images, square_labels = synthetic_stack(1, 40, 40)
+    still = PatchSampler.from_arrays(list(square_images), list(square_labels), 40, False, seed=0, offsets=offsets, lsd_sigma=4.0).sample(1)
+    lsd, kept = lsd_targets(square_labels[0], 4.0)
+    torch.testing.assert_close(still.target[0, 4:], torch.from_numpy(lsd))
+    torch.testing.assert_close(still.mask[0, 4], torch.from_numpy(kept))
+    assert turn_descriptors(torch.from_numpy(lsd), 0, False).shape == lsd.shape
