@@ -178,3 +178,26 @@ def test_confidence_check_scores_merges_and_ranks_low_confidence_first() -> None
     wrong = np.array([True, False, False, True])
     assert bench_confidence.auroc(np.array([0.1, 0.9, 0.8, 0.2]), wrong) == 1.0
     assert bench_confidence.auroc(np.array([0.9, 0.1, 0.2, 0.8]), wrong) == 0.0
+
+
+def test_lone_slice_check_scores_a_context_model_with_its_sections_and_alone(tmp_path: Path) -> None:
+    sys.path.insert(0, str(BENCH))
+    import bench_lone_slice
+
+    from conftest import synthetic_stack, tiny_model_file
+    from emseg.config.layout import png_folder, slice_name
+    from emseg.io.images import write_png
+
+    images, labels = synthetic_stack(5, 40, 40, seed=6)
+    for i, (image, label) in enumerate(zip(images, labels)):
+        write_png(png_folder(tmp_path / "png", "train_images") / slice_name(i), image)
+        write_png(png_folder(tmp_path / "png", "train_labels") / slice_name(i), label)
+    fold = tmp_path / "cv" / "folds" / "0"
+    tiny_model_file(fold / "model.pt", 32, context=1)
+    (fold / "split.json").write_text(json.dumps({"train": [0, 1], "val": [2], "test": [3, 4]}))
+    (fold / "segment.json").write_text(json.dumps({"method": "components", "settings": {"threshold": 0.5}}))
+    out = tmp_path / "lone.json"
+    assert bench_lone_slice.main(["--cv", str(tmp_path / "cv"), "--png", str(tmp_path / "png"), "--json", str(out)]) == 0
+    report = json.loads(out.read_text())
+    assert report["slices"] == 2 and report["per_slice"]["ids"] == [3, 4]
+    assert report["v_rand_alone"] - report["v_rand_with_sections"] == pytest.approx(report["difference"])
