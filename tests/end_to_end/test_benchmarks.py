@@ -184,9 +184,10 @@ def test_lone_slice_check_scores_a_context_model_with_its_sections_and_alone(tmp
     sys.path.insert(0, str(BENCH))
     import bench_lone_slice
 
-    from conftest import synthetic_stack, tiny_model_file
     from emseg.config.layout import png_folder, slice_name
     from emseg.io.images import write_png
+
+    from conftest import synthetic_stack, tiny_model_file
 
     images, labels = synthetic_stack(5, 40, 40, seed=6)
     for i, (image, label) in enumerate(zip(images, labels)):
