@@ -252,11 +252,6 @@ def plan_volumes(volumes: list, model_path: Path, config: ModelConfig, options, 
 
     if method != "components":
         raise EmsegError(f"--cells {method}: volume inputs are segmented block-wise with components only")
-    if config.context:
-        raise EmsegError(
-            f"{volumes[0].spec}: the model reads {config.context} section(s) on each side of a slice, which the block-wise volume "
-            "path does not give it yet; predict the stack as a TIFF read whole (under 1 GiB) or with a model of context 0"
-        )
     request = VolumeRequest(
         tuple(options.outputs), options.threshold, options.overlap, options.tta, options.batch_size,
         str(options.device), options.amp, args.block_size, args.ome_version, options.tile,

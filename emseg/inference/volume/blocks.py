@@ -142,6 +142,10 @@ class SliceStats:
         return _mean_std(self)  # type: ignore[arg-type]
 
 
+#: one slice's mean and standard deviation, or one pair per section of a slice read with its neighbouring sections
+Stats = tuple[float, float] | tuple[tuple[float, float], ...]
+
+
 def normalize_with(region: np.ndarray, mean: float, std: float, spec: dict | None) -> np.ndarray:
     """`region` normalised with its whole slice's statistics.
 
@@ -158,6 +162,13 @@ def normalize_with(region: np.ndarray, mean: float, std: float, spec: dict | Non
     return out
 
 
+def normalize_sections(region: np.ndarray, stats: Stats, spec: dict | None) -> np.ndarray:
+    """A region of one slice (H, W) or of a slice with its sections (2k + 1, H, W), each section normalised with its own slice's statistics."""
+    if region.ndim == 2:
+        return normalize_with(region, *stats, spec)  # type: ignore[arg-type]
+    return np.stack([normalize_with(section, mean, std, spec) for section, (mean, std) in zip(region, stats, strict=True)])  # type: ignore[misc]
+
+
 @torch.inference_mode()
 def predict_block(
     tiles: TilePredictor,
@@ -167,7 +178,7 @@ def predict_block(
     patch_size: int,
     overlap: float,
     batch_size: int,
-    stats: tuple[float, float],
+    stats: Stats,
     normalization: dict | None = None,
     device: torch.device = torch.device("cpu"),
 ) -> np.ndarray:
@@ -175,14 +186,15 @@ def predict_block(
 
     Args:
         tiles: The model's tile predictor (TTA and affinity remapping included).
-        read: Reads a region (rows, columns) of the block's slice.
+        read: Reads a region (rows, columns) of the block's slice: (H, W), or for a model that
+            reads neighbouring sections the slice's region with theirs (2k + 1, H, W).
         slice_shape: The whole slice's (height, width).
         block: The block.
         patch_size: The sliding window's side.
         overlap: The overlap of neighbouring windows.
         batch_size: Tiles per forward pass.
         stats: The whole slice's mean and standard deviation
-            ([`SliceStats`][emseg.inference.volume.blocks.SliceStats]).
+            ([`SliceStats`][emseg.inference.volume.blocks.SliceStats]); with sections, one pair per section.
         normalization: The model file's normalisation.
         device: Where the network runs.
 
@@ -191,7 +203,8 @@ def predict_block(
     """
     windows = block_windows(slice_windows(slice_shape, patch_size, overlap), block)
     rows, cols = halo_region(windows)
-    x = torch.from_numpy(normalize_with(read(rows, cols), *stats, normalization))[None, None]
+    x = torch.from_numpy(normalize_sections(read(rows, cols), stats, normalization))
+    x = x[None, None] if x.ndim == 2 else x[None]
     roi = _roi_size(slice_shape, patch_size)
     importance = compute_importance_map(roi, mode="gaussian", sigma_scale=SIGMA_SCALE, device=device, dtype=torch.float32)[None, None]
     local = [(slice(r.start - rows.start, r.stop - rows.start), slice(c.start - cols.start, c.stop - cols.start)) for r, c in windows]
@@ -234,7 +247,7 @@ def predict_rescaled_block(
     patch_size: int,
     overlap: float,
     batch_size: int,
-    stats: tuple[float, float],
+    stats: Stats,
     normalization: dict | None = None,
     device: torch.device | None = None,
 ) -> np.ndarray:
@@ -250,7 +263,8 @@ def predict_rescaled_block(
 
     Args:
         tiles: The model's tile predictor.
-        read: Reads a region (rows, columns) of the block's slice, on the input's grid.
+        read: Reads a region (rows, columns) of the block's slice (with its sections, as for
+            [`predict_block`][emseg.inference.volume.blocks.predict_block]), on the input's grid.
         slice_shape: The whole slice's (height, width), input pixels.
         block: The block, input pixels.
         factors: How much the input is enlarged to the model's grid
@@ -258,7 +272,7 @@ def predict_rescaled_block(
         patch_size: The sliding window's side, model pixels.
         overlap: The overlap of neighbouring windows.
         batch_size: Tiles per forward pass.
-        stats: The whole slice's mean and standard deviation.
+        stats: The whole slice's mean and standard deviation (one pair per section with sections).
         normalization: The model file's normalisation.
         device: Where the network runs (None: the CPU).
 
@@ -272,10 +286,10 @@ def predict_rescaled_block(
     cols = slice(max(0, block.x0 - halo_x), min(slice_shape[1], block.x1 + halo_x))
     region = read(rows, cols)
     scaled = to_model_grid(region, factors)
-    shape = (int(scaled.shape[0]), int(scaled.shape[1]))
+    shape = (int(scaled.shape[-2]), int(scaled.shape[-1]))
     whole = Block(0, block.z, 0, shape[0], 0, shape[1])
-    output = predict_block(tiles, lambda r, c: scaled[r, c], shape, whole, patch_size, overlap, batch_size, stats, normalization,
+    output = predict_block(tiles, lambda r, c: scaled[..., r, c], shape, whole, patch_size, overlap, batch_size, stats, normalization,
                            device or torch.device("cpu"))
-    back = to_input_grid(output, region.shape)
+    back = to_input_grid(output, region.shape[-2:])
     core = back[:, block.y0 - rows.start : block.y1 - rows.start, block.x0 - cols.start : block.x1 - cols.start]
     return np.clip(core, 0.0, 1.0).astype(np.float32, copy=False)

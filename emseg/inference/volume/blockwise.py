@@ -8,7 +8,8 @@ The passes, each a set of independent block tasks
 2. `predict`: each block's probability and membrane mask
    ([`predict_block`][emseg.inference.volume.blocks.predict_block]), written straight into
    level 0 of the output stores; a block is marked done in the store only after its pixels
-   are written;
+   are written; a model that reads neighbouring sections (`context`) gets the same region of
+   them, each normalised with its own slice's statistics, as the in-memory path gives it;
 3. `faces` / `cells`: each block's cells with a halo, joined across block borders
    ([`emseg.inference.volume.stitching`][emseg.inference.volume.stitching]), then written with
    their volume-wide numbers;
@@ -48,10 +49,11 @@ import numpy as np
 
 from emseg.errors import EmsegError
 from emseg.inference.volume import omezarr
-from emseg.inference.volume.blocks import Block, SliceStats, block_grid, predict_block, predict_rescaled_block
+from emseg.inference.volume.blocks import Block, SliceStats, Stats, block_grid, predict_block, predict_rescaled_block
 from emseg.inference.volume.sources import VolumeSource
 from emseg.inference.volume.stitching import LABEL_HALO, BlockFaces, block_labels, faces, relabel_tables
 from emseg.io.atomic import partial_folder
+from emseg.io.sections import neighbour_indices
 
 #: the kinds a volume run writes, and the pixel type of each (the TIFF path's kinds of the same name)
 VOLUME_OUTPUTS = {"proba": np.float32, "membrane": np.uint8, "cells": np.uint32}
@@ -192,8 +194,12 @@ def _tiles(job: VolumeJob) -> tuple[Any, Any]:
 # -- the block tasks (module-level functions: Dask pickles them by name) -------------------------
 
 
-def _reader(source: VolumeSource, z: int) -> Callable[[slice, slice], np.ndarray]:
-    return lambda rows, cols: source.read(z, rows, cols)
+def _reader(source: VolumeSource, z: int, context: int = 0) -> Callable[[slice, slice], np.ndarray]:
+    """Reads a region of slice `z`; with `context`, the same region of its sections too, stacked as the model reads them."""
+    if not context:
+        return lambda rows, cols: source.read(z, rows, cols)
+    sections = neighbour_indices(z, source.shape[0], context)
+    return lambda rows, cols: np.stack([source.read(j, rows, cols) for j in sections])
 
 
 def _check_finite(region: np.ndarray, source: VolumeSource, z: int) -> np.ndarray:
@@ -230,20 +236,25 @@ def _mark_done(job: VolumeJob, stage: str, block: Block) -> None:
     _done(job, stage, "r+")[block.index] = 1
 
 
-def predict_task(item: tuple[VolumeJob, Block, tuple[float, float]]) -> int:
-    """The `predict` pass's task: one block's probability and membrane mask, written into the stores; the block's index."""
+def predict_task(item: tuple[VolumeJob, Block, Stats]) -> int:
+    """The `predict` pass's task: one block's probability and membrane mask, written into the stores; the block's index.
+
+    `item` is `(job, block, stats)`: the statistics of the block's slice, or for a model that
+    reads neighbouring sections one pair per section.
+    """
     import torch
 
     job, block, stats = item
     tiles, config = _tiles(job)
+    read = _reader(job.source, block.z, config.context)
     if job.request.rescale is not None:
         membrane = predict_rescaled_block(
-            tiles, _reader(job.source, block.z), job.source.shape[1:], block, job.request.rescale, config.window(job.request.tile),
+            tiles, read, job.source.shape[1:], block, job.request.rescale, config.window(job.request.tile),
             job.request.overlap, job.request.batch_size, stats, config.normalization, torch.device(job.request.device),
         )
     else:
         membrane = predict_block(
-            tiles, _reader(job.source, block.z), job.source.shape[1:], block, config.window(job.request.tile), job.request.overlap,
+            tiles, read, job.source.shape[1:], block, config.window(job.request.tile), job.request.overlap,
             job.request.batch_size, stats, config.normalization, torch.device(job.request.device),
         )
     if config.offset_tuples() is not None:  # an affinity model: its boundary map, as the in-memory path draws it
@@ -402,9 +413,14 @@ def predict_volume(
     to_predict = _pending(job, "predict", blocks)
     skipped = len(blocks) - len(to_predict)
     if to_predict:
-        slices = sorted({block.z for block in to_predict})
+        context = _tiles(job)[1].context  # a model that reads neighbouring sections needs their statistics too
+        slices = sorted({j for block in to_predict for j in neighbour_indices(block.z, source.shape[0], context)})
         stats = {z: (mean, std) for z, mean, std in run("stats", stats_task, [(job, z) for z in slices])}
-        run("predict", predict_task, [(job, block, stats[block.z]) for block in to_predict])
+
+        def block_stats(z: int) -> Stats:
+            return tuple(stats[j] for j in neighbour_indices(z, source.shape[0], context)) if context else stats[z]
+
+        run("predict", predict_task, [(job, block, block_stats(block.z)) for block in to_predict])
     cells = 0
     if "cells" in job.stores:
         found = run("faces", faces_task, [(job, block) for block in blocks])

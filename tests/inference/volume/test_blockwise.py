@@ -90,6 +90,17 @@ def test_an_ome_zarr_volume_equals_the_in_memory_prediction(tmp_path, model_path
         assert opened.scale == (50.0, 4.0, 4.0) and opened.unit == "nanometer"
 
 
+@pytest.mark.parametrize("block", [32, BLOCK_SIZE])
+def test_a_model_of_context_reads_the_same_sections_block_by_block_as_in_memory(tmp_path, stack, block) -> None:
+    context_model = tiny_model_file(tmp_path / "m" / "model.pt", PATCH, context=1)
+    options = ["--model", str(context_model), "--quiet", "--outputs", "proba,membrane,cells", "--threshold", "0.5"]
+    assert main(["predict", str(tif(tmp_path / "vol.tif", stack)), "--out", str(tmp_path / "flat"), *options]) == 0
+    expected = {kind: read_stack(tmp_path / "flat" / f"vol_{kind}.tif") for kind in ("proba", "membrane", "cells")}
+    source = _ome(tmp_path / "vol.ome.zarr", stack)
+    assert main(["predict", str(source), "--out", str(tmp_path / "out"), "--block-size", str(block), *options]) == 0
+    _check_equal(tmp_path / "out", "vol", expected)
+
+
 def test_a_larger_tile_gives_the_in_memory_prediction_with_that_tile(tmp_path, model_path, stack) -> None:
     options = ["--model", str(model_path), "--quiet", "--outputs", "proba,membrane,cells", "--threshold", "0.5", "--tile", "48"]
     assert main(["predict", str(tif(tmp_path / "vol.tif", stack)), "--out", str(tmp_path / "flat"), *options]) == 0
