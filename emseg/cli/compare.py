@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from emseg.config.defaults import BLOCK_SLICES, CONFIDENCE
+from emseg.config.layout import CV_FOLD_FILES
 from emseg.errors import EmsegError
 from emseg.evaluation.score_names import COMPARED
 
@@ -30,6 +31,10 @@ difference B - A over the slices with its block-bootstrap interval (contiguous s
 resampled together, as they are correlated), and a verdict: better, worse or not
 distinguishable (the interval holds zero). dvc metrics diff is the quick look; this
 is the honest one.
+
+--common compares the slices both tables hold and says how many: e.g. the folds a
+running cross-validation has finished (a folder of folds, cv/folds/, gathers each
+finished fold's plots/per_slice.json) against the same slices of a whole run.
 """
 
 
@@ -52,6 +57,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[ty
     parser.add_argument("--block", type=int, default=BLOCK_SLICES, help="contiguous slices resampled together (default: %(default)s)")
     parser.add_argument("--confidence", type=float, default=CONFIDENCE, help="confidence level (default: %(default)s)")
     parser.add_argument("--json", type=Path, metavar="OUT.json", help="also write the comparison as JSON")
+    parser.add_argument("--common", action="store_true", help="compare the slices both tables hold (default: they must hold the same)")
     parser.set_defaults(handler=run)
 
 
@@ -87,6 +93,9 @@ def read_table(source: str, table: str = DEFAULT_TABLE) -> list[dict[str, Any]]:
     """The rows of a per-slice table given as a file, a folder, a git revision or a DVC experiment name."""
     path = Path(source)
     if path.is_dir():
+        folds = sorted(path.glob(f"*/{CV_FOLD_FILES['per_slice']}"))
+        if not (path / "per_slice.json").is_file() and folds:  # a cross-validation's folds, those finished so far
+            return [row for fold in folds for row in _parse(fold.read_text(), str(fold))]
         path = path / "per_slice.json"
         if not path.is_file():
             raise EmsegError(f"{source}: folder holds no per_slice.json")
@@ -98,13 +107,24 @@ def read_table(source: str, table: str = DEFAULT_TABLE) -> list[dict[str, Any]]:
     return _parse(text, f"{source}:{table}")
 
 
-def paired_columns(a: list[dict[str, Any]], b: list[dict[str, Any]], metrics: list[str] | None) -> tuple[list[int], list[str]]:
+def paired_columns(
+    a: list[dict[str, Any]], b: list[dict[str, Any]], metrics: list[str] | None, common: bool = False
+) -> tuple[list[int], list[str]]:
     """The slices (the same in both tables, in slice order) and the scores to compare.
 
+    With `common`, the slices both tables hold (at least one).
+
     Raises:
-        EmsegError: The tables score different slices, list a slice twice, or lack a score asked for.
+        EmsegError: The tables score different slices (without `common`; with it, none in
+            common), list a slice twice, or lack a score asked for.
     """
     slices_a, slices_b = sorted(int(r["slice"]) for r in a), sorted(int(r["slice"]) for r in b)
+    if common:
+        shared = set(slices_a) & set(slices_b)
+        if not shared:
+            raise EmsegError("--common: A and B hold no slice in common")
+        slices_a = [s for s in slices_a if s in shared]
+        slices_b = [s for s in slices_b if s in shared]
     if slices_a != slices_b:
         only = sorted(set(slices_a) ^ set(slices_b))
         raise EmsegError(f"A and B scored different slices ({len(slices_a)} and {len(slices_b)}; not in both: {only[:10]})")
@@ -118,7 +138,9 @@ def paired_columns(a: list[dict[str, Any]], b: list[dict[str, Any]], metrics: li
     return slices_a, chosen
 
 
-def compare(a: list[dict[str, Any]], b: list[dict[str, Any]], metrics: list[str] | None, block: int, confidence: float) -> list[dict[str, Any]]:
+def compare(
+    a: list[dict[str, Any]], b: list[dict[str, Any]], metrics: list[str] | None, block: int, confidence: float, common: bool = False
+) -> list[dict[str, Any]]:
     """Compare two per-slice tables, score by score.
 
     Args:
@@ -127,6 +149,7 @@ def compare(a: list[dict[str, Any]], b: list[dict[str, Any]], metrics: list[str]
         metrics: The scores to compare; None: those of `COMPARED` that both tables hold.
         block: Contiguous slices resampled together by the bootstrap.
         confidence: The confidence level of the intervals.
+        common: Compare the slices both tables hold, not all of them.
 
     Returns:
         One result per score: the means of A and B, the paired difference B - A with its
@@ -134,7 +157,7 @@ def compare(a: list[dict[str, Any]], b: list[dict[str, Any]], metrics: list[str]
     """
     from emseg.evaluation.statistics import mean_interval, paired_difference, verdict  # scipy: only when comparing
 
-    slices, chosen = paired_columns(a, b, metrics)
+    slices, chosen = paired_columns(a, b, metrics, common)
     by_slice_a, by_slice_b = {int(r["slice"]): r for r in a}, {int(r["slice"]): r for r in b}
     results = []
     for metric in chosen:
@@ -149,6 +172,7 @@ def compare(a: list[dict[str, Any]], b: list[dict[str, Any]], metrics: list[str]
             "ci_low": difference.low,
             "ci_high": difference.high,
             "blocks": difference.blocks,
+            "slices": len(slices),
             "verdict": verdict(metric, difference),
         })
     return results
@@ -162,9 +186,11 @@ def run(args: argparse.Namespace) -> int:
         raise EmsegError(f"--confidence must lie in (0, 1), got {args.confidence:g}")
     metrics = [m.strip() for m in args.metrics.split(",") if m.strip()] if args.metrics else None
     a, b = read_table(args.a, args.table), read_table(args.b, args.table)
-    results = compare(a, b, metrics, args.block, args.confidence)
+    results = compare(a, b, metrics, args.block, args.confidence, args.common)
     level = f"{args.confidence:.0%}"
-    print(f"A: {args.a}   B: {args.b}   ({len(a)} slices, blocks of {args.block}, {level} intervals of B - A)")
+    slices = results[0]["slices"]
+    shared = f"the {slices} slices both hold" if args.common else f"{slices} slices"
+    print(f"A: {args.a}   B: {args.b}   ({shared}, blocks of {args.block}, {level} intervals of B - A)")
     print(f"{'score':<30} {'A':>8} {'B':>8} {'B - A':>9} {level + ' interval':>22}  verdict")
     for r in results:
         interval = f"[{r['ci_low']:+.4f}, {r['ci_high']:+.4f}]"

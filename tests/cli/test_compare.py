@@ -91,3 +91,18 @@ def test_an_unknown_score_and_an_unknown_source_are_one_error(tmp_path: Path, ca
     assert rc == 2 and err.startswith("emseg: error: --metrics: v_rnad not in both tables")
     rc, _, err = _run(capsys, a_path, "no-such-run")
     assert rc == 2 and err.strip() == "emseg: error: no-such-run: no such file or folder, and no git revision or dvc experiment holding cv/per_slice.json"
+
+
+def test_the_finished_folds_of_a_running_cross_validation_against_the_same_slices_of_a_whole_run(tmp_path: Path, capsys) -> None:
+    whole = _table(tmp_path / "whole.json", BASE)
+    shifted = BASE + 0.003 + np.random.default_rng(4).normal(0, 0.0003, 30)
+    for fold, slices in ((0, range(6)), (1, range(6, 12))):  # two of five folds finished
+        rows = [{"slice": s, "v_rand_at_val_threshold": float(shifted[s])} for s in slices]
+        (tmp_path / "folds" / str(fold) / "plots").mkdir(parents=True)
+        (tmp_path / "folds" / str(fold) / "plots" / "per_slice.json").write_text(json.dumps(rows))
+    rc, _, err = _run(capsys, whole, tmp_path / "folds")
+    assert rc == 2 and "A and B scored different slices (30 and 12" in err
+    rc, out, _ = _run(capsys, whole, tmp_path / "folds", "--common", "--json", tmp_path / "out.json")
+    assert rc == 0 and "the 12 slices both hold" in out and "B is better" in out
+    result = json.loads((tmp_path / "out.json").read_text())["results"][0]
+    assert result["slices"] == 12 and result["difference"] == pytest.approx(float(np.mean(shifted[:12] - BASE[:12])))
