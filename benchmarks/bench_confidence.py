@@ -18,7 +18,10 @@ Printed and written (``--json``), over the test slices of every fold:
   the cells, against the 10% that checking at random finds;
 * per slice, the correlation of the mean cell confidence with the cells' V_rand.
 
-    python benchmarks/bench_confidence.py --cv cv --png data/png [--folds 0,1] [--cache /tmp/conf] [--json out.json]
+``--choose`` instead compares candidate statistics of a cell's variance (``STATISTICS``) on
+the folds' validation slices, where the package's one was chosen.
+
+    python benchmarks/bench_confidence.py --cv cv --png data/png [--folds 0,1] [--cache /tmp/conf] [--json out.json] [--choose]
 """
 
 from __future__ import annotations
@@ -31,7 +34,7 @@ from typing import Any
 
 import numpy as np
 import torch
-from scipy import stats
+from scipy import ndimage, stats
 
 from emseg.config.defaults import BLOCK_SLICES
 from emseg.config.params import EvaluateParams
@@ -49,6 +52,57 @@ from emseg.segmentation.methods import cell_map, segment
 WRONG_BELOW = 0.5
 #: the share of cells a reviewer checks, least confident first
 REVIEWED = 0.10
+
+
+def _mean_over(labels: np.ndarray, variance: np.ndarray) -> np.ndarray:
+    size = int(labels.max()) + 1
+    return np.bincount(labels.ravel(), variance.ravel(), size) / np.maximum(np.bincount(labels.ravel(), minlength=size), 1)
+
+
+def _cell_and_rim(cells: np.ndarray, rim: int) -> np.ndarray:
+    from skimage.segmentation import expand_labels
+
+    return expand_labels(cells, rim)
+
+
+#: candidate per-cell statistics of the variance, for --choose: each cell's value for labels 0..max
+STATISTICS = {
+    "mean along the border (the package's)": lambda cells, v: cell_uncertainty(cells, v),
+    "mean over the cell and a 2-pixel rim": lambda cells, v: _mean_over(_cell_and_rim(cells, 2), v),
+    "90th percentile over the cell and rim": lambda cells, v: np.array(
+        [0.0, *ndimage.labeled_comprehension(v, _cell_and_rim(cells, 2), np.arange(1, int(cells.max()) + 1), lambda x: np.percentile(x, 90), float, 0.0)]
+    ),
+    "maximum over the cell and rim": lambda cells, v: np.array([0.0, *ndimage.maximum(v, _cell_and_rim(cells, 2), np.arange(1, int(cells.max()) + 1))]),
+}
+
+
+def choose(cv: Path, png: Path, folds: list[int]) -> dict[str, dict[str, float]]:
+    """Each candidate statistic's Spearman correlation with IoU and wrong cells found, on the folds' validation slices."""
+    values: dict[str, list[np.ndarray]] = {name: [] for name in STATISTICS}
+    ious = []
+    for fold in folds:
+        folder = cv / "folds" / str(fold)
+        split = json.loads((folder / "split.json").read_text())
+        step = json.loads((folder / "segment.json").read_text())
+        model, config = load_model(folder / "model.pt", torch.device("cpu"))
+        predictor = Predictor.from_params(model, config, EvaluateParams(), torch.device("cpu"))
+        images, labels = read_labelled(png, split["val"], config.context)
+        for image, label in zip(images, labels, strict=True):
+            prediction = predictor.predict(image, uncertainty=True)
+            cells = segment(step["method"], prediction, step.get("settings", {}))
+            present = np.bincount(cells.ravel(), minlength=int(cells.max()) + 1)[1:] > 0
+            ious.append(cell_iou(cells, label)[present])
+            for name, statistic in STATISTICS.items():
+                values[name].append(np.asarray(statistic(cells, prediction.uncertainty.astype(np.float64)))[1:][present])
+    iou = np.concatenate(ious)
+    wrong = iou < WRONG_BELOW
+    report = {}
+    for name, parts in values.items():
+        confidence = cell_confidence(np.concatenate(parts))
+        checked = np.argsort(confidence, kind="stable")[: max(1, round(REVIEWED * len(confidence)))]
+        report[name] = {"spearman_confidence_iou": float(stats.spearmanr(confidence, iou).statistic),
+                        "wrong_found_in_reviewed": float(wrong[checked].sum() / max(wrong.sum(), 1)), "cells": len(iou), "wrong": int(wrong.sum())}
+    return report
 
 
 def cell_iou(cells: np.ndarray, label: np.ndarray) -> np.ndarray:
@@ -149,12 +203,22 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--folds", default="0,1,2,3,4", help="the folds to use (those without a model.pt are skipped, and said so)")
     parser.add_argument("--cache", type=Path, default=None, help="keep the predictions here (a second run only scores)")
     parser.add_argument("--json", type=Path, default=None)
+    parser.add_argument("--choose", action="store_true", help="compare candidate statistics on the validation slices instead")
     return parser.parse_args(argv)
 
 
 def main(argv: list[str] | None = None) -> int:
     """The check over the folds that have a model; printed, and written as JSON with ``--json``."""
     args = parse_args(argv)
+    if args.choose:
+        folds = [int(f) for f in args.folds.split(",") if (args.cv / "folds" / f / "model.pt").is_file()]
+        report = choose(args.cv, args.png, folds)
+        for name, row in report.items():
+            print(f"{name:42s} Spearman {row['spearman_confidence_iou']:+.3f}  wrong found in the least confident 10%: "
+                  f"{row['wrong_found_in_reviewed']:.0%}  ({row['cells']} cells, {row['wrong']} wrong; validation slices of folds {folds})")
+        if args.json:
+            args.json.write_text(json.dumps({"folds": folds, "validation": report}, indent=1))
+        return 0
     rows, used = [], []
     for fold in [int(f) for f in args.folds.split(",")]:
         if not (args.cv / "folds" / str(fold) / "model.pt").is_file():

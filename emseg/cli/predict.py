@@ -39,9 +39,9 @@ Outputs per input, named after it (<stem> = file name without suffix), in DIR
   uncertainty   <stem>_uncertainty.tif    float32 variance across the 8 test-time augmentations (--tta only;
                                           in the default set with --tta): where to look first
 
-With --tta the measurements gain two columns per cell: uncertainty (the mean variance over the
-cell and a 2-pixel rim) and confidence (1 - 2 x its square root, 0..1): sort by confidence
-to review the likeliest mistakes first.
+With --tta the measurements gain two columns per cell: uncertainty (the mean variance along
+the cell's border) and confidence (1 - 2 x its square root, 0..1): sort by confidence to
+review the likeliest mistakes first.
 
 Pixel size: the model file records the pixel size it was trained at. An input whose pixel
 size is known (--pixel-size, or the TIFF's OME metadata, ImageJ unit or resolution tags; a

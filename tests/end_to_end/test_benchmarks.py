@@ -180,10 +180,8 @@ def test_confidence_check_scores_merges_and_ranks_low_confidence_first() -> None
     assert bench_confidence.auroc(np.array([0.9, 0.1, 0.2, 0.8]), wrong) == 0.0
 
 
-def test_lone_slice_check_scores_a_context_model_with_its_sections_and_alone(tmp_path: Path) -> None:
-    sys.path.insert(0, str(BENCH))
-    import bench_lone_slice
-
+def _one_fold(root: Path, context: int) -> None:
+    """A cross-validation folder of one fold (a tiny untrained model, 5 synthetic labelled slices) and its PNG data set."""
     from emseg.config.layout import png_folder, slice_name
     from emseg.io.images import write_png
 
@@ -191,12 +189,33 @@ def test_lone_slice_check_scores_a_context_model_with_its_sections_and_alone(tmp
 
     images, labels = synthetic_stack(5, 40, 40, seed=6)
     for i, (image, label) in enumerate(zip(images, labels)):
-        write_png(png_folder(tmp_path / "png", "train_images") / slice_name(i), image)
-        write_png(png_folder(tmp_path / "png", "train_labels") / slice_name(i), label)
-    fold = tmp_path / "cv" / "folds" / "0"
-    tiny_model_file(fold / "model.pt", 32, context=1)
+        write_png(png_folder(root / "png", "train_images") / slice_name(i), image)
+        write_png(png_folder(root / "png", "train_labels") / slice_name(i), label)
+    fold = root / "cv" / "folds" / "0"
+    tiny_model_file(fold / "model.pt", 32, context=context)
     (fold / "split.json").write_text(json.dumps({"train": [0, 1], "val": [2], "test": [3, 4]}))
     (fold / "segment.json").write_text(json.dumps({"method": "components", "settings": {"threshold": 0.5}}))
+
+
+def test_confidence_check_runs_on_a_fold_and_compares_statistics_on_its_validation_slices(tmp_path: Path) -> None:
+    sys.path.insert(0, str(BENCH))
+    import bench_confidence
+
+    _one_fold(tmp_path, context=0)
+    common = ["--cv", str(tmp_path / "cv"), "--png", str(tmp_path / "png")]
+    assert bench_confidence.main([*common, "--json", str(tmp_path / "check.json")]) == 0
+    check = json.loads((tmp_path / "check.json").read_text())
+    assert check["folds"] == [0] and check["slices"] == 2 and -1.0 <= check["spearman_confidence_iou"] <= 1.0
+    assert bench_confidence.main([*common, "--choose", "--json", str(tmp_path / "choice.json")]) == 0
+    choice = json.loads((tmp_path / "choice.json").read_text())["validation"]
+    assert set(choice) == set(bench_confidence.STATISTICS) and len({row["cells"] for row in choice.values()}) == 1
+
+
+def test_lone_slice_check_scores_a_context_model_with_its_sections_and_alone(tmp_path: Path) -> None:
+    sys.path.insert(0, str(BENCH))
+    import bench_lone_slice
+
+    _one_fold(tmp_path, context=1)
     out = tmp_path / "lone.json"
     assert bench_lone_slice.main(["--cv", str(tmp_path / "cv"), "--png", str(tmp_path / "png"), "--json", str(out)]) == 0
     report = json.loads(out.read_text())
