@@ -21,6 +21,7 @@ from torch.utils.flop_counter import FlopCounterMode
 from emseg.config.defaults import OVERLAP
 from emseg.config.params import Params
 from emseg.inference.sliding_window import count_tiles
+from emseg.io.sections import section_count
 from emseg.networks.architectures import build_network, resolve_kwargs
 from emseg.networks.lsd import LSD_CHANNELS
 
@@ -86,7 +87,7 @@ def pipeline_flops(params: Params, slice_shape: tuple[int, int], val_slices: int
     """
     model, train = params.model, params.train
     kwargs = resolve_kwargs(model.arch, model.overrides())
-    channels, inputs = out_channels(model), 2 * model.context + 1
+    channels, inputs = out_channels(model), section_count(model.context)
     # an auxiliary head's channels are trained, then dropped: they count in training only
     step = train_step_flops(model.arch, kwargs, channels + (LSD_CHANNELS if model.lsd_sigma else 0), train.batch_size, train.patch_size, inputs)
     tile = forward_flops(model.arch, kwargs, channels, min(train.patch_size, *slice_shape), inputs)

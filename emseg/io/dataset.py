@@ -13,7 +13,7 @@ import numpy as np
 from emseg.config.layout import AUGMENTED_CONTEXT, AUGMENTED_IMAGES, AUGMENTED_LABELS, context_name, png_folder, slice_name
 from emseg.errors import EmsegError
 from emseg.io.images import list_images, read_image
-from emseg.io.sections import neighbour_indices
+from emseg.io.sections import neighbour_indices, neighbour_offsets
 
 
 def read_slices(folder: str | os.PathLike[str], names: list[str]) -> list[np.ndarray]:
@@ -80,7 +80,7 @@ def read_augmented(aug_root: str | os.PathLike[str], context: int = 0) -> tuple[
     stacks = []
     for name, image in zip(names, images, strict=True):
         around = {}
-        for offset in [d for d in range(-context, context + 1) if d]:
+        for offset in neighbour_offsets(context):
             path = root / AUGMENTED_CONTEXT / context_name(name, offset)
             if not path.is_file():
                 raise EmsegError(f"{path}: file not found (augmented without the neighbouring sections model.context {context} reads)")

@@ -14,6 +14,16 @@ from collections.abc import Sequence
 import numpy as np
 
 
+def section_count(context: int) -> int:
+    """The sections a model of `context` reads: the slice and `context` on each side (its input channels)."""
+    return 2 * context + 1
+
+
+def neighbour_offsets(context: int) -> list[int]:
+    """The offsets of a slice's neighbouring sections, nearest first on each side: -k..-1, 1..k."""
+    return [d for d in range(-context, context + 1) if d]
+
+
 def neighbour_indices(index: int, count: int, context: int) -> list[int]:
     """The stack indices of slice `index` and its `context` sections on each side, in order; clamped to the stack's ends."""
     if not 0 <= index < count:

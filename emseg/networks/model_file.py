@@ -22,6 +22,7 @@ from torch import nn
 from emseg.config.defaults import FALLBACK_THRESHOLD
 from emseg.errors import EmsegError
 from emseg.io.atomic import atomic_output
+from emseg.io.sections import section_count
 from emseg.networks.architectures import IN_CHANNELS, OUT_CHANNELS, build_network
 
 FORMAT = "emseg-model"
@@ -80,7 +81,7 @@ class ModelConfig:
 
     def expected_in_channels(self) -> int:
         """The input channels the context needs: the slice and `context` sections on each side."""
-        return 2 * self.context + IN_CHANNELS
+        return section_count(self.context)
 
     def pixel_size_yx(self) -> tuple[float, float] | None:
         """The in-plane pixel size `(y, x)` in nm the model was trained at, or None when the file does not say."""

@@ -32,7 +32,7 @@ from monai.transforms.transform import MapTransform, Transform
 from emseg.config.layout import AUGMENTED_CONTEXT, AUGMENTED_IMAGES, AUGMENTED_LABELS, augmented_name, context_name
 from emseg.config.params import AugmentParams
 from emseg.io.images import write_png
-from emseg.io.sections import centre
+from emseg.io.sections import centre, neighbour_offsets
 from emseg.visualization import MEMBRANE_RGB, grey_rgb, resized, side_by_side, stacked, tint, write_rgb_png
 
 IMAGE, LABEL = "image", "label"
@@ -145,7 +145,7 @@ def write_augmented(samples: list[tuple[int, np.ndarray, np.ndarray]], slice_ids
         name = augmented_name(slice_ids[source], copy)
         if image.ndim == 3:
             context = image.shape[0] // 2
-            for offset in [d for d in range(-context, context + 1) if d]:
+            for offset in neighbour_offsets(context):
                 write_png(out / AUGMENTED_CONTEXT / context_name(name, offset), image[context + offset])
             image = image[context]
         write_png(out / AUGMENTED_IMAGES / name, image)

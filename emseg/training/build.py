@@ -19,6 +19,7 @@ from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
 
 from emseg.config.params import ModelParams, TrainParams
 from emseg.errors import EmsegError
+from emseg.io.sections import section_count
 from emseg.networks.architectures import build_network, resolve_kwargs
 from emseg.networks.lsd import LSD_CHANNELS
 from emseg.networks.model_file import ModelConfig, load_model
@@ -47,7 +48,7 @@ def build_optimizer(model: nn.Module, params: TrainParams) -> torch.optim.Optimi
 def model_config(model_params: ModelParams, kwargs: dict[str, Any], patch_size: int, pixel_size: Sequence[float] | None = None) -> ModelConfig:
     """What the model file says of the network: architecture, arguments, normalisation, patch size, target, offsets, context and pixel size."""
     size = None if pixel_size is None else [float(v) for v in pixel_size]
-    context = {"context": model_params.context, "in_channels": 2 * model_params.context + 1,
+    context = {"context": model_params.context, "in_channels": section_count(model_params.context),
                "aux_channels": LSD_CHANNELS if model_params.lsd_sigma else 0}
     if model_params.target == "affinities":
         offsets = [list(o) for o in model_params.offsets]
