@@ -25,9 +25,10 @@ between cells); with --unlabelled V, pixels of value V are nobody's label and ar
 (sparse labels: whole slices or regions left unlabelled).
 
 --init bundled (or a model file) starts from that model's weights and trains on the
-fine-tuning schedule (params train.finetune: fewer steps, a lower learning rate); --init
-none trains from random weights on the full schedule. The network and its settings are
-params.yaml's (--params), by default the CPU profile's.
+fine-tuning schedule (params train.finetune: fewer steps, a lower learning rate), and
+trains that model's network (architecture, offsets, sections of context, heads); --init
+none trains from random weights on the full schedule, the network params.yaml's model
+block (--params), by default the CPU profile's.
 
 With 3 or more labelled slices the last fifth (at least one) are held out: they pick the
 best checkpoint and choose the cell step (method and settings); with fewer, the training
@@ -104,8 +105,7 @@ def run(args: argparse.Namespace) -> int:
     from emseg.preprocessing.labels import load_labelled
     from emseg.segmentation.measurements import UNITS, parse_pixel_size
     from emseg.sharing.bundled import init_model
-    from emseg.training.build import check_initial_weights
-    from emseg.training.fit import fit
+    from emseg.training.fit import fit, starting_point
 
     if args.out.is_dir():
         raise EmsegError(f"--out {args.out}: is a folder; give the model file to write")
@@ -114,8 +114,12 @@ def run(args: argparse.Namespace) -> int:
         raise EmsegError(f"--out {args.out}: {blocking} is a file, not a folder")
     params = _params(args)
     init = init_model(args.init)
-    # a model that cannot start this run is refused before any data is read
-    init_config = check_initial_weights(init, params.model, params.train.patch_size) if init is not None else None
+    init_config = None
+    if init is not None:  # the network is the model's; a file that is no model is refused before any data is read
+        params, init_config, differs = starting_point(init, params)
+        if differs and args.params:
+            print(f"emseg train: note: fine-tuning trains the --init model's network; {args.params}'s model block differs in "
+                  f"{', '.join(differs)} and is not used", file=sys.stderr)
     given = None
     if args.pixel_size is not None:
         side = parse_pixel_size(args.pixel_size)

@@ -208,7 +208,7 @@ class FinetuneWidget(Container):
                 or params file that does not fit (one line each).
         """
         from emseg.segmentation.editing import checked_slices, training_labels
-        from emseg.training.build import check_initial_weights
+        from emseg.training.fit import starting_point
 
         layer = self._cells()
         image = self.image.value
@@ -226,7 +226,7 @@ class FinetuneWidget(Container):
             raise EmsegError(f"layer {layer.name!r} was not made by emseg's segment widget: no model to fine-tune from")
         base = Path(run["model"])
         params = finetune_params(Path(self.params_file.value) if _given(self.params_file.value) else None, int(self.steps.value))
-        base_config = check_initial_weights(base, params.model, params.train.patch_size)
+        params, base_config, _ = starting_point(base, params)  # the fine-tune trains the base model's network
         images = [pixels] if pixels.ndim == 2 else [pixels[i] for i in slices]
         targets = [labels] if labels.ndim == 2 else [labels[i] for i in slices]
         small = [i for i, slice_ in zip(slices, images, strict=True) if min(slice_.shape) < params.train.patch_size]

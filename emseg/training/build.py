@@ -50,17 +50,48 @@ def model_config(model_params: ModelParams, kwargs: dict[str, Any], patch_size: 
     size = None if pixel_size is None else [float(v) for v in pixel_size]
     context = {"context": model_params.context, "in_channels": section_count(model_params.context),
                "aux_channels": LSD_CHANNELS if model_params.lsd_sigma else 0}
+    # the head's sigma is how it was trained, not how it predicts (it does not): recorded so that a fine-tune trains it alike
+    info = {LSD_SIGMA_KEY: model_params.lsd_sigma} if model_params.lsd_sigma else {}
     if model_params.target == "affinities":
         offsets = [list(o) for o in model_params.offsets]
         return ModelConfig(
             model_params.arch, kwargs, dict(DEFAULT_NORMALIZATION), patch_size, out_channels=len(offsets), target="affinities", offsets=offsets,
-            pixel_size=size, **context,
+            pixel_size=size, info=info, **context,
         )
-    return ModelConfig(model_params.arch, kwargs, dict(DEFAULT_NORMALIZATION), patch_size, pixel_size=size, **context)
+    return ModelConfig(model_params.arch, kwargs, dict(DEFAULT_NORMALIZATION), patch_size, pixel_size=size, info=info, **context)
+
+
+#: the key of a model file's `info` that records the sigma its descriptor head was trained with
+LSD_SIGMA_KEY = "lsd_sigma"
+
+
+def network_params(config: ModelConfig, path: Path) -> ModelParams:
+    """The `model` block that builds the network of a model file's `config` (read from `path`): a fine-tune trains that network.
+
+    Raises:
+        EmsegError: The file has a descriptor head but does not record its sigma (one line naming `path`).
+    """
+    sigma = 0.0
+    if config.aux_channels:
+        if LSD_SIGMA_KEY not in config.info:
+            raise EmsegError(f"{path}: cannot start from this model: it has an auxiliary head of {config.aux_channels} channels "
+                             f"but does not record the {LSD_SIGMA_KEY} it was trained with")
+        sigma = float(config.info[LSD_SIGMA_KEY])
+    block: dict[str, Any] = {"arch": config.arch, config.arch: dict(config.kwargs), "target": config.target,
+                             "context": config.context, LSD_SIGMA_KEY: sigma}
+    if config.target == "affinities" and config.offsets:
+        block["offsets"] = [list(o) for o in config.offsets]
+    return ModelParams.model_validate(block)
 
 
 #: what must agree between a model file and the run that starts from its weights
 _INIT_FIELDS = ("arch", "kwargs", "target", "offsets", "out_channels", "context", "aux_channels", "normalization")
+
+
+def network_differences(model_params: ModelParams, config: ModelConfig) -> list[str]:
+    """The fields of the network that `model_params` builds which differ from the model file's `config` (none: its weights fit)."""
+    ours = model_config(model_params, resolve_kwargs(model_params.arch, model_params.overrides()), config.patch_size)
+    return [name for name in _INIT_FIELDS if getattr(ours, name) != getattr(config, name)]
 
 
 def load_initial_weights(model: nn.Module, config: ModelConfig, path: Path) -> ModelConfig:
@@ -81,18 +112,6 @@ def load_initial_weights(model: nn.Module, config: ModelConfig, path: Path) -> M
             raise EmsegError(f"{path}: cannot start from this model: its {name} is {theirs!r}, the run's is {ours!r} (params model block)")
     model.load_state_dict(network.state_dict())
     return init
-
-
-def check_initial_weights(path: Path, model_params: ModelParams, patch_size: int) -> ModelConfig:
-    """Check that the model file at `path` can start a run of `model_params`' network; its config.
-
-    Raises:
-        EmsegError: As [`load_initial_weights`][emseg.training.build.load_initial_weights].
-    """
-    kwargs = resolve_kwargs(model_params.arch, model_params.overrides())
-    config = model_config(model_params, kwargs, patch_size)
-    network = build_network(model_params.arch, kwargs, config.out_channels, config.in_channels, config.aux_channels)
-    return load_initial_weights(network, config, path)
 
 
 def build_trainer(

@@ -34,10 +34,10 @@ from emseg.errors import EmsegError
 from emseg.evaluation.evaluate import tune_cell_step
 from emseg.inference.predictor import Predictor
 from emseg.io.sections import with_neighbours
-from emseg.networks.model_file import load_model, with_cell_step
+from emseg.networks.model_file import ModelConfig, load_model, with_cell_step
 from emseg.preprocessing.augment import augment_slices
 from emseg.runtime.device import select_device
-from emseg.training.build import check_initial_weights
+from emseg.training.build import network_differences, network_params
 from emseg.training.progress import TrainingStatus
 from emseg.training.run import train
 from emseg.training.sampler import TrainingData
@@ -59,6 +59,29 @@ def load_run_params(params_file: str | Path | None) -> Params:
 
     checks = (check_model_params, check_loss_params, check_segment_params)
     return load_params(params_file, checks) if params_file else parse_params({}, "defaults", checks)
+
+
+def starting_point(init: Path, params: Params) -> tuple[Params, ModelConfig, list[str]]:
+    """The params of a run that starts from the model file `init`: its network in place of the `model` block.
+
+    A fine-tune trains the network it starts from (its architecture, arguments, offsets,
+    context and descriptor head), whatever the params' `model` block says; the pipeline's
+    train stage, whose params DVC tracks, refuses a mismatch instead.
+
+    Returns:
+        The run's params, the model file's config, and the fields of the params' network that
+        differed from the file's (none: the block already described it).
+
+    Raises:
+        EmsegError: No loadable model file, or a network that emseg's training cannot make
+            (one line naming `init`).
+    """
+    _, config = load_model(init)
+    run = params.model_copy(update={"model": network_params(config, init)})
+    left = network_differences(run.model, config)
+    if left:  # e.g. an input normalisation that training does not make
+        raise EmsegError(f"{init}: cannot start from this model: its {left[0]} is {getattr(config, left[0])!r}, which emseg's training does not make")
+    return run, config, network_differences(params.model, config)
 
 
 #: the fewest labelled slices from which some are held out for validation
@@ -146,8 +169,8 @@ def fit(
             [`emseg.config.layout`][emseg.config.layout]).
         out: The model file to write (atomically, once training and the cell step are done).
         params: The `base`, `augment`, `model`, `train`, `evaluate` and `segment` blocks.
-        init: A model file to start from (fine-tuning on `train.finetune`'s schedule); None:
-            random weights.
+        init: A model file to start from (fine-tuning its network on `train.finetune`'s schedule;
+            see [`starting_point`][emseg.training.fit.starting_point]); None: random weights.
         pixel_size: The data's `[z, y, x]` voxel size in nm, recorded in the model file.
         val: How many slices to hold out for validation ([`hold_out`][emseg.training.fit.hold_out]).
         live_dir: Where dvclive's training logs go; None: a temporary folder, removed after.
@@ -162,15 +185,15 @@ def fit(
         What was made.
 
     Raises:
-        EmsegError: As the trainer (a slice smaller than the patch, a mismatched `init`).
+        EmsegError: As the trainer (a slice smaller than the patch), or an `init` that is no model file.
     """
     started = time.perf_counter()
     out = Path(out)
     if len(images) != len(labels):
         raise EmsegError(f"{len(images)} images but {len(labels)} label slices")
     train_ids, val_ids = hold_out(len(images), val)
-    if init is not None:  # a model that does not fit the run is refused before anything is augmented or trained
-        check_initial_weights(init, params.model, params.train.patch_size)
+    if init is not None:  # before anything is augmented or trained: the sections each slice needs are the model's
+        params, _, _ = starting_point(init, params)
     train_params = params.train.model_copy(update={"init_from": str(init) if init else "none"})
     if params.model.context:  # each slice with its neighbouring sections of the same stack, as the model will read them
         images = [with_neighbours(images, i, params.model.context) for i in range(len(images))]

@@ -46,9 +46,21 @@ def test_train_then_fine_tune_from_the_model_with_the_pixel_size_given(tmp_path:
     tuned = tmp_path / "tuned.pt"
     assert main(["train", str(images), str(labels), "--out", str(tuned), "--params", str(params_file), "--init", str(base), "--steps", "1"]) == 0
     err = capsys.readouterr().err
-    assert "the files carry no pixel size: taken to be the --init model's, 4.6 nm" in err
+    assert "the files carry no pixel size: taken to be the --init model's, 4.6 nm" in err and "model block differs" not in err
     _, tuned_config = load_model(tuned)
     assert tuned_config.info["steps"] == 1 and tuned_config.info["init_from"] == str(base) and tuned_config.pixel_size == [50.0, 4.6, 4.6]
+
+
+def test_a_fine_tune_trains_the_init_models_network_and_says_the_params_block_is_not_used(tmp_path: Path, params_file: Path, capsys) -> None:
+    from conftest import tiny_model_file
+
+    images, labels = _lab_data(tmp_path / "lab")
+    boundary = tiny_model_file(tmp_path / "boundary.pt")
+    tuned = tmp_path / "tuned.pt"
+    assert main(["train", str(images), str(labels), "--out", str(tuned), "--params", str(params_file), "--init", str(boundary), "--steps", "1"]) == 0
+    err = capsys.readouterr().err
+    assert f"fine-tuning trains the --init model's network; {params_file}'s model block differs in target, offsets, out_channels" in err
+    assert load_model(tuned)[1].target == "boundary"
 
 
 def test_instance_labels_with_an_unlabelled_value(tmp_path: Path, params_file: Path, capsys) -> None:
@@ -70,7 +82,7 @@ def test_instance_labels_with_an_unlabelled_value(tmp_path: Path, params_file: P
     [
         ("shape", r"does not match"),
         ("one_value", r"one value"),
-        ("init_mismatch", r"cannot start from this model: its target is 'boundary', the run's is 'affinities'"),
+        ("init_not_a_model", r"raw.tif.*a TIFF image"),
         ("membrane_value", r"--membrane-value 'dark': give auto or an integer label value"),
         ("out_is_a_folder", r"--out .*: is a folder; give the model file to write"),
     ],
@@ -85,10 +97,8 @@ def test_bad_inputs_are_one_line_and_write_no_model(case: str, message: str, tmp
     elif case == "one_value":
         tif(tmp_path / "flat.tif", np.full((3, 48, 48), 255, np.uint8))
         labels = tmp_path / "flat.tif"
-    elif case == "init_mismatch":
-        from conftest import tiny_model_file
-
-        extra = ["--init", str(tiny_model_file(tmp_path / "boundary.pt"))]
+    elif case == "init_not_a_model":
+        extra = ["--init", str(images)]
     elif case == "membrane_value":
         extra = ["--membrane-value", "dark"]
     elif case == "out_is_a_folder":

@@ -8,9 +8,9 @@ import pytest
 import torch
 
 from emseg.config.params import ModelParams, TrainParams
-from emseg.networks.architectures import REGISTRY, resolve_kwargs
 from emseg.errors import EmsegError
-from emseg.training.build import build_trainer, check_initial_weights, model_config
+from emseg.networks.architectures import REGISTRY, resolve_kwargs
+from emseg.training.build import build_trainer, model_config, network_differences, network_params
 
 from conftest import TINY_UNET, tiny_training_data
 
@@ -72,5 +72,29 @@ def test_a_model_of_another_network_is_refused_in_one_line_naming_what_differs(t
     base = build_trainer(tiny_training_data(), TINY, PARAMS, seed=7, model_path=tmp_path / "base.pt")
     save_model(tmp_path / "base.pt", base.model, base.config)
     other = TINY.model_copy(update=change)
+    assert network_differences(other, base.config)[0] == field and network_differences(TINY, base.config) == []
+    # the pipeline's train stage: its params say what it trains, so a model of another network is refused
     with pytest.raises(EmsegError, match=rf"^{tmp_path / 'base.pt'}: cannot start from this model: its {field} is .*, the run's is .*\(params model block\)$"):
-        check_initial_weights(tmp_path / "base.pt", other, PARAMS.patch_size)
+        build_trainer(tiny_training_data(), other, PARAMS, seed=7, model_path=tmp_path / "tuned.pt", init=tmp_path / "base.pt")
+
+
+@pytest.mark.parametrize("model", [
+    TINY,
+    ModelParams(arch="unet", target="affinities", offsets=[[-1, 0], [0, -1], [-4, 0], [0, -4]], context=1, lsd_sigma=5.0, unet=TINY_UNET),
+])
+def test_a_model_files_network_is_rebuilt_as_the_model_block_that_made_it(tmp_path: Path, model: ModelParams) -> None:
+    from emseg.networks.model_file import load_model, save_model
+
+    made = build_trainer(tiny_training_data(), model, PARAMS, seed=0, model_path=tmp_path / "m.pt")
+    save_model(tmp_path / "m.pt", made.model, made.config)
+    _, config = load_model(tmp_path / "m.pt")
+    block = network_params(config, tmp_path / "m.pt")
+    assert network_differences(block, config) == [] and block.lsd_sigma == model.lsd_sigma and block.context == model.context
+
+
+def test_a_descriptor_head_whose_sigma_is_not_recorded_cannot_be_fine_tuned(tmp_path: Path) -> None:
+    model = ModelParams(arch="unet", target="affinities", lsd_sigma=5.0, unet=TINY_UNET)
+    config = model_config(model, resolve_kwargs("unet", TINY_UNET), 32)
+    config.info = {}
+    with pytest.raises(EmsegError, match=r"^x\.pt: cannot start from this model: it has an auxiliary head of 6 channels but does not record"):
+        network_params(config, Path("x.pt"))

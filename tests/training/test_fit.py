@@ -67,12 +67,25 @@ def test_fine_tuning_starts_from_the_model_on_the_finetune_schedule_and_takes_sp
     assert np.isfinite(tuned.best_val["v_rand"])
 
 
-def test_a_model_of_another_network_is_refused_before_anything_is_written(tmp_path: Path) -> None:
-    images, labels = synthetic_stack(2, 48, 48)
+def test_a_fine_tune_trains_the_network_it_starts_from_whatever_the_params_say(tmp_path: Path) -> None:
+    from emseg.training.fit import starting_point
+
+    images, labels = synthetic_stack(3, 48, 48)
     base = fit(list(images), list(labels), tmp_path / "base.pt", PARAMS)
-    other = PARAMS.model_copy(update={"model": PARAMS.model.model_copy(update={"target": "boundary"})})
-    with pytest.raises(EmsegError, match="cannot start from this model: its target is 'affinities', the run's is 'boundary'"):
-        fit(list(images), list(labels), tmp_path / "tuned.pt", other, init=base.model_path)
+    other = PARAMS.model_copy(update={"model": PARAMS.model.model_copy(update={"target": "boundary", "context": 1})})
+    run, config, differs = starting_point(base.model_path, other)
+    assert differs == ["target", "offsets", "out_channels", "context"] and run.model.target == "affinities" and run.model.context == 0
+    assert run.train == other.train  # only the network is the model's
+    fit(list(images), list(labels), tmp_path / "tuned.pt", other, init=base.model_path)
+    _, tuned = load_model(tmp_path / "tuned.pt")
+    assert (tuned.target, tuned.offsets, tuned.context) == (config.target, config.offsets, 0)
+
+
+def test_an_init_that_is_no_model_is_refused_before_anything_is_written(tmp_path: Path) -> None:
+    images, labels = synthetic_stack(2, 48, 48)
+    (tmp_path / "notes.txt").write_text("{}")
+    with pytest.raises(EmsegError, match="notes.txt"):
+        fit(list(images), list(labels), tmp_path / "tuned.pt", PARAMS, init=tmp_path / "notes.txt")
     assert not (tmp_path / "tuned.pt").exists()
 
 
@@ -112,8 +125,9 @@ def test_a_model_of_context_trains_on_each_slice_with_its_sections_and_records_t
     model, config = load_model(tmp_path / "model.pt")
     assert config.context == 1 and config.in_channels == 3
     assert next(model.parameters()).shape[1] == 3  # the first convolution reads three sections
-    with pytest.raises(EmsegError, match="context is 1, the run's is 0"):
-        fit(list(images), list(labels), tmp_path / "again.pt", PARAMS, init=tmp_path / "model.pt")
+    # a fine-tune from it, under params of no context, still gives each slice its sections
+    fit(list(images), list(labels), tmp_path / "again.pt", PARAMS, init=tmp_path / "model.pt")
+    assert load_model(tmp_path / "again.pt")[1].context == 1
 
 
 def test_a_model_with_descriptors_trains_their_head_and_predicts_affinities_only(tmp_path: Path) -> None:
@@ -128,3 +142,6 @@ def test_a_model_with_descriptors_trains_their_head_and_predicts_affinities_only
     assert config.aux_channels == 6 and config.out_channels == 4
     with torch.no_grad():
         assert model(torch.zeros(1, 1, 32, 32)).shape == (1, 4, 32, 32)
+    assert config.info["lsd_sigma"] == 5.0  # so that a fine-tune trains the head alike
+    fit(list(images), list(labels), tmp_path / "tuned.pt", PARAMS, init=tmp_path / "model.pt")
+    assert load_model(tmp_path / "tuned.pt")[1].aux_channels == 6
