@@ -16,6 +16,7 @@ from emseg.errors import run_with_clean_errors
 
 SUBCOMMAND_MODULES = (
     "emseg.cli.predict", "emseg.cli.train", "emseg.cli.score", "emseg.cli.compare", "emseg.cli.export", "emseg.cli.models",
+    "emseg.cli.profile",
 )
 
 

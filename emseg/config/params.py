@@ -524,13 +524,21 @@ def load_params(path: str | os.PathLike[str] = DEFAULT_PARAMS_FILE, checks: Sequ
         EmsegError: The file is missing or not valid YAML, or a key is wrong (one line naming
             it, as [`parse_params`][emseg.config.params.parse_params] words it).
     """
+    return parse_params(read_params_file(path), path, checks)
+
+
+def read_params_file(path: str | os.PathLike[str] = DEFAULT_PARAMS_FILE) -> Any:
+    """The mapping a params file holds, read with safe YAML loading and not yet validated.
+
+    Raises:
+        EmsegError: The file is missing or not valid YAML (one line naming it).
+    """
     path = Path(path)
     try:
         text = path.read_text()
     except FileNotFoundError:
         raise EmsegError(f"{path}: params file not found") from None
     try:
-        raw = yaml.safe_load(text)
+        return yaml.safe_load(text)
     except yaml.YAMLError as exc:
         raise EmsegError(f"{path}: not valid YAML ({str(exc).splitlines()[0]})") from None
-    return parse_params(raw, path, checks)
