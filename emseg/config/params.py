@@ -330,6 +330,11 @@ class TrainParams(_Block):
     loss: str = Field("dice_ce", description="a registered loss (emseg.training.losses)")
     border_weight: float = Field(0.0, ge=0.0, description="U-Net border weighting w0 (0 = off)")
     border_sigma: float = Field(5.0, gt=0.0, description="U-Net border weighting sigma, pixels")
+    malis_steps: int = Field(
+        0, ge=0,
+        description="the last N steps add a constrained MALIS loss of the nearest-neighbour affinities (topology-aware "
+        "fine-tuning; affinity models); 0 = off",
+    )
     optimizer: Literal["adam", "adamw"] = Field("adam", description="the optimiser")
     lr: float = Field(1e-3, gt=0.0, description="base learning rate")
     weight_decay: float = Field(0.0, ge=0.0, description="weight decay (decoupled with adamw)")
@@ -451,9 +456,11 @@ class Params(_Block):
     cv: CVParams = CVParams()
 
     @model_validator(mode="after")
-    def _target_fits_border_weights(self) -> Params:
+    def _train_fits_the_target(self) -> Params:
         if self.model.target == "affinities" and self.train.border_weight > 0:
             raise ParamsKeyError("train.border_weight", "the U-Net border weights are for a boundary model (model.target: boundary)")
+        if self.train.malis_steps and self.model.target != "affinities":  # an affinity model's first two offsets are the nearest
+            raise ParamsKeyError("train.malis_steps", "MALIS trains the nearest-neighbour affinities: set model.target: affinities")
         return self
 
 

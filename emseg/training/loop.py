@@ -35,6 +35,7 @@ from emseg.training.checkpoints import Progress, checkpoint_state, load_checkpoi
 from emseg.training.distributed import SINGLE_PROCESS, ProcessGroup
 from emseg.training.logs import Logger
 from emseg.training.losses import supervised_loss
+from emseg.training.malis import MALIS_WEIGHT, MalisLoss
 from emseg.training.progress import TrainingProgress
 from emseg.training.sampler import PatchSampler, TrainingData
 from emseg.training.validation import validate
@@ -127,6 +128,8 @@ class Trainer:
         self.group, self.parallel = group, parallel
         #: this rank's share of the global batch ``params.batch_size``
         self.local_batch = params.batch_size // group.world_size
+        #: the topology-aware term of the last `train.malis_steps` steps (validation's loss stays the plain one)
+        self.malis = MalisLoss() if params.malis_steps else None
 
     @property
     def evaluated(self) -> nn.Module:
@@ -179,6 +182,8 @@ class Trainer:
         with autocast(self.device, self.params.amp, self.params.cpu_bf16):
             heads = self.model.forward_heads(batch.image) if self.parallel is None else self.parallel(batch.image)
         loss = supervised_loss(self.loss_fn, heads, batch.target, batch.weights, batch.mask)
+        if self.malis is not None and step >= self.params.steps - self.params.malis_steps:
+            loss = loss + MALIS_WEIGHT * self.malis(heads[0], batch.target, batch.mask)
         self.scaler.scale(loss).backward()
         self.scaler.step(self.optimizer)
         self.scaler.update()

@@ -124,6 +124,7 @@ def test_the_global_batch_must_split_evenly_over_the_processes() -> None:
         ({"model": {"offsets": [[-1, 0], [0, -1], [2]]}}, r"^params.yaml: model.offsets: offsets must be \[dy, dx\] pairs"),
         ({"model": {"offsets": [[-1, 0], [0, -1], [0, -1]]}}, r"^params.yaml: model.offsets: offsets must be distinct and non-zero"),
         ({"model": {"target": "affinities"}, "train": {"border_weight": 10}}, r"^params.yaml: train.border_weight: the U-Net border weights are for a boundary model"),
+        ({"model": {"target": "boundary"}, "train": {"malis_steps": 10}}, r"^params.yaml: train.malis_steps: MALIS trains the nearest-neighbour affinities"),
     ],
 )
 def test_target_params_are_checked_with_one_line(raw: dict, message: str) -> None:

@@ -58,3 +58,35 @@ def test_a_trainer_without_logger_says_so(tmp_path: Path) -> None:
     trainer = build_trainer(tiny_training_data(), TINY_MODEL, TrainParams(steps=2, patch_size=32), seed=0, model_path=tmp_path / "m.pt")
     with pytest.raises(ValueError, match="needs a logger"):
         trainer.run()
+
+
+def test_the_last_malis_steps_add_the_topology_term_to_the_training_loss_only(tmp_path: Path) -> None:
+    from emseg.training.malis import MALIS_WEIGHT, MalisLoss
+
+    params = TrainParams(steps=4, batch_size=2, patch_size=32, val_every=4, log_every=1, ema_decay=0.0, malis_steps=2)
+    trainer = build_trainer(tiny_training_data(), ModelParams(arch="unet", target="affinities", unet=TINY_UNET), params, seed=1,
+                            model_path=tmp_path / "m.pt")
+    assert isinstance(trainer.malis, MalisLoss) and MALIS_WEIGHT > 0
+    calls: list[int] = []
+    trainer.malis = _Counting(trainer.malis, calls)
+    seen = []
+    for step in range(4):
+        trainer.train_step(step)
+        seen.append(len(calls))
+    assert seen == [0, 0, 1, 2]  # the last two of the 4 steps
+    plain = build_trainer(tiny_training_data(), TINY_MODEL, params.model_copy(update={"malis_steps": 0}), seed=1, model_path=tmp_path / "p.pt")
+    assert plain.malis is None
+
+
+class _Counting(torch.nn.Module):
+    """A loss that records each call and returns the wrapped loss's value."""
+
+    def __init__(self, loss: torch.nn.Module, calls: list) -> None:
+        super().__init__()
+        self.loss, self.calls = loss, calls
+
+    def forward(self, *args: torch.Tensor) -> torch.Tensor:
+        self.calls.append(1)
+        value = self.loss(*args)
+        assert value.requires_grad and value > 0
+        return value
