@@ -68,10 +68,11 @@ multiscale pyramid that napari and neuroglancer open directly:
 
   proba     <stem>_proba.ome.zarr     float32 cell-interior probability
   membrane  <stem>_membrane.ome.zarr  uint8 membrane mask, 255 = membrane
-  cells     <stem>_cells.ome.zarr     uint32 cells, numbered across the whole volume (components only)
+  cells     <stem>_cells.ome.zarr     uint32 cells, numbered across the whole volume (any --cells but mws)
 
-The pixel size of the input (OME metadata, HDF5 element_size_um, TIFF tags) goes into
-their metadata. Blocks run in this process, on a local Dask cluster (--workers N), or on a
+A volume's cells are drawn by the same method as a slice read whole, block by block with a
+halo, and a cell cut by a block border keeps one number. The pixel size of the input (OME
+metadata, HDF5 element_size_um, TIFF tags) goes into their metadata. Blocks run in this process, on a local Dask cluster (--workers N), or on a
 running one (--scheduler tcp://HOST:8786; the model and the stores must be on a file
 system its workers share). An interrupted volume run keeps its unfinished stores under
 hidden staging names: the same command again skips the blocks already done.
@@ -181,12 +182,7 @@ def run(args: argparse.Namespace) -> int:
     show_bar = not args.quiet and sys.stderr.isatty()
     image_paths, volumes = split_volumes(args)
     if volumes:
-        volume_method = method
-        if method != "components" and args.cells is None:  # the evaluate stage's choice, not the user's: no refusal
-            print(f"emseg predict: note: volume inputs are segmented block-wise with components; {method} ({cells_source}) "
-                  "draws the cells of the images read whole", file=sys.stderr)
-            volume_method = "components"
-        jobs = plan_volumes(volumes, model_path, config, options, volume_method, args)
+        jobs = plan_volumes(volumes, model_path, config, options, volume_cell_step(method, settings, cells_source, args.cells), args)
     items = inspect_inputs(discover_inputs(image_paths)) if image_paths else []
     check_output_names(items, args.out, options.outputs)
     note = colour_note(items)
@@ -245,16 +241,29 @@ def split_volumes(args: argparse.Namespace) -> tuple[list[Path], list]:
     return images, volumes
 
 
-def plan_volumes(volumes: list, model_path: Path, config: ModelConfig, options, method: str, args: argparse.Namespace) -> list:
+def volume_cell_step(method: str, settings: dict, source: str, asked: str | None) -> tuple[str, dict]:
+    """The cell method and settings of the volume inputs: the images' own, but for one a volume run cannot draw.
+
+    A method the evaluate stage chose (not asked for) that volumes cannot draw gives way to
+    `gasp` with its defaults, in a note; asked for, the volume request refuses it.
+    """
+    from emseg.inference.volume.blockwise import VOLUME_CELL_METHODS
+
+    if method in VOLUME_CELL_METHODS or asked is not None:
+        return method, settings
+    print(f"emseg predict: note: volume inputs are segmented block-wise with gasp (its defaults); {method} ({source}) "
+          "draws the cells of the images read whole", file=sys.stderr)
+    return "gasp", {}
+
+
+def plan_volumes(volumes: list, model_path: Path, config: ModelConfig, options, cell_step: tuple[str, dict], args: argparse.Namespace) -> list:
     """Every volume input's job, checked before anything is written; each one's pixel-size line is printed."""
     from emseg.inference.rescale import plan_rescaling
     from emseg.inference.volume.blockwise import VOLUME_OUTPUTS, VolumeRequest, plan_volume
 
-    if method != "components":
-        raise EmsegError(f"--cells {method}: volume inputs are segmented block-wise with components only")
     request = VolumeRequest(
         tuple(options.outputs), options.threshold, options.overlap, options.tta, options.batch_size,
-        str(options.device), options.amp, args.block_size, args.ome_version, options.tile,
+        str(options.device), options.amp, args.block_size, args.ome_version, options.tile, cells=cell_step[0], cell_settings=cell_step[1],
     )
     dropped = [kind for kind in options.outputs if kind not in VOLUME_OUTPUTS]
     if dropped and args.outputs and not args.quiet:  # asked for by name, so say why they are not written

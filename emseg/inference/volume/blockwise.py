@@ -10,9 +10,12 @@ The passes, each a set of independent block tasks
    level 0 of the output stores; a block is marked done in the store only after its pixels
    are written; a model that reads neighbouring sections (`context`) gets the same region of
    them, each normalised with its own slice's statistics, as the in-memory path gives it;
-3. `faces` / `cells`: each block's cells with a halo, joined across block borders
-   ([`emseg.inference.volume.stitching`][emseg.inference.volume.stitching]), then written with
-   their volume-wide numbers;
+3. `label` / `joins` / `cells`: each block's cells drawn once with a halo by the run's cell
+   method (`components` on the membrane mask; `watershed`, `multicut` or `gasp` on the
+   membrane probability, as for a slice read whole) into a work array, with the bands along
+   its borders; the cells of neighbouring blocks joined across each border
+   ([`emseg.inference.volume.stitching`][emseg.inference.volume.stitching]); then each block
+   written with its cells' volume-wide numbers;
 4. `pyramid`: the lower-resolution levels, each from the one above.
 
 The stores are built under staging names ([`partial_folder`][emseg.io.atomic.partial_folder])
@@ -51,7 +54,7 @@ from emseg.errors import EmsegError
 from emseg.inference.volume import omezarr
 from emseg.inference.volume.blocks import Block, SliceStats, Stats, block_grid, predict_block, predict_rescaled_block
 from emseg.inference.volume.sources import VolumeSource
-from emseg.inference.volume.stitching import LABEL_HALO, BlockFaces, block_labels, faces, relabel_tables
+from emseg.inference.volume.stitching import FACING, LABEL_HALO, block_cells, border_joins, join_rule, neighbours, relabel_tables
 from emseg.io.atomic import partial_folder
 from emseg.io.sections import neighbour_indices
 
@@ -65,6 +68,14 @@ CHUNK = 1024
 DONE_GROUP = "emseg_done"
 #: where the cells pass reads the mask from when no membrane store is asked for
 WORK_MASK = "emseg_work_mask"
+#: the membrane probability, for cell methods that draw on it rather than on the mask
+WORK_MEMBRANE = "emseg_work_membrane"
+#: each block's local cell labels, its bands and its cell count, between the label and the cells passes
+WORK_CELLS = "emseg_work_cells"
+WORK_BANDS = "emseg_work_bands"
+WORK_COUNTS = "emseg_work_counts"
+#: the cell methods a volume run draws (mws reads the affinities, which a volume run does not keep)
+VOLUME_CELL_METHODS = ("components", "watershed", "multicut", "gasp")
 
 
 @dataclass(frozen=True)
@@ -72,7 +83,8 @@ class VolumeRequest:
     """The volume-side settings of one `emseg predict` run, checked when made.
 
     `outputs` are the kinds asked for (those of `VOLUME_OUTPUTS` are written); `threshold`,
-    `overlap`, `tta`, `batch_size`, `device` and `amp` are as for images; `block_size` is the
+    `overlap`, `tta`, `batch_size`, `device` and `amp` are as for images, and so are `cells`
+    and `cell_settings`, the cell method and its settings; `block_size` is the
     block side (at the model's scale), `version` the OME-Zarr version of the stores, `tile` the
     sliding window's side (None: the model's training patch size), `rescale` how much the input
     is enlarged to the model's pixel size ([`zoom_factors`][emseg.inference.rescale.zoom_factors];
@@ -95,9 +107,23 @@ class VolumeRequest:
     tile: int | None = None
     #: (y, x) zoom to the model's pixel size; None: the input's own grid
     rescale: tuple[float, float] | None = None
+    #: how the cells are drawn: one of VOLUME_CELL_METHODS, and its settings
+    cells: str = "components"
+    cell_settings: dict = field(default_factory=dict)
 
     def __post_init__(self) -> None:
+        from emseg.segmentation.methods import check_settings
+
         check_block_size(self.block_size)
+        if self.cells not in VOLUME_CELL_METHODS:
+            raise EmsegError(
+                f"--cells {self.cells}: volume inputs are segmented with {', '.join(VOLUME_CELL_METHODS)} "
+                "(mws reads the affinities, which a volume run does not keep)"
+            )
+        try:
+            check_settings(self.cells, self.cell_settings)
+        except EmsegError as exc:
+            raise EmsegError(f"--cells {self.cells}: {exc}") from None
         if self.rescale is not None and not all(f > 0 for f in self.rescale):
             raise EmsegError(f"volume rescaling factors must be positive, got {self.rescale}")
         if self.version not in omezarr.VERSIONS:
@@ -142,6 +168,16 @@ class VolumeJob:
         if "membrane" in self.stores:
             return Path(self.stores["membrane"]), "0"
         return self.first_store, WORK_MASK
+
+    @property
+    def keeps_membrane(self) -> bool:
+        """Whether the predict pass keeps the membrane probability for the cells (a method that draws on it)."""
+        return "cells" in self.stores and self.request.cells != "components"
+
+    @property
+    def side(self) -> int:
+        """The block side on the input's grid."""
+        return self.block_size or self.request.block_size
 
 
 @dataclass
@@ -265,6 +301,8 @@ def predict_task(item: tuple[VolumeJob, Block, Stats]) -> int:
         membrane = membrane[0]
     cell = (1 - membrane).astype(np.float32)
     where = (block.z, block.rows, block.cols)
+    if job.keeps_membrane:
+        _open(job.first_store, WORK_MEMBRANE)[where] = membrane.astype(np.float32)
     if "proba" in job.stores:
         omezarr.open_level(Path(job.stores["proba"]), 0)[where] = cell
     mask_store, mask_path = job.mask_store
@@ -280,22 +318,46 @@ def _open(store: Path, path: str, mode: str = "r+") -> Any:
     return zarr.open_array(store, path=path, mode=mode)
 
 
-def _mask_reader(job: VolumeJob, z: int) -> Callable[[slice, slice], np.ndarray]:
-    store, path = job.mask_store
-    array = _open(store, path)
-    return lambda rows, cols: array[z, rows, cols] == 0
+def _cell_drawer(job: VolumeJob, z: int) -> Callable[[slice, slice], np.ndarray]:
+    """Draws the cells of a region of slice `z` by the run's cell method, from what the predict pass wrote."""
+    if job.request.cells == "components":
+        from emseg.segmentation.thinning import instance_labels
+
+        store, path = job.mask_store
+        mask = _open(store, path)
+        return lambda rows, cols: instance_labels(np.asarray(mask[z, rows, cols]) == 0)
+    from emseg.networks.prediction import Prediction
+    from emseg.segmentation.methods import segment
+
+    membrane = _open(job.first_store, WORK_MEMBRANE)
+    return lambda rows, cols: segment(job.request.cells, Prediction(np.asarray(membrane[z, rows, cols])), job.request.cell_settings)
 
 
-def faces_task(item: tuple[VolumeJob, Block]) -> BlockFaces:
-    """The `faces` pass's task: one block's local cells along its core edges."""
+def label_task(item: tuple[VolumeJob, Block]) -> int:
+    """The `label` pass's task: one block's cells (local numbers) and bands into the work arrays; the block's index."""
     job, block = item
-    return faces(block, block_labels(_mask_reader(job, block.z), job.source.shape[1:], block, job.halo))
+    _, band = join_rule(job.request.cells)
+    found = block_cells(_cell_drawer(job, block.z), job.source.shape[1:], block, job.side, job.halo, band)
+    _open(job.first_store, WORK_CELLS)[block.z, block.rows, block.cols] = found.core
+    _open(job.first_store, WORK_BANDS)[block.index] = found.bands
+    _open(job.first_store, WORK_COUNTS)[block.index] = found.count
+    _mark_done(job, "label", block)
+    return block.index
+
+
+def joins_task(item: tuple[VolumeJob, Block, Block, int]) -> tuple[int, np.ndarray, int, np.ndarray]:
+    """The `joins` pass's task: the cells of two neighbouring blocks that are one, as `(block, labels, other, labels)`."""
+    job, first, second, edge = item
+    rule, _ = join_rule(job.request.cells)
+    bands = _open(job.first_store, WORK_BANDS, "r")
+    mine, theirs = border_joins(bands[first.index, edge], bands[second.index, FACING[edge]], rule)
+    return first.index, mine, second.index, theirs
 
 
 def cells_task(item: tuple[VolumeJob, Block, np.ndarray]) -> int:
     """The `cells` pass's task: one block's cells, written with their volume-wide numbers; the block's index."""
     job, block, table = item
-    local = block_labels(_mask_reader(job, block.z), job.source.shape[1:], block, job.halo)
+    local = np.asarray(_open(job.first_store, WORK_CELLS, "r")[block.z, block.rows, block.cols])
     omezarr.open_level(Path(job.stores["cells"]), 0)[block.z, block.rows, block.cols] = table[local]
     _mark_done(job, "cells", block)
     return block.index
@@ -361,9 +423,17 @@ def _prepare_stores(job: VolumeJob, version: str, blocks: int) -> bool:
             labels=kind == "cells", version=version, name=f"{source.stem} {kind}",
         )
         omezarr.set_attrs(Path(path), run=fingerprint, complete=False)
+    planes = (1, job.chunk, job.chunk)
     if "membrane" not in job.stores:
-        _new_array(job.first_store, WORK_MASK, source.shape, (1, job.chunk, job.chunk), "uint8")
-    for stage in ("predict", "cells"):
+        _new_array(job.first_store, WORK_MASK, source.shape, planes, "uint8")
+    if job.keeps_membrane:
+        _new_array(job.first_store, WORK_MEMBRANE, source.shape, planes, "float32")
+    if "cells" in job.stores:
+        _, band = join_rule(job.request.cells)
+        _new_array(job.first_store, WORK_CELLS, source.shape, planes, "uint32")
+        _new_array(job.first_store, WORK_BANDS, (blocks, 4, 2 * band, job.side), (1, 4, 2 * band, job.side), "uint32")
+        _new_array(job.first_store, WORK_COUNTS, (blocks,), (1,), "uint32")  # one chunk per block, as the done marks
+    for stage in ("predict", "label", "cells"):
         _new_array(job.first_store, f"{DONE_GROUP}/{stage}", (blocks,), (1,), "uint8")
     return False
 
@@ -423,8 +493,10 @@ def predict_volume(
         run("predict", predict_task, [(job, block, block_stats(block.z)) for block in to_predict])
     cells = 0
     if "cells" in job.stores:
-        found = run("faces", faces_task, [(job, block) for block in blocks])
-        tables = relabel_tables(found)
+        run("label", label_task, [(job, block) for block in _pending(job, "label", blocks)])
+        counts = np.asarray(_open(job.first_store, WORK_COUNTS, "r")[:])
+        joins = run("joins", joins_task, [(job, *pair) for pair in neighbours(blocks)])
+        tables = relabel_tables({block.index: int(counts[block.index]) for block in blocks}, joins)
         cells = int(max((int(t.max(initial=0)) for t in tables.values()), default=0))
         pending = _pending(job, "cells", blocks)
         run("cells", cells_task, [(job, block, tables[block.index]) for block in pending])
@@ -442,7 +514,7 @@ def predict_volume(
     import zarr
 
     group = zarr.open_group(job.first_store, mode="r+")
-    for name in (DONE_GROUP, WORK_MASK):
+    for name in (DONE_GROUP, WORK_MASK, WORK_MEMBRANE, WORK_CELLS, WORK_BANDS, WORK_COUNTS):
         if name in group:
             del group[name]
     written = []

@@ -12,6 +12,7 @@ import pytest
 import zarr
 
 from emseg.cli.main import main
+from emseg.errors import EmsegError
 from emseg.inference.volume import omezarr
 from emseg.inference.volume.blockwise import BLOCK_SIZE, VolumeRequest, plan_volume, predict_volume
 from emseg.inference.volume.engine import InProcess, local_cluster
@@ -110,16 +111,33 @@ def test_a_larger_tile_gives_the_in_memory_prediction_with_that_tile(tmp_path, m
     _check_equal(tmp_path / "out", "vol", expected)
 
 
-def test_a_model_whose_evaluate_chose_gasp_segments_a_volume_with_components(tmp_path, model_path, stack, in_memory, capsys) -> None:
+def test_a_model_whose_evaluate_chose_gasp_segments_a_volume_with_gasp_as_a_slice(tmp_path, model_path, stack) -> None:
     model = tmp_path / "models" / "model.pt"
     model.parent.mkdir()
     model.write_bytes(model_path.read_bytes())
     (model.parent / "segment.json").write_text('{"method": "gasp", "settings": {"beta": 0.5}}')
+    options = ["--model", str(model), "--quiet", "--threshold", "0.5", "--outputs", "proba,membrane,cells"]
+    assert main(["predict", str(tif(tmp_path / "vol.tif", stack)), "--out", str(tmp_path / "flat"), *options]) == 0
+    expected = {kind: read_stack(tmp_path / "flat" / f"vol_{kind}.tif") for kind in ("proba", "membrane", "cells")}
     source = _ome(tmp_path / "vol.ome.zarr", stack)
-    assert main(["predict", str(source), "--model", str(model), "--out", str(tmp_path / "out"), "--quiet", "--threshold", "0.5"]) == 0
-    assert "segmented block-wise with components; gasp" in capsys.readouterr().err
-    _check_equal(tmp_path / "out", "vol", in_memory)
-    assert main(["predict", str(source), "--model", str(model), "--out", str(tmp_path / "asked"), "--cells", "gasp"]) == 2  # asked for: refused
+    # blocks of 32 with the cells' halo of 128: each block draws its cells on the whole slice, so they are the slice's
+    assert main(["predict", str(source), "--out", str(tmp_path / "out"), "--block-size", "32", *options]) == 0
+    _check_equal(tmp_path / "out", "vol", expected)
+    assert len(np.unique(expected["cells"][0])) > 3
+
+
+def test_a_cell_method_a_volume_cannot_draw_is_refused_when_asked_and_gives_way_when_chosen(capsys) -> None:
+    from emseg.cli.predict import volume_cell_step
+    from emseg.inference.volume.blockwise import VolumeRequest
+
+    with pytest.raises(EmsegError, match="mws reads the affinities"):
+        VolumeRequest(("cells",), 0.5, 0.5, False, 4, "cpu", False, cells="mws")
+    with pytest.raises(EmsegError, match="--cells gasp: colour not a setting of gasp"):
+        VolumeRequest(("cells",), 0.5, 0.5, False, 4, "cpu", False, cells="gasp", cell_settings={"colour": 1})
+    assert volume_cell_step("mws", {"stride": 2}, "settings from the model file", asked="mws") == ("mws", {"stride": 2})
+    assert volume_cell_step("mws", {"stride": 2}, "settings from the model file", asked=None) == ("gasp", {})
+    assert "segmented block-wise with gasp (its defaults); mws" in capsys.readouterr().err
+    assert volume_cell_step("multicut", {"beta": 0.4}, "x", asked=None) == ("multicut", {"beta": 0.4})
 
 
 def test_hdf5_and_lazy_tiff_inputs(tmp_path, model_path, stack, in_memory) -> None:
