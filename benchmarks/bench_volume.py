@@ -133,7 +133,7 @@ def equivalence(
     tif = work / "isbi.tif"
     tifffile.imwrite(tif, stack, photometric="minisblack")
     _write_ome(work / "isbi.ome.zarr", stack, stack.shape, stack.dtype, chunk=min(blocks))
-    # volumes draw cells by components, block by block: the in-memory reference must too (the bundle chose gasp)
+    # the exact-equivalence check: components, whose block cells equal the slice's (bench_volume_cells.py scores the agglomerations)
     common = ["--quiet", "--outputs", "proba,membrane,cells", "--threads", "0", "--cells", "components"]
     ref = run_measured(_emseg("predict", str(tif), "--out", str(work / "memory"), *common))
     memory = {k: read_stack(work / "memory" / f"isbi_{k}.tif") for k in ("proba", "membrane", "cells")}
