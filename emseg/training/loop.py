@@ -37,6 +37,9 @@ from emseg.training.logs import Logger
 from emseg.training.losses import supervised_loss
 from emseg.training.malis import MALIS_WEIGHT, MalisLoss
 from emseg.training.progress import TrainingProgress
+
+#: a named phase of a step in a torch.profiler trace (a few microseconds when no profiler runs)
+phase = torch.profiler.record_function
 from emseg.training.sampler import PatchSampler, TrainingData
 from emseg.training.validation import validate
 
@@ -174,21 +177,29 @@ class Trainer:
         return params.lr * lr_factor(step, params.steps, params.schedule, params.warmup_steps)
 
     def train_step(self, step: int) -> torch.Tensor:
-        """One optimiser step on a freshly sampled batch; the loss (a tensor, not yet synchronised)."""
+        """One optimiser step on a freshly sampled batch; the loss (a tensor, not yet synchronised).
+
+        Its phases are named for `torch.profiler` (`train/sample`, `train/forward`, `train/loss`,
+        `train/backward`, `train/optimizer`): benchmarks/profile_train_step.py reads them.
+        """
         for group in self.optimizer.param_groups:
             group["lr"] = self.learning_rate(step)
-        batch = self.sampler.sample(self.local_batch).to(self.device)
+        with phase("train/sample"):
+            batch = self.sampler.sample(self.local_batch).to(self.device)
         self.optimizer.zero_grad(set_to_none=True)
-        with autocast(self.device, self.params.amp, self.params.cpu_bf16):
+        with phase("train/forward"), autocast(self.device, self.params.amp, self.params.cpu_bf16):
             heads = self.model.forward_heads(batch.image) if self.parallel is None else self.parallel(batch.image)
-        loss = supervised_loss(self.loss_fn, heads, batch.target, batch.weights, batch.mask)
-        if self.malis is not None and step >= self.params.steps - self.params.malis_steps:
-            loss = loss + MALIS_WEIGHT * self.malis(heads[0], batch.target, batch.mask)
-        self.scaler.scale(loss).backward()
-        self.scaler.step(self.optimizer)
-        self.scaler.update()
-        if self.ema is not None:
-            self.ema.update_parameters(self.model)
+        with phase("train/loss"):
+            loss = supervised_loss(self.loss_fn, heads, batch.target, batch.weights, batch.mask)
+            if self.malis is not None and step >= self.params.steps - self.params.malis_steps:
+                loss = loss + MALIS_WEIGHT * self.malis(heads[0], batch.target, batch.mask)
+        with phase("train/backward"):
+            self.scaler.scale(loss).backward()
+        with phase("train/optimizer"):
+            self.scaler.step(self.optimizer)
+            self.scaler.update()
+            if self.ema is not None:
+                self.ema.update_parameters(self.model)
         return loss
 
     def validate(self) -> dict[str, float]:
