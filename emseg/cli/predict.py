@@ -72,8 +72,8 @@ multiscale pyramid that napari and neuroglancer open directly:
 
 A volume's cells are drawn by the same method as a slice read whole, block by block with a
 halo, and a cell cut by a block border keeps one number. The pixel size of the input (OME
-metadata, HDF5 element_size_um, TIFF tags) goes into their metadata. Blocks run in this process, on a local Dask cluster (--workers N), or on a
-running one (--scheduler tcp://HOST:8786; the model and the stores must be on a file
+metadata, HDF5 element_size_um, TIFF tags) goes into their metadata. Blocks run in this
+process, on a local Dask cluster (--workers N), or on a running one (--scheduler tcp://HOST:8786; the model and the stores must be on a file
 system its workers share). An interrupted volume run keeps its unfinished stores under
 hidden staging names: the same command again skips the blocks already done.
 """

@@ -175,6 +175,11 @@ class VolumeJob:
         return "cells" in self.stores and self.request.cells != "components"
 
     @property
+    def stitch(self) -> tuple[str, int]:
+        """How neighbouring blocks' cells are joined, and the band each block keeps ([`join_rule`][emseg.inference.volume.stitching.join_rule])."""
+        return join_rule(self.request.cells)
+
+    @property
     def side(self) -> int:
         """The block side on the input's grid."""
         return self.block_size or self.request.block_size
@@ -336,7 +341,7 @@ def _cell_drawer(job: VolumeJob, z: int) -> Callable[[slice, slice], np.ndarray]
 def label_task(item: tuple[VolumeJob, Block]) -> int:
     """The `label` pass's task: one block's cells (local numbers) and bands into the work arrays; the block's index."""
     job, block = item
-    _, band = join_rule(job.request.cells)
+    _, band = job.stitch
     found = block_cells(_cell_drawer(job, block.z), job.source.shape[1:], block, job.side, job.halo, band)
     _open(job.first_store, WORK_CELLS)[block.z, block.rows, block.cols] = found.core
     _open(job.first_store, WORK_BANDS)[block.index] = found.bands
@@ -348,7 +353,7 @@ def label_task(item: tuple[VolumeJob, Block]) -> int:
 def joins_task(item: tuple[VolumeJob, Block, Block, int]) -> tuple[int, np.ndarray, int, np.ndarray]:
     """The `joins` pass's task: the cells of two neighbouring blocks that are one, as `(block, labels, other, labels)`."""
     job, first, second, edge = item
-    rule, _ = join_rule(job.request.cells)
+    rule, _ = job.stitch
     bands = _open(job.first_store, WORK_BANDS, "r")
     mine, theirs = border_joins(bands[first.index, edge], bands[second.index, FACING[edge]], rule)
     return first.index, mine, second.index, theirs
@@ -429,7 +434,7 @@ def _prepare_stores(job: VolumeJob, version: str, blocks: int) -> bool:
     if job.keeps_membrane:
         _new_array(job.first_store, WORK_MEMBRANE, source.shape, planes, "float32")
     if "cells" in job.stores:
-        _, band = join_rule(job.request.cells)
+        _, band = job.stitch
         _new_array(job.first_store, WORK_CELLS, source.shape, planes, "uint32")
         _new_array(job.first_store, WORK_BANDS, (blocks, 4, 2 * band, job.side), (1, 4, 2 * band, job.side), "uint32")
         _new_array(job.first_store, WORK_COUNTS, (blocks,), (1,), "uint32")  # one chunk per block, as the done marks
