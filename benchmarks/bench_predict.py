@@ -14,7 +14,7 @@ pass times at most ``--bare-batches`` batches and extrapolates to the full tile 
 (tiles all have the same shape, so each batch costs the same).
 
     python benchmarks/bench_predict.py            # 512^2, 2048^2, 8192^2 (several minutes on CPU)
-    python benchmarks/bench_predict.py --quick    # 256^2 and 512^2, < 1 min
+    python benchmarks/bench_predict.py --quick    # 256^2 only (one tile), about 30 s
     python benchmarks/bench_predict.py --threads 1   # on a busy machine: see below
     python benchmarks/bench_predict.py --json out.json   # also write every measurement as JSON
 
@@ -197,7 +197,7 @@ def _row(r: dict, peak: float, note: str = "") -> str:
 def build_parser() -> argparse.ArgumentParser:
     """The command line (``--child`` is the measuring subprocess's, hidden)."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--quick", action="store_true", help="256^2 and 512^2 only (< 1 min)")
+    parser.add_argument("--quick", action="store_true", help="256^2 only (one tile; about 30 s)")
     parser.add_argument("--sizes", type=int, nargs="+", default=None, help="slice sizes (default 512 2048 8192)")
     parser.add_argument("--patch", type=int, default=PATCH)
     parser.add_argument("--batch-size", type=int, default=BATCH)
@@ -226,7 +226,7 @@ def run_child(args: argparse.Namespace) -> int:
 
 def resolve_defaults(args: argparse.Namespace, parser: argparse.ArgumentParser) -> list[int]:
     """The slice sizes; ``--tta-budget`` and ``--repeats`` filled in (``--quick``'s where unset) and checked."""
-    sizes = args.sizes or ([256, 512] if args.quick else [512, 2048, 8192])
+    sizes = args.sizes or ([256] if args.quick else [512, 2048, 8192])
     if args.tta_budget is None:
         args.tta_budget = 20.0 if args.quick else 240.0
     if args.repeats is None:

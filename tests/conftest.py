@@ -106,3 +106,21 @@ def isbi_like_source(tmp_path: Path) -> Path:
 def tiny_repo(tmp_path: Path, isbi_like_source: Path) -> Path:
     """A copy of the checkout on the tiny profile and the synthetic source."""
     return copy_checkout(tmp_path / "repo", merge(TINY_PROFILE, {"data": {"source": str(isbi_like_source)}}))
+
+
+def pytest_xdist_make_scheduler(config: pytest.Config, log: object) -> object:
+    """Under `pytest -n` (pytest-xdist), each test goes to the next free worker, except that a test class's tests share
+    one (and so its class or module fixture runs once there: tests/end_to_end/test_benchmarks.py's `quick_runs`).
+
+    xdist's own `--dist loadgroup` would say this with a mark, but with pytest 9.2 it silently stops grouping
+    (pytest-dev/pytest-xdist#1386); `--dist loadscope` groups whole modules, which leaves one worker the slowest modules.
+    """
+    from xdist.scheduler import LoadScopeScheduling
+
+    class ClassScheduling(LoadScopeScheduling):
+        def _split_scope(self, nodeid: str) -> str:
+            path = nodeid.split("[", 1)[0]  # a parameter's id may hold "::"
+            parent = path.rpartition("::")[0]
+            return parent if "::" in parent else nodeid
+
+    return ClassScheduling(config, log)

@@ -53,70 +53,67 @@ def _check_figures(result: dict) -> None:
     assert result["command"].startswith("python benchmarks/bench_") and "--quick" in result["command"]
 
 
-@pytest.mark.skipif(not HAS_ISBI, reason="ISBI data not beside the repository")
-def test_score_quick_writes_positive_times(quick_runs: dict) -> None:
-    result = quick_runs["score"]
-    assert result["benchmark"] == "score"
-    assert _positive(result["stack"]["median_s"]) and _positive(result["big_slice"]["median_s"])
-    assert result["stack"]["shape"] == "5x512x512"
-    assert 0.0 <= result["stack"]["v_rand"] <= 1.0
-    _check_figures(result)
+class TestQuickRuns:
+    """The tests reading `quick_runs`: a class, so that pytest-xdist runs them on one worker (tests/conftest.py) and the runs once."""
 
+    @pytest.mark.skipif(not HAS_ISBI, reason="ISBI data not beside the repository")
+    def test_score_quick_writes_positive_times(self, quick_runs: dict) -> None:
+        result = quick_runs["score"]
+        assert result["benchmark"] == "score"
+        assert _positive(result["stack"]["median_s"]) and _positive(result["big_slice"]["median_s"])
+        assert result["stack"]["shape"] == "5x512x512"
+        assert 0.0 <= result["stack"]["v_rand"] <= 1.0
+        _check_figures(result)
 
-def test_predict_quick_writes_positive_rates_and_memory(quick_runs: dict) -> None:
-    result = quick_runs["predict"]
-    assert result["benchmark"] == "predict"
-    measured = {(r["size"], r["mode"]) for r in result["results"]} | {(s["size"], s["mode"]) for s in result["skipped"]}
-    assert measured == {(size, mode) for size in (256, 512) for mode in ("plain", "tta", "bare")}
-    for r in result["results"]:
-        assert _positive(r["mpix_per_s"]) and _positive(r["peak_rss_mib"]), r
-    _check_figures(result)
+    def test_predict_quick_writes_positive_rates_and_memory(self, quick_runs: dict) -> None:
+        result = quick_runs["predict"]
+        assert result["benchmark"] == "predict"
+        measured = {(r["size"], r["mode"]) for r in result["results"]} | {(s["size"], s["mode"]) for s in result["skipped"]}
+        assert measured == {(size, mode) for size in (256,) for mode in ("plain", "tta", "bare")}
+        for r in result["results"]:
+            assert _positive(r["mpix_per_s"]) and _positive(r["peak_rss_mib"]), r
+        _check_figures(result)
 
+    def test_train_quick_writes_rates_of_both_loops_and_their_ratio(self, quick_runs: dict) -> None:
+        result = quick_runs["train"]
+        assert result["benchmark"] == "train"
+        repeats = result["config"]["repeats"]
+        for key in ("real_patches_per_s", "real_logged_patches_per_s", "bare_patches_per_s", "ratio"):
+            s = result[key]
+            assert len(s["values"]) == repeats and all(_positive(v) for v in s["values"]), key
+            assert s["min"] <= s["median"] <= s["max"], key
+        assert result["config"]["patch_size"] == 64 and result["config"]["timed_steps"] > 0
+        assert result["config"]["threads"] == 1
+        _check_figures(result)
 
-def test_train_quick_writes_rates_of_both_loops_and_their_ratio(quick_runs: dict) -> None:
-    result = quick_runs["train"]
-    assert result["benchmark"] == "train"
-    repeats = result["config"]["repeats"]
-    for key in ("real_patches_per_s", "real_logged_patches_per_s", "bare_patches_per_s", "ratio"):
-        s = result[key]
-        assert len(s["values"]) == repeats and all(_positive(v) for v in s["values"]), key
-        assert s["min"] <= s["median"] <= s["max"], key
-    assert result["config"]["patch_size"] == 64 and result["config"]["timed_steps"] > 0
-    assert result["config"]["threads"] == 1
-    _check_figures(result)
+    def test_segment_quick_times_every_method(self, quick_runs: dict) -> None:
+        result = quick_runs["segment"]
+        assert result["benchmark"] == "segment" and set(result["results"]) == {"components", "watershed", "multicut", "gasp", "mws"}
+        assert all(_positive(r["median_s"]) for r in result["results"].values())
+        assert result["machine"]["cpu"]["model"]
+        _check_figures(result)
 
+    def test_pipeline_quick_times_the_repro_and_a_noop_repro(self, quick_runs: dict) -> None:
+        result = quick_runs["pipeline"]
+        assert result["benchmark"] == "pipeline"
+        assert _positive(result["repro_s"])
+        assert list(result["stages_s"]) == ["fetch", "convert", "split", "augment", "train", "evaluate"]
+        assert all(_positive(v) for v in result["stages_s"].values())
+        assert len(result["noop_s"]["values"]) == result["config"]["repeats"]
+        assert all(_positive(v) for v in result["noop_s"]["values"])
+        assert 0.0 <= result["v_rand"] <= 1.0
+        _check_figures(result)
 
-def test_segment_quick_times_every_method(quick_runs: dict) -> None:
-    result = quick_runs["segment"]
-    assert result["benchmark"] == "segment" and set(result["results"]) == {"components", "watershed", "multicut", "gasp", "mws"}
-    assert all(_positive(r["median_s"]) for r in result["results"].values())
-    assert result["machine"]["cpu"]["model"]
-    _check_figures(result)
-
-
-def test_pipeline_quick_times_the_repro_and_a_noop_repro(quick_runs: dict) -> None:
-    result = quick_runs["pipeline"]
-    assert result["benchmark"] == "pipeline"
-    assert _positive(result["repro_s"])
-    assert list(result["stages_s"]) == ["fetch", "convert", "split", "augment", "train", "evaluate"]
-    assert all(_positive(v) for v in result["stages_s"].values())
-    assert len(result["noop_s"]["values"]) == result["config"]["repeats"]
-    assert all(_positive(v) for v in result["noop_s"]["values"])
-    assert 0.0 <= result["v_rand"] <= 1.0
-    _check_figures(result)
-
-
-def test_run_all_gathers_every_figure_into_one_json_and_table(quick_runs: dict) -> None:
-    runs = quick_runs["all"]["runs"]
-    assert quick_runs["all"]["machine"]["cpu_count"] >= 1
-    table = quick_runs["table"]
-    assert "| figure | value | command | machine |" in table
-    for name, run in runs.items():
-        assert "error" not in run and run["result"] == quick_runs[name] | {"command": run["command"]}
-        for figure in run["result"]["figures"]:
-            assert f"| {figure} |" in table
-        assert f"`{run['command']}`" in table
-
+    def test_run_all_gathers_every_figure_into_one_json_and_table(self, quick_runs: dict) -> None:
+        runs = quick_runs["all"]["runs"]
+        assert quick_runs["all"]["machine"]["cpu_count"] >= 1
+        table = quick_runs["table"]
+        assert "| figure | value | command | machine |" in table
+        for name, run in runs.items():
+            assert "error" not in run and run["result"] == quick_runs[name] | {"command": run["command"]}
+            for figure in run["result"]["figures"]:
+                assert f"| {figure} |" in table
+            assert f"`{run['command']}`" in table
 
 
 @pytest.mark.skipif(not HAS_ISBI, reason="ISBI data not beside the repository")

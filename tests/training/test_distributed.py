@@ -112,7 +112,8 @@ def test_dvc_repro_on_two_processes_then_a_killed_rank_and_a_resume(tmp_path: Pa
     assert (repo / "dvclive" / "plots" / "metrics" / "train" / "rank1" / "patches_per_s.tsv").is_file()
 
     params = yaml.safe_load((repo / "params.yaml").read_text())
-    params["train"].update({"steps": 3000, "val_every": 1000, "log_every": 10, "checkpoint_every": 10})
+    # long enough that rank 1 is killed mid-run (the first checkpoint comes at step 10), short enough that the resume is cheap
+    params["train"].update({"steps": 400, "val_every": 200, "log_every": 10, "checkpoint_every": 10})
     (repo / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
     env = {**os.environ, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}"}
     killed = subprocess.Popen(["dvc", "repro", "train"], cwd=repo, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
