@@ -14,7 +14,7 @@ pass times at most ``--bare-batches`` batches and extrapolates to the full tile 
 (tiles all have the same shape, so each batch costs the same).
 
     python benchmarks/bench_predict.py            # 512^2, 2048^2, 8192^2 (several minutes on CPU)
-    python benchmarks/bench_predict.py --quick    # 256^2 only (one tile), about 30 s
+    python benchmarks/bench_predict.py --quick    # 256^2 only (one tile)
     python benchmarks/bench_predict.py --threads 1   # on a busy machine: see below
     python benchmarks/bench_predict.py --json out.json   # also write every measurement as JSON
 
@@ -197,7 +197,7 @@ def _row(r: dict, peak: float, note: str = "") -> str:
 def build_parser() -> argparse.ArgumentParser:
     """The command line (``--child`` is the measuring subprocess's, hidden)."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--quick", action="store_true", help="256^2 only (one tile; about 30 s)")
+    parser.add_argument("--quick", action="store_true", help="256^2 only (one tile)")
     parser.add_argument("--sizes", type=int, nargs="+", default=None, help="slice sizes (default 512 2048 8192)")
     parser.add_argument("--patch", type=int, default=PATCH)
     parser.add_argument("--batch-size", type=int, default=BATCH)
