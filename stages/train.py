@@ -8,7 +8,7 @@ import sys
 import time
 
 from emseg.cli.stage import run_stage, stage_parser
-from emseg.io.dataset import read_augmented, read_labelled
+from emseg.io.dataset import read_augmented, read_labelled, read_unlabelled
 from emseg.networks.architectures import check_model_params
 from emseg.preprocessing.split import read_split
 from emseg.sharing.bundled import init_model
@@ -20,17 +20,21 @@ from emseg.training.sampler import TrainingData
 parser = stage_parser("train", __doc__, "png", "split", "augmented", "model", "live", "checkpoints")
 
 
-def read_data(args, context: int) -> TrainingData:
+def read_data(args, context: int, unlabelled: bool) -> TrainingData:
     split = read_split(args.split)
     train_images, train_labels = read_labelled(args.png, split["train"], context)
     aug_images, aug_labels = read_augmented(args.augmented, context)
     val_images, val_labels = read_labelled(args.png, split["val"], context)
-    return TrainingData(train_images + aug_images, train_labels + aug_labels, val_images, val_labels)
+    # the unlabelled slices only for a consistency loss: they are never used to choose anything
+    unlabelled_images = read_unlabelled(args.png, context) if unlabelled else []
+    return TrainingData(train_images + aug_images, train_labels + aug_labels, val_images, val_labels, unlabelled_images)
 
 
 def body(args, params):
     init = init_model(params.train.init_from)
-    data = read_data(args, params.model.context)
+    data = read_data(args, params.model.context, params.train.consistency_weight > 0)
+    if data.unlabelled_images:
+        print(f"train: a consistency loss on {len(data.unlabelled_images)} unlabelled slices, weight {params.train.consistency_weight}")
     if needs_launch(params.train.processes):
         del data  # checked here once, so that bad input is one line; each worker reads its own
         launch(params.train, sys.argv)

@@ -335,6 +335,15 @@ class TrainParams(_Block):
         description="the last N steps add a constrained MALIS loss of the nearest-neighbour affinities (topology-aware "
         "fine-tuning; affinity models); 0 = off",
     )
+    consistency_weight: float = Field(
+        0.0, ge=0.0,
+        description="weight of a mean-teacher consistency loss on patches of the unlabelled slices (data.test_images): the "
+        "EMA network's prediction of a clean patch is the target of the trained network's on the same patch perturbed; "
+        "ramped up over the first quarter of the steps; needs ema_decay > 0; 0 = off",
+    )
+    consistency_batch: int = Field(
+        2, gt=0, description="unlabelled patches per step when consistency_weight > 0 (under DDP the global number, split over the processes)"
+    )
     optimizer: Literal["adam", "adamw"] = Field("adam", description="the optimiser")
     lr: float = Field(1e-3, gt=0.0, description="base learning rate")
     weight_decay: float = Field(0.0, ge=0.0, description="weight decay (decoupled with adamw)")
@@ -393,6 +402,16 @@ class TrainParams(_Block):
     def _batch_splits_over_processes(self) -> TrainParams:
         if self.batch_size % self.processes:
             raise ParamsKeyError("batch_size", f"{self.batch_size} patches cannot be split evenly over {self.processes} processes (processes)")
+        if self.consistency_weight and self.consistency_batch % self.processes:
+            raise ParamsKeyError(
+                "consistency_batch", f"{self.consistency_batch} patches cannot be split evenly over {self.processes} processes (processes)"
+            )
+        return self
+
+    @model_validator(mode="after")
+    def _consistency_has_a_teacher(self) -> TrainParams:
+        if self.consistency_weight and not self.ema_decay:
+            raise ParamsKeyError("consistency_weight", "the consistency's teacher is the moving average of the weights: set train.ema_decay > 0")
         return self
 
 
@@ -461,6 +480,8 @@ class Params(_Block):
             raise ParamsKeyError("train.border_weight", "the U-Net border weights are for a boundary model (model.target: boundary)")
         if self.train.malis_steps and self.model.target != "affinities":  # an affinity model's first two offsets are the nearest
             raise ParamsKeyError("train.malis_steps", "MALIS trains the nearest-neighbour affinities: set model.target: affinities")
+        if self.train.consistency_weight and not self.data.test_images:
+            raise ParamsKeyError("train.consistency_weight", "the consistency trains on the unlabelled slices, and data.test_images is ''")
         return self
 
 

@@ -74,7 +74,9 @@ class PipelineFlops:
 def pipeline_flops(params: Params, slice_shape: tuple[int, int], val_slices: int, test_slices: int, unlabelled_slices: int) -> PipelineFlops:
     """The FLOPs of one `dvc repro` of `params` on slices of `slice_shape`.
 
-    Validation predicts `val_slices` every `val_every` steps (and after the last);
+    A step trains `train.batch_size` patches, and with a consistency loss its unlabelled
+    patches too, each predicted once more by the teacher. Validation predicts `val_slices`
+    every `val_every` steps (and after the last);
     evaluate predicts the validation slices (to choose the segmentation), the test slices
     and the unlabelled ones; TTA multiplies a tile by 8.
 
@@ -91,6 +93,10 @@ def pipeline_flops(params: Params, slice_shape: tuple[int, int], val_slices: int
     # an auxiliary head's channels are trained, then dropped: they count in training only
     step = train_step_flops(model.arch, kwargs, channels + (LSD_CHANNELS if model.lsd_sigma else 0), train.batch_size, train.patch_size, inputs)
     tile = forward_flops(model.arch, kwargs, channels, min(train.patch_size, *slice_shape), inputs)
+    if train.consistency_weight:  # the perturbed unlabelled patches train with the batch; the teacher predicts them once more
+        trained = channels + (LSD_CHANNELS if model.lsd_sigma else 0)
+        step = train_step_flops(model.arch, kwargs, trained, train.batch_size + train.consistency_batch, train.patch_size, inputs)
+        step += train.consistency_batch * forward_flops(model.arch, kwargs, trained, train.patch_size, inputs)
     validations = math.ceil(train.steps / train.val_every)
     val_tiles = count_tiles(slice_shape, train.patch_size, OVERLAP) * (8 if train.val_tta else 1)
     eval_tiles = count_tiles(slice_shape, train.patch_size, params.evaluate.overlap) * (8 if params.evaluate.tta else 1)

@@ -13,7 +13,7 @@ import numpy as np
 from emseg.config.layout import AUGMENTED_CONTEXT, AUGMENTED_IMAGES, AUGMENTED_LABELS, context_name, png_folder, slice_name
 from emseg.errors import EmsegError
 from emseg.io.images import list_images, read_image
-from emseg.io.sections import neighbour_indices, neighbour_offsets
+from emseg.io.sections import neighbour_indices, neighbour_offsets, with_neighbours
 
 
 def read_slices(folder: str | os.PathLike[str], names: list[str]) -> list[np.ndarray]:
@@ -45,8 +45,8 @@ def read_labelled(png_root: str | os.PathLike[str], indices: list[int], context:
     return [np.stack([read[j] for j in neighbour_indices(i, count, context)]) for i in indices], labels
 
 
-def read_unlabelled(png_root: str | os.PathLike[str]) -> list[np.ndarray]:
-    """Every slice of the unlabelled test volume, in order.
+def read_unlabelled(png_root: str | os.PathLike[str], context: int = 0) -> list[np.ndarray]:
+    """Every slice of the unlabelled test volume, in order; with `context`, each with its sections (2k + 1, H, W) of that volume.
 
     Raises:
         EmsegError: A gap in the slices' numbering (one line naming the missing file).
@@ -57,7 +57,8 @@ def read_unlabelled(png_root: str | os.PathLike[str]) -> list[np.ndarray]:
     if names != expected:
         missing = next(name for name in expected if name not in names)
         raise EmsegError(f"{folder / missing}: file not found (the unlabelled slices must be numbered from 0 without gaps)")
-    return read_slices(folder, names)
+    slices = read_slices(folder, names)
+    return [with_neighbours(slices, i, context) for i in range(len(slices))] if context else slices
 
 
 def read_augmented(aug_root: str | os.PathLike[str], context: int = 0) -> tuple[list[np.ndarray], list[np.ndarray]]:

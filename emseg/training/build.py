@@ -129,7 +129,7 @@ def build_trainer(
 
     Every rank of a DDP job builds the same network from the same seed; each samples its
     patches from a stream of its own (rank 0's is the single-process stream), and only
-    rank 0 keeps the EMA it validates and saves.
+    rank 0 keeps the EMA it validates and saves (every rank keeps one when it is the consistency loss's teacher).
 
     Args:
         data: The training and validation slices.
@@ -147,6 +147,8 @@ def build_trainer(
     Returns:
         A [`Trainer`][emseg.training.loop.Trainer] ready to run (or to resume first).
     """
+    if params.consistency_weight and not data.unlabelled_images:
+        raise EmsegError("params train.consistency_weight: there are no unlabelled slices to train the consistency on (data.test_images)")
     device = rank_device(select_device(params.device), group)
     seed_everything(seed)
     arch = model_params.arch
@@ -164,14 +166,15 @@ def build_trainer(
         weights = [border_weight_map(label, params.border_weight, params.border_sigma) for label in data.train_labels]
     sampler = PatchSampler.from_arrays(
         data.train_images, data.train_labels, params.patch_size, params.random_dihedral, rank_seed(seed, group.rank), weights, offsets,
-        lsd_sigma=model_params.lsd_sigma,
+        lsd_sigma=model_params.lsd_sigma, unlabelled=data.unlabelled_images if params.consistency_weight else None,
     )
     loss_fn = build_loss(params.loss, config.target, config.aux_channels)
     optimizer = build_optimizer(model, params)
     # an exponential moving average of the weights: validated, kept and saved in place of
     # the raw weights, it smooths the last steps' noise out of the membrane map
     ema = None
-    if params.ema_decay > 0 and group.is_main:
+    # the consistency loss's teacher is the EMA, on every rank (DDP keeps the ranks' weights, so their EMAs, equal)
+    if params.ema_decay > 0 and (group.is_main or params.consistency_weight):
         ema = AveragedModel(model, multi_avg_fn=get_ema_multi_avg_fn(params.ema_decay), use_buffers=True)
     parallel = data_parallel(model, group, device) if group.distributed else None
     return Trainer(

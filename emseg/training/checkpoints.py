@@ -68,7 +68,9 @@ def run_fingerprint(data: TrainingData, model_params: ModelParams, params: Train
     if world_size > 1:
         settings["world_size"] = world_size
     digest.update(json.dumps(settings, sort_keys=True, default=str).encode())
-    for array in (*data.train_images, *data.train_labels, *data.val_images, *data.val_labels):
+    # the unlabelled slices only where a run trains on them, so that other runs keep their fingerprints
+    unlabelled = data.unlabelled_images if params.consistency_weight else []
+    for array in (*data.train_images, *data.train_labels, *data.val_images, *data.val_labels, *unlabelled):
         digest.update(str(array.shape).encode())
         digest.update(np.ascontiguousarray(array).data)
     return digest.hexdigest()[:16]

@@ -34,13 +34,13 @@ from emseg.runtime.device import amp_dtype, autocast, uses_amp
 from emseg.training.checkpoints import Progress, checkpoint_state, load_checkpoint, random_streams, restore_streams, write_checkpoint
 from emseg.training.distributed import SINGLE_PROCESS, ProcessGroup
 from emseg.training.logs import Logger
-from emseg.training.losses import supervised_loss
+from emseg.training.losses import consistency_loss, consistency_ramp, supervised_loss
 from emseg.training.malis import MALIS_WEIGHT, MalisLoss
 from emseg.training.progress import TrainingProgress
 
 #: a named phase of a step in a torch.profiler trace (a few microseconds when no profiler runs)
 phase = torch.profiler.record_function
-from emseg.training.sampler import PatchSampler, TrainingData
+from emseg.training.sampler import ConsistencyBatch, PatchSampler, TrainingData
 from emseg.training.validation import validate
 
 
@@ -133,6 +133,10 @@ class Trainer:
         self.local_batch = params.batch_size // group.world_size
         #: the topology-aware term of the last `train.malis_steps` steps (validation's loss stays the plain one)
         self.malis = MalisLoss() if params.malis_steps else None
+        #: this rank's share of ``params.consistency_batch``: unlabelled patches a step (0: no consistency loss)
+        self.local_consistency = params.consistency_batch // group.world_size if params.consistency_weight else 0
+        if self.local_consistency and ema is None:
+            raise ValueError("a consistency loss needs the EMA teacher on every rank (build_trainer makes one)")
 
     @property
     def evaluated(self) -> nn.Module:
@@ -186,13 +190,24 @@ class Trainer:
             group["lr"] = self.learning_rate(step)
         with phase("train/sample"):
             batch = self.sampler.sample(self.local_batch).to(self.device)
+            unlabelled = self.sampler.sample_unlabelled(self.local_consistency).to(self.device) if self.local_consistency else None
         self.optimizer.zero_grad(set_to_none=True)
         with phase("train/forward"), autocast(self.device, self.params.amp, self.params.cpu_bf16):
-            heads = self.model.forward_heads(batch.image) if self.parallel is None else self.parallel(batch.image)
+            # the perturbed unlabelled patches ride in the same batch: one forward, shared batch statistics
+            image = batch.image if unlabelled is None else torch.cat([batch.image, unlabelled.perturbed])
+            heads = self.model.forward_heads(image) if self.parallel is None else self.parallel(image)
+            teacher = None if unlabelled is None else self.teacher_probabilities(unlabelled)
         with phase("train/loss"):
+            if unlabelled is not None:  # the labelled patches' heads for the supervised terms, the others for the consistency
+                labelled = len(batch.image)
+                student = heads[0][labelled:, : self.config.out_channels]
+                heads = [head[:labelled] for head in heads]
             loss = supervised_loss(self.loss_fn, heads, batch.target, batch.weights, batch.mask)
             if self.malis is not None and step >= self.params.steps - self.params.malis_steps:
                 loss = loss + MALIS_WEIGHT * self.malis(heads[0], batch.target, batch.mask)
+            if teacher is not None:
+                weight = self.params.consistency_weight * consistency_ramp(step, self.params.steps)
+                loss = loss + weight * consistency_loss(student, teacher)
         with phase("train/backward"):
             self.scaler.scale(loss).backward()
         with phase("train/optimizer"):
@@ -201,6 +216,16 @@ class Trainer:
             if self.ema is not None:
                 self.ema.update_parameters(self.model)
         return loss
+
+    @torch.no_grad()
+    def teacher_probabilities(self, unlabelled: ConsistencyBatch) -> torch.Tensor:
+        """The EMA network's probabilities of the clean unlabelled patches: the consistency loss's target.
+
+        The teacher predicts as it validates: in eval mode, with its averaged batch-norm statistics.
+        """
+        teacher = self.ema.module
+        teacher.eval()
+        return torch.sigmoid(teacher.forward_heads(unlabelled.clean)[0][:, : self.config.out_channels].float())
 
     def validate(self) -> dict[str, float]:
         """The validation metrics of [`evaluated`][emseg.training.loop.Trainer.evaluated] (see [`validate`][emseg.training.validation.validate])."""

@@ -13,6 +13,7 @@ nothing. A boundary loss called without a mask is MONAI's loss itself, as it alw
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 
 import torch
@@ -258,3 +259,29 @@ def supervised_loss(
         return one(heads[0])
     weights = deep_supervision_weights(len(heads))
     return sum(w * one(h) for w, h in zip(weights, heads))
+
+
+#: the share of the steps over which the consistency weight ramps up: the teacher (a moving average
+#: of the weights) predicts noise early on, and its targets should count only once it has learnt
+CONSISTENCY_RAMPUP = 0.25
+
+
+def consistency_ramp(step: int, steps: int) -> float:
+    """The consistency weight's factor at `step` (0-based) of `steps`: `exp(-5 (1 - t)^2)` over the ramp-up, then 1.
+
+    The sigmoid-shaped ramp-up of Laine and Aila (2017) and Tarvainen and Valpola's mean teacher
+    (2017), over the first `CONSISTENCY_RAMPUP` of the steps.
+    """
+    ramp = CONSISTENCY_RAMPUP * steps
+    if ramp <= 0 or step >= ramp:
+        return 1.0
+    return math.exp(-5.0 * (1.0 - step / ramp) ** 2)
+
+
+def consistency_loss(student_logits: torch.Tensor, teacher_probabilities: torch.Tensor) -> torch.Tensor:
+    """The mean squared difference of the trained network's probabilities and the teacher's (no gradient flows to the teacher's).
+
+    Probabilities rather than logits: a confident teacher's logits grow without bound, its
+    probabilities do not, so the squared error stays on the scale of the supervised loss.
+    """
+    return nn.functional.mse_loss(torch.sigmoid(student_logits.float()), teacher_probabilities.detach().float())

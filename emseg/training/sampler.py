@@ -9,7 +9,7 @@ before sparse labels existed: the same random draws, the same tensors.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import NamedTuple
 
 import numpy as np
@@ -20,6 +20,13 @@ from emseg.errors import EmsegError
 from emseg.networks.affinities import Offset, affinity_targets
 from emseg.networks.lsd import LSD_CHANNELS, lsd_targets, turn_descriptors
 from emseg.preprocessing.normalization import normalize
+
+#: how a consistency patch is perturbed for the trained network (the teacher sees it clean), in units of
+#: the z-scored slice: a contrast factor and a brightness shift drawn per patch, and Gaussian noise per pixel;
+#: about the strength of the augment stage's contrast, gamma and noise, so that both views stay plausible EM
+CONSISTENCY_CONTRAST = (0.75, 1.25)
+CONSISTENCY_SHIFT = (-0.25, 0.25)
+CONSISTENCY_NOISE_STD = 0.1
 
 
 def membrane_target(label: np.ndarray) -> np.ndarray:
@@ -49,6 +56,19 @@ class TrainingData:
     train_labels: list[np.ndarray]
     val_images: list[np.ndarray]
     val_labels: list[np.ndarray]
+    #: slices without labels (the test volume), for a consistency loss (`train.consistency_weight`); empty: none
+    unlabelled_images: list[np.ndarray] = field(default_factory=list)
+
+
+class ConsistencyBatch(NamedTuple):
+    """Patches of the unlabelled slices, each (B, C, P, P): as the teacher sees them, and perturbed, as the trained network does."""
+
+    clean: torch.Tensor
+    perturbed: torch.Tensor
+
+    def to(self, device: torch.device) -> ConsistencyBatch:
+        """The batch on `device` (copied without blocking where it can)."""
+        return ConsistencyBatch(*(t.to(device, non_blocking=True) for t in self))
 
 
 class Batch(NamedTuple):
@@ -101,6 +121,8 @@ class PatchSampler:
     corners: list[torch.Tensor | None] | None = None
     #: per slice, its local shape descriptors (6, H, W) and their mask (H, W), for an auxiliary head; None: none
     descriptors: list[tuple[torch.Tensor, torch.Tensor]] | None = None
+    #: normalised slices without labels, cropped for a consistency loss (`sample_unlabelled`); None: none
+    unlabelled: list[torch.Tensor] | None = None
 
     @classmethod
     def from_arrays(
@@ -113,6 +135,7 @@ class PatchSampler:
         weights: list[np.ndarray] | None = None,
         offsets: tuple[Offset, ...] | None = None,
         lsd_sigma: float = 0.0,
+        unlabelled: list[np.ndarray] | None = None,
     ) -> PatchSampler:
         """A sampler of the given slices, seeded.
 
@@ -127,13 +150,16 @@ class PatchSampler:
             offsets: An affinity model's offsets; None for a boundary model.
             lsd_sigma: Also give each patch its local shape descriptors of this sigma (an
                 affinity model's auxiliary head), computed once per slice here; 0: none.
+            unlabelled: Slices without labels (each alone, or with its sections as `images`),
+                normalised here, for
+                [`sample_unlabelled`][emseg.training.sampler.PatchSampler.sample_unlabelled]; None: none.
 
         Raises:
             EmsegError: No training slices, a slice smaller than the patch, or no labelled pixel.
         """
         if not images:
             raise EmsegError("no training slices: check data/split.json and the augment output")
-        for image in images:
+        for image in (*images, *(unlabelled or ())):
             if min(image.shape[-2:]) < patch_size:
                 raise EmsegError(
                     f"params train.patch_size: {patch_size} is larger than a training slice ({image.shape[-2]}x{image.shape[-1]})"
@@ -168,6 +194,7 @@ class PatchSampler:
             boundary_masks,
             corners,
             descriptors,  # type: ignore[arg-type]
+            [torch.from_numpy(normalize(u)) for u in unlabelled] if unlabelled else None,
         )
 
     def _randint(self, high: int) -> int:
@@ -221,3 +248,40 @@ class PatchSampler:
             target = torch.cat([target, both[:, :LSD_CHANNELS]], 1).contiguous()
             mask = torch.cat([mask, both[:, LSD_CHANNELS:]], 1).contiguous()
         return Batch(x, target, weights, mask)
+
+    def sample_unlabelled(self, batch_size: int) -> ConsistencyBatch:
+        """`batch_size` random patches of the unlabelled slices, flipped and turned, clean and perturbed.
+
+        The perturbed view multiplies each patch by a contrast factor, adds a brightness shift
+        (both drawn per patch) and Gaussian noise (`CONSISTENCY_*`); the geometry is the same in
+        both views, so the teacher's affinities are the target of the same pixel pairs. Drawn
+        from the sampler's own stream: a checkpoint that saves it resumes both.
+
+        Raises:
+            EmsegError: The sampler was made without unlabelled slices.
+        """
+        if not self.unlabelled:
+            raise EmsegError("train.consistency_weight: there are no unlabelled slices to sample (data.test_images)")
+        size, xs = self.patch_size, []
+        for _ in range(batch_size):
+            image = self.unlabelled[self._randint(len(self.unlabelled))]
+            top = self._randint(image.shape[-2] - size + 1)
+            left = self._randint(image.shape[-1] - size + 1)
+            patch = image[..., top:top + size, left:left + size]
+            if self.random_dihedral:
+                patch = torch.rot90(patch, self._randint(4), dims=(-2, -1))
+                if self._randint(2):
+                    patch = torch.flip(patch, (-1,))
+            xs.append(patch)
+        clean = torch.stack(xs)
+        clean = (clean[:, None] if clean.ndim == 3 else clean).contiguous()
+        per_patch = (batch_size, 1, 1, 1)
+        contrast = _uniform(per_patch, CONSISTENCY_CONTRAST, self.generator)
+        shift = _uniform(per_patch, CONSISTENCY_SHIFT, self.generator)
+        noise = torch.randn(clean.shape, generator=self.generator) * CONSISTENCY_NOISE_STD
+        return ConsistencyBatch(clean, (clean * contrast + shift + noise).contiguous())
+
+
+def _uniform(shape: tuple[int, ...], bounds: tuple[float, float], generator: torch.Generator) -> torch.Tensor:
+    low, high = bounds
+    return low + (high - low) * torch.rand(shape, generator=generator)

@@ -125,6 +125,9 @@ def test_the_global_batch_must_split_evenly_over_the_processes() -> None:
         ({"model": {"offsets": [[-1, 0], [0, -1], [0, -1]]}}, r"^params.yaml: model.offsets: offsets must be distinct and non-zero"),
         ({"model": {"target": "affinities"}, "train": {"border_weight": 10}}, r"^params.yaml: train.border_weight: the U-Net border weights are for a boundary model"),
         ({"model": {"target": "boundary"}, "train": {"malis_steps": 10}}, r"^params.yaml: train.malis_steps: MALIS trains the nearest-neighbour affinities"),
+        ({"train": {"consistency_weight": 1.0}, "data": {"test_images": ""}}, r"^params.yaml: train.consistency_weight: the consistency trains on the unlabelled slices, and data.test_images is ''$"),
+        ({"train": {"consistency_weight": 1.0, "ema_decay": 0.0}}, r"^params.yaml: train.consistency_weight: the consistency's teacher is the moving average"),
+        ({"train": {"consistency_weight": 1.0, "consistency_batch": 3, "processes": 2}}, r"^params.yaml: train.consistency_batch: 3 patches cannot be split evenly over 2"),
     ],
 )
 def test_target_params_are_checked_with_one_line(raw: dict, message: str) -> None:

@@ -158,14 +158,17 @@ def _drawn_plots(html: Path, profile: Path) -> dict[str, bool]:
 
 
 def test_affinity_model_through_dvc_repro_then_emseg_predict(tiny_repo: Path, tmp_path: Path) -> None:
-    """model.target=affinities with segment.method=mws and 2.5-D context runs the real stages and `emseg predict`."""
+    """model.target=affinities with segment.method=mws, 2.5-D context and a consistency loss runs the real stages and `emseg predict`."""
     params = yaml.safe_load((tiny_repo / "params.yaml").read_text())
     params["model"]["target"] = "affinities"
     params["model"]["offsets"] = [[-1, 0], [0, -1], [-4, 0], [0, -4]]
     params["segment"]["method"] = "mws"
     params["model"]["context"] = 1  # each slice with one section on each side: augmented, trained and predicted with them
+    params["train"]["consistency_weight"] = 0.5  # and the unlabelled slices, with their own sections, in a consistency loss
     (tiny_repo / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
-    _run(["dvc", "repro"], tiny_repo)
+    out = _run(["dvc", "repro"], tiny_repo)
+    unlabelled = len(list((tiny_repo / "data" / "png" / "test" / "images").glob("*.png")))
+    assert f"train: a consistency loss on {unlabelled} unlabelled slices, weight 0.5" in out
 
     from emseg.networks.model_file import load_model
 

@@ -31,3 +31,13 @@ def test_the_pipeline_total_adds_training_validations_and_the_evaluated_tiles() 
     assert flops.total == flops.train + flops.validation + flops.evaluate
     doubled = pipeline_flops(params.model_copy(update={"train": params.train.model_copy(update={"steps": 80})}), (64, 64), 3, 5, 30)
     assert doubled.train == 2 * flops.train and doubled.validation == 2 * flops.validation and doubled.evaluate == flops.evaluate
+
+
+def test_a_consistency_step_trains_its_unlabelled_patches_and_predicts_them_once_more() -> None:
+    params = Params.model_validate({"model": {"unet": SMALL}, "train": {"steps": 40, "val_every": 20, "patch_size": 32, "batch_size": 4}})
+    plain = pipeline_flops(params, (64, 64), 3, 5, 30)
+    consistency = params.model_copy(update={"train": params.train.model_copy(update={"consistency_weight": 1.0, "consistency_batch": 2})})
+    flops = pipeline_flops(consistency, (64, 64), 3, 5, 30)
+    teacher = forward_flops("unet", resolve_kwargs("unet", SMALL), 8, 32)
+    assert flops.per_train_step == plain.per_train_step * 6 // 4 + 2 * teacher
+    assert flops.validation == plain.validation and flops.evaluate == plain.evaluate

@@ -17,6 +17,8 @@ def test_unlabelled_slices_must_be_numbered_without_gaps(tmp_path: Path) -> None
         read_unlabelled(tmp_path)
     write_png(folder / slice_name(2), np.full((4, 5), 2, np.uint8))
     assert [int(s[0, 0]) for s in read_unlabelled(tmp_path)] == [0, 1, 2, 3]
+    with_sections = read_unlabelled(tmp_path, context=1)  # the test volume's own neighbours, clamped at its ends
+    assert [[int(section[0, 0]) for section in s] for s in with_sections] == [[0, 0, 1], [0, 1, 2], [1, 2, 3], [2, 3, 3]]
     for index in range(2):
         write_png(png_folder(tmp_path, "train_images") / slice_name(index), np.zeros((4, 5), np.uint8))
     assert count_labelled(tmp_path) == 2

@@ -34,6 +34,17 @@ def test_an_ema_is_kept_only_when_asked_for(tmp_path: Path) -> None:
     assert without.ema is None and without.evaluated is without.model
 
 
+def test_a_consistency_run_needs_unlabelled_slices_and_keeps_a_teacher(tmp_path: Path) -> None:
+    params = PARAMS.model_copy(update={"consistency_weight": 1.0})
+    with pytest.raises(EmsegError, match=r"^params train.consistency_weight: there are no unlabelled slices"):
+        build_trainer(tiny_training_data(), TINY, params, seed=0, model_path=tmp_path / "a.pt")
+    data = tiny_training_data()
+    data.unlabelled_images = [data.val_images[0]]
+    trainer = build_trainer(data, TINY, params, seed=0, model_path=tmp_path / "a.pt")
+    assert trainer.ema is not None and trainer.local_consistency == params.consistency_batch
+    assert len(trainer.sampler.unlabelled) == 1
+
+
 def test_border_weights_reach_the_sampler_only_for_a_boundary_model_that_asks(tmp_path: Path) -> None:
     weighted = build_trainer(tiny_training_data(), TINY, PARAMS.model_copy(update={"border_weight": 5.0}), seed=0, model_path=tmp_path / "w.pt")
     plain = build_trainer(tiny_training_data(), TINY, PARAMS, seed=0, model_path=tmp_path / "p.pt")

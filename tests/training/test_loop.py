@@ -1,5 +1,6 @@
 """emseg.training.loop: the learning-rate schedules and the Trainer's run with an injected logger."""
 
+import math
 from pathlib import Path
 
 import pytest
@@ -90,3 +91,43 @@ class _Counting(torch.nn.Module):
         value = self.loss(*args)
         assert value.requires_grad and value > 0
         return value
+
+
+def _consistency_run(tmp_path: Path, name: str, **train: object):
+    data = tiny_training_data()
+    data.unlabelled_images = [data.train_images[0][::-1].copy(), data.val_images[0].T.copy()]
+    settings = {"steps": 4, "batch_size": 2, "patch_size": 32, "val_every": 4, "log_every": 1, "checkpoint_every": 2, "ema_decay": 0.9,
+                "consistency_weight": 1.0, "consistency_batch": 2}
+    params = TrainParams(**{**settings, **train})
+    model = ModelParams(arch="unet", target="affinities", unet=TINY_UNET)
+    return build_trainer(data, model, params, seed=3, model_path=tmp_path / f"{name}.pt", checkpoint=tmp_path / f"{name}.ckpt")
+
+
+def test_a_consistency_loss_trains_the_unlabelled_patches_beside_the_batch_against_the_ema_teacher(tmp_path: Path) -> None:
+    trainer = _consistency_run(tmp_path, "run")
+    seen: list[int] = []
+    forward_heads = trainer.model.forward_heads
+    trainer.model.forward_heads = lambda image: seen.append(len(image)) or forward_heads(image)
+    teacher_before = {k: v.clone() for k, v in trainer.ema.module.state_dict().items()}
+    losses = [float(trainer.train_step(step).detach()) for step in range(2)]
+    assert seen == [4, 4]  # 2 labelled + 2 unlabelled patches in one forward; the teacher's forward is its own module's
+    assert all(p.grad is None for p in trainer.ema.module.parameters())
+    assert any(not torch.equal(teacher_before[k], v) for k, v in trainer.ema.module.state_dict().items())  # only the EMA moves it
+    plain = _consistency_run(tmp_path, "plain", consistency_weight=0.0)
+    assert plain.local_consistency == 0 and all(math.isfinite(loss) for loss in losses)
+
+
+def test_a_consistency_run_resumes_from_its_checkpoint_bit_for_bit(tmp_path: Path) -> None:
+    straight = _consistency_run(tmp_path, "straight")
+    for step in range(4):
+        straight.train_step(step)
+    first = _consistency_run(tmp_path, "split")
+    for step in range(2):
+        first.train_step(step)
+    first.checkpoint(2)
+    second = _consistency_run(tmp_path, "split")
+    second.resume(tmp_path / "split.ckpt")
+    for step in range(second.progress.step, 4):
+        second.train_step(step)
+    for key, value in straight.ema.module.state_dict().items():
+        assert torch.equal(value, second.ema.module.state_dict()[key]), key

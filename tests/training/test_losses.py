@@ -1,3 +1,6 @@
+import itertools
+import math
+
 import pytest
 import torch
 from monai.losses import DiceCELoss, DiceFocalLoss, DiceLoss, SoftclDiceLoss
@@ -154,3 +157,24 @@ def test_descriptors_add_their_masked_squared_error_to_the_affinity_loss() -> No
     changed = logits.clone()
     changed[:, 4:, :4] += 5.0  # what is predicted where no descriptor is held changes nothing
     torch.testing.assert_close(loss(changed, target, mask), loss(logits, target, mask))
+
+
+def test_the_consistency_ramps_up_over_the_first_quarter_then_holds() -> None:
+    from emseg.training.losses import CONSISTENCY_RAMPUP, consistency_ramp
+
+    factors = [consistency_ramp(step, 400) for step in range(0, 400, 10)]
+    assert factors[0] == pytest.approx(math.exp(-5.0))
+    assert all(a < b for a, b in itertools.pairwise(factors) if b < 1.0)
+    assert consistency_ramp(int(CONSISTENCY_RAMPUP * 400), 400) == 1.0 == consistency_ramp(399, 400)
+
+
+def test_the_consistency_loss_is_zero_at_the_teachers_probabilities_and_trains_the_student_only() -> None:
+    from emseg.training.losses import consistency_loss
+
+    teacher = torch.rand(2, 3, 8, 8, requires_grad=True)
+    student = torch.logit(teacher.detach()).clone().requires_grad_()
+    assert float(consistency_loss(student, teacher)) == pytest.approx(0.0, abs=1e-10)
+    moved = (student.detach() + 1.0).requires_grad_()
+    loss = consistency_loss(moved, teacher)
+    loss.backward()
+    assert float(loss) > 0 and moved.grad is not None and teacher.grad is None

@@ -183,3 +183,29 @@ def test_descriptors_follow_the_affinities_in_target_and_mask_on_the_same_random
     torch.testing.assert_close(still.target[0, 4:], torch.from_numpy(lsd))
     torch.testing.assert_close(still.mask[0, 4], torch.from_numpy(kept))
     assert turn_descriptors(torch.from_numpy(lsd), 0, False).shape == lsd.shape
+
+
+def test_unlabelled_patches_come_clean_and_perturbed_with_the_same_geometry() -> None:
+    images, labels = synthetic_stack(3, 40, 48)
+    unlabelled = [np.stack([255 - image, image, 255 - image]) for image in images]
+    sampler = PatchSampler.from_arrays(list(images), list(labels), 16, True, seed=2, unlabelled=list(images))
+    clean, perturbed = sampler.sample_unlabelled(5)
+    assert clean.shape == perturbed.shape == (5, 1, 16, 16)
+    for c, p in zip(clean, perturbed):  # a contrast factor, a shift and noise: the same pixels, linearly related
+        slope, intercept = np.polyfit(c.flatten().numpy(), p.flatten().numpy(), 1)
+        assert 0.75 <= slope <= 1.25 and -0.3 <= intercept <= 0.3
+        assert float((p - (slope * c + intercept)).std()) == pytest.approx(0.1, abs=0.03)
+    stacked = PatchSampler.from_arrays(list(images), list(labels), 16, True, seed=2, unlabelled=unlabelled).sample_unlabelled(5)
+    assert stacked.clean.shape == (5, 3, 16, 16)
+    torch.testing.assert_close(stacked.clean[:, 0], -stacked.clean[:, 1], atol=1e-5, rtol=0)  # sections z-scored on their own
+
+
+def test_unlabelled_slices_leave_the_labelled_stream_as_it_was() -> None:
+    images, labels = synthetic_stack(3, 40, 48)
+    plain = PatchSampler.from_arrays(list(images), list(labels), 16, True, seed=4).sample(6)
+    with_unlabelled = PatchSampler.from_arrays(list(images), list(labels), 16, True, seed=4, unlabelled=list(images)).sample(6)
+    torch.testing.assert_close(plain.image, with_unlabelled.image)
+    with pytest.raises(EmsegError, match="^train.consistency_weight: there are no unlabelled slices"):
+        PatchSampler.from_arrays(list(images), list(labels), 16, True, seed=4).sample_unlabelled(1)
+    with pytest.raises(EmsegError, match=r"train.patch_size: 32 is larger than a training slice \(20x30\)"):
+        PatchSampler.from_arrays(list(images), list(labels), 32, True, seed=4, unlabelled=[images[0][:20, :30]])
