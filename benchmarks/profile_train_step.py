@@ -12,18 +12,34 @@ Printed, and written with `--json`:
     python benchmarks/profile_train_step.py --cpu-bf16 --json OUT.json     # the CPU profile on a bf16 CPU
     python benchmarks/profile_train_step.py --json OUT.json                # fp32 (an AVX2-only CPU)
 
-Each figure is of this CPU kind only: run it on each (the machine is in the output).
+Each figure is of this CPU kind only: run it on each (the machine is in the output). The
+kernels of a lesser CPU class run on a better CPU when torch and oneDNN are told so; the
+command recorded keeps these settings:
+
+    ATEN_CPU_CAPABILITY=avx2 ONEDNN_MAX_CPU_ISA=AVX2 python benchmarks/profile_train_step.py --json OUT.json
+
+That is the AVX2-only class's code on this CPU's cores, caches and memory, not an AVX2-only CPU.
 """
 
 from __future__ import annotations
 
 import json
+import os
 import sys
 import tempfile
 import time
 from pathlib import Path
 
 from bench_train import build_parser, prepare
+
+#: the environment variables that cap the instruction set of torch's kernels and of oneDNN's
+ISA_LIMITS = ("ATEN_CPU_CAPABILITY", "ONEDNN_MAX_CPU_ISA")
+
+
+def isa_limits() -> list[str]:
+    """The ISA caps set in this process's environment, as `NAME=value` words of a command line."""
+    return [f"{name}={os.environ[name]}" for name in ISA_LIMITS if name in os.environ]
+
 
 PHASES = ("train/sample", "train/forward", "train/loss", "train/backward", "train/optimizer")
 
@@ -74,7 +90,7 @@ def main() -> None:
         print(f"  {row['op'][:44]:<44} {row['self_ms_per_step']:8.2f} {row['share']:7.1%} {row['calls_per_step']:6.0f}")
     if args.json:
         report = {
-            "command": " ".join(["python", "benchmarks/profile_train_step.py", *sys.argv[1:]]),
+            "command": " ".join([*isa_limits(), "python", "benchmarks/profile_train_step.py", *sys.argv[1:]]),
             "machine": setup.info, "threads": torch.get_num_threads(), "device": str(setup.device), "precision": setup.amp.strip() or "fp32",
             "arch": args.arch, "target": setup.model.target, "patch": setup.params.patch_size, "batch": setup.params.batch_size,
             "steps_profiled": n, "wall_ms_per_step": wall_ms, "gflop_per_step": setup.patch_gflop * setup.params.batch_size,
