@@ -16,6 +16,7 @@ for peak resident memory every 0.2 s:
 
     python benchmarks/bench_volume.py equivalence            # ~3 min on 2 cores
     python benchmarks/bench_volume.py equivalence --slices 8 --mosaic 2 --blocks 2048 1024   # 2048^2 slices
+    python benchmarks/bench_volume.py equivalence --slices 16 --mosaic 2 --blocks 2048 1024 --engines 0 2   # in-process and 2 workers
     python benchmarks/bench_volume.py scaling --gib 1 4 16   # needs 2x the largest size free on disk
     python benchmarks/bench_volume.py all --json out.json
     python benchmarks/bench_volume.py all --quick    # the test suite's check that it runs
@@ -208,12 +209,13 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--mosaic", type=int, default=0, help="equivalence: mirror each slice into 2x2 this many times (1: 1024^2)")
     parser.add_argument("--gib", type=float, nargs="+", default=[1, 4, 16])
     parser.add_argument("--workers", type=int, nargs="+", default=[1, 2], help="scaling: worker counts (0: in-process)")
+    parser.add_argument("--engines", type=int, nargs="+", default=[0, 1, 2], help="equivalence: Dask worker counts of the volume runs (0: in-process)")
     parser.add_argument("--work", type=Path, default=None, help="scratch folder (default: a temporary one)")
     parser.add_argument("--json", type=Path, default=None)
     parser.add_argument("--quick", action="store_true", help="2 slices, blocks of 256 in-process and on 2 workers, a 0.02 GiB volume in-process (~1 min)")
     args = parser.parse_args()
     if args.quick:
-        args.slices, args.blocks, args.gib, args.workers = 2, [256], [0.02], [0]
+        args.slices, args.blocks, args.gib, args.workers, args.engines = 2, [256], [0.02], [0], [0, 2]
     return args
 
 
@@ -222,7 +224,7 @@ def measure_parts(args: argparse.Namespace, result: dict) -> None:
     work = Path(tempfile.mkdtemp(dir=args.work))
     try:
         if args.part in ("equivalence", "all"):
-            result["equivalence"] = equivalence(args.slices, args.blocks, work, (None, 2) if args.quick else (None, 1, 2), args.mosaic)
+            result["equivalence"] = equivalence(args.slices, args.blocks, work, tuple(n or None for n in args.engines), args.mosaic)
         if args.part in ("scaling", "all"):
             result["scaling"] = scaling(args.gib, args.workers, work)
     finally:
