@@ -49,11 +49,10 @@ def body(args, params):
     best = result["best_val"]
     on = result["device"] if result["processes"] == 1 else f"{result['processes']} processes ({result['device']})"
     started_from = f" from {init}" if init else ""
-    print(
-        f"trained {params.model.arch}{started_from} ({result['parameters']:,} parameters) on {on} "
-        f"in {(time.perf_counter() - started) / 60:.1f} min: "
-        f"best validation V_rand {best['v_rand']:.4f} at step {result['best_step']}"
-    )
+    kept = (f"best validation V_rand {best['v_rand']:.4f} at step {result['best_step']}" if best
+            else f"no validation slices: the model of the last step, {result['best_step']}")
+    print(f"trained {params.model.arch}{started_from} ({result['parameters']:,} parameters) on {on} "
+          f"in {(time.perf_counter() - started) / 60:.1f} min: {kept}")
 
 
 if __name__ == "__main__":

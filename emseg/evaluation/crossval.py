@@ -13,7 +13,9 @@ segmentation method's cells (settings chosen on each fold's validation block).
 
 from __future__ import annotations
 
+import json
 import os
+import statistics
 from typing import Any
 
 from emseg.config.layout import cv_fold_file
@@ -95,3 +97,60 @@ def summarise(rows: list[dict[str, Any]], metrics: dict[int, dict[str, Any]], pa
         },
         **({"segmented": segmented()} if all(of_cells("v_rand") in m for m in metrics.values()) else {}),
     }
+
+
+def pooled_cell_step(folds_root: str | os.PathLike[str], folds: list[int]) -> dict[str, Any]:
+    """The cell step the folds' validation blocks choose together: for a model trained on every labelled slice.
+
+    Each fold's evaluate stage tried the same settings of one cell method on its own
+    validation block (`segment.json`, its `tried` list); the pooled choice is the settings of
+    the highest mean V_rand over the folds (ties: the first tried). No test block counts.
+
+    Returns:
+        `{"method", "settings", "chosen_on", "v_rand", "per_fold"}`: the cell step, what chose
+        it, its mean validation V_rand and each fold's at those settings.
+
+    Raises:
+        EmsegError: A fold's `segment.json` is missing or not JSON, or the folds tried another
+            method or other settings (one line naming the file).
+    """
+    tables: list[dict[str, float]] = []
+    method, order = None, None
+    for fold in folds:
+        path = cv_fold_file(folds_root, fold, "segment")
+        chosen = read_json(path)
+        tried = chosen.get("tried") if isinstance(chosen, dict) else None
+        if not tried:
+            raise EmsegError(f"{path}: no settings tried (an evaluate stage's segment.json lists them under 'tried')")
+        keys = [json.dumps(entry["settings"], sort_keys=True) for entry in tried]
+        if method is None:
+            method, order = chosen["method"], keys
+        elif chosen["method"] != method or sorted(keys) != sorted(order):
+            raise EmsegError(f"{path}: fold {fold} tried another cell method or other settings than fold {folds[0]}; rerun its evaluate stage")
+        tables.append({key: float(entry["v_rand"]) for key, entry in zip(keys, tried)})
+    assert order is not None
+    means = {key: sum(table[key] for table in tables) / len(tables) for key in order}
+    best = max(order, key=lambda key: means[key])  # max keeps the first of equal means
+    return {
+        "method": method,
+        "settings": json.loads(best),
+        "chosen_on": f"the validation blocks of cross-validation folds {', '.join(map(str, folds))} (mean V_rand)",
+        "v_rand": means[best],
+        "per_fold": {str(fold): table[best] for fold, table in zip(folds, tables)},
+    }
+
+
+def pooled_threshold(folds_root: str | os.PathLike[str], folds: list[int]) -> float:
+    """The median of the folds' validated thresholds (`val_threshold` of each fold's metrics): a final model's own.
+
+    Raises:
+        EmsegError: A fold's metrics are missing or lack it.
+    """
+    values = []
+    for fold in folds:
+        path = cv_fold_file(folds_root, fold, "metrics")
+        value = read_json(path).get("val_threshold")
+        if value is None:
+            raise EmsegError(f"{path}: no val_threshold (an evaluate stage's metrics hold it)")
+        values.append(float(value))
+    return float(statistics.median(values))

@@ -250,6 +250,7 @@ def load_model(path: str | os.PathLike[str], device: torch.device | str = "cpu")
 
 def with_cell_step(
     source: str | os.PathLike[str], target: str | os.PathLike[str], cells: dict[str, Any], info: dict[str, Any] | None = None,
+    val_threshold: float | None = None,
 ) -> ModelConfig:
     """Write `source`'s model file again at `target`, its weights untouched, with the cell step `cells` in its config.
 
@@ -260,6 +261,8 @@ def with_cell_step(
             for the model, and where.
         info: Entries added to the config's `info` (e.g. `provenance`: the model a fine-tune
             started from, the slices and steps it used).
+        val_threshold: A validated membrane threshold to record (a model trained without
+            validation slices gets one chosen elsewhere); None: the file's stays.
 
     Returns:
         The new config.
@@ -267,6 +270,8 @@ def with_cell_step(
     payload = read_model_file(source)
     config = ModelConfig.from_payload(payload["config"], payload["version"])
     config.cells = json.loads(json.dumps(cells, default=float))
+    if val_threshold is not None:
+        config.val_threshold = float(val_threshold)
     if info:
         config.info = {**config.info, **json.loads(json.dumps(info, default=str))}
     _write(target, config, payload["state_dict"])

@@ -86,14 +86,39 @@ def cv_split(n_slices: int, params: CVParams, fold: int) -> dict[str, list[int]]
     return {"train": train, "val": sorted(val), "test": test.tolist(), "guard": guard}
 
 
+#: the strategy of a split that trains on every labelled slice (a final model, after cross-validation)
+ALL_SLICES = "all"
+
+
+def all_split(n_slices: int) -> dict[str, list[int]]:
+    """Every labelled slice for training, none for validation or test: the final model's split.
+
+    Its schedule and cell step are not chosen on these slices but taken from a cross-validation
+    (final/dvc.yaml).
+
+    Raises:
+        EmsegError: No labelled slice.
+    """
+    if n_slices < 1:
+        raise EmsegError("no labelled slices to train on")
+    return {"train": list(range(n_slices)), "val": [], "test": []}
+
+
 def read_split(path: str) -> dict[str, list[int]]:
     """Read a split file written by the split stage, checking its three lists.
 
+    A split of strategy `all` ([`all_split`][emseg.preprocessing.split.all_split]) has empty
+    validation and test lists; every other split has all three non-empty.
+
     Raises:
-        EmsegError: The file lacks a non-empty `train`, `val` or `test` list, or its test
-            slices overlap the others.
+        EmsegError: The file lacks a non-empty `train`, `val` or `test` list (or, for `all`,
+            a non-empty `train` list), or its test slices overlap the others.
     """
     raw = read_json(path)
+    if isinstance(raw, dict) and raw.get("strategy") == ALL_SLICES:
+        if not (isinstance(raw.get("train"), list) and raw["train"] and raw.get("val") == [] and raw.get("test") == []):
+            raise EmsegError(f"{path}: not a split file of strategy {ALL_SLICES} (needs a non-empty train list, empty val and test lists)")
+        return {"train": [int(i) for i in raw["train"]], "val": [], "test": []}
     if not isinstance(raw, dict) or not all(isinstance(raw.get(k), list) and raw[k] for k in ("train", "val", "test")):
         raise EmsegError(f"{path}: not a split file (needs non-empty train, val and test lists)")
     parts = {k: [int(i) for i in raw[k]] for k in ("train", "val", "test")}

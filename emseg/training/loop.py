@@ -7,7 +7,8 @@ and [`checkpoint`][emseg.training.loop.Trainer.checkpoint].
 
 Validation runs every `val_every` steps on the full validation slices
 ([`emseg.training.validation`][emseg.training.validation]); the model with the best validation
-V_rand is kept. Under torchrun (`train.processes` > 1,
+V_rand is kept. A run without validation slices (a final model trained on every labelled
+slice, final/dvc.yaml) keeps the last step's. Under torchrun (`train.processes` > 1,
 [`emseg.training.distributed`][emseg.training.distributed]) every rank trains its share of
 the global batch through `DistributedDataParallel`; rank 0 alone validates, logs, keeps the
 best model and writes the checkpoint ([`emseg.training.checkpoints`][emseg.training.checkpoints]),
@@ -167,13 +168,16 @@ class Trainer:
                     self.group.barrier()  # the other ranks wait for rank 0's validation
             if done % self.params.checkpoint_every == 0 and done < self.params.steps:
                 self.checkpoint(done)
+        if not self.data.val_images and self.group.is_main and self.progress.best_step != self.params.steps:
+            self._keep(self.params.steps, {})  # nothing to choose on: the model is the last step's
         self.logger.summary["best_step"] = self.progress.best_step
         for name, value in self.progress.best.items():
             self.logger.summary[f"best_val/{name}"] = value
         return self.progress
 
     def _is_validation_step(self, done: int) -> bool:
-        return done % self.params.val_every == 0 or done == self.params.steps
+        # a run without validation slices (every labelled slice trains: a final model) never validates
+        return bool(self.data.val_images) and (done % self.params.val_every == 0 or done == self.params.steps)
 
     def learning_rate(self, step: int) -> float:
         """The learning rate at `step` (0-based): the base rate times [`lr_factor`][emseg.training.loop.lr_factor]."""

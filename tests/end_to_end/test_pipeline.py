@@ -113,6 +113,28 @@ def test_cross_validation_pipeline_and_a_cross_validated_experiment(tiny_repo: P
     for fold in (0, 1):
         assert not (tiny_repo / "cv" / "folds" / str(fold) / "eval" / "test-volume-proba.tif").exists()  # labelled test block only
 
+    # the final model: the recipe on all 8 slices, with the cell step and threshold the 2 folds' validation blocks chose together
+    final_out = _run(["dvc", "repro", "final/dvc.yaml"], tiny_repo)
+    assert "Running stage 'cv/dvc.yaml:train@0'" not in final_out and "no validation slices: the model of the last step" in final_out
+    split = json.loads((tiny_repo / "final" / "split.json").read_text())
+    assert split["train"] == list(range(8)) and split["val"] == split["test"] == []
+    final = json.loads((tiny_repo / "final" / "metrics.json").read_text())
+    chosen = [json.loads((tiny_repo / "cv" / "folds" / str(fold) / "segment.json").read_text()) for fold in (0, 1)]
+    at_pooled = [next(t["v_rand"] for t in c["tried"] if t["settings"] == final["cell_step"]["settings"]) for c in chosen]
+    assert final["cell_step"]["v_rand"] == sum(at_pooled) / 2 and final["cell_step"]["per_fold"] == {"0": at_pooled[0], "1": at_pooled[1]}
+    means = {}
+    for c in chosen:
+        for t in c["tried"]:
+            means.setdefault(json.dumps(t["settings"], sort_keys=True), []).append(t["v_rand"])
+    assert final["cell_step"]["v_rand"] == max(sum(v) / 2 for v in means.values())  # the best mean over both folds
+    from emseg.networks.model_file import load_model
+
+    from conftest import TINY_PROFILE
+
+    _, config = load_model(tiny_repo / "final" / "model.pt")
+    assert config.cells["settings"] == final["cell_step"]["settings"] and config.val_threshold == final["val_threshold"]
+    assert config.info["cross_validated"]["cells"] == metrics["segmented"] and config.info["step"] == TINY_PROFILE["train"]["steps"]
+
     _run(["git", "add", "-A"], tiny_repo)
     _run(["git", "-c", "user.name=t", "-c", "user.email=t@t", "commit", "-qm", "cv baseline"], tiny_repo)
     ran = _run(["dvc", "exp", "run", "cv/dvc.yaml", "-n", "cv-bce", "-S", "train.loss=bce"], tiny_repo)

@@ -55,3 +55,26 @@ def test_a_table_that_is_not_the_folds_test_block_is_refused(tmp_path: Path) -> 
     write_json(cv_fold_file(tmp_path, 0, "per_slice"), [{"slice": 0}])
     with pytest.raises(EmsegError, match="per_slice.json: its slices are not the test slices of fold 0"):
         collect(tmp_path, PARAMS)
+
+
+def _segment(tmp_path: Path, fold: int, method: str, scores: list[float]) -> None:
+    tried = [{"settings": {"beta": beta}, "v_rand": v} for beta, v in zip((0.3, 0.4, 0.5), scores)]
+    best = max(tried, key=lambda t: t["v_rand"])
+    write_json(cv_fold_file(tmp_path, fold, "segment"), {"method": method, "settings": best["settings"], "val_v_rand": best["v_rand"], "tried": tried})
+
+
+def test_the_pooled_cell_step_is_the_best_mean_over_the_folds_validation_blocks(tmp_path: Path) -> None:
+    from emseg.evaluation.crossval import pooled_cell_step, pooled_threshold
+
+    _segment(tmp_path, 0, "gasp", [0.90, 0.95, 0.80])  # fold 0 alone would take beta 0.4
+    _segment(tmp_path, 1, "gasp", [0.96, 0.85, 0.96])  # fold 1 alone 0.3 (first of the equal ones)
+    _segment(tmp_path, 2, "gasp", [0.95, 0.94, 0.70])
+    pooled = pooled_cell_step(tmp_path, [0, 1, 2])
+    assert pooled["method"] == "gasp" and pooled["settings"] == {"beta": 0.3}
+    assert pooled["v_rand"] == pytest.approx((0.90 + 0.96 + 0.95) / 3) and pooled["per_fold"] == {"0": 0.90, "1": 0.96, "2": 0.95}
+    for fold, threshold in enumerate((0.4, 0.6, 0.5)):
+        write_json(cv_fold_file(tmp_path, fold, "metrics"), {"val_threshold": threshold})
+    assert pooled_threshold(tmp_path, [0, 1, 2]) == 0.5
+    _segment(tmp_path, 2, "mws", [0.95, 0.94, 0.70])
+    with pytest.raises(EmsegError, match=r"2/segment.json: fold 2 tried another cell method or other settings than fold 0"):
+        pooled_cell_step(tmp_path, [0, 1, 2])

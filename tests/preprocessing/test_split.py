@@ -56,3 +56,19 @@ def test_a_fold_layout_the_data_cannot_hold_is_one_error() -> None:
         cv_split(8, CVParams(folds=[0, 1], val_size=6), 0)
     with pytest.raises(EmsegError, match=r"params cv.folds: fold 5 is not one of \[0, 1\]"):
         cv_split(8, CVParams(folds=[0, 1]), 5)
+
+
+def test_the_final_split_trains_on_every_slice_and_reads_back_with_empty_holdouts(tmp_path) -> None:
+    from emseg.io.atomic import write_json
+    from emseg.preprocessing.split import ALL_SLICES, all_split, read_split
+
+    parts = all_split(30)
+    assert parts == {"train": list(range(30)), "val": [], "test": []}
+    write_json(tmp_path / "all.json", {"strategy": ALL_SLICES, **parts})
+    assert read_split(str(tmp_path / "all.json")) == parts
+    write_json(tmp_path / "plain.json", {"strategy": "contiguous", **parts})  # empty holdouts only where the split says all
+    with pytest.raises(EmsegError, match=r"plain.json: not a split file \(needs non-empty train, val and test lists\)"):
+        read_split(str(tmp_path / "plain.json"))
+    write_json(tmp_path / "bad.json", {"strategy": ALL_SLICES, "train": [0], "val": [1], "test": []})
+    with pytest.raises(EmsegError, match=r"bad.json: not a split file of strategy all"):
+        read_split(str(tmp_path / "bad.json"))

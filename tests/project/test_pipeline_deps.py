@@ -1,4 +1,4 @@
-"""dvc.yaml and cv/dvc.yaml: each stage depends on exactly the code its script runs.
+"""dvc.yaml, cv/dvc.yaml and final/dvc.yaml: each stage depends on exactly the code its script runs.
 
 A stage's code is its script and every ``emseg`` module the script imports, directly or
 through other modules, at any depth and wherever the import stands (a function-level
@@ -19,7 +19,7 @@ import yaml
 
 from conftest import REPO_ROOT
 
-PIPELINES = ("dvc.yaml", "cv/dvc.yaml")
+PIPELINES = ("dvc.yaml", "cv/dvc.yaml", "final/dvc.yaml")
 
 
 def _stages() -> dict[str, tuple[str, dict]]:
@@ -119,6 +119,7 @@ def test_the_cv_pipeline_writes_the_fold_files_the_aggregate_stage_reads() -> No
     fold = "${paths.folds}/${item}"
     assert f"--out {fold}/{CV_FOLD_FILES['split']}" in commands["split"]
     assert f"--metrics {fold}/{CV_FOLD_FILES['metrics']}" in " ".join(commands["evaluate"].split())
+    assert f"--segment {fold}/{CV_FOLD_FILES['segment']}" in " ".join(commands["evaluate"].split())
     plots, name = CV_FOLD_FILES["per_slice"].split("/")
     assert f"--plots {fold}/{plots}" in commands["evaluate"] and name == "per_slice.json"  # what evaluate writes in --plots
 
@@ -145,8 +146,9 @@ def test_the_params_schema_imports_no_registry() -> None:
     ("module", "stages"),
     [
         ("emseg/segmentation/methods.py", {"dvc.yaml:evaluate", "cv/dvc.yaml:evaluate"}),
-        ("emseg/networks/architectures.py", {"dvc.yaml:train", "dvc.yaml:evaluate", "cv/dvc.yaml:train", "cv/dvc.yaml:evaluate"}),
-        ("emseg/training/losses.py", {"dvc.yaml:train", "cv/dvc.yaml:train"}),
+        ("emseg/networks/architectures.py", {"dvc.yaml:train", "dvc.yaml:evaluate", "cv/dvc.yaml:train", "cv/dvc.yaml:evaluate",
+                                             "final/dvc.yaml:train", "final/dvc.yaml:model"}),
+        ("emseg/training/losses.py", {"dvc.yaml:train", "cv/dvc.yaml:train", "final/dvc.yaml:train"}),
         ("emseg/preprocessing/fetch.py", {"dvc.yaml:fetch"}),
         ("emseg/preprocessing/labels.py", {"dvc.yaml:fetch", "dvc.yaml:convert"}),
     ],

@@ -131,3 +131,17 @@ def test_a_consistency_run_resumes_from_its_checkpoint_bit_for_bit(tmp_path: Pat
         second.train_step(step)
     for key, value in straight.ema.module.state_dict().items():
         assert torch.equal(value, second.ema.module.state_dict()[key]), key
+
+
+def test_a_run_without_validation_slices_keeps_the_last_steps_model(tmp_path: Path) -> None:
+    data = tiny_training_data()
+    data.val_images, data.val_labels = [], []
+    params = TrainParams(steps=4, batch_size=2, patch_size=32, val_every=2, log_every=2, ema_decay=0.9)
+    trainer = build_trainer(data, TINY_MODEL, params, seed=5, model_path=tmp_path / "model.pt")
+    trainer.logger = logger = _RecordingLogger()
+    progress = trainer.run()
+    assert progress.best_step == 4 and progress.best == {} and not any(name.startswith("val/") for _, name, _ in logger.metrics)
+    network, config = load_model(tmp_path / "model.pt")
+    assert config.info["step"] == 4 and config.val_threshold is None
+    for key, value in trainer.ema.module.state_dict().items():
+        torch.testing.assert_close(network.state_dict()[key].float(), value.float())
