@@ -9,7 +9,6 @@ from emseg.evaluation.evaluate import SegmentJob, evaluate
 from emseg.inference.predictor import Predictor
 from emseg.io.atomic import read_json
 from emseg.io.dataset import read_labelled, read_unlabelled
-from emseg.io.sections import with_neighbours
 from emseg.networks.model_file import load_model, with_cell_step
 from emseg.preprocessing.split import read_split
 from emseg.runtime.device import select_device
@@ -29,9 +28,7 @@ def body(args, params):
     images, labels = read_labelled(args.png, split["test"], config.context)
     predictor = Predictor.from_params(model, config, settings, device)
     # a data set without unlabelled slices (data.test_images: '') has no test-volume map
-    unlabelled = None if args.labelled_only else (read_unlabelled(args.png) or None)
-    if unlabelled and config.context:
-        unlabelled = [with_neighbours(unlabelled, i, config.context) for i in range(len(unlabelled))]
+    unlabelled = None if args.labelled_only else (read_unlabelled(args.png, config.context) or None)
     job = SegmentJob(params.segment, *read_labelled(args.png, split["val"], config.context), Path(args.segment))
     metrics = evaluate(predictor, images, labels, split["test"], unlabelled, args.metrics, args.plots, args.eval, settings, job)
     if args.out:

@@ -91,12 +91,13 @@ def pipeline_flops(params: Params, slice_shape: tuple[int, int], val_slices: int
     kwargs = resolve_kwargs(model.arch, model.overrides())
     channels, inputs = out_channels(model), section_count(model.context)
     # an auxiliary head's channels are trained, then dropped: they count in training only
-    step = train_step_flops(model.arch, kwargs, channels + (LSD_CHANNELS if model.lsd_sigma else 0), train.batch_size, train.patch_size, inputs)
+    trained = channels + (LSD_CHANNELS if model.lsd_sigma else 0)
+    # with a consistency loss the perturbed unlabelled patches train with the batch, and the teacher predicts them once more
+    unlabelled = train.consistency_batch if train.consistency_weight else 0
+    step = train_step_flops(model.arch, kwargs, trained, train.batch_size + unlabelled, train.patch_size, inputs)
+    if unlabelled:
+        step += unlabelled * forward_flops(model.arch, kwargs, trained, train.patch_size, inputs)
     tile = forward_flops(model.arch, kwargs, channels, min(train.patch_size, *slice_shape), inputs)
-    if train.consistency_weight:  # the perturbed unlabelled patches train with the batch; the teacher predicts them once more
-        trained = channels + (LSD_CHANNELS if model.lsd_sigma else 0)
-        step = train_step_flops(model.arch, kwargs, trained, train.batch_size + train.consistency_batch, train.patch_size, inputs)
-        step += train.consistency_batch * forward_flops(model.arch, kwargs, trained, train.patch_size, inputs)
     validations = math.ceil(train.steps / train.val_every)
     val_tiles = count_tiles(slice_shape, train.patch_size, OVERLAP) * (8 if train.val_tta else 1)
     eval_tiles = count_tiles(slice_shape, train.patch_size, params.evaluate.overlap) * (8 if params.evaluate.tta else 1)
