@@ -200,6 +200,15 @@ class PatchSampler:
     def _randint(self, high: int) -> int:
         return int(torch.randint(high, (1,), generator=self.generator))
 
+    def _turn(self, patches: list[torch.Tensor]) -> tuple[list[torch.Tensor], int, bool]:
+        """`patches` turned by the same random quarter turns and flip (when `random_dihedral`), with the turns and flip drawn."""
+        if not self.random_dihedral:
+            return patches, 0, False
+        k, flip = self._randint(4), bool(self._randint(2))
+        # on the last two axes: a slice's sections turn with it
+        patches = [torch.rot90(p, k, dims=(-2, -1)) for p in patches]
+        return ([torch.flip(p, (-1,)) for p in patches] if flip else patches), k, flip
+
     def sample(self, batch_size: int) -> Batch:
         """A batch of `batch_size` random patches."""
         xs, ys, ws, ms, ds = [], [], [], [], []
@@ -218,13 +227,7 @@ class PatchSampler:
             patches += [self.weights[index][crop]] if self.weights is not None else []
             patches += [self.masks[index][crop]] if self.masks is not None else []
             patches += [d[(..., *crop)] for d in self.descriptors[index]] if self.descriptors is not None else []
-            k, flip = 0, False
-            if self.random_dihedral:
-                k, flip = self._randint(4), self._randint(2)
-                # on the last two axes: a slice's sections turn with it
-                patches = [torch.rot90(p, k, dims=(-2, -1)) for p in patches]
-                if flip:
-                    patches = [torch.flip(p, (-1,)) for p in patches]
+            patches, k, flip = self._turn(patches)
             if self.descriptors is not None:  # what the descriptors say turns with their pixels
                 *patches, descriptors, kept = patches
                 ds.append(torch.cat([turn_descriptors(descriptors, k, flip), kept[None].expand(LSD_CHANNELS, -1, -1)]))
@@ -267,12 +270,7 @@ class PatchSampler:
             image = self.unlabelled[self._randint(len(self.unlabelled))]
             top = self._randint(image.shape[-2] - size + 1)
             left = self._randint(image.shape[-1] - size + 1)
-            patch = image[..., top:top + size, left:left + size]
-            if self.random_dihedral:
-                patch = torch.rot90(patch, self._randint(4), dims=(-2, -1))
-                if self._randint(2):
-                    patch = torch.flip(patch, (-1,))
-            xs.append(patch)
+            xs.append(self._turn([image[..., top:top + size, left:left + size]])[0][0])
         clean = torch.stack(xs)
         clean = (clean[:, None] if clean.ndim == 3 else clean).contiguous()
         per_patch = (batch_size, 1, 1, 1)
