@@ -1,13 +1,20 @@
 """Stage train: train the network named in params model on the training (+ augmented) slices.
 
+With ``--stop-at`` (final/dvc.yaml: a model trained on every labelled slice has no validation
+block) the run stops at the step that stage choose_step wrote, on the same `train.steps` schedule.
+
 With ``train.processes`` > 1 the stage starts itself again as that many torchrun workers
 (DDP), after checking its inputs once here.
 """
 
 import sys
 import time
+from typing import Any
 
 from emseg.cli.stage import run_stage, stage_parser
+from emseg.config.params import TrainParams
+from emseg.errors import EmsegError
+from emseg.io.atomic import read_json
 from emseg.io.dataset import read_augmented, read_labelled, read_unlabelled
 from emseg.networks.architectures import check_model_params
 from emseg.preprocessing.split import read_split
@@ -18,6 +25,7 @@ from emseg.training.run import train
 from emseg.training.sampler import TrainingData
 
 parser = stage_parser("train", __doc__, "png", "split", "augmented", "model", "live", "checkpoints")
+parser.add_argument("--stop-at", metavar="STEP_JSON", help="stop at the step this file names (stages/choose_step.py writes it)")
 
 
 def read_data(args, context: int, unlabelled: bool) -> TrainingData:
@@ -30,7 +38,17 @@ def read_data(args, context: int, unlabelled: bool) -> TrainingData:
     return TrainingData(train_images + aug_images, train_labels + aug_labels, val_images, val_labels, unlabelled_images)
 
 
+def stopped_at(train: TrainParams, chosen: Any, path: str) -> TrainParams:
+    step = chosen.get("step") if isinstance(chosen, dict) else None
+    if not isinstance(step, int) or not 0 < step <= train.steps:
+        raise EmsegError(f"{path}: no step within the schedule's {train.steps} (train.steps) under 'step', got {step!r}")
+    print(f"train: stopping at step {step} of {train.steps} ({path})")
+    return train.model_copy(update={"stop_at": step})
+
+
 def body(args, params):
+    if args.stop_at:
+        params.train = stopped_at(params.train, read_json(args.stop_at), args.stop_at)
     init = init_model(params.train.init_from)
     data = read_data(args, params.model.context, params.train.consistency_weight > 0)
     if data.unlabelled_images:

@@ -63,7 +63,13 @@ def png_folder(png_root: str | os.PathLike[str], stack: str) -> Path:
 
 
 #: what a cross-validation fold's folder (cv/folds/<k>/) holds for the aggregate stage
-CV_FOLD_FILES = {"split": "split.json", "metrics": "evaluate.json", "per_slice": "plots/per_slice.json", "segment": "segment.json"}
+CV_FOLD_FILES = {
+    "split": "split.json",
+    "metrics": "evaluate.json",
+    "per_slice": "plots/per_slice.json",
+    "segment": "segment.json",
+    "val_curve": "dvclive/plots/metrics/val/v_rand.tsv",
+}
 
 
 def cv_fold_file(folds_root: str | os.PathLike[str], fold: int, kind: str) -> Path:
@@ -72,6 +78,7 @@ def cv_fold_file(folds_root: str | os.PathLike[str], fold: int, kind: str) -> Pa
     Args:
         folds_root: The folder of the folds (`cv/folds`).
         fold: The fold number.
-        kind: What the file holds, a key of `CV_FOLD_FILES`: `split`, `metrics`, `per_slice` or `segment` (the cell step its validation block chose).
+        kind: What the file holds, a key of `CV_FOLD_FILES`: `split`, `metrics`, `per_slice`, `segment` (the cell step its validation block chose) or
+            `val_curve` (its training's validation V_rand by step, dvclive's table).
     """
     return Path(folds_root) / str(fold) / CV_FOLD_FILES[kind]

@@ -350,6 +350,10 @@ class TrainParams(_Block):
     schedule: Literal["cosine", "constant", "poly"] = Field("cosine", description="learning-rate schedule after the warm-up")
     warmup_steps: int = Field(0, ge=0, description="steps of linear learning-rate warm-up")
     steps: int = Field(2100, gt=0, description="optimiser steps: the training budget")
+    stop_at: int = Field(
+        0, ge=0, description="end the run after this step of the `steps`-long schedule (a final model stops where the "
+        "cross-validation's folds chose, final/dvc.yaml); 0 = at `steps`"
+    )
     batch_size: int = Field(4, gt=0, description="patches per step (under DDP the global batch, split over the processes)")
     patch_size: int = Field(256, ge=16, description="square patch side, pixels; also the inference window of the model")
     random_dihedral: bool = Field(True, description="random flips/90-degree rotations of each patch, on the fly")
@@ -377,6 +381,11 @@ class TrainParams(_Block):
     def fine_tuning(self) -> bool:
         """Whether the run starts from a model's weights."""
         return self.init_from != "none"
+
+    @property
+    def last_step(self) -> int:
+        """The step the run ends at: `stop_at` when set (never past `steps`), else `steps`."""
+        return min(self.stop_at, self.steps) if self.stop_at else self.steps
 
     def schedule_of_run(self) -> TrainParams:
         """These params with the `finetune` schedule in place of `lr`, `steps` and `val_every` when fine-tuning; else themselves."""
@@ -406,6 +415,12 @@ class TrainParams(_Block):
             raise ParamsKeyError(
                 "consistency_batch", f"{self.consistency_batch} patches cannot be split evenly over {self.processes} processes (processes)"
             )
+        return self
+
+    @model_validator(mode="after")
+    def _stops_within_the_schedule(self) -> TrainParams:
+        if self.stop_at > self.steps:
+            raise ParamsKeyError("stop_at", f"{self.stop_at} is past the schedule's {self.steps} steps (train.steps)")
         return self
 
     @model_validator(mode="after")

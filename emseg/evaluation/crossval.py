@@ -13,6 +13,7 @@ segmentation method's cells (settings chosen on each fold's validation block).
 
 from __future__ import annotations
 
+import csv
 import json
 import os
 import statistics
@@ -138,6 +139,56 @@ def pooled_cell_step(folds_root: str | os.PathLike[str], folds: list[int]) -> di
         "v_rand": means[best],
         "per_fold": {str(fold): table[best] for fold, table in zip(folds, tables)},
     }
+
+
+def pooled_step(folds_root: str | os.PathLike[str], folds: list[int]) -> dict[str, Any]:
+    """The training step the folds' validation blocks choose together: where a final model's run stops.
+
+    Each fold's training validated its model every `val_every` steps on its validation block
+    (dvclive's `val/v_rand` table, `val_curve`) and kept its own best step; a model trained on
+    every labelled slice has no validation block, so it stops at the step of the highest mean
+    validation V_rand over the folds (ties: the earliest). No test block counts.
+
+    Returns:
+        `{"step", "chosen_on", "v_rand", "per_fold", "per_fold_best"}`: the step, what chose it,
+        its mean validation V_rand, each fold's there, and each fold's own best step.
+
+    Raises:
+        EmsegError: A fold's table is missing or unreadable, or the folds validated at other steps
+            (one line naming the file).
+    """
+    curves: list[dict[int, float]] = []
+    for fold in folds:
+        path = cv_fold_file(folds_root, fold, "val_curve")
+        curve = _read_curve(path)
+        if curves and sorted(curve) != sorted(curves[0]):
+            raise EmsegError(f"{path}: fold {fold} validated at other steps than fold {folds[0]}; rerun its train stage")
+        curves.append(curve)
+    steps = sorted(curves[0])
+    means = {step: sum(curve[step] for curve in curves) / len(curves) for step in steps}
+    best = max(steps, key=lambda step: means[step])  # max keeps the earliest of equal means
+    return {
+        "step": best,
+        "chosen_on": f"the validation blocks of cross-validation folds {', '.join(map(str, folds))} (mean V_rand by step)",
+        "v_rand": means[best],
+        "per_fold": {str(fold): curve[best] for fold, curve in zip(folds, curves)},
+        "per_fold_best": {str(fold): max(sorted(curve), key=lambda step: curve[step]) for fold, curve in zip(folds, curves)},
+    }
+
+
+def _read_curve(path: os.PathLike[str]) -> dict[int, float]:
+    # dvclive's metric table: a header "step v_rand", one tab-separated row per validation
+    try:
+        with open(path, newline="") as table:
+            rows = list(csv.DictReader(table, delimiter="\t"))
+        curve = {int(row["step"]): float(row["v_rand"]) for row in rows}
+    except FileNotFoundError:
+        raise EmsegError(f"{path}: missing (a fold's train stage writes its validation V_rand there)") from None
+    except (KeyError, TypeError, ValueError) as error:
+        raise EmsegError(f"{path}: not a table of step and v_rand columns ({error})") from None
+    if not curve:
+        raise EmsegError(f"{path}: no validation rows (the fold's training had no validation slices?)")
+    return curve
 
 
 def pooled_threshold(folds_root: str | os.PathLike[str], folds: list[int]) -> float:

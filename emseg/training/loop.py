@@ -8,7 +8,8 @@ and [`checkpoint`][emseg.training.loop.Trainer.checkpoint].
 Validation runs every `val_every` steps on the full validation slices
 ([`emseg.training.validation`][emseg.training.validation]); the model with the best validation
 V_rand is kept. A run without validation slices (a final model trained on every labelled
-slice, final/dvc.yaml) keeps the last step's. Under torchrun (`train.processes` > 1,
+slice, final/dvc.yaml) keeps the last step's; `train.stop_at` ends a run early on its
+schedule (the final model stops at the step the cross-validation chose). Under torchrun (`train.processes` > 1,
 [`emseg.training.distributed`][emseg.training.distributed]) every rank trains its share of
 the global batch through `DistributedDataParallel`; rank 0 alone validates, logs, keeps the
 best model and writes the checkpoint ([`emseg.training.checkpoints`][emseg.training.checkpoints]),
@@ -145,7 +146,7 @@ class Trainer:
         return self.ema.module if self.ema is not None else self.model
 
     def run(self) -> Progress:
-        """Train from `progress.step` to `params.steps`.
+        """Train from `progress.step` to `params.last_step` (`steps`, or `stop_at` of the same schedule).
 
         Returns:
             The progress, holding the best validation so far and its step.
@@ -157,7 +158,7 @@ class Trainer:
             raise ValueError("Trainer.run needs a logger (dvclive's Live, or anything of the Logger protocol)")
         self.model.train()
         self._window = _Window()
-        for step in range(self.progress.step, self.params.steps):
+        for step in range(self.progress.step, self.params.last_step):
             self._window.add(self.train_step(step))
             done = step + 1
             validating = self._is_validation_step(done)
@@ -166,10 +167,10 @@ class Trainer:
                 self.log(done, figures, self.validate() if validating and self.group.is_main else None)
                 if validating:
                     self.group.barrier()  # the other ranks wait for rank 0's validation
-            if done % self.params.checkpoint_every == 0 and done < self.params.steps:
+            if done % self.params.checkpoint_every == 0 and done < self.params.last_step:
                 self.checkpoint(done)
-        if not self.data.val_images and self.group.is_main and self.progress.best_step != self.params.steps:
-            self._keep(self.params.steps, {})  # nothing to choose on: the model is the last step's
+        if not self.data.val_images and self.group.is_main and self.progress.best_step != self.params.last_step:
+            self._keep(self.params.last_step, {})  # nothing to choose on: the model is the last step's
         self.logger.summary["best_step"] = self.progress.best_step
         for name, value in self.progress.best.items():
             self.logger.summary[f"best_val/{name}"] = value
@@ -177,7 +178,7 @@ class Trainer:
 
     def _is_validation_step(self, done: int) -> bool:
         # a run without validation slices (every labelled slice trains: a final model) never validates
-        return bool(self.data.val_images) and (done % self.params.val_every == 0 or done == self.params.steps)
+        return bool(self.data.val_images) and (done % self.params.val_every == 0 or done == self.params.last_step)
 
     def learning_rate(self, step: int) -> float:
         """The learning rate at `step` (0-based): the base rate times [`lr_factor`][emseg.training.loop.lr_factor]."""

@@ -128,6 +128,7 @@ def test_the_global_batch_must_split_evenly_over_the_processes() -> None:
         ({"train": {"consistency_weight": 1.0}, "data": {"test_images": ""}}, r"^params.yaml: train.consistency_weight: the consistency trains on the unlabelled slices, and data.test_images is ''$"),
         ({"train": {"consistency_weight": 1.0, "ema_decay": 0.0}}, r"^params.yaml: train.consistency_weight: the consistency's teacher is the moving average"),
         ({"train": {"consistency_weight": 1.0, "consistency_batch": 3, "processes": 2}}, r"^params.yaml: train.consistency_batch: 3 patches cannot be split evenly over 2"),
+        ({"train": {"steps": 100, "stop_at": 101}}, r"^params.yaml: train.stop_at: 101 is past the schedule's 100 steps \(train.steps\)$"),
     ],
 )
 def test_target_params_are_checked_with_one_line(raw: dict, message: str) -> None:

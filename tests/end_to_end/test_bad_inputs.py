@@ -339,6 +339,11 @@ def removed(name: str) -> Callable[[Path], None]:
     return breaks
 
 
+def written(name: str, text: str) -> Callable[[Path], None]:
+    """A breaker writing the workspace's file ``name`` with ``text``."""
+    return lambda root: (root / name).write_text(text)
+
+
 def nothing(root: Path) -> None:
     """The workspace stays valid: the command line itself is the bad input."""
 
@@ -420,6 +425,9 @@ BESPOKE: list[Bespoke] = [
             nothing, r"--cells: unknown method 'mwz'; registered: components", args=("--cells", "mwz")),
     Bespoke("train-missing_augmented", "train", "augmented folder missing",
             removed("data/augmented"), r"data/augmented: augmented slices folder not found"),
+    Bespoke("train-stop_past_the_schedule", "train", "a chosen step past train.steps (--stop-at step.json: 9 of 2)",
+            written("step.json", '{"step": 9}'), r"step\.json: no step within the schedule's 2 \(train\.steps\) under 'step', got 9",
+            args=("--stop-at", "step.json")),
     Bespoke("train-zero_steps", "train", "zero step count (train.steps: 0)",
             with_params({"train": {"steps": 0}}), r"params\.yaml: train\.steps: Input should be greater than 0"),
     Bespoke("train-negative_steps", "train", "negative step count (train.steps: -5)",

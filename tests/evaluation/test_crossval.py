@@ -78,3 +78,37 @@ def test_the_pooled_cell_step_is_the_best_mean_over_the_folds_validation_blocks(
     _segment(tmp_path, 2, "mws", [0.95, 0.94, 0.70])
     with pytest.raises(EmsegError, match=r"2/segment.json: fold 2 tried another cell method or other settings than fold 0"):
         pooled_cell_step(tmp_path, [0, 1, 2])
+
+
+def _val_curve(root: Path, fold: int, rows: dict[int, float]) -> None:
+    path = cv_fold_file(root, fold, "val_curve")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text("step\tv_rand\n" + "".join(f"{step}\t{value}\n" for step, value in rows.items()))
+
+
+def test_the_pooled_step_is_the_best_mean_validation_step_over_the_folds(tmp_path: Path) -> None:
+    from emseg.evaluation.crossval import pooled_step
+
+    _val_curve(tmp_path, 0, {250: 0.90, 500: 0.97, 750: 0.95})  # fold 0 alone would stop at 500
+    _val_curve(tmp_path, 1, {250: 0.91, 500: 0.93, 750: 0.96})  # fold 1 alone at 750
+    _val_curve(tmp_path, 2, {250: 0.80, 500: 0.96, 750: 0.95})
+    pooled = pooled_step(tmp_path, [0, 1, 2])
+    assert pooled["step"] == 500 and pooled["v_rand"] == pytest.approx((0.97 + 0.93 + 0.96) / 3)
+    assert pooled["per_fold"] == {"0": 0.97, "1": 0.93, "2": 0.96} and pooled["per_fold_best"] == {"0": 500, "1": 750, "2": 500}
+    _val_curve(tmp_path, 0, {250: 0.5, 500: 0.75, 750: 0.5})
+    _val_curve(tmp_path, 1, {250: 0.5, 500: 0.5, 750: 0.75})  # 500 and 750 tie on the mean: the earlier step
+    assert pooled_step(tmp_path, [0, 1])["step"] == 500
+
+
+def test_the_pooled_step_names_a_missing_or_mismatched_table(tmp_path: Path) -> None:
+    from emseg.evaluation.crossval import pooled_step
+
+    _val_curve(tmp_path, 0, {250: 0.90, 500: 0.97})
+    with pytest.raises(EmsegError, match=r"1/dvclive/plots/metrics/val/v_rand.tsv: missing"):
+        pooled_step(tmp_path, [0, 1])
+    _val_curve(tmp_path, 1, {300: 0.90, 500: 0.97})
+    with pytest.raises(EmsegError, match=r"v_rand.tsv: fold 1 validated at other steps than fold 0"):
+        pooled_step(tmp_path, [0, 1])
+    cv_fold_file(tmp_path, 1, "val_curve").write_text("step\tdice\n250\t0.5\n")
+    with pytest.raises(EmsegError, match=r"v_rand.tsv: not a table of step and v_rand columns"):
+        pooled_step(tmp_path, [0, 1])

@@ -145,3 +145,16 @@ def test_a_run_without_validation_slices_keeps_the_last_steps_model(tmp_path: Pa
     assert config.info["step"] == 4 and config.val_threshold is None
     for key, value in trainer.ema.module.state_dict().items():
         torch.testing.assert_close(network.state_dict()[key].float(), value.float())
+
+
+def test_a_run_stopped_early_ends_there_on_the_whole_schedule(tmp_path: Path) -> None:
+    data = tiny_training_data()
+    data.val_images, data.val_labels = [], []
+    params = TrainParams(steps=6, stop_at=3, batch_size=2, patch_size=32, val_every=2, log_every=1, ema_decay=0.9)
+    trainer = build_trainer(data, TINY_MODEL, params, seed=5, model_path=tmp_path / "model.pt")
+    trainer.logger = logger = _RecordingLogger()
+    progress = trainer.run()
+    assert progress.best_step == 3 and [step for step, name, _ in logger.metrics if name == "train/loss"] == [1, 2, 3]
+    assert trainer.learning_rate(2) == pytest.approx(params.lr * lr_factor(2, 6, "cosine", 0))  # the 6-step cosine, not a 3-step one
+    _, config = load_model(tmp_path / "model.pt")
+    assert config.info["step"] == 3 and config.info["steps"] == 6
