@@ -48,7 +48,7 @@ def stopped_at(train: TrainParams, chosen: Any, path: str) -> TrainParams:
 
 def body(args, params):
     if args.stop_at:
-        params.train = stopped_at(params.train, read_json(args.stop_at), args.stop_at)
+        params = params.model_copy(update={"train": stopped_at(params.train, read_json(args.stop_at), args.stop_at)})
     init = init_model(params.train.init_from)
     data = read_data(args, params.model.context, params.train.consistency_weight > 0)
     if data.unlabelled_images:
