@@ -116,7 +116,7 @@ def _train(
                 if group.distributed:
                     run_params["processes"] = group.world_size
                 live.log_params(run_params)
-                trainer.reporter = TrainingProgress(params.steps, trainer.progress.step, listener=start.listener)
+                trainer.reporter = TrainingProgress(params.last_step, trainer.progress.step, listener=start.listener)
                 try:
                     progress = trainer.run()
                 finally:
