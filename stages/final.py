@@ -19,7 +19,9 @@ def body(args, params):
     cells = pooled_cell_step(args.folds, folds)
     threshold = pooled_threshold(args.folds, folds)
     cross_validated = read_json(args.cv_metrics)
-    info = {"trained_on": "every labelled slice", "cross_validated": {"cells": cross_validated["segmented"], "validated": cross_validated["validated"]}}
+    figures = {key: cross_validated[key] for key in ("slices", "folds", "confidence")}
+    figures |= {"cells": cross_validated["segmented"], "validated": cross_validated["validated"]}
+    info = {"trained_on": "every labelled slice", "cross_validated": figures}
     with_cell_step(args.model, args.out, cells, info, val_threshold=threshold)
     step = read_json(args.step)
     write_json(args.metrics, {"step": step, "cell_step": cells, "val_threshold": threshold, "cross_validated": info["cross_validated"]})
