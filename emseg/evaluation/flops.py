@@ -98,11 +98,11 @@ def pipeline_flops(params: Params, slice_shape: tuple[int, int], val_slices: int
     if unlabelled:
         step += unlabelled * forward_flops(model.arch, kwargs, trained, train.patch_size, inputs)
     tile = forward_flops(model.arch, kwargs, channels, min(train.patch_size, *slice_shape), inputs)
-    validations = math.ceil(train.steps / train.val_every)
+    validations = math.ceil(train.last_step / train.val_every)
     val_tiles = count_tiles(slice_shape, train.patch_size, OVERLAP) * (8 if train.val_tta else 1)
     eval_tiles = count_tiles(slice_shape, train.patch_size, params.evaluate.overlap) * (8 if params.evaluate.tta else 1)
     return PipelineFlops(
-        train=train.steps * step,
+        train=train.last_step * step,  # a run stopped early (train.stop_at) trains its steps only
         validation=validations * val_slices * val_tiles * tile,
         evaluate=(val_slices + test_slices + unlabelled_slices) * eval_tiles * tile,
         per_train_step=step,

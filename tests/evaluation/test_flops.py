@@ -31,6 +31,8 @@ def test_the_pipeline_total_adds_training_validations_and_the_evaluated_tiles() 
     assert flops.total == flops.train + flops.validation + flops.evaluate
     doubled = pipeline_flops(params.model_copy(update={"train": params.train.model_copy(update={"steps": 80})}), (64, 64), 3, 5, 30)
     assert doubled.train == 2 * flops.train and doubled.validation == 2 * flops.validation and doubled.evaluate == flops.evaluate
+    stopped = pipeline_flops(params.model_copy(update={"train": params.train.model_copy(update={"steps": 80, "stop_at": 40})}), (64, 64), 3, 5, 30)
+    assert stopped.train == flops.train and stopped.validation == flops.validation  # a run stopped early counts its steps only
 
 
 def test_a_consistency_step_trains_its_unlabelled_patches_and_predicts_them_once_more() -> None:
