@@ -1,6 +1,8 @@
 """Volume cells against slice cells: the block path's stitched cells scored as the in-memory path's.
 
-The bundled model's held-out ISBI slices (25-29 of the training stack, with their labels)
+ISBI slices 25-29 of the training stack, with their labels (held out of the previous bundled
+model's training; today's bundled model trained on every slice, which leaves the comparison of
+the two paths on the same pixels as it was, but not the scores' meaning as held-out figures)
 are segmented twice by `emseg predict` with the same cell method: read whole as a TIFF (the
 in-memory path), and as an OME-Zarr volume block by block at each `--blocks` size (cells
 drawn on each block with its halo, joined across block borders). For each run: cell V_rand
@@ -25,7 +27,7 @@ import numpy as np
 
 REPO = Path(__file__).resolve().parents[1]
 ISBI = REPO.parent / "shared" / "isbi2012"
-#: the bundled model's held-out slices (emseg.sharing.bundled's trained_on)
+#: the previous bundled model's held-out slices: the pixels both paths segment
 HELD_OUT = range(25, 30)
 
 

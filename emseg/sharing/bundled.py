@@ -1,16 +1,21 @@
-"""The model in the box: a CPU-profile model trained by this pipeline, shipped as package data.
+"""The model in the box: the best profile's recipe trained on every labelled ISBI 2012 slice, shipped as package data.
 
 `emseg predict` without `--model` uses `models/model.pt` when the pipeline has made
 one, else this model, and says which ([`default_model`][emseg.sharing.bundled.default_model]);
-`emseg models` lists it with its held-out scores and the command that made it. The weights
-are stored in fp16 (half the size; the scores they give are checked against the fp32
-weights when the bundle is made). Its scores are on the [CPU profile](../../../results/profile.md)
+`emseg models` lists it with its cross-validated scores and the command that made it. It is
+final/dvc.yaml's model: no slice was held out of its training, so what it is expected to
+score is the cross-validation's figure of its recipe, and its training step, cell step and
+threshold were chosen by the folds' validation blocks. The weights are stored in fp16 (half
+the size; their predictions are checked against the fp32 weights' when the bundle is made).
+Its figures are on the [cross-validation](../../../results/cross-validation.md#best-profile)
 results page.
 
-Made with (after `dvc repro` of the CPU profile):
+Made with (in a clone whose params.yaml carries `emseg profile best`'s settings, after its
+cross-validation):
 
 ```bash
-python -m emseg.sharing.bundled --model models/model.pt --metrics metrics/evaluate.json
+dvc repro final/dvc.yaml
+python -m emseg.sharing.bundled --final final
 ```
 """
 
@@ -33,6 +38,8 @@ from emseg.io.atomic import atomic_output, write_json
 BUNDLE = Path(__file__).resolve().parents[1] / "data" / "isbi2012"
 BUNDLED_MODEL = BUNDLE / "model.pt"
 BUNDLED_INFO = BUNDLE / "info.json"
+#: unlabelled test-volume slices on which the fp16 weights are checked against the fp32 ones
+FP16_CHECK_SLICES = 5
 #: where the pipeline writes its model, relative to the folder emseg predict runs in
 PIPELINE_MODEL = Path("models") / "model.pt"
 
@@ -81,48 +88,73 @@ def _half(path: Path) -> dict[str, Any]:
     return payload
 
 
-def _test_scores(model_path: Path, png: Path, split: Path) -> dict[str, float]:
-    """The challenge's and the validated-threshold V_rand of a model on the split's test slices (8x TTA)."""
-    from emseg.evaluation.metrics import score
+def _weights_check(model_path: Path, half_path: Path, png: Path, slices: int = FP16_CHECK_SLICES) -> dict[str, float]:
+    """How far the fp16 weights' membrane maps are from the fp32 weights' on the first unlabelled test-volume slices.
+
+    A model trained on every labelled slice has no held-out slice left to score, so the check is
+    the agreement of the two weights' predictions (8x TTA) on slices without labels: the largest
+    difference of a pixel's probability, and the share of pixels that change side at the model's
+    validated threshold.
+    """
     from emseg.inference.predictor import Predictor
-    from emseg.io.dataset import read_labelled
+    from emseg.io.dataset import read_unlabelled
     from emseg.networks.model_file import load_model
-    from emseg.preprocessing.split import read_split
 
-    model, config = load_model(model_path)
-    images, labels = read_labelled(png, read_split(str(split))["test"], config.context)
-    cell = Predictor(model, config, tta=True).cell_stack(images)
-    return {"v_rand": score(np.stack(labels), cell).v_rand, "v_rand_at_val_threshold": score(np.stack(labels), cell, [config.threshold()[0]]).v_rand}
+    maps = []
+    for path in (model_path, half_path):
+        model, config = load_model(path)
+        images = read_unlabelled(png, config.context)[:slices]
+        maps.append(Predictor(model, config, tta=True).cell_stack(images))
+        threshold = config.threshold()[0]
+    fp32, fp16 = maps
+    return {
+        "slices": len(fp32),
+        "max_abs_difference": float(np.abs(fp32 - fp16).max()),
+        "pixels_changing_side": float(np.mean((fp32 >= threshold) != (fp16 >= threshold))),
+        "threshold": float(threshold),
+    }
 
 
-def make_bundle(model: Path, metrics: Path, png: Path, split: Path, out: Path = BUNDLE) -> dict[str, Any]:
-    """Write the fp16 bundle of `model` into `out` with its info, checking its scores against the fp32 weights.
+def make_bundle(final: Path, png: Path, out: Path = BUNDLE) -> dict[str, Any]:
+    """Write the fp16 bundle of the final model (final/dvc.yaml) into `out` with its info, checked against the fp32 weights.
 
     Args:
-        model: The pipeline's model file (the evaluate stage's: it carries its pixel size and cell step).
-        metrics: The evaluate stage's metrics of that model.
-        png: The converted data set's folder, for the test slices.
-        split: The split file naming the test slices.
+        final: The final model's folder: its `model.pt` (trained on every labelled slice, with the
+            step, cell step and threshold the cross-validation chose) and `metrics.json` (those
+            choices and the cross-validated figures).
+        png: The converted data set's folder, for the unlabelled slices of the weights check.
         out: The bundle's folder inside the package.
 
     Returns:
         The info written beside the model (`info.json`).
+
+    Raises:
+        EmsegError: The final model or its metrics are missing or lack the cross-validated figures.
     """
-    out.mkdir(parents=True, exist_ok=True)
-    with atomic_output(out / "model.pt") as tmp:
-        torch.save(_half(model), tmp)
-    fp32, fp16 = _test_scores(model, png, split), _test_scores(out / "model.pt", png, split)
-    commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True).stdout.strip()
+    from emseg.io.atomic import read_json
+    from emseg.networks.architectures import count_parameters
+    from emseg.networks.model_file import load_model
     from emseg.runtime.machine import cpu_description
 
+    model_path, metrics_path = final / "model.pt", final / "metrics.json"
+    metrics = read_json(metrics_path)
+    if not isinstance(metrics, dict) or "cross_validated" not in metrics or "step" not in metrics:
+        raise EmsegError(f"{metrics_path}: no cross-validated figures or chosen step (the final/dvc.yaml model stage writes them)")
+    network, config = load_model(model_path)
+    out.mkdir(parents=True, exist_ok=True)
+    with atomic_output(out / "model.pt") as tmp:
+        torch.save(_half(model_path), tmp)
+    check = _weights_check(model_path, out / "model.pt", png)
+    commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True, check=False).stdout.strip()
     info = {
-        "name": "ISBI 2012 CPU profile (unet, 1.6 M parameters)",
-        "made_by": "dvc repro (params.yaml as committed), then python -m emseg.sharing.bundled --model models/model.pt --metrics metrics/evaluate.json",
+        "name": f"ISBI 2012 best profile ({config.arch}, {count_parameters(network) / 1e6:.1f} M parameters)",
+        "made_by": "dvc repro final/dvc.yaml (params.yaml with emseg profile best's settings), then python -m emseg.sharing.bundled --final final",
         "commit": commit,
         "cpu": cpu_description(),
-        "trained_on": "ISBI 2012 training slices 0-21 (validation 22-24); test slices 25-29 held out",
-        "test_scores": json.loads(metrics.read_text()),
-        "fp16_check": {"fp32_weights": fp32, "fp16_weights": fp16},
+        "trained_on": f"all {len(read_json(final / 'split.json')['train'])} ISBI 2012 training slices, {config.info['step']} of {config.info['steps']} steps",
+        "chosen": {"step": metrics["step"], "cell_step": metrics["cell_step"], "val_threshold": metrics["val_threshold"]},
+        "cross_validated": metrics["cross_validated"],
+        "fp16_check": check,
     }
     write_json(out / "info.json", info)
     return info
@@ -131,16 +163,16 @@ def make_bundle(model: Path, metrics: Path, png: Path, split: Path, out: Path = 
 def main(argv: list[str] | None = None) -> int:
     """`python -m emseg.sharing.bundled`: make the bundle from the pipeline's outputs; the exit status."""
     parser = argparse.ArgumentParser(prog="python -m emseg.sharing.bundled", description=__doc__.splitlines()[0])
-    parser.add_argument("--model", type=Path, default=PIPELINE_MODEL)
-    parser.add_argument("--metrics", type=Path, default=Path("metrics") / "evaluate.json")
-    parser.add_argument("--png", type=Path, default=Path("data") / "png")
-    parser.add_argument("--split", type=Path, default=Path("data") / "split.json")
+    parser.add_argument("--final", type=Path, default=Path("final"), help="the final model's folder (final/dvc.yaml; default: %(default)s)")
+    parser.add_argument("--png", type=Path, default=Path("data") / "png", help="the converted data set (default: %(default)s)")
     args = parser.parse_args(argv)
 
     def run() -> int:
-        info = make_bundle(args.model, args.metrics, args.png, args.split)
-        check = info["fp16_check"]
-        print(f"bundled {args.model} -> {BUNDLE}: test V_rand fp32 {check['fp32_weights']['v_rand']:.6f}, fp16 {check['fp16_weights']['v_rand']:.6f}")
+        info = make_bundle(args.final, args.png)
+        check, cells = info["fp16_check"], info["cross_validated"]["cells"]["v_rand"]
+        print(f"bundled {args.final / 'model.pt'} -> {BUNDLE}: cross-validated cells V_rand {cells['mean']:.4f}; fp16 against fp32 weights on "
+              f"{check['slices']} unlabelled slices: largest difference {check['max_abs_difference']:.2g}, "
+              f"{check['pixels_changing_side']:.2e} of the pixels change side")
         return 0
 
     return run_with_clean_errors(run, debug=False, prog="python -m emseg.sharing.bundled")

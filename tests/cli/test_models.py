@@ -18,25 +18,28 @@ def test_models_table(capsys) -> None:
         assert name in out
 
 
-def test_the_bundled_model_is_listed_with_its_scores_and_its_command(capsys) -> None:
+def test_the_bundled_model_is_listed_with_its_cross_validated_scores_and_its_command(capsys) -> None:
     from emseg.sharing.bundled import BUNDLED_MODEL
 
     assert BUNDLED_MODEL.is_file(), "the package ships a model (python -m emseg.sharing.bundled makes it)"
     assert main(["models", "--json"]) == 0
     model = json.loads(capsys.readouterr().out)["bundled_model"]
-    assert model["path"] == str(BUNDLED_MODEL) and 0.9 < model["test_scores"]["v_rand"] <= 1.0
-    assert "dvc repro" in model["made_by"] and model["commit"]
+    cells = model["cross_validated"]["cells"]["v_rand"]
+    assert model["path"] == str(BUNDLED_MODEL) and 0.9 < cells["ci_low"] <= cells["mean"] <= cells["ci_high"] <= 1.0
+    assert model["cross_validated"]["slices"] == 30 and "dvc repro final/dvc.yaml" in model["made_by"] and model["commit"]
     check = model["fp16_check"]
-    assert abs(check["fp16_weights"]["v_rand"] - check["fp32_weights"]["v_rand"]) < 1e-3  # fp16 weights keep the scores
+    assert check["max_abs_difference"] < 0.02 and check["pixels_changing_side"] < 1e-3  # fp16 weights keep the predictions
     assert main(["models"]) == 0
-    assert "bundled model: ISBI 2012 CPU profile" in capsys.readouterr().out
+    out = capsys.readouterr().out
+    assert "bundled model: ISBI 2012 best profile" in out
+    assert f"cross-validated over 30 labelled slices (5 folds, 95% intervals): cells V_rand {cells['mean']:.4f} [{cells['ci_low']:.4f}," in out
 
 
 def test_the_bundled_model_shows_its_pixel_size_and_cell_step(capsys) -> None:
     assert main(["models", "--json"]) == 0
     model = json.loads(capsys.readouterr().out)["bundled_model"]
     assert model["pixel_size_nm"] == [50.0, 4.0, 4.0]
-    assert model["cells"]["method"] == "components" and "validation" in model["cells"]["chosen_on"]
+    assert model["cells"] == model["chosen"]["cell_step"] and "cross-validation folds" in model["cells"]["chosen_on"]
     assert main(["models"]) == 0
     out = capsys.readouterr().out
-    assert "trained at 4 x 4 nm pixels, 50 nm sections" in out and "cells: components" in out
+    assert "trained at 4 x 4 nm pixels, 50 nm sections" in out and f"cells: {model['cells']['method']}" in out

@@ -2,13 +2,20 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import pytest
+import torch
 
 from emseg.errors import EmsegError
-from emseg.networks.model_file import load_model
+from emseg.config.layout import png_folder, slice_name
+from emseg.io.atomic import write_json
+from emseg.io.images import write_png
+from emseg.networks.model_file import load_model, with_cell_step
 from emseg.sharing import bundled
+
+from conftest import synthetic_stack, tiny_model_file
 
 
 def test_a_given_model_wins_then_the_pipelines_then_the_bundled_one(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -27,16 +34,58 @@ def test_an_installation_without_the_bundle_asks_for_a_model(tmp_path: Path, mon
         bundled.default_model(None)
 
 
-def test_the_bundle_ships_inside_the_package_and_loads_with_its_scores_and_segmentation() -> None:
+def test_the_bundle_ships_inside_the_package_and_loads_with_what_the_cross_validation_chose() -> None:
     assert bundled.BUNDLE.parent.name == "data" and bundled.BUNDLE.parent.parent.name == "emseg"
-    model, config = load_model(bundled.BUNDLED_MODEL)
+    _, config = load_model(bundled.BUNDLED_MODEL)
     info = bundled.bundled_info()
-    assert config.val_threshold == info["test_scores"]["val_threshold"]
-    assert {"v_rand", "v_info", "pixel_error"} <= set(info["test_scores"]) and info["commit"]
-    # the cell step and the pixel size travel inside the model file: nothing beside it is needed
-    # thresholded cells at the validated threshold: the step that carried over to a second stack (benchmarks/cell_transfer.py)
-    assert config.cell_step() == ("components", {"threshold": config.val_threshold})
+    chosen = info["chosen"]
+    # the step, the threshold and the cell step travel inside the model file: nothing beside it is needed
+    assert config.info["step"] == chosen["step"]["step"] and config.val_threshold == chosen["val_threshold"]
+    assert config.cell_step() == (chosen["cell_step"]["method"], chosen["cell_step"]["settings"])
+    assert config.info["cross_validated"] == info["cross_validated"] and info["commit"]
     assert config.pixel_size_yx() == (4.0, 4.0) and not (bundled.BUNDLE / "segment.json").exists()
+
+
+def _final_folder(root: Path) -> tuple[Path, Path]:
+    """A final/ folder of a tiny model with its metrics, and a png folder with three unlabelled slices."""
+    final, png = root / "final", root / "png"
+    final.mkdir()
+    tiny_model_file(final / "network.pt")
+    cells = {"method": "components", "settings": {"threshold": 0.5}, "chosen_on": "the validation blocks of folds 0, 1", "v_rand": 0.9}
+    info = {"cross_validated": CROSS_VALIDATED, "step": 6, "steps": 10}  # what training and the final stage put there
+    with_cell_step(final / "network.pt", final / "model.pt", cells, info, val_threshold=0.5)
+    write_json(final / "metrics.json", {"step": {"step": 6}, "cell_step": cells, "val_threshold": 0.5, "cross_validated": CROSS_VALIDATED})
+    write_json(final / "split.json", {"train": list(range(8)), "val": [], "test": []})
+    images, _ = synthetic_stack(3, 40, 48)
+    folder = png_folder(png, "test_images")
+    folder.mkdir(parents=True)
+    for index, image in enumerate(images):
+        write_png(folder / slice_name(index), image)
+    return final, png
+
+
+FIGURE = {"mean": 0.95, "ci_low": 0.94, "ci_high": 0.96}
+CROSS_VALIDATED = {"slices": 8, "folds": 2, "confidence": 0.95, "cells": {"v_rand": FIGURE}, "validated": {"v_rand": FIGURE}}
+
+
+def test_the_bundle_of_a_final_model_halves_its_weights_and_checks_them(tmp_path: Path) -> None:
+    final, png = _final_folder(tmp_path)
+    info = bundled.make_bundle(final, png, out=tmp_path / "bundle")
+    _, config = load_model(tmp_path / "bundle" / "model.pt")
+    state = torch.load(tmp_path / "bundle" / "model.pt", weights_only=True)["state_dict"]
+    assert all(value.dtype == torch.float16 for value in state.values() if value.is_floating_point())
+    assert config.cells["settings"] == {"threshold": 0.5} and info["cross_validated"] == CROSS_VALIDATED
+    assert info["fp16_check"]["slices"] == 3 and info["fp16_check"]["max_abs_difference"] < 0.02
+    assert info["trained_on"] == "all 8 ISBI 2012 training slices, 6 of 10 steps"
+    assert json.loads((tmp_path / "bundle" / "info.json").read_text()) == info
+
+
+def test_a_final_folder_without_cross_validated_figures_is_one_line(tmp_path: Path) -> None:
+    final, png = _final_folder(tmp_path)
+    write_json(final / "metrics.json", {"cell_step": {}})
+    with pytest.raises(EmsegError, match=r"final/metrics.json: no cross-validated figures or chosen step"):
+        bundled.make_bundle(final, png, out=tmp_path / "bundle")
+    assert not (tmp_path / "bundle").exists()
 
 
 @pytest.mark.parametrize(("given", "expected"), [("none", None), ("bundled", bundled.BUNDLED_MODEL)])
