@@ -141,17 +141,17 @@ def make_bundle(final: Path, png: Path, out: Path = BUNDLE) -> dict[str, Any]:
     if not isinstance(metrics, dict) or "cross_validated" not in metrics or "step" not in metrics:
         raise EmsegError(f"{metrics_path}: no cross-validated figures or chosen step (the final/dvc.yaml model stage writes them)")
     network, config = load_model(model_path)
-    out.mkdir(parents=True, exist_ok=True)
-    with atomic_output(out / "model.pt") as tmp:
+    trained_on = len(read_json(final / "split.json")["train"])
+    with atomic_output(out / "model.pt") as tmp:  # the bundle changes only once its check has run
         torch.save(_half(model_path), tmp)
-    check = _weights_check(model_path, out / "model.pt", png)
+        check = _weights_check(model_path, tmp, png)
     commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True, check=False).stdout.strip()
     info = {
         "name": f"ISBI 2012 best profile ({config.arch}, {count_parameters(network) / 1e6:.1f} M parameters)",
         "made_by": "dvc repro final/dvc.yaml (params.yaml with emseg profile best's settings), then python -m emseg.sharing.bundled --final final",
         "commit": commit,
         "cpu": cpu_description(),
-        "trained_on": f"all {len(read_json(final / 'split.json')['train'])} ISBI 2012 training slices, {config.info['step']} of {config.info['steps']} steps",
+        "trained_on": f"all {trained_on} ISBI 2012 training slices, {config.info['step']} of {config.info['steps']} steps",
         "chosen": {"step": metrics["step"], "cell_step": metrics["cell_step"], "val_threshold": metrics["val_threshold"]},
         "cross_validated": metrics["cross_validated"],
         "fp16_check": check,

@@ -80,12 +80,17 @@ def test_the_bundle_of_a_final_model_halves_its_weights_and_checks_them(tmp_path
     assert json.loads((tmp_path / "bundle" / "info.json").read_text()) == info
 
 
-def test_a_final_folder_without_cross_validated_figures_is_one_line(tmp_path: Path) -> None:
+def test_a_bundle_that_cannot_be_checked_or_lacks_its_figures_is_one_line_and_changes_nothing(tmp_path: Path) -> None:
     final, png = _final_folder(tmp_path)
+    (tmp_path / "bundle").mkdir()
+    (tmp_path / "bundle" / "model.pt").write_bytes(b"the bundle before")
+    with pytest.raises(EmsegError, match=r"png-missing/png/test/images: folder not found"):  # no unlabelled slices to check on
+        bundled.make_bundle(final, tmp_path / "png-missing" / "png", out=tmp_path / "bundle")
+    assert (tmp_path / "bundle" / "model.pt").read_bytes() == b"the bundle before" and not (tmp_path / "bundle" / "info.json").exists()
     write_json(final / "metrics.json", {"cell_step": {}})
     with pytest.raises(EmsegError, match=r"final/metrics.json: no cross-validated figures or chosen step"):
         bundled.make_bundle(final, png, out=tmp_path / "bundle")
-    assert not (tmp_path / "bundle").exists()
+    assert [p.name for p in (tmp_path / "bundle").iterdir()] == ["model.pt"]
 
 
 @pytest.mark.parametrize(("given", "expected"), [("none", None), ("bundled", bundled.BUNDLED_MODEL)])
