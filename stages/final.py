@@ -22,8 +22,8 @@ def body(args, params):
     figures = {key: cross_validated[key] for key in ("slices", "folds", "confidence")}
     figures |= {"cells": cross_validated["segmented"], "validated": cross_validated["validated"]}
     info = {"trained_on": "every labelled slice", "cross_validated": figures}
+    step = read_json(args.step)  # read before anything is written
     with_cell_step(args.model, args.out, cells, info, val_threshold=threshold)
-    step = read_json(args.step)
     write_json(args.metrics, {"step": step, "cell_step": cells, "val_threshold": threshold, "cross_validated": info["cross_validated"]})
     figure = cross_validated["segmented"]["v_rand"]
     print(f"final model {args.out}: cells {cells['method']} {cells['settings']} (mean validation V_rand {cells['v_rand']:.4f}), "
