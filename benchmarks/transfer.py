@@ -272,6 +272,7 @@ def report(folder: Path) -> str:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--results", type=Path, default=RESULTS, help="the folder of the runs' JSONs (default: %(default)s)")
     sub = parser.add_subparsers(dest="command", required=True)
     sub.add_parser("no-training")
     train = sub.add_parser("train")
@@ -282,13 +283,13 @@ def main(argv: list[str] | None = None) -> int:
     sub.add_parser("report")
     args = parser.parse_args(argv)
     if args.command == "report":
-        print(report(RESULTS))
+        print(report(args.results))
         return 0
     result = no_training(args) if args.command == "no-training" else train_run(args)
     result.update({"command": command_line("transfer.py", argv), "cpu": _cpu()})
-    RESULTS.mkdir(parents=True, exist_ok=True)
+    args.results.mkdir(parents=True, exist_ok=True)
     name = "no_training" if args.command == "no-training" else f"fold{args.fold}_{args.kind}_k{args.k if args.kind != 'all' else 'all'}"
-    (RESULTS / f"{name}.json").write_text(json.dumps(result, indent=1) + "\n")
+    (args.results / f"{name}.json").write_text(json.dumps(result, indent=1) + "\n")
     return 0
 
 

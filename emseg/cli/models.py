@@ -82,6 +82,11 @@ def run(args: argparse.Namespace) -> int:
         if model["cells"]:
             cells = model["cells"]
             print(f"  cells: {cells['method']} {json.dumps(cells['settings'])}, chosen on {cells['chosen_on']}")
+        elsewhere = model.get("cells_for_other_stacks")
+        if elsewhere:
+            flags = f"--cells components --threshold {elsewhere['settings']['threshold']:g}" if elsewhere["method"] == "components" else None
+            print(f"  cells on other stacks: {elsewhere['method']} {json.dumps(elsewhere['settings'])}, chosen on {elsewhere['chosen_on']}; "
+                  f"a fine-tune from it starts with them" + (f", emseg predict draws them with {flags}" if flags else ""))
         print(f"  made by: {model['made_by']} at commit {model['commit']} on {model['cpu']['model']}")
         print()
     for row in rows:

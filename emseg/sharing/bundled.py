@@ -32,6 +32,7 @@ import numpy as np
 import torch
 
 from emseg.errors import EmsegError, run_with_clean_errors
+from emseg.networks.model_file import CELLS_ELSEWHERE_KEY
 from emseg.io.atomic import atomic_output, write_json
 
 #: the bundled model's folder inside the package
@@ -82,8 +83,10 @@ def bundled_info() -> dict[str, Any] | None:
     return json.loads(BUNDLED_INFO.read_text()) if BUNDLED_INFO.is_file() else None
 
 
-def _half(path: Path) -> dict[str, Any]:
+def _half(path: Path, info: dict[str, Any] | None = None) -> dict[str, Any]:
     payload = torch.load(path, map_location="cpu", weights_only=True)
+    if info:
+        payload["config"]["info"] = {**payload["config"].get("info", {}), **info}
     payload["state_dict"] = {k: v.half() if v.is_floating_point() else v for k, v in payload["state_dict"].items()}
     return payload
 
@@ -115,7 +118,27 @@ def _weights_check(model_path: Path, half_path: Path, png: Path, slices: int = F
     }
 
 
-def make_bundle(final: Path, png: Path, out: Path = BUNDLE) -> dict[str, Any]:
+def cells_for_other_stacks(study_path: Path) -> dict[str, Any]:
+    """The cell step a cell-transfer study chose over two labs' stacks with the cross-validation's ISBI side (`--isbi-cv`).
+
+    Raises:
+        EmsegError: The file is missing, or is not such a study (one line naming it).
+    """
+    from emseg.io.atomic import read_json
+
+    study = read_json(study_path)
+    if not isinstance(study, dict) or "isbi_cv_val" not in study.get("table", {}) or "vnc_rescaled" not in study:
+        raise EmsegError(f"{study_path}: not a cell-transfer study over the cross-validation's folds (benchmarks/cell_transfer.py --isbi-cv)")
+    method, settings = study["vnc_rescaled"]["default"]["chosen"]
+    return {
+        "method": method,
+        "settings": settings,
+        "chosen_on": "the cross-validation folds' validation blocks and the VNC stack's 10 sections (rescaled to the model's "
+        f"pixel size), the two stacks weighing the same ({study_path.name})",
+    }
+
+
+def make_bundle(final: Path, png: Path, out: Path = BUNDLE, transfer_study: Path | None = None) -> dict[str, Any]:
     """Write the fp16 bundle of the final model (final/dvc.yaml) into `out` with its info, checked against the fp32 weights.
 
     Args:
@@ -124,12 +147,16 @@ def make_bundle(final: Path, png: Path, out: Path = BUNDLE) -> dict[str, Any]:
             choices and the cross-validated figures).
         png: The converted data set's folder, for the unlabelled slices of the weights check.
         out: The bundle's folder inside the package.
+        transfer_study: A cell-transfer study of this model (`benchmarks/cell_transfer.py --isbi-cv`):
+            its choice over two labs' stacks goes into the model file as the step for other stacks
+            (`CELLS_ELSEWHERE_KEY`), which a model fine-tuned from it starts with; None: none.
 
     Returns:
         The info written beside the model (`info.json`).
 
     Raises:
-        EmsegError: The final model or its metrics are missing or lack the cross-validated figures.
+        EmsegError: The final model or its metrics are missing or lack the cross-validated figures, or
+            the study is not one.
     """
     from emseg.io.atomic import read_json
     from emseg.networks.architectures import count_parameters
@@ -142,8 +169,9 @@ def make_bundle(final: Path, png: Path, out: Path = BUNDLE) -> dict[str, Any]:
         raise EmsegError(f"{metrics_path}: no cross-validated figures or chosen step (the final/dvc.yaml model stage writes them)")
     network, config = load_model(model_path)
     trained_on = len(read_json(final / "split.json")["train"])
+    elsewhere = cells_for_other_stacks(transfer_study) if transfer_study is not None else None
     with atomic_output(out / "model.pt") as tmp:  # the bundle changes only once its check has run
-        torch.save(_half(model_path), tmp)
+        torch.save(_half(model_path, {CELLS_ELSEWHERE_KEY: elsewhere} if elsewhere else {}), tmp)
         check = _weights_check(model_path, tmp, png)
     commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True, check=False).stdout.strip()
     info = {
@@ -154,6 +182,7 @@ def make_bundle(final: Path, png: Path, out: Path = BUNDLE) -> dict[str, Any]:
         "trained_on": f"all {trained_on} ISBI 2012 training slices, {config.info['step']} of {config.info['steps']} steps",
         "chosen": {"step": metrics["step"], "cell_step": metrics["cell_step"], "val_threshold": metrics["val_threshold"]},
         "cross_validated": metrics["cross_validated"],
+        "cells_for_other_stacks": elsewhere,
         "fp16_check": check,
     }
     write_json(out / "info.json", info)
@@ -165,10 +194,12 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m emseg.sharing.bundled", description=__doc__.splitlines()[0])
     parser.add_argument("--final", type=Path, default=Path("final"), help="the final model's folder (final/dvc.yaml; default: %(default)s)")
     parser.add_argument("--png", type=Path, default=Path("data") / "png", help="the converted data set (default: %(default)s)")
+    parser.add_argument("--cells-for-other-stacks", type=Path, metavar="STUDY",
+                        help="a cell-transfer study of this model (benchmarks/cell_transfer.py --isbi-cv): its step for other stacks")
     args = parser.parse_args(argv)
 
     def run() -> int:
-        info = make_bundle(args.final, args.png)
+        info = make_bundle(args.final, args.png, transfer_study=args.cells_for_other_stacks)
         check, cells = info["fp16_check"], info["cross_validated"]["cells"]["v_rand"]
         print(f"bundled {args.final / 'model.pt'} -> {BUNDLE}: cross-validated cells V_rand {cells['mean']:.4f}; fp16 against fp32 weights on "
               f"{check['slices']} unlabelled slices: largest difference {check['max_abs_difference']:.2g}, "

@@ -12,7 +12,7 @@ from emseg.errors import EmsegError
 from emseg.config.layout import png_folder, slice_name
 from emseg.io.atomic import write_json
 from emseg.io.images import write_png
-from emseg.networks.model_file import load_model, with_cell_step
+from emseg.networks.model_file import CELLS_ELSEWHERE_KEY, load_model, with_cell_step
 from emseg.sharing import bundled
 
 from conftest import synthetic_stack, tiny_model_file
@@ -43,6 +43,8 @@ def test_the_bundle_ships_inside_the_package_and_loads_with_what_the_cross_valid
     assert config.info["step"] == chosen["step"]["step"] and config.val_threshold == chosen["val_threshold"]
     assert config.cell_step() == (chosen["cell_step"]["method"], chosen["cell_step"]["settings"])
     assert config.info["cross_validated"] == info["cross_validated"] and info["commit"]
+    # the step for other stacks, chosen over two labs' stacks: what a fine-tune from the bundle starts with
+    assert config.info[CELLS_ELSEWHERE_KEY] == info["cells_for_other_stacks"] and info["cells_for_other_stacks"]["method"] == "components"
     assert config.pixel_size_yx() == (4.0, 4.0) and not (bundled.BUNDLE / "segment.json").exists()
 
 
@@ -78,6 +80,21 @@ def test_the_bundle_of_a_final_model_halves_its_weights_and_checks_them(tmp_path
     assert info["fp16_check"]["slices"] == 3 and info["fp16_check"]["max_abs_difference"] < 0.02
     assert info["trained_on"] == "all 8 ISBI 2012 training slices, 6 of 10 steps"
     assert json.loads((tmp_path / "bundle" / "info.json").read_text()) == info
+    assert CELLS_ELSEWHERE_KEY not in config.info and info["cells_for_other_stacks"] is None
+
+
+def test_a_transfer_study_gives_the_bundle_its_step_for_other_stacks(tmp_path: Path) -> None:
+    final, png = _final_folder(tmp_path)
+    study = tmp_path / "cell_transfer_cv.json"
+    write_json(study, {"table": {"isbi_cv_val": []}, "vnc_rescaled": {"default": {"chosen": ["components", {"threshold": 0.6}]}}})
+    info = bundled.make_bundle(final, png, out=tmp_path / "bundle", transfer_study=study)
+    _, config = load_model(tmp_path / "bundle" / "model.pt")
+    assert config.info[CELLS_ELSEWHERE_KEY] == info["cells_for_other_stacks"]
+    assert info["cells_for_other_stacks"]["method"] == "components" and info["cells_for_other_stacks"]["settings"] == {"threshold": 0.6}
+    assert config.cells["settings"] == {"threshold": 0.5}  # its own step stays
+    write_json(study, {"table": {"isbi": []}})
+    with pytest.raises(EmsegError, match=r"cell_transfer_cv.json: not a cell-transfer study over the cross-validation's folds"):
+        bundled.make_bundle(final, png, out=tmp_path / "bundle", transfer_study=study)
 
 
 def test_a_bundle_that_cannot_be_checked_or_lacks_its_figures_is_one_line_and_changes_nothing(tmp_path: Path) -> None:
