@@ -85,8 +85,8 @@ def run(args: argparse.Namespace) -> int:
         elsewhere = model.get("cells_for_other_stacks")
         if elsewhere:
             flags = f"--cells components --threshold {elsewhere['settings']['threshold']:g}" if elsewhere["method"] == "components" else None
-            print(f"  cells on other stacks: {elsewhere['method']} {json.dumps(elsewhere['settings'])}, chosen on {elsewhere['chosen_on']}; "
-                  f"a fine-tune from it starts with them" + (f", emseg predict draws them with {flags}" if flags else ""))
+            print(f"  cells on other stacks: {elsewhere['method']} {json.dumps(elsewhere['settings'])}, chosen on {elsewhere['chosen_on']}"
+                  + (f"; emseg predict draws them with {flags}" if flags else ""))
         print(f"  made by: {model['made_by']} at commit {model['commit']} on {model['cpu']['model']}")
         print()
     for row in rows:

@@ -29,8 +29,8 @@ FORMAT = "emseg-model"
 #: 2: the validated threshold is a field of the config (version 1 kept it in ``info.val``);
 #: 3: the pixel size the model was trained at, and the cell step chosen for it
 FORMAT_VERSION = 3
-#: the key of a model file's `info` with the cell step chosen for stacks other than its own (over two labs' stacks);
-#: a model fine-tuned from it starts with that step ([`build_trainer`][emseg.training.build.build_trainer])
+#: the key of a model file's `info` with the cell step chosen for stacks other than its own, over two labs' stacks
+#: (`emseg models` prints it; `emseg predict` draws the model's own step unless told otherwise)
 CELLS_ELSEWHERE_KEY = "cells_for_other_stacks"
 READABLE_VERSIONS = (1, 2, 3)
 #: the first bytes of files that ``--model`` is sometimes pointed at by mistake

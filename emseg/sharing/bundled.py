@@ -149,7 +149,7 @@ def make_bundle(final: Path, png: Path, out: Path = BUNDLE, transfer_study: Path
         out: The bundle's folder inside the package.
         transfer_study: A cell-transfer study of this model (`benchmarks/cell_transfer.py --isbi-cv`):
             its choice over two labs' stacks goes into the model file as the step for other stacks
-            (`CELLS_ELSEWHERE_KEY`), which a model fine-tuned from it starts with; None: none.
+            (`CELLS_ELSEWHERE_KEY`, what `emseg models` advises for another lab's stack); None: none.
 
     Returns:
         The info written beside the model (`info.json`).

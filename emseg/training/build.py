@@ -22,7 +22,7 @@ from emseg.errors import EmsegError
 from emseg.io.sections import section_count
 from emseg.networks.architectures import build_network, resolve_kwargs
 from emseg.networks.lsd import LSD_CHANNELS
-from emseg.networks.model_file import CELLS_ELSEWHERE_KEY, ModelConfig, load_model
+from emseg.networks.model_file import ModelConfig, load_model
 from emseg.preprocessing.normalization import DEFAULT_NORMALIZATION
 from emseg.runtime.device import select_device
 from emseg.training.border_weights import border_weight_map
@@ -159,9 +159,7 @@ def build_trainer(
     model = build_network(arch, kwargs, config.out_channels, config.in_channels, config.aux_channels)
     if init is not None:  # after the seeded build, so that the random streams that follow are those of a fresh run
         config.info["init_from"] = str(init)
-        start = load_initial_weights(model, config, init)
-        # a fine-tune is for another stack: it starts with the step its base model chose for other stacks, where it has one
-        config.cells = start.info.get(CELLS_ELSEWHERE_KEY) or start.cells
+        config.cells = load_initial_weights(model, config, init).cells
     model = model.to(device)
     weights = None
     if params.border_weight > 0:

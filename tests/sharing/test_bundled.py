@@ -43,7 +43,7 @@ def test_the_bundle_ships_inside_the_package_and_loads_with_what_the_cross_valid
     assert config.info["step"] == chosen["step"]["step"] and config.val_threshold == chosen["val_threshold"]
     assert config.cell_step() == (chosen["cell_step"]["method"], chosen["cell_step"]["settings"])
     assert config.info["cross_validated"] == info["cross_validated"] and info["commit"]
-    # the step for other stacks, chosen over two labs' stacks: what a fine-tune from the bundle starts with
+    # the step for other stacks, chosen over two labs' stacks: what emseg models advises for another lab's stack
     assert config.info[CELLS_ELSEWHERE_KEY] == info["cells_for_other_stacks"] and info["cells_for_other_stacks"]["method"] == "components"
     assert config.pixel_size_yx() == (4.0, 4.0) and not (bundled.BUNDLE / "segment.json").exists()
 

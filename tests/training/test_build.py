@@ -73,18 +73,6 @@ def test_a_run_starts_from_a_model_files_weights_and_keeps_its_cell_step(tmp_pat
     assert tuned.config.pixel_size == [45.0, 4.6, 4.6]
 
 
-def test_a_run_from_a_model_with_a_step_for_other_stacks_starts_with_that_step(tmp_path: Path) -> None:
-    from emseg.networks.model_file import CELLS_ELSEWHERE_KEY, save_model
-
-    base = build_trainer(tiny_training_data(), TINY, PARAMS, seed=7, model_path=tmp_path / "base.pt")
-    base.config.cells = {"method": "gasp", "settings": {"beta": 0.4}, "chosen_on": "its own stack", "v_rand": 0.9}
-    elsewhere = {"method": "components", "settings": {"threshold": 0.6}, "chosen_on": "two labs' stacks"}
-    base.config.info[CELLS_ELSEWHERE_KEY] = elsewhere
-    save_model(tmp_path / "base.pt", base.model, base.config)
-    tuned = build_trainer(tiny_training_data(), TINY, PARAMS, seed=0, model_path=tmp_path / "t.pt", init=tmp_path / "base.pt")
-    assert tuned.config.cells == elsewhere  # a fine-tune is for another stack
-
-
 @pytest.mark.parametrize(
     ("change", "field"),
     [({"unet": {**TINY_UNET, "channels": [4, 8, 32]}}, "kwargs"), ({"target": "affinities"}, "target"), ({"arch": "basic_unet", "basic_unet": {}}, "arch")],
