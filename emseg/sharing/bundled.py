@@ -92,7 +92,7 @@ def _half(path: Path, info: dict[str, Any] | None = None) -> dict[str, Any]:
 
 
 def _weights_check(model_path: Path, half_path: Path, png: Path, slices: int = FP16_CHECK_SLICES) -> dict[str, float]:
-    """How far the fp16 weights' membrane maps are from the fp32 weights' on the first unlabelled test-volume slices.
+    """How far the fp16 weights' probability maps are from the fp32 weights' on the first unlabelled test-volume slices.
 
     A model trained on every labelled slice has no held-out slice left to score, so the check is
     the agreement of the two weights' predictions (8x TTA) on slices without labels: the largest
