@@ -19,7 +19,9 @@ no test-time augmentation, as `emseg predict` runs by default) of sections that 
     python benchmarks/transfer.py train --fold 0 --kind finetune --k 2
     python benchmarks/transfer.py report
 
-Each run writes one JSON into benchmarks/results/transfer/ (with the command and the CPU).
+Each run writes one JSON into benchmarks/results/transfer/ (with the command and the CPU), or into
+``--results DIR``; ``--base MODEL`` starts from and scores another model than the bundled one
+(e.g. a previous bundle from the repository's history).
 """
 
 from __future__ import annotations
@@ -135,9 +137,7 @@ def changed(images: list[np.ndarray], change: str, seed: int = 0) -> list[np.nda
 def no_training(args: argparse.Namespace) -> dict[str, Any]:
     """The bundled model without training: VNC sections and resampled or changed ISBI slices, without and with rescaling."""
     from emseg.networks.model_file import load_model
-    from emseg.sharing.bundled import BUNDLED_MODEL
-
-    model, config = load_model(BUNDLED_MODEL)
+    model, config = load_model(args.base)
     rows: list[dict[str, Any]] = []
 
     def run(stack: str, size: float, change: str, images: list, labels: list, ids: list[int]) -> None:
@@ -171,7 +171,6 @@ def train_run(args: argparse.Namespace) -> dict[str, Any]:
     from emseg.config.layout import UNLABELLED_VALUE
     from emseg.config.params import parse_params
     from emseg.networks.model_file import load_model
-    from emseg.sharing.bundled import BUNDLED_MODEL
     from emseg.training.fit import fit
 
     images, labels = vnc()
@@ -184,7 +183,7 @@ def train_run(args: argparse.Namespace) -> dict[str, Any]:
             keep[: height // 2, : width // 2] = True
             label[~keep] = UNLABELLED_VALUE
     params = parse_params({})
-    init = None if args.kind.startswith("scratch") else BUNDLED_MODEL
+    init = None if args.kind.startswith("scratch") else args.base
     if args.kind == "scratch":  # the fine-tuning budget, from random weights
         params = params.model_copy(update={"train": params.train.model_copy(update={"steps": params.train.finetune.steps, "val_every": params.train.finetune.val_every})})
     out = Path(args.models) / f"fold{args.fold}_{args.kind}_k{len(sections)}.pt"
@@ -196,7 +195,7 @@ def train_run(args: argparse.Namespace) -> dict[str, Any]:
     held = list(FOLDS[args.fold])
     scores = [cell_v_rand(labels[s], cells_of(model, config, images[s], VNC_NM, True)) for s in held]
     # the same network with the bundled model's cell step: what the cell step chosen here adds or costs
-    config.cells = load_model(BUNDLED_MODEL)[1].cells
+    config.cells = load_model(args.base)[1].cells
     with_bundled_cells = [cell_v_rand(labels[s], cells_of(model, config, images[s], VNC_NM, True)) for s in held]
     print(f"fold {args.fold} {args.kind} on {sections}: {np.mean(scores):.4f} in {minutes:.1f} min", flush=True)
     return {"kind": args.kind, "fold": args.fold, "train_sections": sections, "sections": held, "v_rand": scores,
@@ -273,6 +272,7 @@ def report(folder: Path) -> str:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--results", type=Path, default=RESULTS, help="the folder of the runs' JSONs (default: %(default)s)")
+    parser.add_argument("--base", type=Path, default=None, help="the model to start from and score (default: the bundled model)")
     sub = parser.add_subparsers(dest="command", required=True)
     sub.add_parser("no-training")
     train = sub.add_parser("train")
@@ -282,6 +282,10 @@ def main(argv: list[str] | None = None) -> int:
     train.add_argument("--models", default="/tmp/emseg-transfer-models", help="where the trained model files go (not committed)")
     sub.add_parser("report")
     args = parser.parse_args(argv)
+    if args.base is None:
+        from emseg.sharing.bundled import BUNDLED_MODEL
+
+        args.base = BUNDLED_MODEL
     if args.command == "report":
         print(report(args.results))
         return 0
