@@ -30,6 +30,7 @@ Predictions are cached in --cache (a few hundred MB) so that a second run only s
 from __future__ import annotations
 
 import argparse
+import hashlib
 import itertools
 import json
 import sys
@@ -77,7 +78,7 @@ def predictions(cache: Path) -> dict[str, list[Any]]:
     for name, (images, factors) in sets.items():
         out[name] = []
         for index, image in enumerate(images):
-            path = cache / f"{name}_{index:02d}.npz"
+            path = cache / f"{_digest(BUNDLED_MODEL)}_{name}_{index:02d}.npz"
             if not path.is_file():
                 if factors is None:
                     prediction = predictor.predict(image)
@@ -88,6 +89,11 @@ def predictions(cache: Path) -> dict[str, list[Any]]:
             data = np.load(path)
             out[name].append(Prediction(data["membrane"], data["affinities"], tuple(map(tuple, data["offsets"].tolist()))))
     return out
+
+
+def _digest(model: Path) -> str:
+    # a cached prediction is named by the model that made it, so that another model never reads it
+    return hashlib.sha256(model.read_bytes()).hexdigest()[:12]
 
 
 def cv_predictions(folds: Path, cache: Path) -> tuple[dict[str, list[Any]], dict[str, list[np.ndarray]], dict[str, list[int]]]:
@@ -111,7 +117,7 @@ def cv_predictions(folds: Path, cache: Path) -> tuple[dict[str, list[Any]], dict
         split = read_json(fold / "split.json")
         for kind, name in (("val", "isbi_cv_val"), ("test", "isbi_cv_test")):
             for index in split[kind]:
-                path = cache / f"cv{fold.name}_{index:02d}.npz"
+                path = cache / f"{_digest(fold / 'model.pt')}_cv{fold.name}_{index:02d}.npz"
                 if not path.is_file():
                     prediction = Predictor(model, config).predict(images[index])
                     np.savez(path, membrane=prediction.membrane, affinities=prediction.affinities, offsets=np.array(prediction.offsets))
