@@ -68,7 +68,7 @@ def predictions(cache: Path) -> dict[str, list[Any]]:
     from emseg.sharing.bundled import BUNDLED_MODEL
 
     model, config = load_model(BUNDLED_MODEL)
-    predictor = Predictor(model, config)
+    predictor, digest = Predictor(model, config), _digest(BUNDLED_MODEL)
     plan = plan_rescaling(PixelSize(VNC_NM, "nm"), config.pixel_size_yx())
     vnc_images, _ = vnc()
     isbi_images, _ = resampled_isbi(4.0)
@@ -78,7 +78,7 @@ def predictions(cache: Path) -> dict[str, list[Any]]:
     for name, (images, factors) in sets.items():
         out[name] = []
         for index, image in enumerate(images):
-            path = cache / f"{_digest(BUNDLED_MODEL)}_{name}_{index:02d}.npz"
+            path = cache / f"{digest}_{name}_{index:02d}.npz"
             if not path.is_file():
                 if factors is None:
                     prediction = predictor.predict(image)
@@ -112,12 +112,13 @@ def cv_predictions(folds: Path, cache: Path) -> tuple[dict[str, list[Any]], dict
     cache.mkdir(parents=True, exist_ok=True)
     for fold in sorted((p for p in folds.iterdir() if p.name.isdigit()), key=lambda p: int(p.name)):
         model, config = load_model(fold / "model.pt")
+        digest = _digest(fold / "model.pt")
         if config.context:
             raise SystemExit(f"{fold / 'model.pt'}: a model with context {config.context}; this study predicts single slices")
         split = read_json(fold / "split.json")
         for kind, name in (("val", "isbi_cv_val"), ("test", "isbi_cv_test")):
             for index in split[kind]:
-                path = cache / f"{_digest(fold / 'model.pt')}_cv{fold.name}_{index:02d}.npz"
+                path = cache / f"{digest}_cv{fold.name}_{index:02d}.npz"
                 if not path.is_file():
                     prediction = Predictor(model, config).predict(images[index])
                     np.savez(path, membrane=prediction.membrane, affinities=prediction.affinities, offsets=np.array(prediction.offsets))

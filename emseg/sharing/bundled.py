@@ -103,13 +103,10 @@ def _weights_check(model_path: Path, half_path: Path, png: Path, slices: int = F
     from emseg.io.dataset import read_unlabelled
     from emseg.networks.model_file import load_model
 
-    maps = []
-    for path in (model_path, half_path):
-        model, config = load_model(path)
-        images = read_unlabelled(png, config.context)[:slices]
-        maps.append(Predictor(model, config, tta=True).cell_stack(images))
-        threshold = config.threshold()[0]
-    fp32, fp16 = maps
+    (fp32_model, config), (fp16_model, _) = load_model(model_path), load_model(half_path)  # one config: the weights alone differ
+    images = read_unlabelled(png, config.context)[:slices]
+    fp32, fp16 = (Predictor(model, config, tta=True).cell_stack(images) for model in (fp32_model, fp16_model))
+    threshold = config.threshold()[0]
     return {
         "slices": len(fp32),
         "max_abs_difference": float(np.abs(fp32 - fp16).max()),
