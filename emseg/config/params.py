@@ -291,6 +291,10 @@ class ModelParams(_NamedBlocks):
         description="train an auxiliary head of local shape descriptors with this Gaussian sigma in pixels (10-15); 0 = none; "
         "affinity models only; dropped at inference",
     )
+    auto_context: bool = Field(
+        False, description="follow the network with a small second U-Net that reads the slice and the first one's prediction "
+        "(auto-context), both trained at once",
+    )
 
     @model_validator(mode="after")
     def _descriptors_beside_affinities(self) -> ModelParams:

@@ -31,20 +31,22 @@ def out_channels(model: Any) -> int:
     return len(model.offsets) if model.target == "affinities" else 1
 
 
-def train_step_flops(arch: str, kwargs: dict[str, Any], out_channels: int, batch: int, patch: int, in_channels: int = 1) -> int:
+def train_step_flops(
+    arch: str, kwargs: dict[str, Any], out_channels: int, batch: int, patch: int, in_channels: int = 1, auto_context: bool = False,
+) -> int:
     """The FLOPs of forward and backward of one batch of `batch` patches of `patch` x `patch` pixels through the network."""
     with torch.random.fork_rng(devices=[]):
-        model = build_network(arch, kwargs, out_channels, in_channels).train()
+        model = build_network(arch, kwargs, out_channels, in_channels, auto_context=auto_context).train()
     x = torch.zeros(batch, in_channels, patch, patch)
     with FlopCounterMode(display=False) as counter:
         model(x).sum().backward()
     return int(counter.get_total_flops())
 
 
-def forward_flops(arch: str, kwargs: dict[str, Any], out_channels: int, tile: int, in_channels: int = 1) -> int:
+def forward_flops(arch: str, kwargs: dict[str, Any], out_channels: int, tile: int, in_channels: int = 1, auto_context: bool = False) -> int:
     """The FLOPs of one forward pass of one `tile` x `tile` tile (inference)."""
     with torch.random.fork_rng(devices=[]):
-        model = build_network(arch, kwargs, out_channels, in_channels).eval()
+        model = build_network(arch, kwargs, out_channels, in_channels, auto_context=auto_context).eval()
     with torch.no_grad(), FlopCounterMode(display=False) as counter:
         model(torch.zeros(1, in_channels, tile, tile))
     return int(counter.get_total_flops())
@@ -94,10 +96,11 @@ def pipeline_flops(params: Params, slice_shape: tuple[int, int], val_slices: int
     trained = channels + (LSD_CHANNELS if model.lsd_sigma else 0)
     # with a consistency loss the perturbed unlabelled patches train with the batch, and the teacher predicts them once more
     unlabelled = train.consistency_batch if train.consistency_weight else 0
-    step = train_step_flops(model.arch, kwargs, trained, train.batch_size + unlabelled, train.patch_size, inputs)
+    cascade = model.auto_context
+    step = train_step_flops(model.arch, kwargs, trained, train.batch_size + unlabelled, train.patch_size, inputs, cascade)
     if unlabelled:
-        step += unlabelled * forward_flops(model.arch, kwargs, trained, train.patch_size, inputs)
-    tile = forward_flops(model.arch, kwargs, channels, min(train.patch_size, *slice_shape), inputs)
+        step += unlabelled * forward_flops(model.arch, kwargs, trained, train.patch_size, inputs, cascade)
+    tile = forward_flops(model.arch, kwargs, channels, min(train.patch_size, *slice_shape), inputs, cascade)
     validations = math.ceil(train.last_step / train.val_every)
     val_tiles = count_tiles(slice_shape, train.patch_size, OVERLAP) * (8 if train.val_tta else 1)
     eval_tiles = count_tiles(slice_shape, train.patch_size, params.evaluate.overlap) * (8 if params.evaluate.tta else 1)

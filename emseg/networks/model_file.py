@@ -23,7 +23,7 @@ from emseg.config.defaults import FALLBACK_THRESHOLD
 from emseg.errors import EmsegError
 from emseg.io.atomic import atomic_output
 from emseg.io.sections import section_count
-from emseg.networks.architectures import IN_CHANNELS, OUT_CHANNELS, build_network
+from emseg.networks.architectures import IN_CHANNELS, OUT_CHANNELS, PadToMultiple, build_network
 
 FORMAT = "emseg-model"
 #: 2: the validated threshold is a field of the config (version 1 kept it in ``info.val``);
@@ -81,6 +81,16 @@ class ModelConfig:
     context: int = 0
     #: channels of an auxiliary training head after the outputs (6: local shape descriptors), which predictions drop
     aux_channels: int = 0
+    #: a small second network reads the input and the first one's prediction ([`AutoContext`][emseg.networks.architectures.AutoContext])
+    auto_context: bool = False
+
+    def build_network(self) -> PadToMultiple:
+        """The network this config describes, with fresh weights.
+
+        Raises:
+            EmsegError: The architecture or its arguments are not buildable.
+        """
+        return build_network(self.arch, self.kwargs, self.out_channels, self.in_channels, self.aux_channels, self.auto_context)
 
     def expected_in_channels(self) -> int:
         """The input channels the context needs: the slice and `context` sections on each side."""
@@ -241,7 +251,7 @@ def load_model(path: str | os.PathLike[str], device: torch.device | str = "cpu")
             f"{config.context} and {config.target} target need {config.expected_in_channels()} input / {config.expected_out_channels()} output channels"
         )
     try:
-        model = build_network(config.arch, config.kwargs, config.out_channels, config.in_channels, config.aux_channels)
+        model = config.build_network()
     except EmsegError as exc:
         raise EmsegError(f"{path}: {exc}") from None
     try:

@@ -20,7 +20,7 @@ from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
 from emseg.config.params import ModelParams, TrainParams
 from emseg.errors import EmsegError
 from emseg.io.sections import section_count
-from emseg.networks.architectures import build_network, resolve_kwargs
+from emseg.networks.architectures import resolve_kwargs
 from emseg.networks.lsd import LSD_CHANNELS
 from emseg.networks.model_file import ModelConfig, load_model
 from emseg.preprocessing.normalization import DEFAULT_NORMALIZATION
@@ -49,7 +49,7 @@ def model_config(model_params: ModelParams, kwargs: dict[str, Any], patch_size: 
     """What the model file says of the network: architecture, arguments, normalisation, patch size, target, offsets, context and pixel size."""
     size = None if pixel_size is None else [float(v) for v in pixel_size]
     context = {"context": model_params.context, "in_channels": section_count(model_params.context),
-               "aux_channels": LSD_CHANNELS if model_params.lsd_sigma else 0}
+               "aux_channels": LSD_CHANNELS if model_params.lsd_sigma else 0, "auto_context": model_params.auto_context}
     # the head's sigma is how it was trained, not how it predicts (it does not): recorded so that a fine-tune trains it alike
     info = {LSD_SIGMA_KEY: model_params.lsd_sigma} if model_params.lsd_sigma else {}
     if model_params.target == "affinities":
@@ -78,14 +78,14 @@ def network_params(config: ModelConfig, path: Path) -> ModelParams:
                              f"but does not record the {LSD_SIGMA_KEY} it was trained with")
         sigma = float(config.info[LSD_SIGMA_KEY])
     block: dict[str, Any] = {"arch": config.arch, config.arch: dict(config.kwargs), "target": config.target,
-                             "context": config.context, LSD_SIGMA_KEY: sigma}
+                             "context": config.context, LSD_SIGMA_KEY: sigma, "auto_context": config.auto_context}
     if config.target == "affinities" and config.offsets:
         block["offsets"] = [list(o) for o in config.offsets]
     return ModelParams.model_validate(block)
 
 
 #: what must agree between a model file and the run that starts from its weights
-_INIT_FIELDS = ("arch", "kwargs", "target", "offsets", "out_channels", "context", "aux_channels", "normalization")
+_INIT_FIELDS = ("arch", "kwargs", "target", "offsets", "out_channels", "context", "aux_channels", "auto_context", "normalization")
 
 
 def network_differences(model_params: ModelParams, config: ModelConfig) -> list[str]:
@@ -156,7 +156,7 @@ def build_trainer(
     kwargs = resolve_kwargs(arch, model_params.overrides())
     config = model_config(model_params, kwargs, params.patch_size, pixel_size)
     offsets = config.offset_tuples()
-    model = build_network(arch, kwargs, config.out_channels, config.in_channels, config.aux_channels)
+    model = config.build_network()
     if init is not None:  # after the seeded build, so that the random streams that follow are those of a fresh run
         config.info["init_from"] = str(init)
         config.cells = load_initial_weights(model, config, init).cells

@@ -30,7 +30,6 @@ from torch.optim.swa_utils import AveragedModel
 
 from emseg.config.params import TrainParams
 from emseg.inference.predictor import Predictor
-from emseg.networks.architectures import build_network
 from emseg.networks.model_file import ModelConfig, save_model
 from emseg.runtime.device import amp_dtype, autocast, uses_amp
 from emseg.training.checkpoints import Progress, checkpoint_state, load_checkpoint, random_streams, restore_streams, write_checkpoint
@@ -310,6 +309,6 @@ class Trainer:
         """Continue from the checkpoint at `path`; the best model so far is written to `model_path` again."""
         restore_streams(self.sampler.generator, load_checkpoint(path, self, self.group.rank))
         if self.progress.best_state and self.group.is_main:
-            best = build_network(self.config.arch, self.config.kwargs, self.config.out_channels, self.config.in_channels, self.config.aux_channels)
+            best = self.config.build_network()
             best.load_state_dict(self.progress.best_state)
             save_model(self.model_path, best, self.best_config())

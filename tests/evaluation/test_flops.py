@@ -43,3 +43,15 @@ def test_a_consistency_step_trains_its_unlabelled_patches_and_predicts_them_once
     teacher = forward_flops("unet", resolve_kwargs("unet", SMALL), 8, 32)
     assert flops.per_train_step == plain.per_train_step * 6 // 4 + 2 * teacher
     assert flops.validation == plain.validation and flops.evaluate == plain.evaluate
+
+
+def test_an_auto_context_step_adds_its_second_network_to_training_and_every_tile() -> None:
+    from emseg.networks.architectures import AUTO_CONTEXT_KWARGS
+
+    params = Params.model_validate({"model": {"unet": SMALL}, "train": {"steps": 40, "val_every": 20, "patch_size": 32}})
+    plain = pipeline_flops(params, (64, 64), 3, 5, 30)
+    cascade = pipeline_flops(params.model_copy(update={"model": params.model.model_copy(update={"auto_context": True})}), (64, 64), 3, 5, 30)
+    # the second network alone, on the slice and the first's 8 affinities
+    second = forward_flops("unet", AUTO_CONTEXT_KWARGS, 8, 32, in_channels=1 + 8)
+    assert cascade.per_tile == plain.per_tile + second
+    assert cascade.per_train_step > plain.per_train_step + 2 * second  # forward and backward of both, over the batch

@@ -145,3 +145,35 @@ def test_an_auxiliary_head_trains_and_predictions_leave_it_out(tmp_path) -> None
     assert read.aux_channels == 6
     with torch.no_grad():
         torch.testing.assert_close(loaded(x), net(x))
+
+
+def test_an_auto_context_model_predicts_with_its_second_network_and_trains_both(tmp_path) -> None:
+    from emseg.networks.architectures import AUTO_CONTEXT_KWARGS, AutoContext
+
+    kwargs = resolve_kwargs("unet", TINY_UNET)
+    torch.manual_seed(0)
+    net = build_network("unet", kwargs, out_channels=4, aux_channels=6, auto_context=True).eval()
+    assert isinstance(net.net, AutoContext) and net.divisor % 2 ** len(AUTO_CONTEXT_KWARGS["strides"]) == 0
+    # the second network reads the slice, the first's 4 affinities (as probabilities) and its 6 descriptors
+    assert net.net.second.model[0].conv.unit0.conv.in_channels == 1 + 4 + 6
+    x = torch.randn(2, 1, 37, 29)  # a lone slice of a size no level divides
+    with torch.no_grad():
+        heads = net.forward_heads(x)
+        second, first = heads
+        assert len(heads) == 2 and second.shape == first.shape == (2, 10, 37, 29)
+        assert torch.equal(net(x), second[:, :4])  # the prediction is the second network's affinities
+        # and it does read the first's: other first-network weights change it
+        net.net.first.model[0].conv.unit0.conv.bias.add_(1.0)
+        assert not torch.allclose(net(x), second[:, :4])
+    # the loss reaches both networks
+    net.train()
+    sum(h.sum() for h in net.forward_heads(x)).backward()
+    assert net.net.first.model[0].conv.unit0.conv.weight.grad.abs().sum() > 0
+    assert net.net.second.model[0].conv.unit0.conv.weight.grad.abs().sum() > 0
+    config = ModelConfig("unet", kwargs, dict(DEFAULT_NORMALIZATION), 32, out_channels=4, target="affinities",
+                         offsets=[[-1, 0], [0, -1], [-3, 0], [0, -3]], aux_channels=6, auto_context=True)
+    save_model(tmp_path / "ac.pt", net.eval(), config)
+    loaded, read = load_model(tmp_path / "ac.pt")
+    assert read.auto_context
+    with torch.no_grad():
+        torch.testing.assert_close(loaded(x), net(x))

@@ -75,7 +75,8 @@ def test_a_run_starts_from_a_model_files_weights_and_keeps_its_cell_step(tmp_pat
 
 @pytest.mark.parametrize(
     ("change", "field"),
-    [({"unet": {**TINY_UNET, "channels": [4, 8, 32]}}, "kwargs"), ({"target": "affinities"}, "target"), ({"arch": "basic_unet", "basic_unet": {}}, "arch")],
+    [({"unet": {**TINY_UNET, "channels": [4, 8, 32]}}, "kwargs"), ({"target": "affinities"}, "target"), ({"arch": "basic_unet", "basic_unet": {}}, "arch"),
+     ({"auto_context": True}, "auto_context")],
 )
 def test_a_model_of_another_network_is_refused_in_one_line_naming_what_differs(tmp_path: Path, change: dict, field: str) -> None:
     from emseg.networks.model_file import save_model
@@ -92,6 +93,7 @@ def test_a_model_of_another_network_is_refused_in_one_line_naming_what_differs(t
 @pytest.mark.parametrize("model", [
     TINY,
     ModelParams(arch="unet", target="affinities", offsets=[[-1, 0], [0, -1], [-4, 0], [0, -4]], context=1, lsd_sigma=5.0, unet=TINY_UNET),
+    ModelParams(arch="unet", target="affinities", offsets=[[-1, 0], [0, -1], [-4, 0], [0, -4]], auto_context=True, unet=TINY_UNET),
 ])
 def test_a_model_files_network_is_rebuilt_as_the_model_block_that_made_it(tmp_path: Path, model: ModelParams) -> None:
     from emseg.networks.model_file import load_model, save_model
@@ -101,6 +103,7 @@ def test_a_model_files_network_is_rebuilt_as_the_model_block_that_made_it(tmp_pa
     _, config = load_model(tmp_path / "m.pt")
     block = network_params(config, tmp_path / "m.pt")
     assert network_differences(block, config) == [] and block.lsd_sigma == model.lsd_sigma and block.context == model.context
+    assert block.auto_context == model.auto_context
 
 
 def test_a_descriptor_head_whose_sigma_is_not_recorded_cannot_be_fine_tuned(tmp_path: Path) -> None:

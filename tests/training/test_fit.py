@@ -145,3 +145,14 @@ def test_a_model_with_descriptors_trains_their_head_and_predicts_affinities_only
     assert config.info["lsd_sigma"] == 5.0  # so that a fine-tune trains the head alike
     fit(list(images), list(labels), tmp_path / "tuned.pt", PARAMS, init=tmp_path / "model.pt")
     assert load_model(tmp_path / "tuned.pt")[1].aux_channels == 6
+
+
+def test_an_auto_context_model_trains_end_to_end_and_fine_tunes_as_one(tmp_path: Path) -> None:
+    images, labels = synthetic_stack(4, 48, 48)
+    params = parse_params(merge(TINY_PROFILE, {"model": {"auto_context": True}, "segment": {"method": "components", "components": {"threshold": [0.5]}}}))
+    fit(list(images), list(labels), tmp_path / "model.pt", params)
+    model, config = load_model(tmp_path / "model.pt")
+    assert config.auto_context and hasattr(model.net, "second")
+    # a fine-tune from it, under params without auto-context, trains the model's two networks
+    fit(list(images), list(labels), tmp_path / "tuned.pt", PARAMS, init=tmp_path / "model.pt")
+    assert load_model(tmp_path / "tuned.pt")[1].auto_context
