@@ -42,8 +42,9 @@ def tiny_training_data():
     return TrainingData(list(images[:3]), list(labels[:3]), [images[3]], [labels[3]])
 
 
-def tiny_model_file(path: Path, patch: int = 32, context: int = 0) -> Path:
-    """A tiny untrained UNet (seed 0) saved the way training saves it; `context`: the sections on each side it reads."""
+def tiny_model_file(path: Path, patch: int = 32, context: int = 0, auto_context: bool = False) -> Path:
+    """A tiny untrained UNet (seed 0) saved the way training saves it; `context`: the sections on each side it reads;
+    `auto_context`: followed by the second network of an auto-context model."""
     import torch
 
     from emseg.networks.architectures import build_network, resolve_kwargs
@@ -53,8 +54,9 @@ def tiny_model_file(path: Path, patch: int = 32, context: int = 0) -> Path:
     torch.manual_seed(0)
     kwargs = resolve_kwargs("unet", TINY_UNET)
     channels = 2 * context + 1
-    network = build_network("unet", kwargs, in_channels=channels).eval()
-    save_model(path, network, ModelConfig("unet", kwargs, dict(DEFAULT_NORMALIZATION), patch, in_channels=channels, context=context))
+    network = build_network("unet", kwargs, in_channels=channels, auto_context=auto_context).eval()
+    save_model(path, network, ModelConfig("unet", kwargs, dict(DEFAULT_NORMALIZATION), patch, in_channels=channels, context=context,
+                                          auto_context=auto_context))
     return path
 
 

@@ -160,6 +160,8 @@ def describe(model_path: Path, image: np.ndarray, folder: Path):
     model, config = load_model(model_path)
     if config.aux_channels:
         raise EmsegError(f"{model_path}: the model carries an auxiliary training head; its BioImage Model Zoo package is not written yet")
+    if config.auto_context:
+        raise EmsegError(f"{model_path}: the model is two networks in a row (auto-context); its BioImage Model Zoo package is not written yet")
     if config.context:
         raise EmsegError(
             f"{model_path}: the model reads {config.context} section(s) on each side of a slice; its BioImage Model Zoo package "
