@@ -35,6 +35,11 @@ is the honest one.
 --common compares the slices both tables hold and says how many: e.g. the folds a
 running cross-validation has finished (a folder of folds, cv/folds/, gathers each
 finished fold's plots/per_slice.json) against the same slices of a whole run.
+
+--pair A2 B2 adds the same comparison run again with another seed (repeatable): each
+slice's difference is averaged over the pairs before the bootstrap, so the verdict is of
+the seed-averaged difference, and a training's seed-to-seed spread cannot pass for a gain
+that only one seed shows.
 """
 
 
@@ -58,6 +63,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[ty
     parser.add_argument("--confidence", type=float, default=CONFIDENCE, help="confidence level (default: %(default)s)")
     parser.add_argument("--json", type=Path, metavar="OUT.json", help="also write the comparison as JSON")
     parser.add_argument("--common", action="store_true", help="compare the slices both tables hold (default: they must hold the same)")
+    parser.add_argument("--pair", nargs=2, action="append", default=[], metavar=("A2", "B2"),
+                        help="the same comparison with another seed (repeatable): differences averaged over the pairs")
     parser.set_defaults(handler=run)
 
 
@@ -139,7 +146,13 @@ def paired_columns(
 
 
 def compare(
-    a: list[dict[str, Any]], b: list[dict[str, Any]], metrics: list[str] | None, block: int, confidence: float, common: bool = False
+    a: list[dict[str, Any]],
+    b: list[dict[str, Any]],
+    metrics: list[str] | None,
+    block: int,
+    confidence: float,
+    common: bool = False,
+    more: list[tuple[list[dict[str, Any]], list[dict[str, Any]]]] | None = None,
 ) -> list[dict[str, Any]]:
     """Compare two per-slice tables, score by score.
 
@@ -150,19 +163,31 @@ def compare(
         block: Contiguous slices resampled together by the bootstrap.
         confidence: The confidence level of the intervals.
         common: Compare the slices both tables hold, not all of them.
+        more: Further (baseline, candidate) pairs of the same comparison, e.g. other seeds:
+            each slice's scores are averaged over all pairs before the paired difference.
 
     Returns:
         One result per score: the means of A and B, the paired difference B - A with its
         interval, and the verdict (see [`verdict`][emseg.evaluation.statistics.verdict]).
+
+    Raises:
+        EmsegError: A pair cannot be paired (see [`paired_columns`][emseg.cli.compare.paired_columns]),
+            or the pairs do not score the same slices and scores.
     """
     from emseg.evaluation.statistics import mean_interval, paired_difference, verdict  # scipy: only when comparing
 
-    slices, chosen = paired_columns(a, b, metrics, common)
-    by_slice_a, by_slice_b = {int(r["slice"]): r for r in a}, {int(r["slice"]): r for r in b}
+    pairs = [(a, b), *(more or [])]
+    columns = [paired_columns(pa, pb, metrics, common) for pa, pb in pairs]
+    slices, chosen = columns[0]
+    for index, (other_slices, other_chosen) in enumerate(columns[1:], start=2):
+        if other_slices != slices or other_chosen != chosen:
+            raise EmsegError(f"--pair {index}: its tables score other slices or scores than A and B "
+                             f"({len(other_slices)} slices of {', '.join(other_chosen)} against {len(slices)} of {', '.join(chosen)})")
+    indexed = [({int(r["slice"]): r for r in pa}, {int(r["slice"]): r for r in pb}) for pa, pb in pairs]
     results = []
     for metric in chosen:
-        values_a = [float(by_slice_a[s][metric]) for s in slices]
-        values_b = [float(by_slice_b[s][metric]) for s in slices]
+        values_a = [sum(float(by_a[s][metric]) for by_a, _ in indexed) / len(indexed) for s in slices]
+        values_b = [sum(float(by_b[s][metric]) for _, by_b in indexed) / len(indexed) for s in slices]
         difference = paired_difference(values_a, values_b, slices, block, confidence)
         results.append({
             "metric": metric,
@@ -173,6 +198,7 @@ def compare(
             "ci_high": difference.high,
             "blocks": difference.blocks,
             "slices": len(slices),
+            "pairs": len(pairs),
             "verdict": verdict(metric, difference),
         })
     return results
@@ -186,11 +212,14 @@ def run(args: argparse.Namespace) -> int:
         raise EmsegError(f"--confidence must lie in (0, 1), got {args.confidence:g}")
     metrics = [m.strip() for m in args.metrics.split(",") if m.strip()] if args.metrics else None
     a, b = read_table(args.a, args.table), read_table(args.b, args.table)
-    results = compare(a, b, metrics, args.block, args.confidence, args.common)
+    more = [(read_table(pa, args.table), read_table(pb, args.table)) for pa, pb in args.pair]
+    results = compare(a, b, metrics, args.block, args.confidence, args.common, more)
     level = f"{args.confidence:.0%}"
     slices = results[0]["slices"]
     shared = f"the {slices} slices both hold" if args.common else f"{slices} slices"
     print(f"A: {args.a}   B: {args.b}   ({shared}, blocks of {args.block}, {level} intervals of B - A)")
+    for index, (pa, pb) in enumerate(args.pair, start=2):
+        print(f"A{index}: {pa}   B{index}: {pb}   (each slice's scores averaged over the {len(more) + 1} pairs)")
     print(f"{'score':<30} {'A':>8} {'B':>8} {'B - A':>9} {level + ' interval':>22}  verdict")
     for r in results:
         interval = f"[{r['ci_low']:+.4f}, {r['ci_high']:+.4f}]"
@@ -198,5 +227,5 @@ def run(args: argparse.Namespace) -> int:
     if args.json is not None:
         from emseg.io.atomic import write_json
 
-        write_json(args.json, {"a": args.a, "b": args.b, "block": args.block, "confidence": args.confidence, "results": results})
+        write_json(args.json, {"a": args.a, "b": args.b, "pairs": [list(p) for p in args.pair], "block": args.block, "confidence": args.confidence, "results": results})
     return 0

@@ -106,3 +106,25 @@ def test_the_finished_folds_of_a_running_cross_validation_against_the_same_slice
     assert rc == 0 and "the 12 slices both hold" in out and "B is better" in out
     result = json.loads((tmp_path / "out.json").read_text())["results"][0]
     assert result["slices"] == 12 and result["difference"] == pytest.approx(float(np.mean(shifted[:12] - BASE[:12])))
+
+
+def test_more_seeds_average_each_slices_difference_before_the_verdict(tmp_path: Path, capsys) -> None:
+    # seed 1 shows a gain, seed 2 the same loss slice by slice: one seed alone says better, both say nothing
+    gain = BASE + 0.003 + np.random.default_rng(5).normal(0, 0.0003, 30)
+    other_base = BASE + np.random.default_rng(6).normal(0, 0.002, 30)
+    loss = other_base - (gain - BASE)
+    a1, b1 = _table(tmp_path / "a1.json", BASE), _table(tmp_path / "b1.json", gain)
+    a2, b2 = _table(tmp_path / "a2.json", other_base), _table(tmp_path / "b2.json", loss)
+    rc, out, _ = _run(capsys, a1, b1)
+    assert rc == 0 and "B is better" in out
+    rc, out, _ = _run(capsys, a1, b1, "--pair", a2, b2, "--json", tmp_path / "out.json")
+    assert rc == 0 and "averaged over the 2 pairs" in out and "B is not distinguishable" in out
+    result = json.loads((tmp_path / "out.json").read_text())["results"][0]
+    expected = float(np.mean(((gain - BASE) + (loss - other_base)) / 2))
+    assert result["pairs"] == 2 and result["difference"] == pytest.approx(expected)
+    assert result["a"] == pytest.approx(float(np.mean((BASE + other_base) / 2)))
+    # a pair of other slices is one line, nothing written
+    short = tmp_path / "short.json"
+    short.write_text(json.dumps([{"slice": s, "v_rand_at_val_threshold": 0.9} for s in range(12)]))
+    rc, _, err = _run(capsys, a1, b1, "--pair", short, short, "--json", tmp_path / "bad.json")
+    assert rc == 2 and err.count("\n") == 1 and "--pair 2: its tables score other slices" in err and not (tmp_path / "bad.json").exists()
