@@ -27,9 +27,10 @@ REPO_ROOT = Path(__file__).resolve().parents[1]
 
 
 def overridden(raw: dict, assignments: list[str]) -> dict:
-    """params with ``a.b.c=value`` assignments (values read as YAML), as ``dvc exp run -S`` takes them."""
+    """params with ``a.b.c=value`` assignments (values read as YAML), as ``dvc exp run -S`` takes them (``+a.b=v`` too: dvc's new key)."""
     for assignment in assignments:
         key, _, value = assignment.partition("=")
+        key = key.removeprefix("+")
         node = raw
         *path, last = key.split(".")
         for part in path:
@@ -89,4 +90,6 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    from emseg.errors import run_with_clean_errors
+
+    sys.exit(run_with_clean_errors(main, debug=False, prog="bench_flops.py"))
