@@ -218,3 +218,32 @@ def test_lone_slice_check_scores_a_context_model_with_its_sections_and_alone(tmp
     report = json.loads(out.read_text())
     assert report["slices"] == 2 and report["per_slice"]["ids"] == [3, 4]
     assert report["v_rand_alone"] - report["v_rand_with_sections"] == pytest.approx(report["difference"])
+
+
+
+def test_an_ensemble_of_a_model_with_itself_is_that_model_and_lands_as_a_fold(tmp_path: Path) -> None:
+    import torch
+
+    sys.path.insert(0, str(BENCH))
+    import ensemble_cv
+
+    from emseg.errors import EmsegError
+    from emseg.networks.model_file import load_model
+
+    runs = [tmp_path / "a", tmp_path / "b"]
+    for run in runs:  # two clones of one cross-validation: the same fold model, the slices in data/png
+        _one_fold(run, context=0)
+        (run / "data").mkdir()
+        (run / "png").rename(run / "data" / "png")
+        (run / "params.yaml").write_text("evaluate: {tta: false}\nsegment: {method: components, components: {threshold: [0.5]}}\n")
+    net, _ = load_model(runs[0] / "cv" / "folds" / "0" / "model.pt")
+    x = torch.randn(1, 1, 40, 40)
+    with torch.no_grad():
+        torch.testing.assert_close(ensemble_cv.ProbabilityMean([net, net])(x), net(x), atol=1e-4, rtol=1e-4)
+    out = tmp_path / "ensemble"
+    assert ensemble_cv.main(["--runs", *map(str, runs), "--out", str(out), "--folds", "0"]) == 0
+    rows = json.loads((out / "folds" / "0" / "plots" / "per_slice.json").read_text())
+    assert [row["slice"] for row in rows] == [3, 4] and json.loads((out / "ensemble.json").read_text())["runs"] == list(map(str, runs))
+    (runs[1] / "cv" / "folds" / "0" / "split.json").write_text(json.dumps({"train": [0], "val": [1, 2], "test": [3, 4]}))
+    with pytest.raises(EmsegError, match="fold 0: the runs' splits differ"):
+        ensemble_cv.main(["--runs", *map(str, runs), "--out", str(tmp_path / "other"), "--folds", "0"])
