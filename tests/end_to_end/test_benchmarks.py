@@ -247,3 +247,29 @@ def test_an_ensemble_of_a_model_with_itself_is_that_model_and_lands_as_a_fold(tm
     (runs[1] / "cv" / "folds" / "0" / "split.json").write_text(json.dumps({"train": [0], "val": [1, 2], "test": [3, 4]}))
     with pytest.raises(EmsegError, match="fold 0: the runs' splits differ"):
         ensemble_cv.main(["--runs", *map(str, runs), "--out", str(tmp_path / "other"), "--folds", "0"])
+
+
+def test_learned_edges_choose_on_validation_and_score_the_test_slices_of_a_fold(tmp_path: Path) -> None:
+    sys.path.insert(0, str(BENCH))
+    import learned_edges_cv
+
+    from emseg.errors import EmsegError
+
+    run = tmp_path / "run"
+    _one_fold(run, context=0)
+    (run / "data").mkdir()
+    (run / "png").rename(run / "data" / "png")
+    (run / "params.yaml").write_text("evaluate: {tta: false}\n")
+    fold = run / "cv" / "folds" / "0"
+    gasp = {"method": "gasp", "settings": {"beta": 0.5, "linkage": "average", "threshold": 0.3, "sigma_seeds": 1.0, "min_size": 5}}
+    (fold / "segment.json").write_text(json.dumps(gasp))
+    out = tmp_path / "learned"
+    assert learned_edges_cv.main(["--run", str(run), "--out", str(out), "--folds", "0", "--with-training"]) == 0
+    rows = json.loads((out / "folds" / "0" / "plots" / "per_slice.json").read_text())
+    assert [row["slice"] for row in rows] == [3, 4] and all(0.0 <= row["segment_v_rand"] <= 1.0 for row in rows)
+    choice = json.loads((out / "folds" / "0" / "learned.json").read_text())["choice"]
+    assert choice["agglomeration"] in learned_edges_cv.AGGLOMERATIONS and choice["beta"] in learned_edges_cv.BETAS
+    assert len(choice["tried"]) == len(learned_edges_cv.AGGLOMERATIONS) * len(learned_edges_cv.BETAS)
+    (fold / "segment.json").write_text(json.dumps({"method": "components", "settings": {"threshold": 0.5}}))
+    with pytest.raises(EmsegError, match="segment.json: the fold's cell step is 'components'"):
+        learned_edges_cv.main(["--run", str(run), "--out", str(out), "--folds", "0"])
