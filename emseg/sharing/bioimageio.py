@@ -2,7 +2,9 @@
 
 The package holds the network without emseg around it: the MONAI network as
 `pytorch_state_dict` (with its architecture, `monai.networks.nets.<Class>` and its
-arguments) and as `torchscript`; the per-slice z-score as preprocessing; input sizes in
+arguments; for an auto-context model, two of them in a row, from the source file
+[`auto_context_architecture`][emseg.sharing.auto_context_architecture] that the package
+carries) and as `torchscript`; the per-slice z-score as preprocessing; input sizes in
 steps of the network's divisor, with a halo; a test input (a patch-sized crop) and the
 output expected of it; a cover image, documentation and citations.
 `bioimageio.core.test_model` runs it (the test suite does), and its output equals
@@ -22,7 +24,9 @@ not depend on.
 
 from __future__ import annotations
 
+import importlib.util
 import os
+import shutil
 import tempfile
 import warnings
 from collections.abc import Callable
@@ -35,7 +39,7 @@ import torch
 
 from emseg.errors import EmsegError
 from emseg.inference.predictor import Predictor
-from emseg.networks.architectures import IN_CHANNELS, REGISTRY, SPATIAL_DIMS
+from emseg.networks.architectures import AUTO_CONTEXT_ARCH, AUTO_CONTEXT_KWARGS, IN_CHANNELS, REGISTRY, SPATIAL_DIMS
 from emseg.networks.model_file import ModelConfig, load_model
 from emseg.preprocessing.normalization import _EPS
 from emseg.segmentation.thinning import membrane_to_cell
@@ -106,7 +110,10 @@ def _documentation(config: ModelConfig, path: Path, halo: int) -> Path:
     kind = "membrane" if config.target == "boundary" else "affinity"
     path.write_text(
         f"# emseg {kind} model\n\n"
-        f"A MONAI `{REGISTRY[config.arch].constructor.__name__}` trained by the emseg pipeline "
+        + (f"Two MONAI networks in a row (auto-context: a `{REGISTRY[config.arch].constructor.__name__}`, then a thin "
+           f"`{REGISTRY[AUTO_CONTEXT_ARCH].constructor.__name__}` that reads the slice and the first one's sigmoid)"
+           if config.auto_context else f"A MONAI `{REGISTRY[config.arch].constructor.__name__}`")
+        + " trained by the emseg pipeline "
         "(https://github.com, `dvc repro`) to find cell membranes in serial-section electron microscopy.\n\n"
         "* **Input**: one grey EM slice (`y`, `x`), any size in steps of the network's divisor; each slice is "
         "z-scored (mean 0, standard deviation 1) before the network.\n"
@@ -133,9 +140,38 @@ def _write_inputs(model: torch.nn.Module, config: ModelConfig, image: np.ndarray
     return folder / "test_input.npy", folder / "test_output.npy", folder / "cover.png"
 
 
-def _weights(model: torch.nn.Module, config: ModelConfig, folder: Path) -> tuple[Path, Path]:
-    """The bare MONAI network's state dict, and its torchscript trace."""
-    net = model.net.eval()
+#: the source of an auto-context model's architecture, copied into its package
+AUTO_CONTEXT_SOURCE = Path(__file__).with_name("auto_context_architecture.py")
+
+
+def _architecture(model: torch.nn.Module, config: ModelConfig, folder: Path):
+    """The package's architecture (a `bioimageio.spec` description) and the bare network it describes, the model's weights in it.
+
+    A single network is `monai.networks.nets.<Class>`; an auto-context model is
+    `AutoContextNetwork` from a copy of `AUTO_CONTEXT_SOURCE` in `folder`, loaded from that
+    copy so that the traced weights are the package's own architecture.
+    """
+    from bioimageio.spec.model import v0_5 as spec
+
+    kwargs = {"spatial_dims": SPATIAL_DIMS, "in_channels": IN_CHANNELS, "out_channels": config.out_channels, **config.kwargs}
+    constructor = REGISTRY[config.arch].constructor
+    if not config.auto_context:
+        return spec.ArchitectureFromLibraryDescr(callable=spec.Identifier(constructor.__name__), import_from="monai.networks.nets", kwargs=kwargs), model.net
+    source = folder / AUTO_CONTEXT_SOURCE.name
+    shutil.copyfile(AUTO_CONTEXT_SOURCE, source)
+    second = {"spatial_dims": SPATIAL_DIMS, "in_channels": IN_CHANNELS + config.out_channels, "out_channels": config.out_channels, **AUTO_CONTEXT_KWARGS}
+    cascade = {"first_class": constructor.__name__, "first_kwargs": kwargs, "second_class": REGISTRY[AUTO_CONTEXT_ARCH].constructor.__name__, "second_kwargs": second}
+    module_spec = importlib.util.spec_from_file_location("emseg_package_architecture", source)
+    module = importlib.util.module_from_spec(module_spec)
+    module_spec.loader.exec_module(module)
+    net = module.AutoContextNetwork(**cascade)
+    net.load_state_dict(model.net.state_dict())
+    return spec.ArchitectureFromFileDescr(source=source, callable=spec.Identifier("AutoContextNetwork"), kwargs=cascade), net
+
+
+def _weights(net: torch.nn.Module, config: ModelConfig, folder: Path) -> tuple[Path, Path]:
+    """The bare network's state dict, and its torchscript trace."""
+    net = net.eval()
     state = folder / "weights.pt"
     torch.save(net.state_dict(), state)
     with warnings.catch_warnings():
@@ -160,8 +196,6 @@ def describe(model_path: Path, image: np.ndarray, folder: Path):
     model, config = load_model(model_path)
     if config.aux_channels:
         raise EmsegError(f"{model_path}: the model carries an auxiliary training head; its BioImage Model Zoo package is not written yet")
-    if config.auto_context:
-        raise EmsegError(f"{model_path}: the model is two networks in a row (auto-context); its BioImage Model Zoo package is not written yet")
     if config.context:
         raise EmsegError(
             f"{model_path}: the model reads {config.context} section(s) on each side of a slice; its BioImage Model Zoo package "
@@ -172,9 +206,8 @@ def describe(model_path: Path, image: np.ndarray, folder: Path):
     halo = min(HALO, config.patch_size // 4)
     smallest = max(2 * divisor, -(-(2 * halo + divisor) // divisor) * divisor)
     test_input, test_output, cover = _write_inputs(model, config, image, folder)
-    state, script = _weights(model, config, folder)
-    kwargs = {"spatial_dims": SPATIAL_DIMS, "in_channels": IN_CHANNELS, "out_channels": config.out_channels, **config.kwargs}
-    constructor = REGISTRY[config.arch].constructor
+    architecture, net = _architecture(model, config, folder)
+    state, script = _weights(net, config, folder)
     size = spec.ParameterizedSize(min=smallest, step=divisor)
     # the pixel size the model was trained at, on the spatial axes (a consumer rescales its image to it)
     scale = {axis: _axis_scale(config, index) for index, axis in enumerate(("y", "x"))}
@@ -226,7 +259,7 @@ def describe(model_path: Path, image: np.ndarray, folder: Path):
         weights=spec.WeightsDescr(
             pytorch_state_dict=spec.PytorchStateDictWeightsDescr(
                 source=state,
-                architecture=spec.ArchitectureFromLibraryDescr(callable=spec.Identifier(constructor.__name__), import_from="monai.networks.nets", kwargs=kwargs),
+                architecture=architecture,
                 pytorch_version=version,
             ),
             torchscript=spec.TorchscriptWeightsDescr(source=script, pytorch_version=version, parent="pytorch_state_dict"),

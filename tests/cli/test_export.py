@@ -1,8 +1,9 @@
 """`emseg export --bioimageio`: a package bioimageio.core validates and runs, whose output is emseg's own,
-for a boundary model and an affinity model."""
+for a boundary model, an affinity model and an auto-context affinity model."""
 
 from __future__ import annotations
 
+import dataclasses
 import zipfile
 from pathlib import Path
 
@@ -14,7 +15,7 @@ import yaml
 
 from emseg.cli.main import main
 from emseg.inference.predictor import Predictor
-from emseg.networks.architectures import build_network, resolve_kwargs
+from emseg.networks.architectures import PadToMultiple, build_network, resolve_kwargs
 from emseg.networks.model_file import ModelConfig, load_model, save_model
 from emseg.preprocessing.normalization import DEFAULT_NORMALIZATION
 from emseg.sharing.bioimageio import TOLERANCE
@@ -45,6 +46,21 @@ def affinity_model_path(tmp_path_factory: pytest.TempPathFactory) -> Path:
         pixel_size=[50.0, 4.6, 4.6], cells=CELLS,
     )
     save_model(path, build_network("unet", kwargs, len(OFFSETS)).eval(), config)
+    return path
+
+
+@pytest.fixture(scope="module")
+def auto_context_model_path(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    torch.manual_seed(3)
+    kwargs = resolve_kwargs("unet", TINY_UNET)
+    path = tmp_path_factory.mktemp("auto_context_model") / "model.pt"
+    config = ModelConfig("unet", kwargs, dict(DEFAULT_NORMALIZATION), 32, out_channels=len(OFFSETS), target="affinities", offsets=OFFSETS,
+                         val_threshold=0.4, auto_context=True)
+    network = build_network("unet", kwargs, len(OFFSETS), auto_context=True).eval()
+    with torch.no_grad():  # an untrained second network barely reads the first: make it, so that a wrong first network shows
+        for name, weight in network.net.second.named_parameters():
+            weight.mul_(3.0 if "weight" in name else 1.0)
+    save_model(path, network, config)
     return path
 
 
@@ -107,3 +123,18 @@ def test_bad_exports_are_one_error_and_write_nothing(case: str, message: str, mo
     err = capsys.readouterr().err.strip()
     assert err.startswith("emseg: error:") and message in err and len(err.splitlines()) == 1
     assert sorted(p.name for p in tmp_path.iterdir()) == (["image.tif"] if case == "not_a_model" else [])
+
+
+@pytest.mark.filterwarnings("ignore:`torch.jit.load` is deprecated:DeprecationWarning")  # inside bioimageio.core
+def test_an_auto_context_package_carries_its_two_networks_and_reproduces_emseg(auto_context_model_path: Path, tmp_path: Path, capsys) -> None:
+    rdf, test_input, expected = _export_and_test(auto_context_model_path, tmp_path, capsys)
+    architecture = rdf["weights"]["pytorch_state_dict"]["architecture"]
+    assert architecture["callable"] == "AutoContextNetwork" and architecture["source"] == "auto_context_architecture.py"
+    assert architecture["kwargs"]["second_kwargs"]["in_channels"] == 1 + len(OFFSETS)
+    assert (tmp_path / "unzipped" / "auto_context_architecture.py").is_file()
+    model, config = load_model(auto_context_model_path)
+    np.testing.assert_allclose(Predictor(model, config, amp=False).predict(test_input).affinities, expected, atol=TOLERANCE)
+    # the output is the second network's: the first network's alone, predicted the same way, differs from it
+    first = PadToMultiple(model.net.first, model.divisor).eval()
+    alone = Predictor(first, dataclasses.replace(config, auto_context=False), amp=False).predict(test_input).affinities
+    assert np.abs(alone - expected).max() > 100 * TOLERANCE
