@@ -277,8 +277,25 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--mallopt", action="store_true", help="first set glibc's mmap/trim thresholds (the proposed fix; see benchmarks/README.md)"
     )
+    parser.add_argument(
+        "-M", dest="model_set", action="append", default=[], metavar="KEY=VALUE",
+        help="a model key (value read as YAML), as params.yaml's model block takes it: -M auto_context=true -M 'unet={num_res_units: 1}'",
+    )
     parser.add_argument("--json", type=Path, default=None, help="write the results here")
     return parser
+
+
+def model_overrides(assignments: list[str]) -> dict:
+    """``-M key=value`` assignments as a model block's keys (values read as YAML)."""
+    import yaml
+
+    out = {}
+    for assignment in assignments:
+        key, sep, value = assignment.partition("=")
+        if not sep or not key:
+            raise SystemExit(f"-M {assignment}: expected KEY=VALUE")
+        out[key] = yaml.safe_load(value)
+    return out
 
 
 def run_lengths(args: argparse.Namespace, parser: argparse.ArgumentParser) -> tuple[int, int, int]:
@@ -319,7 +336,14 @@ def trainer_settings(args: argparse.Namespace, steps: int, log_every: int, patch
         cpu_bf16=args.cpu_bf16,
         threads=args.threads,
     )
-    model = ModelParams(arch=args.arch, **({"target": args.target} if args.target else {}))
+    from emseg.errors import EmsegError
+    from emseg.networks.architectures import resolve_kwargs
+
+    try:
+        model = ModelParams(arch=args.arch, **({"target": args.target} if args.target else {}), **model_overrides(args.model_set))
+        resolve_kwargs(model.arch, model.overrides())
+    except (ValueError, EmsegError) as exc:  # pydantic's error and the registry's name the key
+        raise SystemExit(f"-M: {' '.join(str(exc).split())}") from None
     return params, model
 
 
@@ -339,7 +363,8 @@ def count_patch_gflop(args: argparse.Namespace, model: ModelParams, patch: int) 
     from emseg.evaluation.flops import out_channels, train_step_flops
     from emseg.networks.architectures import resolve_kwargs
 
-    return train_step_flops(args.arch, resolve_kwargs(args.arch), out_channels(model), args.batch_size, patch) / 1e9 / args.batch_size
+    kwargs = resolve_kwargs(model.arch, model.overrides())
+    return train_step_flops(model.arch, kwargs, out_channels(model), args.batch_size, patch, auto_context=model.auto_context) / 1e9 / args.batch_size
 
 
 def amp_label(args: argparse.Namespace, device: torch.device) -> str:
