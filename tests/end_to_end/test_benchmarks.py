@@ -117,21 +117,25 @@ class TestQuickRuns:
 
 
 @pytest.mark.skipif(not HAS_ISBI, reason="ISBI data not beside the repository")
-def test_a_step_profile_of_a_lever_counts_and_times_the_network_it_names(tmp_path: Path) -> None:
+def test_a_step_profile_of_a_lever_builds_and_counts_the_network_its_model_keys_name(monkeypatch: pytest.MonkeyPatch) -> None:
+    # profile_train_step.py takes bench_train.py's options: -M sets model keys as params.yaml's model block does
+    monkeypatch.syspath_prepend(str(BENCH))
+    import bench_train
+
     from emseg.evaluation.flops import train_step_flops
     from emseg.networks.architectures import resolve_kwargs
 
-    out = tmp_path / "step.json"
-    command = [sys.executable, str(BENCH / "profile_train_step.py"), "--quick", "--warmup", "1", "--profile-steps", "2", "--threads", "1",
-               "-M", "auto_context=true", "-M", "unet={num_res_units: 1}", "--json", str(out)]
-    done = subprocess.run(command, cwd=REPO_ROOT, capture_output=True, text=True)
-    assert done.returncode == 0, done.stderr[-4000:]
-    result = json.loads(out.read_text())
+    parser = bench_train.build_parser()
+    args = parser.parse_args(["--quick", "-M", "auto_context=true", "-M", "unet={num_res_units: 1}"])
+    _, model = bench_train.trainer_settings(args, 40, 8, 64)
+    assert model.auto_context and model.overrides() == {"num_res_units": 1}
     counted = train_step_flops("unet", resolve_kwargs("unet", {"num_res_units": 1}), 8, 4, 64, auto_context=True)
-    assert result["gflop_per_step"] == pytest.approx(counted / 1e9) and _positive(result["wall_ms_per_step"])
-    # a bad key is one line, before anything runs
-    bad = subprocess.run(command[:-2] + ["-M", "unet={num_res_units:1}"], cwd=REPO_ROOT, capture_output=True, text=True)
-    assert bad.returncode != 0 and bad.stderr.strip().splitlines() == [bad.stderr.strip()] and "num_res_units:1 not accepted" in bad.stderr
+    assert bench_train.count_patch_gflop(args, model, 64) == pytest.approx(counted / 1e9 / 4)
+    # a bad key or value is one line, before anything runs
+    for bad in ("unet={num_res_units:1}", "auto_context"):
+        with pytest.raises(SystemExit, match=r"^-M") as stop:
+            bench_train.trainer_settings(parser.parse_args(["--quick", "-M", bad]), 40, 8, 64)
+        assert len(str(stop.value).splitlines()) == 1
 
 
 def test_volume_quick_finds_the_block_path_equal_to_the_in_memory_one(tmp_path: Path) -> None:
