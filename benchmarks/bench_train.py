@@ -285,19 +285,6 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def model_overrides(assignments: list[str]) -> dict:
-    """``-M key=value`` assignments as a model block's keys (values read as YAML)."""
-    import yaml
-
-    out = {}
-    for assignment in assignments:
-        key, sep, value = assignment.partition("=")
-        if not sep or not key:
-            raise SystemExit(f"-M {assignment}: expected KEY=VALUE")
-        out[key] = yaml.safe_load(value)
-    return out
-
-
 def run_lengths(args: argparse.Namespace, parser: argparse.ArgumentParser) -> tuple[int, int, int]:
     """Steps per run, logging window and patch side (``--quick``'s where unset); a run must be two windows or more, whole ones."""
     steps = args.steps or (40 if args.quick else 150)
@@ -336,11 +323,13 @@ def trainer_settings(args: argparse.Namespace, steps: int, log_every: int, patch
         cpu_bf16=args.cpu_bf16,
         threads=args.threads,
     )
+    from bench_flops import overridden  # dvc's -S syntax, read the same way
+
     from emseg.errors import EmsegError
     from emseg.networks.architectures import resolve_kwargs
 
     try:
-        model = ModelParams(arch=args.arch, **({"target": args.target} if args.target else {}), **model_overrides(args.model_set))
+        model = ModelParams(arch=args.arch, **({"target": args.target} if args.target else {}), **overridden({}, args.model_set))
         resolve_kwargs(model.arch, model.overrides())
     except (ValueError, EmsegError) as exc:  # pydantic's error and the registry's name the key
         raise SystemExit(f"-M: {' '.join(str(exc).split())}") from None
