@@ -172,8 +172,10 @@ def make_bundle(final: Path, png: Path, out: Path = BUNDLE, transfer_study: Path
         check = _weights_check(model_path, tmp, png)
     commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True, check=False).stdout.strip()
     info = {
-        "name": f"ISBI 2012 best profile ({config.arch}, {count_parameters(network) / 1e6:.1f} M parameters)",
-        "made_by": "dvc repro final/dvc.yaml (params.yaml with emseg profile best's settings), then python -m emseg.sharing.bundled --final final",
+        "name": f"ISBI 2012 best profile ({config.arch}{' with auto-context' if config.auto_context else ''}, "
+        f"{count_parameters(network) / 1e6:.1f} M parameters)",
+        "made_by": "dvc repro final/dvc.yaml (params.yaml with emseg profile best's settings), then python -m emseg.sharing.bundled --final final"
+        + (f" --cells-for-other-stacks {transfer_study.name} (benchmarks/cell_transfer.py --isbi-cv cv/folds)" if transfer_study else ""),
         "commit": commit,
         "cpu": cpu_description(),
         "trained_on": f"all {trained_on} ISBI 2012 training slices, {config.info['step']} of {config.info['steps']} steps",

@@ -46,6 +46,7 @@ def test_the_bundle_ships_inside_the_package_and_loads_with_what_the_cross_valid
     # the step for other stacks, chosen over two labs' stacks: what emseg models advises for another lab's stack
     assert config.info[CELLS_ELSEWHERE_KEY] == info["cells_for_other_stacks"] and info["cells_for_other_stacks"]["method"] == "components"
     assert config.pixel_size_yx() == (4.0, 4.0) and not (bundled.BUNDLE / "segment.json").exists()
+    assert ("with auto-context" in info["name"]) == config.auto_context  # the name says which network it is
 
 
 def _final_folder(root: Path) -> tuple[Path, Path]:
@@ -92,6 +93,7 @@ def test_a_transfer_study_gives_the_bundle_its_step_for_other_stacks(tmp_path: P
     assert config.info[CELLS_ELSEWHERE_KEY] == info["cells_for_other_stacks"]
     assert info["cells_for_other_stacks"]["method"] == "components" and info["cells_for_other_stacks"]["settings"] == {"threshold": 0.6}
     assert config.cells["settings"] == {"threshold": 0.5}  # its own step stays
+    assert info["made_by"].endswith("--cells-for-other-stacks cell_transfer_cv.json (benchmarks/cell_transfer.py --isbi-cv cv/folds)")
     write_json(study, {"table": {"isbi": []}})
     with pytest.raises(EmsegError, match=r"cell_transfer_cv.json: not a cell-transfer study over the cross-validation's folds"):
         bundled.make_bundle(final, png, out=tmp_path / "bundle", transfer_study=study)
