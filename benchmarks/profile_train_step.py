@@ -25,12 +25,12 @@ from __future__ import annotations
 
 import json
 import os
-import sys
 import tempfile
 import time
 from pathlib import Path
 
 from bench_train import build_parser, prepare
+from run_all import command_line
 
 #: the environment variables that cap the instruction set of torch's kernels and of oneDNN's
 ISA_LIMITS = ("ATEN_CPU_CAPABILITY", "ONEDNN_MAX_CPU_ISA")
@@ -90,7 +90,7 @@ def main() -> None:
         print(f"  {row['op'][:44]:<44} {row['self_ms_per_step']:8.2f} {row['share']:7.1%} {row['calls_per_step']:6.0f}")
     if args.json:
         report = {
-            "command": " ".join([*isa_limits(), "python", "benchmarks/profile_train_step.py", *sys.argv[1:]]),
+            "command": " ".join([*isa_limits(), command_line("profile_train_step.py", None)]),
             "machine": setup.info, "threads": torch.get_num_threads(), "device": str(setup.device), "precision": setup.amp.strip() or "fp32",
             "arch": args.arch, "target": setup.model.target, "patch": setup.params.patch_size, "batch": setup.params.batch_size,
             "steps_profiled": n, "wall_ms_per_step": wall_ms, "gflop_per_step": setup.patch_gflop * setup.params.batch_size,
