@@ -29,7 +29,7 @@ import torch
 from run_all import command_line, write_result
 from torch import nn
 
-from emseg.config.params import load_params
+from emseg.config.params import Params, load_params
 from emseg.errors import EmsegError, run_with_clean_errors
 from emseg.evaluation.evaluate import SegmentJob, evaluate
 from emseg.inference.predictor import Predictor
@@ -72,11 +72,21 @@ def fold_ensemble(runs: list[Path], fold: int) -> tuple[nn.Module, ModelConfig, 
 def run_fold(runs: list[Path], fold: int, out: Path) -> dict:
     """Evaluate fold `fold`'s ensemble into `out/folds/<fold>/`; its metrics."""
     params = load_params(runs[0] / "params.yaml", (check_segment_params,))
-    png = runs[0] / "data" / "png"
-    network, config, split = fold_ensemble(runs, fold)
+    network, config, _ = fold_ensemble(runs, fold)
+    return evaluate_fold(network, config, params, runs[0], fold, out)
+
+
+def evaluate_fold(network: nn.Module, config: ModelConfig, params: Params, run: Path, fold: int, out: Path) -> dict:
+    """Evaluate `network` on fold `fold` of the cross-validation clone `run` as its evaluate stage does, into `out/folds/<fold>/`.
+
+    The fold's test slices are predicted (with `params.evaluate`'s TTA) and scored, the cell step
+    of `params.segment` chosen on its validation slices; returns the metrics (`evaluate.json`).
+    """
+    png = run / "data" / "png"
+    split = read_json(run / "cv" / "folds" / str(fold) / "split.json")
     folder = out / "folds" / str(fold)
     folder.mkdir(parents=True, exist_ok=True)
-    shutil.copyfile(runs[0] / "cv" / "folds" / str(fold) / "split.json", folder / "split.json")
+    shutil.copyfile(run / "cv" / "folds" / str(fold) / "split.json", folder / "split.json")
     images, labels = read_labelled(png, split["test"], config.context)
     predictor = Predictor.from_params(network, config, params.evaluate, torch.device("cpu"))
     job = SegmentJob(params.segment, *read_labelled(png, split["val"], config.context), folder / "segment.json")

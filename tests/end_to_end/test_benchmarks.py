@@ -270,6 +270,29 @@ def test_an_ensemble_of_a_model_with_itself_is_that_model_and_lands_as_a_fold(tm
         ensemble_cv.main(["--runs", *map(str, runs), "--out", str(tmp_path / "other"), "--folds", "0"])
 
 
+def test_another_cell_grid_re_chooses_on_the_validation_slices_of_a_finished_fold(tmp_path: Path) -> None:
+    sys.path.insert(0, str(BENCH))
+    import cell_grid_cv
+
+    from emseg.errors import EmsegError
+
+    run = tmp_path / "run"
+    _one_fold(run, context=0)
+    (run / "data").mkdir()
+    (run / "png").rename(run / "data" / "png")
+    (run / "params.yaml").write_text("evaluate: {tta: false}\nsegment: {method: components, components: {threshold: [0.5]}}\n")
+    out = tmp_path / "grid"
+    assert cell_grid_cv.main(["--run", str(run), "--out", str(out), "--folds", "0", "-S", "segment.components.threshold=[0.3,0.6]"]) == 0
+    tried = json.loads((out / "folds" / "0" / "segment.json").read_text())["tried"]
+    assert sorted(t["settings"]["threshold"] for t in tried) == [0.3, 0.6]  # the overridden grid, chosen on the validation slices
+    rows = json.loads((out / "folds" / "0" / "plots" / "per_slice.json").read_text())
+    assert [row["slice"] for row in rows] == [3, 4] and json.loads((out / "cell_grid.json").read_text())["overrides"] == [
+        "segment.components.threshold=[0.3,0.6]"]
+    for bad, line in ((["-S", "train.steps=3"], "only segment keys"), ([], "give at least one segment")):
+        with pytest.raises(EmsegError, match=line):
+            cell_grid_cv.main(["--run", str(run), "--out", str(tmp_path / "bad"), "--folds", "0", *bad])
+
+
 def test_learned_edges_choose_on_validation_and_score_the_test_slices_of_a_fold(tmp_path: Path) -> None:
     sys.path.insert(0, str(BENCH))
     import learned_edges_cv
