@@ -245,6 +245,7 @@ def build_network(
     in_channels: int = IN_CHANNELS,
     aux_channels: int = 0,
     auto_context: bool = False,
+    auto_context_kwargs: dict[str, Any] | None = None,
 ) -> PadToMultiple:
     """Construct the registered network `arch` for 2-D input: one slice, or a slice with its neighbouring sections.
 
@@ -259,6 +260,8 @@ def build_network(
             only `forward_heads` returns.
         auto_context: Follow the network with a small second one that reads the input and the
             first's prediction ([`AutoContext`][emseg.networks.architectures.AutoContext]).
+        auto_context_kwargs: The second network's constructor arguments (a model file records
+            them); None: `AUTO_CONTEXT_KWARGS`.
 
     Returns:
         The network wrapped in [`PadToMultiple`][emseg.networks.architectures.PadToMultiple].
@@ -274,11 +277,11 @@ def build_network(
         raise EmsegError(f"invalid arguments for {spec.constructor.__name__} ({exc})") from None
     divisor = spec.divisor(kwargs)
     if auto_context:
-        second_spec = REGISTRY[AUTO_CONTEXT_ARCH]
+        second_spec, second_kwargs = REGISTRY[AUTO_CONTEXT_ARCH], auto_context_kwargs or AUTO_CONTEXT_KWARGS
         second = second_spec.constructor(spatial_dims=SPATIAL_DIMS, in_channels=in_channels + out_channels + aux_channels,
-                                         out_channels=out_channels + aux_channels, **AUTO_CONTEXT_KWARGS)
+                                         out_channels=out_channels + aux_channels, **second_kwargs)
         net = AutoContext(net, second, out_channels)
-        divisor = math.lcm(divisor, second_spec.divisor(AUTO_CONTEXT_KWARGS))
+        divisor = math.lcm(divisor, second_spec.divisor(second_kwargs))
     return PadToMultiple(net, divisor, out_channels if aux_channels else None)
 
 

@@ -23,7 +23,7 @@ from emseg.config.defaults import FALLBACK_THRESHOLD
 from emseg.errors import EmsegError
 from emseg.io.atomic import atomic_output
 from emseg.io.sections import section_count
-from emseg.networks.architectures import IN_CHANNELS, OUT_CHANNELS, PadToMultiple, build_network
+from emseg.networks.architectures import AUTO_CONTEXT_KWARGS, IN_CHANNELS, OUT_CHANNELS, PadToMultiple, build_network
 
 FORMAT = "emseg-model"
 #: 2: the validated threshold is a field of the config (version 1 kept it in ``info.val``);
@@ -83,6 +83,15 @@ class ModelConfig:
     aux_channels: int = 0
     #: a small second network reads the input and the first one's prediction ([`AutoContext`][emseg.networks.architectures.AutoContext])
     auto_context: bool = False
+    #: that second network's constructor arguments; None without one (files that predate the field: `AUTO_CONTEXT_KWARGS`)
+    auto_context_kwargs: dict[str, Any] | None = None
+
+    def __post_init__(self) -> None:
+        # a file written before the second network's arguments were recorded was built with the constant's (unchanged since)
+        if not self.auto_context:
+            self.auto_context_kwargs = None
+        elif self.auto_context_kwargs is None:
+            self.auto_context_kwargs = dict(AUTO_CONTEXT_KWARGS)
 
     def build_network(self) -> PadToMultiple:
         """The network this config describes, with fresh weights.
@@ -90,7 +99,8 @@ class ModelConfig:
         Raises:
             EmsegError: The architecture or its arguments are not buildable.
         """
-        return build_network(self.arch, self.kwargs, self.out_channels, self.in_channels, self.aux_channels, self.auto_context)
+        return build_network(self.arch, self.kwargs, self.out_channels, self.in_channels, self.aux_channels, self.auto_context,
+                             self.auto_context_kwargs)
 
     def expected_in_channels(self) -> int:
         """The input channels the context needs: the slice and `context` sections on each side."""

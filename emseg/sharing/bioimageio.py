@@ -39,7 +39,7 @@ import torch
 
 from emseg.errors import EmsegError
 from emseg.inference.predictor import Predictor
-from emseg.networks.architectures import AUTO_CONTEXT_ARCH, AUTO_CONTEXT_KWARGS, IN_CHANNELS, REGISTRY, SPATIAL_DIMS
+from emseg.networks.architectures import AUTO_CONTEXT_ARCH, IN_CHANNELS, REGISTRY, SPATIAL_DIMS
 from emseg.networks.model_file import ModelConfig, load_model
 from emseg.preprocessing.normalization import _EPS
 from emseg.segmentation.thinning import membrane_to_cell
@@ -159,7 +159,8 @@ def _architecture(model: torch.nn.Module, config: ModelConfig, folder: Path):
         return spec.ArchitectureFromLibraryDescr(callable=spec.Identifier(constructor.__name__), import_from="monai.networks.nets", kwargs=kwargs), model.net
     source = folder / AUTO_CONTEXT_SOURCE.name
     shutil.copyfile(AUTO_CONTEXT_SOURCE, source)
-    second = {"spatial_dims": SPATIAL_DIMS, "in_channels": IN_CHANNELS + config.out_channels, "out_channels": config.out_channels, **AUTO_CONTEXT_KWARGS}
+    second = {"spatial_dims": SPATIAL_DIMS, "in_channels": IN_CHANNELS + config.out_channels, "out_channels": config.out_channels,
+              **config.auto_context_kwargs}
     cascade = {"first_class": constructor.__name__, "first_kwargs": kwargs, "second_class": REGISTRY[AUTO_CONTEXT_ARCH].constructor.__name__, "second_kwargs": second}
     module_spec = importlib.util.spec_from_file_location("emseg_package_architecture", source)
     module = importlib.util.module_from_spec(module_spec)

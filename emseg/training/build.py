@@ -85,7 +85,8 @@ def network_params(config: ModelConfig, path: Path) -> ModelParams:
 
 
 #: what must agree between a model file and the run that starts from its weights
-_INIT_FIELDS = ("arch", "kwargs", "target", "offsets", "out_channels", "context", "aux_channels", "auto_context", "normalization")
+_INIT_FIELDS = ("arch", "kwargs", "target", "offsets", "out_channels", "context", "aux_channels", "auto_context", "auto_context_kwargs",
+                "normalization")
 
 
 def network_differences(model_params: ModelParams, config: ModelConfig) -> list[str]:

@@ -174,6 +174,27 @@ def test_an_auto_context_model_predicts_with_its_second_network_and_trains_both(
                          offsets=[[-1, 0], [0, -1], [-3, 0], [0, -3]], aux_channels=6, auto_context=True)
     save_model(tmp_path / "ac.pt", net.eval(), config)
     loaded, read = load_model(tmp_path / "ac.pt")
-    assert read.auto_context
+    assert read.auto_context and read.auto_context_kwargs == AUTO_CONTEXT_KWARGS  # the file records the second network
     with torch.no_grad():
         torch.testing.assert_close(loaded(x), net(x))
+
+
+def test_a_model_file_rebuilds_the_second_network_it_records_and_an_older_one_the_constants(tmp_path) -> None:
+    from emseg.networks.architectures import AUTO_CONTEXT_KWARGS
+
+    kwargs = resolve_kwargs("unet", TINY_UNET)
+    second = {"channels": [4, 8], "strides": [2], "num_res_units": 0, "dropout": 0.0}  # not the constant's
+    net = build_network("unet", kwargs, out_channels=1, auto_context=True, auto_context_kwargs=second).eval()
+    config = ModelConfig("unet", kwargs, dict(DEFAULT_NORMALIZATION), 32, auto_context=True, auto_context_kwargs=second)
+    save_model(tmp_path / "other.pt", net, config)
+    loaded, read = load_model(tmp_path / "other.pt")
+    assert read.auto_context_kwargs == second and list(loaded.net.second.channels) == [4, 8]
+    # a file written before the field: its second network was the constant's
+    old = build_network("unet", kwargs, out_channels=1, auto_context=True).eval()
+    save_model(tmp_path / "old.pt", old, ModelConfig("unet", kwargs, dict(DEFAULT_NORMALIZATION), 32, auto_context=True))
+    payload = torch.load(tmp_path / "old.pt", weights_only=True)
+    del payload["config"]["auto_context_kwargs"]
+    torch.save(payload, tmp_path / "old.pt")
+    _, read = load_model(tmp_path / "old.pt")
+    assert read.auto_context_kwargs == AUTO_CONTEXT_KWARGS
+    assert ModelConfig("unet", kwargs, dict(DEFAULT_NORMALIZATION), 32, auto_context_kwargs=second).auto_context_kwargs is None
