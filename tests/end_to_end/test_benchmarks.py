@@ -242,6 +242,19 @@ def test_lone_slice_check_scores_a_context_model_with_its_sections_and_alone(tmp
 
 
 
+def _finished_run(run: Path, params: str) -> Path:
+    """A one-fold cross-validation clone at `run`: its fold model and split, the slices in data/png, `params` as its params.yaml."""
+    _one_fold(run, context=0)
+    (run / "data").mkdir()
+    (run / "png").rename(run / "data" / "png")
+    (run / "params.yaml").write_text(params)
+    return run
+
+
+#: the params of those runs: no TTA, and one components threshold to choose
+ONE_THRESHOLD = "evaluate: {tta: false}\nsegment: {method: components, components: {threshold: [0.5]}}\n"
+
+
 def test_an_ensemble_of_a_model_with_itself_is_that_model_and_lands_as_a_fold(tmp_path: Path) -> None:
     import torch
 
@@ -251,12 +264,7 @@ def test_an_ensemble_of_a_model_with_itself_is_that_model_and_lands_as_a_fold(tm
     from emseg.errors import EmsegError
     from emseg.networks.model_file import load_model
 
-    runs = [tmp_path / "a", tmp_path / "b"]
-    for run in runs:  # two clones of one cross-validation: the same fold model, the slices in data/png
-        _one_fold(run, context=0)
-        (run / "data").mkdir()
-        (run / "png").rename(run / "data" / "png")
-        (run / "params.yaml").write_text("evaluate: {tta: false}\nsegment: {method: components, components: {threshold: [0.5]}}\n")
+    runs = [_finished_run(tmp_path / name, ONE_THRESHOLD) for name in "ab"]  # two clones of one cross-validation: the same fold model
     net, _ = load_model(runs[0] / "cv" / "folds" / "0" / "model.pt")
     x = torch.randn(1, 1, 40, 40)
     with torch.no_grad():
@@ -276,11 +284,7 @@ def test_another_cell_grid_re_chooses_on_the_validation_slices_of_a_finished_fol
 
     from emseg.errors import EmsegError
 
-    run = tmp_path / "run"
-    _one_fold(run, context=0)
-    (run / "data").mkdir()
-    (run / "png").rename(run / "data" / "png")
-    (run / "params.yaml").write_text("evaluate: {tta: false}\nsegment: {method: components, components: {threshold: [0.5]}}\n")
+    run = _finished_run(tmp_path / "run", ONE_THRESHOLD)
     out = tmp_path / "grid"
     assert cell_grid_cv.main(["--run", str(run), "--out", str(out), "--folds", "0", "-S", "segment.components.threshold=[0.3,0.6]"]) == 0
     tried = json.loads((out / "folds" / "0" / "segment.json").read_text())["tried"]
@@ -299,11 +303,7 @@ def test_learned_edges_choose_on_validation_and_score_the_test_slices_of_a_fold(
 
     from emseg.errors import EmsegError
 
-    run = tmp_path / "run"
-    _one_fold(run, context=0)
-    (run / "data").mkdir()
-    (run / "png").rename(run / "data" / "png")
-    (run / "params.yaml").write_text("evaluate: {tta: false}\n")
+    run = _finished_run(tmp_path / "run", "evaluate: {tta: false}\n")
     fold = run / "cv" / "folds" / "0"
     gasp = {"method": "gasp", "settings": {"beta": 0.5, "linkage": "average", "threshold": 0.3, "sigma_seeds": 1.0, "min_size": 5}}
     (fold / "segment.json").write_text(json.dumps(gasp))
