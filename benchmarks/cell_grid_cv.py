@@ -1,4 +1,4 @@
-"""Another grid for the cell step, judged under cross-validation on a finished run's fold models, without training.
+"""Another grid for the cell step, or another inference window, judged under cross-validation on a finished run's fold models.
 
 The evaluate stage chooses the cell step's settings on each fold's validation slices from the
 grid of `segment` in params.yaml (a method's list-valued settings, else its own grid). When
@@ -11,6 +11,9 @@ validation slices, the test slices scored), with the run's params and `-S` overr
 
     python benchmarks/cell_grid_cv.py --run /work/cv-bestac --out OUT -S 'segment.gasp.beta=[0.1,0.2,0.3,0.4,0.5]'
     emseg compare benchmarks/results/levers/best_autocontext/folds OUT/folds
+
+`--tile N` predicts with windows of N px instead of the training patch (`emseg predict --tile`;
+512 takes a whole ISBI slice at once), the grid as the run's or as `-S` sets it.
 
 A run is a cross-validation clone: `RUN/cv/folds/<k>/model.pt` and `split.json`, the slices
 in `RUN/data/png`, its `RUN/params.yaml`. Only `segment` keys may be overridden: anything else
@@ -41,10 +44,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--run", type=Path, required=True, help="a finished cross-validation's clone")
     parser.add_argument("--out", type=Path, required=True, help="where the folds' results go (OUT/folds/<k>/)")
     parser.add_argument("-S", dest="set", action="append", default=[], metavar="segment.KEY=VALUE", help="override a segment key (YAML value)")
+    parser.add_argument("--tile", type=int, metavar="PX", help="the inference window's side (default: the model's training patch)")
     parser.add_argument("--folds", default="0,1,2,3,4", help="the folds (default: %(default)s)")
     args = parser.parse_args(argv)
-    if not args.set:
-        raise EmsegError("-S: give at least one segment.KEY=VALUE (without one this is the run's own evaluation)")
+    if not args.set and args.tile is None:
+        raise EmsegError("-S, --tile: give a segment.KEY=VALUE or a window (without either this is the run's own evaluation)")
     for assignment in args.set:
         if not assignment.removeprefix("+").startswith("segment."):
             raise EmsegError(f"-S {assignment}: only segment keys change the cell step's grid")
@@ -59,12 +63,14 @@ def main(argv: list[str] | None = None) -> int:
         if not model_file.is_file():
             raise EmsegError(f"{model_file}: no model (fold {fold} of that run has not trained)")
         network, config = load_model(model_file)
-        cells[str(fold)] = evaluate_fold(network.eval(), config, params, args.run, fold, args.out)["segment_v_rand"]  # prints its line
+        metrics = evaluate_fold(network.eval(), config, params, args.run, fold, args.out, tile=args.tile)  # prints its line
+        cells[str(fold)] = metrics["segment_v_rand"]
     write_result(args.out / "cell_grid.json", {
         "benchmark": "cell_grid_cv",
         "command": command_line("cell_grid_cv.py", argv),
         "run": str(args.run),
         "overrides": args.set,
+        "tile": args.tile,
         "machine": machine_info(),
         "cells_v_rand": cells,
     })

@@ -20,6 +20,7 @@ and inference FLOPs together: a cost the docs' lever table states beside its fig
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import shutil
 import sys
 import time
@@ -76,11 +77,14 @@ def run_fold(runs: list[Path], fold: int, out: Path) -> dict:
     return evaluate_fold(network, config, params, runs[0], fold, out)
 
 
-def evaluate_fold(network: nn.Module, config: ModelConfig, params: Params, run: Path, fold: int, out: Path) -> dict:
+def evaluate_fold(
+    network: nn.Module, config: ModelConfig, params: Params, run: Path, fold: int, out: Path, tile: int | None = None,
+) -> dict:
     """Evaluate `network` on fold `fold` of the cross-validation clone `run` as its evaluate stage does, into `out/folds/<fold>/`.
 
-    The fold's test slices are predicted (with `params.evaluate`'s TTA) and scored, the cell step
-    of `params.segment` chosen on its validation slices; returns the metrics (`evaluate.json`).
+    The fold's test slices are predicted (with `params.evaluate`'s TTA; windows of `tile` px, None:
+    the training patch) and scored, the cell step of `params.segment` chosen on its validation
+    slices; returns the metrics (`evaluate.json`).
     """
     png = run / "data" / "png"
     split = read_json(run / "cv" / "folds" / str(fold) / "split.json")
@@ -88,7 +92,7 @@ def evaluate_fold(network: nn.Module, config: ModelConfig, params: Params, run: 
     folder.mkdir(parents=True, exist_ok=True)
     shutil.copyfile(run / "cv" / "folds" / str(fold) / "split.json", folder / "split.json")
     images, labels = read_labelled(png, split["test"], config.context)
-    predictor = Predictor.from_params(network, config, params.evaluate, torch.device("cpu"))
+    predictor = dataclasses.replace(Predictor.from_params(network, config, params.evaluate, torch.device("cpu")), tile=tile)
     job = SegmentJob(params.segment, *read_labelled(png, split["val"], config.context), folder / "segment.json")
     started = time.perf_counter()
     metrics = evaluate(predictor, images, labels, split["test"], None, folder / "evaluate.json", folder / "plots", folder / "eval",

@@ -278,11 +278,12 @@ def test_an_ensemble_of_a_model_with_itself_is_that_model_and_lands_as_a_fold(tm
         ensemble_cv.main(["--runs", *map(str, runs), "--out", str(tmp_path / "other"), "--folds", "0"])
 
 
-def test_another_cell_grid_re_chooses_on_the_validation_slices_of_a_finished_fold(tmp_path: Path) -> None:
+def test_another_cell_grid_re_chooses_on_the_validation_slices_of_a_finished_fold(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     sys.path.insert(0, str(BENCH))
     import cell_grid_cv
 
     from emseg.errors import EmsegError
+    from emseg.inference.predictor import Predictor
 
     run = _finished_run(tmp_path / "run", ONE_THRESHOLD)
     out = tmp_path / "grid"
@@ -292,7 +293,13 @@ def test_another_cell_grid_re_chooses_on_the_validation_slices_of_a_finished_fol
     rows = json.loads((out / "folds" / "0" / "plots" / "per_slice.json").read_text())
     assert [row["slice"] for row in rows] == [3, 4] and json.loads((out / "cell_grid.json").read_text())["overrides"] == [
         "segment.components.threshold=[0.3,0.6]"]
-    for bad, line in ((["-S", "train.steps=3"], "only segment keys"), ([], "give at least one segment")):
+    # a larger window: the same grid, the whole 40 px slice in one window (the tiny model trained on 32 px patches)
+    windows = []
+    window_args = Predictor._window_args
+    monkeypatch.setattr(Predictor, "_window_args", lambda self: windows.append(self.window) or window_args(self))
+    assert cell_grid_cv.main(["--run", str(run), "--out", str(tmp_path / "window"), "--folds", "0", "--tile", "48"]) == 0
+    assert windows and set(windows) == {48} and json.loads((tmp_path / "window" / "cell_grid.json").read_text())["tile"] == 48
+    for bad, line in ((["-S", "train.steps=3"], "only segment keys"), ([], "give a segment.KEY=VALUE or a window")):
         with pytest.raises(EmsegError, match=line):
             cell_grid_cv.main(["--run", str(run), "--out", str(tmp_path / "bad"), "--folds", "0", *bad])
 
