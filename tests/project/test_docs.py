@@ -25,6 +25,7 @@ COINCIDENCES = {
     ("0.9758", "docs/results/cross-validation.md"): "a V_info of the challenge in a re-judge table",
     ("0.9758", "docs/results/architectures.md"): "a swin_unetr V_info",
     ("0.9795", "docs/results/profile.md"): "the V_rand of one seed of the previous profile",
+    ("0.9850", "docs/results/profile.md"): "the V_info of one seed of the previous profile",
     ("3 min", "docs/how-to/benchmarks.md"): "how long one benchmark mode runs",
 }
 
