@@ -159,8 +159,9 @@ def _architecture(model: torch.nn.Module, config: ModelConfig, folder: Path):
         return spec.ArchitectureFromLibraryDescr(callable=spec.Identifier(constructor.__name__), import_from="monai.networks.nets", kwargs=kwargs), model.net
     source = folder / AUTO_CONTEXT_SOURCE.name
     shutil.copyfile(AUTO_CONTEXT_SOURCE, source)
-    second = {"spatial_dims": SPATIAL_DIMS, "in_channels": IN_CHANNELS + config.out_channels, "out_channels": config.out_channels,
-              **config.auto_context_kwargs}
+    # the second network's channels as build_network made them (the slice and the first's outputs in), not derived again here
+    built = model.net.second
+    second = {"spatial_dims": SPATIAL_DIMS, "in_channels": built.in_channels, "out_channels": built.out_channels, **config.auto_context_kwargs}
     cascade = {"first_class": constructor.__name__, "first_kwargs": kwargs, "second_class": REGISTRY[AUTO_CONTEXT_ARCH].constructor.__name__, "second_kwargs": second}
     module_spec = importlib.util.spec_from_file_location("emseg_package_architecture", source)
     module = importlib.util.module_from_spec(module_spec)
