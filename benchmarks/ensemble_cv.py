@@ -57,8 +57,8 @@ class ProbabilityMean(nn.Module):
         return torch.logit(mean.clamp(EPS, 1 - EPS))
 
 
-def fold_ensemble(runs: list[Path], fold: int) -> tuple[nn.Module, ModelConfig, dict]:
-    """The fold's models of every run, averaged, with the first one's config and the fold's split (the same in every run)."""
+def fold_ensemble(runs: list[Path], fold: int) -> tuple[nn.Module, ModelConfig]:
+    """The fold's models of every run, averaged, with the first one's config (the runs must hold the same split)."""
     splits = [read_json(run / "cv" / "folds" / str(fold) / "split.json") for run in runs]
     if any(split != splits[0] for split in splits):
         raise EmsegError(f"fold {fold}: the runs' splits differ ({', '.join(str(r) for r in runs)})")
@@ -67,13 +67,13 @@ def fold_ensemble(runs: list[Path], fold: int) -> tuple[nn.Module, ModelConfig, 
     if any((c.target, c.offsets, c.context, c.normalization) != (configs[0].target, configs[0].offsets, configs[0].context, configs[0].normalization)
            for c in configs):
         raise EmsegError(f"fold {fold}: the runs' models predict different outputs or read different inputs")
-    return ProbabilityMean([net for net, _ in loaded]).eval(), configs[0], splits[0]
+    return ProbabilityMean([net for net, _ in loaded]).eval(), configs[0]
 
 
 def run_fold(runs: list[Path], fold: int, out: Path) -> dict:
     """Evaluate fold `fold`'s ensemble into `out/folds/<fold>/`; its metrics."""
     params = load_params(runs[0] / "params.yaml", (check_segment_params,))
-    network, config, _ = fold_ensemble(runs, fold)
+    network, config = fold_ensemble(runs, fold)
     return evaluate_fold(network, config, params, runs[0], fold, out)
 
 
